@@ -1,0 +1,10 @@
+"""The `latentbridge` command: one thin module per sub-command."""
+
+from __future__ import annotations
+
+from latentbridge.cli._app import app
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,41 @@
+"""One hierarchy of errors. Every message says what was found, what was expected, and how to fix it."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class LatentBridgeError(Exception):
+    """Base of every error latentbridge raises on purpose."""
+
+
+class UnknownFormatError(LatentBridgeError, KeyError):
+    """A latent-format name that is not in the registry."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class FileFormatError(LatentBridgeError):
+    """A file that cannot be read as what it claims to be (corrupt, truncated, mislabelled, unsafe)."""
+
+
+class WeightsError(LatentBridgeError):
+    """A weight file that cannot be identified or loaded strictly."""
+
+
+class IncompatibleError(LatentBridgeError):
+    """A latent and a VAE (or two formats) that do not belong together."""
+
+
+class ShapeError(LatentBridgeError, ValueError):
+    """A tensor whose shape does not fit what the operation needs."""
+
+
+def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
+    """Return ' Did you mean 'x'?' for the closest choices, or '' when nothing is close."""
+    close = difflib.get_close_matches(word, list(choices), n=n, cutoff=0.5)
+    if not close:
+        return ""
+    return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
