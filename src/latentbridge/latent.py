@@ -1,0 +1,184 @@
+"""The Latent value: a tensor with its format, space, layout and provenance — a small immutable record."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from latentbridge.errors import ShapeError
+from latentbridge.formats import LatentFormat, NormStats, convert, get_format
+
+SPACE_VALUES: tuple[str, ...] = ("raw", "model", "unknown")
+LAYOUT_LETTERS = frozenset("NCTHW")
+KNOWN_LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC", "CHW", "HWC", "NCTHW", "NTCHW", "CTHW", "TCHW", "NTHWC")
+
+
+def check_layout(layout: str, ndim: int | None = None) -> str:
+    """Validate a layout string (letters from N, C, T, H, W, each once, C/H/W required)."""
+    letters = set(layout)
+    if not layout or letters - LAYOUT_LETTERS or len(letters) != len(layout) or not {"C", "H", "W"} <= letters:
+        raise ShapeError(
+            f"unknown layout {layout!r}: expected letters from N, C, T, H, W, each at most once, with C, H and W "
+            f"(e.g. {', '.join(KNOWN_LAYOUTS)})"
+        )
+    if ndim is not None and ndim != len(layout):
+        raise ShapeError(f"layout {layout!r} has {len(layout)} dimensions but the tensor has {ndim}")
+    return layout
+
+
+def to_layout(x: torch.Tensor, src: str, dst: str) -> torch.Tensor:
+    """Permute ``x`` from layout ``src`` to ``dst``; an N missing from ``src`` becomes a batch of one.
+
+    Letters present in ``src`` but not in ``dst`` must have size 1 (they are squeezed), e.g. NCTHW → NCHW
+    for a single-frame video latent.
+    """
+    check_layout(src, x.ndim)
+    check_layout(dst)
+    for letter in src:
+        if letter not in dst:
+            size = x.shape[src.index(letter)]
+            if size != 1:
+                raise ShapeError(
+                    f"cannot convert layout {src} -> {dst}: dimension {letter} has size {size}, not 1; "
+                    f"choose a layout that keeps {letter}"
+                )
+    keep = [letter for letter in src if letter in dst]
+    x = x.reshape([x.shape[src.index(letter)] for letter in keep])
+    cur = "".join(keep)
+    for letter in dst:
+        if letter not in cur:
+            x = x.unsqueeze(-1)
+            cur += letter
+    return x.permute([cur.index(letter) for letter in dst])
+
+
+@dataclass(frozen=True, slots=True)
+class Provenance:
+    """Where a latent came from. Empty strings / None mean "not recorded"."""
+
+    vae_name: str = ""  # "zoo-a", a file name, or a hub id
+    vae_sha256: str = ""  # sha256 of the VAE weight file that produced or should decode it
+    source_image: str = ""  # file name or built-in photo name
+    seed: int | None = None
+    prompt: str = ""
+    tool: str = ""  # producing tool, "latentbridge 0.1.0 encode", "ComfyUI"
+    history: tuple[str, ...] = ()  # each step applied, in order: "encode zoo-a", "transfer zoo-a->zoo-b"
+    extra: tuple[tuple[str, str], ...] = ()  # keys we do not know (kept, never dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict; empty fields are omitted."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value in ("", None, ()):
+                continue
+            out[f.name] = dict(value) if f.name == "extra" else list(value) if f.name == "history" else value
+        return out
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> Provenance:
+        """Inverse of :meth:`to_dict`; unknown keys are kept in ``extra`` as strings."""
+        known = {f.name for f in dataclasses.fields(Provenance)}
+        extra = dict(data.get("extra", {}))
+        extra.update({k: str(v) for k, v in data.items() if k not in known})
+        seed = data.get("seed")
+        return Provenance(
+            vae_name=str(data.get("vae_name", "")),
+            vae_sha256=str(data.get("vae_sha256", "")),
+            source_image=str(data.get("source_image", "")),
+            seed=None if seed is None else int(seed),
+            prompt=str(data.get("prompt", "")),
+            tool=str(data.get("tool", "")),
+            history=tuple(str(h) for h in data.get("history", ())),
+            extra=tuple(sorted((str(k), str(v)) for k, v in extra.items())),
+        )
+
+    def then(self, step: str) -> Provenance:
+        """A copy with ``step`` appended to the history."""
+        return dataclasses.replace(self, history=(*self.history, step))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Latent:
+    """A latent tensor and what is known about it.
+
+    Attributes:
+        tensor: the values, in ``layout`` (canonical: NCHW for images, NCTHW for video).
+        format: the latent format, or None when unknown.
+        space: "raw" (VAE output), "model" (what the diffusion model sees) or "unknown".
+        layout: dimension letters, e.g. "NCHW", "NCTHW", "NTCHW", "NHWC".
+        provenance: where it came from.
+        stats: per-channel statistics from the VAE file, for formats with ``norm_source == "vae"``.
+    """
+
+    tensor: torch.Tensor
+    format: LatentFormat | None = None
+    space: str = "unknown"
+    layout: str = "NCHW"
+    provenance: Provenance = field(default_factory=Provenance)
+    stats: NormStats | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tensor, torch.Tensor):
+            raise TypeError(f"Latent.tensor must be a torch.Tensor, got {type(self.tensor).__name__}")
+        if self.space not in SPACE_VALUES:
+            raise ValueError(f"unknown space {self.space!r}: expected one of {SPACE_VALUES}")
+        check_layout(self.layout, self.tensor.ndim)
+
+    # --- views ------------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """The tensor's shape, in ``layout`` order."""
+        return tuple(self.tensor.shape)
+
+    @property
+    def format_name(self) -> str:
+        """The format's registry name, or "" when unknown."""
+        return self.format.name if self.format is not None else ""
+
+    def dim(self, letter: str) -> int:
+        """Size of the dimension named ``letter`` ("C", "H", …); 1 when the layout lacks it."""
+        return self.tensor.shape[self.layout.index(letter)] if letter in self.layout else 1
+
+    def replace(self, **changes: Any) -> Latent:
+        """A copy with some fields changed (``format`` may be given by name)."""
+        if isinstance(changes.get("format"), str):
+            changes["format"] = get_format(changes["format"])
+        return dataclasses.replace(self, **changes)
+
+    def canonical(self) -> Latent:
+        """The same latent in its format's canonical layout (NCHW / NCTHW); needs a known format."""
+        fmt = self.require_format("change its layout")
+        return self.to_layout(fmt.layout)
+
+    def to_layout(self, layout: str) -> Latent:
+        """The same latent permuted to ``layout``."""
+        if layout == self.layout:
+            return self
+        return dataclasses.replace(self, tensor=to_layout(self.tensor, self.layout, layout), layout=layout)
+
+    def require_format(self, why: str) -> LatentFormat:
+        """The format, or a clear error when it is unknown."""
+        if self.format is None:
+            raise ValueError(
+                f"this latent's format is unknown, so latentbridge cannot {why}; "
+                "pass --format NAME (see `latentbridge formats`) or run `latentbridge identify` on it"
+            )
+        return self.format
+
+    def to_space(self, space: str, stats: NormStats | None = None) -> Latent:
+        """The same latent converted to ``space`` ("raw" or "model"), in canonical layout."""
+        fmt = self.require_format(f"convert it to {space} space")
+        if self.space == "unknown":
+            raise ValueError(
+                "this latent's space is unknown (raw VAE output or model space?); pass --space raw|model, "
+                "or run `latentbridge check` to have it estimated"
+            )
+        lat = self.canonical()
+        if space == lat.space:
+            return lat
+        stats = stats if stats is not None else self.stats
+        return dataclasses.replace(lat, tensor=convert(lat.tensor, fmt, lat.space, space, stats), space=space)
