@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from latentbridge.cli import formats as _formats  # noqa: F401  (registers the command)
 from latentbridge.cli._app import app
 
 

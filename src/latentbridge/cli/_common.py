@@ -1,0 +1,42 @@
+"""What every command shares: errors as one red line with exit code 1, option parsing helpers."""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from latentbridge.errors import LatentBridgeError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def fail_on_error(fn: F) -> F:
+    """Turn a LatentBridgeError (and ValueError/FileNotFoundError from user input) into a red line + exit 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (LatentBridgeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
+            _err.print(f"[red]error:[/red] {exc}", markup=True)
+            raise typer.Exit(1) from exc
+
+    return wrapper  # type: ignore[return-value]
+
+
+_UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
+
+
+def parse_bytes(text: str) -> int:
+    """'1.5GB' / '800MB' / '1234' -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?[bB]?)\s*", text)
+    if not m:
+        raise typer.BadParameter(f"{text!r} is not a memory size: expected e.g. 1.5GB, 800MB or 1234")
+    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
