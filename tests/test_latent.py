@@ -39,9 +39,9 @@ def test_spaces_via_format():
 
 
 def test_unknown_format_or_space_is_a_clear_error():
-    with pytest.raises(ValueError, match="format is unknown.*--format NAME"):
+    with pytest.raises(ValueError, match=r"format is unknown.*--format NAME"):
         Latent(torch.zeros(1, 4, 2, 2), space="raw").to_space("model")
-    with pytest.raises(ValueError, match="space is unknown.*--space raw\\|model"):
+    with pytest.raises(ValueError, match=r"space is unknown.*--space raw\|model"):
         Latent(torch.zeros(1, 4, 2, 2), get_format("sd1")).to_space("model")
 
 
