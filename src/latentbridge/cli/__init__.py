@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from latentbridge.cli import formats as _formats  # noqa: F401  (registers the command)
+from latentbridge.cli import inspect as _inspect  # noqa: F401  (registers the command)
 from latentbridge.cli._app import app
 
 

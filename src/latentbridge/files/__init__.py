@@ -1,0 +1,37 @@
+"""Latent files: the one place that knows each container layout. Containers are recognised from content.
+
+Read any latent file into a :class:`~latentbridge.latent.Latent`, write one to any container, tell latents
+from weight files, and summarise a latent::
+
+    from latentbridge.files import read_latent, write_latent, sniff, classify, latent_stats
+    lat = read_latent("ComfyUI_00001_.latent")          # raw space; format unknown unless recorded
+    write_latent(lat.replace(format="sdxl"), "out.latent")  # ComfyUI-loadable, records format/space/provenance
+
+Containers (see ``_read``, ``_write`` and ``_containers`` for the exact layouts and their sources):
+ComfyUI ``.latent`` (current and legacy), latentbridge's own ``.latent`` (ComfyUI-loadable, plus a
+``latentbridge.*`` record), any ``.safetensors``, ``.pt``/``.pth`` (``weights_only=True`` only), ``.npy``/``.npz``
+(bfloat16 stored exactly as float32 with a dtype record), and kohya-ss/sd-scripts ``.npz`` latent caches.
+"""
+
+from __future__ import annotations
+
+from latentbridge.files._classify import classify
+from latentbridge.files._read import KOHYA_SPACE, LatentFile, open_latent, read_latent
+from latentbridge.files._sniff import KINDS, sniff
+from latentbridge.files._stats import latent_stats
+from latentbridge.files._write import CONTAINERS, comfy_ready, record, write_latent
+
+__all__ = [
+    "CONTAINERS",
+    "KINDS",
+    "KOHYA_SPACE",
+    "LatentFile",
+    "classify",
+    "comfy_ready",
+    "latent_stats",
+    "open_latent",
+    "read_latent",
+    "record",
+    "sniff",
+    "write_latent",
+]

@@ -1,0 +1,314 @@
+"""The byte-level layouts of each container: list the arrays in a file, load one, write one.
+
+Nothing here interprets a tensor as a latent (that is ``_read.py``); this module only knows containers:
+
+* safetensors (also ComfyUI's ``.latent``): header parsed and validated by ``_sniff``, tensors via ``safe_open``.
+* PyTorch ``.pt``/``.pth``: ``torch.load(..., weights_only=True)`` only; a tensor, a dict or a list of tensors.
+* NumPy ``.npy``/``.npz``: ``allow_pickle=False`` only. NumPy has no bfloat16, so latentbridge stores a bf16
+  tensor as **float32** (every bf16 value is exactly a float32 whose low 16 bits are zero: a plain NumPy user
+  sees the true values) and records ``"latentbridge.dtype": "bfloat16"``; reading takes the high 16 bits back,
+  so the round trip is bit-exact, NaN payloads included. The record lives in an ``__latentbridge__`` entry of
+  an ``.npz`` (a 0-d unicode array holding JSON) and in a sidecar ``<file>.latentbridge.json`` beside an ``.npy``
+  (a bare ``.npy`` has no room for it).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import re
+import secrets
+import warnings
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as st_save
+
+from latentbridge.errors import FileFormatError
+from latentbridge.files._sniff import Entry, read_npy_entry, read_safetensors_header
+
+NPZ_RECORD = "__latentbridge__"  # npz entry / pt dict key holding latentbridge's record
+SIDECAR_SUFFIX = ".latentbridge.json"  # beside an .npy
+DTYPE_KEY = "latentbridge.dtype"  # set only when the stored dtype differs from the tensor's (bf16 -> float32)
+
+
+@dataclass(frozen=True, slots=True)
+class Contents:
+    """What a container holds, described without loading tensor data where the container allows it."""
+
+    kind: str
+    entries: dict[str, Entry]  # every array, in file order ("" names the array of a bare .npy / .pt tensor)
+    metadata: dict[str, str] = field(default_factory=dict)  # string metadata (safetensors __metadata__, our record)
+    other: dict[str, str] = field(default_factory=dict)  # non-tensor values in a .pt dict, as text
+    loader: Callable[[str], torch.Tensor] | None = None
+
+    def load(self, key: str) -> torch.Tensor:
+        """The tensor stored under ``key``, as stored (dtype and layout unchanged)."""
+        if self.loader is None:  # pragma: no cover - every reader sets one
+            raise RuntimeError("no loader")
+        return self.loader(key)
+
+
+def _fail(path: Path, problem: str) -> FileFormatError:
+    return FileFormatError(f"{path}: {problem}")
+
+
+# --- reading ---------------------------------------------------------------------------------------------
+
+
+def read_contents(path: Path, kind: str) -> Contents:
+    """List the arrays (and metadata) of a file of container ``kind`` (from ``sniff``)."""
+    if kind in ("latent", "safetensors"):
+        return _read_safetensors(path, kind)
+    if kind == "pt":
+        return _read_pt(path)
+    if kind == "npy":
+        return _read_npy(path)
+    if kind in ("npz", "kohya-npz"):
+        return _read_npz(path, kind)
+    raise _fail(path, f"a {kind} file holds a network, not a latent: inspect it with `latentbridge inspect`")
+
+
+def _read_safetensors(path: Path, kind: str) -> Contents:
+    entries, meta = read_safetensors_header(path)
+
+    def load(key: str) -> torch.Tensor:
+        try:
+            with safe_open(str(path), framework="pt", device="cpu") as f:
+                return f.get_tensor(key)
+        except SafetensorError as exc:
+            raise _fail(path, f"cannot read tensor {key!r} ({exc}): the file is damaged; re-download it") from exc
+
+    return Contents(kind, entries, meta, {}, load)
+
+
+def _describe_pickle_refusal(exc: Exception) -> str:
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    what = f"it references {found.group(1)}, i.e. it would run code" if found else "it uses pickle features or "
+    if not found:
+        what += "Python objects that the safe loader does not accept"
+    return (
+        f"refused to load this pickle: {what}. latentbridge loads pickles only with torch.load(weights_only=True), "
+        "so nothing from the file was executed. Only tensors, dicts, lists and plain values are accepted; if you "
+        "trust the file, re-save its tensors with safetensors in a sandbox"
+    )
+
+
+def torch_load(path: Path, *, mmap: bool = False) -> Any:
+    """``torch.load(path, weights_only=True)`` with every failure turned into one FileFormatError."""
+    try:
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols other than 2; the safe unpickler refuses what it cannot read
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        if "truncated" in str(exc) or "ran out of input" in str(exc).lower():
+            raise _fail(path, "truncated PyTorch file: re-download or re-save it") from exc
+        raise _fail(path, _describe_pickle_refusal(exc)) from exc
+    except EOFError as exc:
+        raise _fail(path, "truncated PyTorch file (ended early): re-download or re-save it") from exc
+    except RuntimeError as exc:
+        first = str(exc).split(". ")[0]
+        raise _fail(path, f"damaged PyTorch file ({first}): re-download or re-save it") from exc
+
+
+def _entry_of(name: str, t: torch.Tensor) -> Entry:
+    return Entry(name, str(t.dtype).removeprefix("torch."), tuple(t.shape))
+
+
+def _read_pt(path: Path) -> Contents:
+    obj = torch_load(path)
+    tensors: dict[str, torch.Tensor] = {}
+    meta: dict[str, str] = {}
+    other: dict[str, str] = {}
+    if isinstance(obj, torch.Tensor):
+        tensors[""] = obj
+    elif isinstance(obj, Mapping):
+        for k, v in obj.items():
+            if isinstance(v, torch.Tensor):
+                tensors[str(k)] = v
+            elif k == NPZ_RECORD and isinstance(v, Mapping):
+                meta = {str(a): str(b) for a, b in v.items()}
+            else:
+                other[str(k)] = _short(v)
+    elif isinstance(obj, list | tuple) and obj and all(isinstance(v, torch.Tensor) for v in obj):
+        tensors = {str(i): v for i, v in enumerate(obj)}
+    else:
+        raise _fail(
+            path,
+            f"this PyTorch file holds a {type(obj).__name__}, not a tensor, a dict of tensors or a list of tensors",
+        )
+    entries = {k: _entry_of(k, v) for k, v in tensors.items()}
+    return Contents("pt", entries, meta, other, tensors.__getitem__)
+
+
+def _short(value: Any, limit: int = 200) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _to_tensor(arr: np.ndarray, meta: Mapping[str, str], path: Path, key: str) -> torch.Tensor:
+    """NumPy array -> tensor, restoring bfloat16 from float32 when the record says so (bit-exact)."""
+    if arr.dtype.hasobject:
+        raise _fail(path, f"array {key!r} holds Python objects; latentbridge never unpickles them")
+    arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("="), copy=False))
+    if meta.get(DTYPE_KEY) == "bfloat16":
+        if arr.dtype != np.float32:
+            raise _fail(path, f"the record says bfloat16 stored as float32, but array {key!r} is {arr.dtype}")
+        bits = arr.view(np.uint32)
+        if np.any(bits & 0xFFFF):
+            raise _fail(
+                path,
+                f"the record says array {key!r} holds bfloat16 values (float32 with zero low bits) but some are not; "
+                "the array was changed after latentbridge wrote it: remove the dtype record or re-export the latent",
+            )
+        high = (bits >> 16).astype(np.uint16)
+        return torch.from_numpy(high.view(np.int16).copy()).view(torch.bfloat16)
+    return torch.from_numpy(arr.copy())
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where the record of an .npy lives: ``<file>.latentbridge.json`` beside it."""
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def _read_npy(path: Path) -> Contents:
+    try:
+        with path.open("rb") as f:
+            entry = read_npy_entry(f, "")
+    except ValueError as exc:
+        raise _fail(path, f"damaged .npy header ({exc}): re-download or re-save it") from exc
+    meta: dict[str, str] = {}
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            loaded = json.loads(side.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise _fail(side, f"damaged latentbridge sidecar ({exc}): delete it or re-export the latent") from exc
+        meta = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        recorded = meta.get("latentbridge.shape")
+        if recorded is not None and recorded != json.dumps(list(entry.shape)):
+            raise _fail(
+                path,
+                f"its sidecar {side.name} describes shape {recorded} but the array is {list(entry.shape)}: the .npy "
+                "was replaced after latentbridge wrote it; delete the stale sidecar",
+            )
+
+    def load(key: str) -> torch.Tensor:
+        try:
+            arr = np.load(path, allow_pickle=False)
+        except ValueError as exc:
+            raise _fail(path, f"cannot read the array ({exc}); latentbridge never unpickles .npy data") from exc
+        return _to_tensor(arr, meta, path, key)
+
+    return Contents("npy", {"": entry}, meta, {}, load)
+
+
+def _read_npz(path: Path, kind: str) -> Contents:
+    entries: dict[str, Entry] = {}
+    meta: dict[str, str] = {}
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for info in zf.infolist():
+                name = info.filename[: -len(".npy")]
+                with zf.open(info) as member:
+                    if name == NPZ_RECORD:
+                        meta = _read_record(path, member)
+                        continue
+                    entries[name] = read_npy_entry(member, name)
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+        raise _fail(path, f"damaged .npz archive ({exc}): re-download or re-save it") from exc
+
+    def load(key: str) -> torch.Tensor:
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                arr = npz[key]
+        except ValueError as exc:
+            raise _fail(path, f"cannot read array {key!r} ({exc}); latentbridge never unpickles .npz data") from exc
+        return _to_tensor(arr, meta, path, key)
+
+    return Contents(kind, entries, meta, {}, load)
+
+
+def _read_record(path: Path, member: Any) -> dict[str, str]:
+    arr = np.lib.format.read_array(member, allow_pickle=False)
+    try:
+        loaded = json.loads(str(arr[()]))
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"damaged {NPZ_RECORD} record ({exc}): re-export the latent") from exc
+    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+
+
+# --- writing ---------------------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, data: bytes, *, overwrite: bool) -> Path:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``.
+
+    Refuses an existing ``path`` unless ``overwrite``; an interrupted write never leaves a partial file.
+    """
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists: pass overwrite=True (--overwrite) to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist: create it first")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode honours the umask
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if path.exists() and not overwrite:  # appeared while we wrote
+            raise FileExistsError(f"{path} already exists: pass overwrite=True (--overwrite) to replace it")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
+    """A safetensors file as bytes (tensors made contiguous on the CPU)."""
+    return st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=dict(metadata))
+
+
+def pt_bytes(tensor: torch.Tensor, metadata: Mapping[str, str]) -> bytes:
+    """A PyTorch file ``{"latent": tensor, "__latentbridge__": {str: str}}`` that ``weights_only=True`` loads."""
+    buf = io.BytesIO()
+    torch.save({"latent": tensor.detach().cpu().contiguous(), NPZ_RECORD: dict(metadata)}, buf)
+    return buf.getvalue()
+
+
+def to_numpy(tensor: torch.Tensor) -> tuple[np.ndarray, dict[str, str]]:
+    """Tensor -> NumPy array plus record entries; bfloat16 becomes float32 (exact) with a dtype record."""
+    t = tensor.detach().cpu().contiguous()
+    if t.dtype == torch.bfloat16:
+        return t.float().numpy(), {DTYPE_KEY: "bfloat16"}
+    try:
+        return t.numpy(), {}
+    except TypeError as exc:
+        raise FileFormatError(
+            f"NumPy cannot hold {t.dtype} tensors: write this latent as .latent, .safetensors or .pt instead"
+        ) from exc
+
+
+def npy_bytes(arr: np.ndarray) -> bytes:
+    """An .npy file as bytes."""
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    return buf.getvalue()
+
+
+def npz_bytes(arr: np.ndarray, metadata: Mapping[str, str]) -> bytes:
+    """An uncompressed .npz holding ``latent`` and the ``__latentbridge__`` JSON record (0-d unicode array)."""
+    buf = io.BytesIO()
+    np.savez(buf, latent=arr, **{NPZ_RECORD: np.array(json.dumps(dict(metadata), sort_keys=True))})
+    return buf.getvalue()

@@ -1,0 +1,386 @@
+"""Read a latent from any container and say what the file records about it (format, space, layout, provenance).
+
+Who wrote the file decides how its tensor is interpreted; the container is recognised from content only:
+
+* **latentbridge** (any container with a ``latentbridge.*`` record): format, space, layout and provenance
+  as recorded.
+* **ComfyUI SaveLatent** (``latent_tensor`` + the empty ``latent_format_version_0`` marker): raw space,
+  family unknown. ComfyUI's LoadLatent multiplies by 1/0.18215 when the marker is absent: such **legacy**
+  files hold SD1-scaled (model-space) latents, so they read as ``sd1``, model space.
+* **kohya-ss/sd-scripts** latent caches (``latents`` / ``latents_<H>x<W>``, ``original_size``, ``crop_ltrb``,
+  ``latents_flipped``, ``alpha_mask``; one image per file, C×H×W, float32). Family unknown. Verified in
+  sd-scripts: SD1/SD2/SDXL caches hold **raw** latents (``vae.encode(x).latent_dist.sample()`` is cached;
+  ``train_network.shift_scale_latents`` multiplies by the scaling factor only after loading), SD3 caches are
+  raw too (``SDVAE.process_in`` is applied after loading), while FLUX.1 caches hold **model-space** latents
+  (its autoencoder's ``encode`` already applies ``scale * (z - shift)`` and ``shift_scale_latents`` is the
+  identity). Given ``format``, the space follows from that table.
+* anything else: format and space unknown unless the caller says.
+
+A format/space/layout given by the caller fills in what the file does not record and overrides what is only
+implied by a convention (ComfyUI's raw, the legacy SD1 scale, the kohya table), with a note. It conflicts with
+what latentbridge *recorded* in the file only when ``override=True`` says the record is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from latentbridge.errors import FileFormatError, IncompatibleError, ShapeError, UnknownFormatError
+from latentbridge.files._containers import Contents, read_contents
+from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER, Entry, sniff
+from latentbridge.formats import LatentFormat, formats, get_format
+from latentbridge.latent import Latent, Provenance, check_layout
+
+META_PREFIX = "latentbridge."
+COMFY_LEGACY_SCALE = 0.18215  # ComfyUI LoadLatent: multiplier 1/0.18215 when latent_format_version_0 is absent
+# kohya-ss/sd-scripts: which space a latent cache holds, per family (see the module docstring for the sources)
+KOHYA_SPACE: dict[str, str] = {"sd1": "raw", "sdxl": "raw", "sd3": "raw", "flux1": "model"}
+_KOHYA_LATENT = re.compile(r"latents(_flipped)?(_\d+x\d+)?")
+_COMFY_DICT_EXTRAS = frozenset(("noise_mask", "batch_index", "type"))  # ComfyUI LATENT dict keys beside samples
+_DEFAULT_LAYOUT = {3: "CHW", 4: "NCHW", 5: "NCTHW"}
+
+
+@dataclass(frozen=True, slots=True)
+class LatentFile:
+    """A latent read from a file, with everything the file says about it.
+
+    Attributes:
+        path: the file.
+        container: container kind from content (see :func:`latentbridge.files.sniff`).
+        writer: who wrote it, as far as the content tells: "latentbridge", "ComfyUI SaveLatent",
+            "ComfyUI SaveLatent (legacy)", "kohya-ss/sd-scripts latent cache", "ComfyUI LATENT dict" or "".
+        key: the entry that holds the latent ("" for a bare .npy or a .pt holding one tensor).
+        entries: every array in the file, described from its header.
+        metadata: the file's string metadata (safetensors ``__metadata__`` such as ComfyUI's ``prompt`` and
+            ``workflow``, or latentbridge's record).
+        other: non-tensor values stored beside the tensors (a .pt dict), as text.
+        notes: how the file was interpreted, for humans (legacy scale, kohya space, overrides, …).
+        latent: the latent itself, with format, space, layout and provenance.
+    """
+
+    path: Path
+    container: str
+    writer: str
+    key: str
+    entries: tuple[Entry, ...]
+    metadata: dict[str, str]
+    other: dict[str, str]
+    notes: tuple[str, ...]
+    latent: Latent
+    recorded: dict[str, str] = field(default_factory=dict)  # latentbridge.* entries only
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (no tensor data)."""
+        lat = self.latent
+        return {
+            "file": str(self.path),
+            "container": self.container,
+            "writer": self.writer,
+            "key": self.key,
+            "entries": [{"name": e.name, "dtype": e.dtype, "shape": list(e.shape)} for e in self.entries],
+            "shape": list(lat.shape),
+            "dtype": str(lat.tensor.dtype).removeprefix("torch."),
+            "layout": lat.layout,
+            "space": lat.space,
+            "format": lat.format_name or None,
+            "provenance": lat.provenance.to_dict(),
+            "metadata": self.metadata,
+            "other": self.other,
+            "notes": list(self.notes),
+        }
+
+
+def _fail(path: Path, problem: str) -> FileFormatError:
+    return FileFormatError(f"{path}: {problem}")
+
+
+def _listing(entries: list[Entry]) -> str:
+    return ", ".join(f"{e.name or '<unnamed>'} {e.dtype}{list(e.shape)}" for e in entries) or "nothing"
+
+
+def _choose_key(path: Path, contents: Contents, key: str | None, preferred: str | None) -> str:
+    entries = contents.entries
+    if key is not None:
+        if key not in entries:
+            raise _fail(path, f"no array named {key!r}; the file holds {_listing(list(entries.values()))}")
+        return key
+    if preferred is not None:
+        return preferred
+    candidates = [e for e in entries.values() if e.could_be_latent]
+    if len(candidates) == 1:
+        return candidates[0].name
+    if not candidates:
+        raise _fail(
+            path,
+            "no array here could be a latent (a floating-point array with 3 to 5 dimensions); the file holds "
+            f"{_listing(list(entries.values()))}",
+        )
+    raise _fail(
+        path,
+        f"{len(candidates)} arrays could be the latent: {_listing(candidates)}; say which with key='NAME' "
+        "(--key NAME on the command line)",
+    )
+
+
+def _recorded_format(path: Path, name: str) -> LatentFormat | None:
+    if not name:
+        return None
+    try:
+        return get_format(name)
+    except UnknownFormatError as exc:
+        raise _fail(
+            path,
+            f"the file records format {name!r}, which this latentbridge does not know (it knows "
+            f"{', '.join(formats())}); upgrade latentbridge, or pass format=... with override=True (--override)",
+        ) from exc
+
+
+def _parse_provenance(path: Path, text: str) -> Provenance:
+    if not text:
+        return Provenance()
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _fail(path, f"damaged latentbridge.provenance record (not JSON: {exc}); re-export the latent") from exc
+    if not isinstance(data, dict):
+        raise _fail(path, "damaged latentbridge.provenance record: expected a JSON object")
+    return Provenance.from_dict(data)
+
+
+def _check_space(space: str | None) -> str | None:
+    if space is not None and space not in ("raw", "model"):
+        raise ValueError(
+            f"unknown space {space!r}: expected 'raw' (VAE output) or 'model' (what the diffusion model sees)"
+        )
+    return space
+
+
+@dataclass
+class _Reading:
+    """Mutable scratch state while one file is interpreted (never escapes this module)."""
+
+    writer: str = ""
+    preferred: str | None = None
+    fmt: LatentFormat | None = None
+    space: str = "unknown"
+    layout: str | None = None
+    provenance: Provenance = field(default_factory=Provenance)
+    recorded: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    legacy_comfy: bool = False
+    kohya: bool = False
+
+
+def _interpret(path: Path, contents: Contents) -> _Reading:
+    """Who wrote the file and what it records, before the caller's choices are applied."""
+    r = _Reading()
+    names = set(contents.entries)
+    r.recorded = {k: v for k, v in contents.metadata.items() if k.startswith(META_PREFIX)}
+    if r.recorded:
+        r.writer = "latentbridge"
+        r.fmt = _recorded_format(path, r.recorded.get(META_PREFIX + "format", ""))
+        space = r.recorded.get(META_PREFIX + "space", "unknown")
+        if space not in ("raw", "model", "unknown"):
+            raise _fail(path, f"the file records space {space!r}; expected raw, model or unknown")
+        r.space = space
+        r.layout = r.recorded.get(META_PREFIX + "layout") or None
+        r.provenance = _parse_provenance(path, r.recorded.get(META_PREFIX + "provenance", ""))
+        r.preferred = COMFY_KEY if COMFY_KEY in names else "latent" if "latent" in names else None
+        if contents.kind == "npy":
+            r.preferred = ""
+        if COMFY_KEY in names and COMFY_MARKER not in names:
+            r.notes.append(
+                f"{COMFY_MARKER} is missing: ComfyUI's LoadLatent would divide this latent by 0.18215; add the "
+                "marker (re-export with latentbridge) before loading it in ComfyUI"
+            )
+        return r
+    if contents.kind == "latent":
+        r.preferred = COMFY_KEY
+        r.provenance = Provenance(tool="ComfyUI SaveLatent")
+        if COMFY_MARKER in names:
+            r.writer = "ComfyUI SaveLatent"
+            r.space = "raw"
+            r.notes.append("ComfyUI .latent files hold raw VAE latents; the family is not recorded")
+        else:
+            r.writer = "ComfyUI SaveLatent (legacy)"
+            r.legacy_comfy = True
+            r.fmt, r.space = get_format("sd1"), "model"
+            r.notes.append(
+                f"legacy ComfyUI file (no {COMFY_MARKER} marker): it holds SD1-scaled latents (raw × 0.18215); "
+                "ComfyUI's LoadLatent divides them by 0.18215"
+            )
+        return r
+    if contents.kind == "kohya-npz":
+        r.writer = "kohya-ss/sd-scripts latent cache"
+        r.kohya = True
+        r.provenance = Provenance(tool="kohya-ss/sd-scripts latent cache")
+        plain = sorted(n for n in names if re.fullmatch(r"latents(_\d+x\d+)?", n))
+        if len(plain) == 1:
+            r.preferred = plain[0]
+        elif len(plain) > 1:
+            listed = _listing([contents.entries[n] for n in plain])
+            raise _fail(
+                path,
+                f"this kohya cache holds {len(plain)} resolutions: {listed}; say which with key='NAME' (--key NAME)",
+            )
+        return r
+    if contents.kind == "pt" and "samples" in names and names - {"samples"} <= _COMFY_DICT_EXTRAS:
+        r.writer = "ComfyUI LATENT dict"
+        r.preferred = "samples"
+        r.space = "raw"
+        r.notes.append("a ComfyUI LATENT dict: 'samples' holds raw VAE latents; the family is not recorded")
+    return r
+
+
+def _kohya_extras(path: Path, contents: Contents, key: str, r: _Reading) -> None:
+    m = _KOHYA_LATENT.fullmatch(key)
+    suffix = (m.group(2) or "") if m else ""
+    extra: dict[str, str] = dict(r.provenance.extra)
+    for name in ("original_size", "crop_ltrb"):
+        if name + suffix in contents.entries:
+            extra[f"kohya.{name}"] = json.dumps(contents.load(name + suffix).tolist())
+    r.provenance = Provenance(tool=r.provenance.tool, extra=tuple(sorted(extra.items())))
+    if key.startswith("latents_flipped"):
+        r.notes.append("this is the horizontally flipped copy that sd-scripts caches for flip_aug")
+    elif "latents_flipped" + suffix in contents.entries:
+        r.notes.append(f"the cache also holds a horizontally flipped copy: key 'latents_flipped{suffix}'")
+    if "alpha_mask" + suffix in contents.entries:
+        r.notes.append(f"the cache also holds an alpha mask: 'alpha_mask{suffix}'")
+    r.notes.append(
+        "kohya caches hold one image per file (C×H×W); SD1/SD2/SDXL/SD3 caches are raw, FLUX.1 caches model-space "
+        "(sd-scripts applies the scaling after loading SD caches, while FLUX.1's encoder scales before caching)"
+    )
+
+
+def open_latent(
+    path: str | Path,
+    *,
+    key: str | None = None,
+    format: str | LatentFormat | None = None,
+    space: str | None = None,
+    layout: str | None = None,
+    override: bool = False,
+) -> LatentFile:
+    """Read the latent in ``path`` and everything the file says about it.
+
+    Args:
+        path: a ComfyUI/latentbridge ``.latent``, safetensors, .pt/.pth, .npy/.npz or kohya cache; recognised
+            from content, whatever its name.
+        key: which array holds the latent, when several could (the error lists them).
+        format: the latent format (a registry name), when the file does not record it.
+        space: "raw" or "model": the space the stored tensor is in, when the file does not record it.
+        layout: dimension letters of the stored tensor ("NCHW", "NHWC", "CHW", …); default from the record,
+            else NCHW / NCTHW / CHW by the number of dimensions.
+        override: let ``format``/``space``/``layout`` replace what latentbridge recorded in the file.
+
+    Returns:
+        A :class:`LatentFile`; its ``latent.tensor`` is exactly as stored (dtype and values), except for a legacy
+        ComfyUI file read with a non-sd1 ``format`` and no ``space``, which is divided by 0.18215 into float32
+        raw space exactly as ComfyUI's LoadLatent does.
+
+    Raises:
+        FileFormatError: damaged, truncated or impostor files, unsafe pickles, ambiguous or missing keys.
+        IncompatibleError: ``format``/``space``/``layout`` contradict the file's latentbridge record.
+    """
+    path = Path(path)
+    user_fmt = get_format(format) if format is not None else None
+    _check_space(space)
+    kind = sniff(path)
+    if kind in ("onnx", "gguf"):
+        raise _fail(path, f"this is an {kind.upper()} network, not a latent: inspect it with `latentbridge inspect`")
+    contents = read_contents(path, kind)
+    r = _interpret(path, contents)
+    chosen = _choose_key(path, contents, key, r.preferred)
+    if r.kohya:
+        _kohya_extras(path, contents, chosen, r)
+    tensor = contents.load(chosen)
+    if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+        raise _fail(path, f"array {chosen!r} is {contents.entries[chosen].dtype}, not floating point: not a latent")
+
+    fmt, sp, lay = r.fmt, r.space, r.layout
+    recorded = bool(r.recorded)
+
+    def conflict(what: str, found: str, asked: str) -> None:
+        if override:
+            r.notes.append(f"override: the file records {what} {found}, read as {asked} as asked")
+            return
+        raise IncompatibleError(
+            f"{path}: the file records {what} {found!r} but {asked!r} was asked for; the record wins unless you "
+            "know it is wrong: pass override=True (--override) to read it your way"
+        )
+
+    if user_fmt is not None:
+        if recorded and fmt is not None and fmt.name != user_fmt.name:
+            conflict("format", fmt.name, user_fmt.name)
+        elif r.legacy_comfy and user_fmt.name != "sd1" and space is None:
+            tensor = tensor.float() * (1.0 / COMFY_LEGACY_SCALE)
+            sp = "raw"
+            r.notes.append(
+                f"divided by 0.18215 into raw {user_fmt.name} space (float32), as ComfyUI's LoadLatent does for "
+                "legacy files"
+            )
+        elif fmt is not None and fmt.name != user_fmt.name:
+            r.notes.append(f"format {user_fmt.name} as asked (the file's convention implied {fmt.name})")
+        fmt = user_fmt
+        if r.kohya and space is None and sp == "unknown":
+            sp = KOHYA_SPACE.get(fmt.name, "unknown")
+            if sp == "unknown":
+                r.notes.append(f"sd-scripts' cache space for {fmt.name} is not verified: pass space=raw|model")
+    if r.legacy_comfy and sp == "model" and space is None:
+        r.notes.append("read as sd1 in model space, values unchanged")
+    if space is not None:
+        if recorded and sp != "unknown" and sp != space:
+            conflict("space", sp, space)
+        elif sp not in ("unknown", space):
+            r.notes.append(f"space {space} as asked (the file's convention implied {sp})")
+        sp = space
+    if layout is not None:
+        if recorded and lay is not None and lay != layout:
+            conflict("layout", lay, layout)
+        lay = layout
+    if lay is None:
+        if tensor.ndim not in _DEFAULT_LAYOUT:
+            raise _fail(path, f"array {chosen!r} has shape {list(tensor.shape)}: a latent has 3 to 5 dimensions")
+        lay = _DEFAULT_LAYOUT[tensor.ndim]
+    try:
+        check_layout(lay, tensor.ndim)
+    except ShapeError as exc:
+        raise _fail(path, f"array {chosen!r} of shape {list(tensor.shape)} does not fit layout {lay!r}: {exc}") from exc
+
+    latent = Latent(tensor, fmt, sp, lay, r.provenance)
+    return LatentFile(
+        path=path,
+        container=kind,
+        writer=r.writer,
+        key=chosen,
+        entries=tuple(contents.entries.values()),
+        metadata=dict(contents.metadata),
+        other=dict(contents.other),
+        notes=tuple(r.notes),
+        latent=latent,
+        recorded=r.recorded,
+    )
+
+
+def read_latent(
+    path: str | Path,
+    *,
+    key: str | None = None,
+    format: str | LatentFormat | None = None,
+    space: str | None = None,
+    layout: str | None = None,
+    override: bool = False,
+) -> Latent:
+    """Read the latent in ``path`` (any container, recognised from content). See :func:`open_latent`.
+
+    Returns:
+        The Latent exactly as stored: shape in its ``layout`` (NCHW/NCTHW/CHW by default), stored dtype,
+        in the space the file records or the caller gives ("unknown" otherwise).
+    """
+    return open_latent(path, key=key, format=format, space=space, layout=layout, override=override).latent

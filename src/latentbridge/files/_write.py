@@ -1,0 +1,119 @@
+"""Write a Latent to any container, atomically, with latentbridge's record of format, space, layout, provenance.
+
+The record is five strings, the same in every container::
+
+    latentbridge.format      registry name, "" when unknown
+    latentbridge.space       "raw" | "model" | "unknown"
+    latentbridge.layout      dimension letters of the stored tensor, e.g. "NCHW"
+    latentbridge.provenance  JSON of Provenance.to_dict()
+    latentbridge.version     the latentbridge version that wrote the file
+
+Where it lives: the safetensors ``__metadata__`` (``.latent`` and ``.safetensors``), a ``__latentbridge__``
+dict in a ``.pt``, a ``__latentbridge__`` JSON entry in an ``.npz``, a ``<file>.latentbridge.json`` sidecar
+beside an ``.npy``. NumPy containers add ``latentbridge.dtype: bfloat16`` when a bf16 tensor is stored as
+float32 (exact; see ``_containers``), and the sidecar adds ``latentbridge.shape`` to detect a replaced .npy.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from latentbridge import __version__
+from latentbridge.errors import IncompatibleError, did_you_mean
+from latentbridge.files import _containers as C
+from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER
+from latentbridge.latent import Latent
+
+CONTAINERS: tuple[str, ...] = ("latent", "safetensors", "pt", "npy", "npz")
+
+
+def record(latent: Latent) -> dict[str, str]:
+    """latentbridge's record of ``latent``: the five ``latentbridge.*`` strings (see the module docstring)."""
+    return {
+        "latentbridge.format": latent.format_name,
+        "latentbridge.space": latent.space,
+        "latentbridge.layout": latent.layout,
+        "latentbridge.provenance": json.dumps(latent.provenance.to_dict(), sort_keys=True, ensure_ascii=False),
+        "latentbridge.version": __version__,
+    }
+
+
+def comfy_ready(latent: Latent) -> Latent:
+    """The latent as ComfyUI's LoadLatent expects it: raw space, canonical layout (NCHW, or NCTHW for video).
+
+    A model-space latent is converted with its format (``Latent.to_space("raw")``); an unknown space is kept
+    as is and recorded as unknown.
+
+    Raises:
+        IncompatibleError: a model-space latent whose format is unknown, or one that needs VAE statistics
+            (FLUX.2, LTX-Video) that the Latent does not carry.
+    """
+    if latent.space == "model":
+        if latent.format is None:
+            raise IncompatibleError(
+                "cannot write a model-space latent of unknown format to a .latent file: ComfyUI expects raw VAE "
+                "latents and converting needs the format; pass the format (--format NAME, see `latentbridge "
+                "formats`), or write container='safetensors'/'pt'/'npz', which keep the model space as is"
+            )
+        try:
+            latent = latent.to_space("raw")
+        except ValueError as exc:
+            raise IncompatibleError(
+                f"cannot convert this model-space {latent.format_name} latent to raw space for a .latent file: {exc}"
+            ) from exc
+    if latent.format is not None:
+        return latent.canonical()
+    return latent.to_layout("NCTHW" if "T" in latent.layout else "NCHW")
+
+
+def write_latent(latent: Latent, path: str | Path, *, container: str = "latent", overwrite: bool = False) -> Path:
+    """Write ``latent`` to ``path`` atomically (temp file in the same folder, then ``os.replace``).
+
+    Args:
+        latent: the latent; any space, dtype (fp32/fp16/bf16/…) and layout.
+        path: where to write; the name is yours to choose (readers recognise content, not extensions).
+        container: "latent" (ComfyUI-loadable: ``latent_tensor`` + ``latent_format_version_0``, converted to
+            raw space and canonical layout), "safetensors" (key ``latent``), "pt" (``{"latent": tensor,
+            "__latentbridge__": record}``), "npy" (+ sidecar record), "npz" (``latent`` + ``__latentbridge__``).
+            All but "latent" store the tensor exactly as given (space, layout, dtype).
+        overwrite: replace an existing file; without it an existing file is an error and nothing is written.
+
+    Returns:
+        ``path`` as a Path.
+
+    Raises:
+        FileExistsError: ``path`` (or an .npy's sidecar) exists and ``overwrite`` is False.
+        IncompatibleError: a model-space latent that cannot be converted to raw for a .latent file.
+        ValueError: an unknown container name.
+    """
+    path = Path(path)
+    if container not in CONTAINERS:
+        raise ValueError(
+            f"unknown container {container!r}: expected one of {', '.join(CONTAINERS)}."
+            + did_you_mean(container, CONTAINERS)
+        )
+    if container == "latent":
+        latent = comfy_ready(latent)
+        tensors = {COMFY_KEY: latent.tensor, COMFY_MARKER: torch.tensor([])}
+        return C.atomic_write(path, C.safetensors_bytes(tensors, record(latent)), overwrite=overwrite)
+    meta = record(latent)
+    if container == "safetensors":
+        return C.atomic_write(path, C.safetensors_bytes({"latent": latent.tensor}, meta), overwrite=overwrite)
+    if container == "pt":
+        return C.atomic_write(path, C.pt_bytes(latent.tensor, meta), overwrite=overwrite)
+    arr, extra = C.to_numpy(latent.tensor)
+    meta.update(extra)
+    if container == "npz":
+        return C.atomic_write(path, C.npz_bytes(arr, meta), overwrite=overwrite)
+    side = C.sidecar_path(path)
+    if not overwrite:
+        for p in (path, side):
+            if p.exists():
+                raise FileExistsError(f"{p} already exists: pass overwrite=True (--overwrite) to replace it")
+    meta["latentbridge.shape"] = json.dumps(list(arr.shape))
+    sidecar = json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
+    C.atomic_write(side, sidecar, overwrite=overwrite)  # first: an .npy never exists without its record
+    return C.atomic_write(path, C.npy_bytes(arr), overwrite=overwrite)
