@@ -20,6 +20,8 @@ import os
 import pickle
 import re
 import secrets
+import struct
+import sys
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -30,7 +32,6 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import save as st_save
 
 from latentbridge.errors import FileFormatError
 from latentbridge.files._sniff import Entry, read_npy_entry, read_safetensors_header
@@ -275,9 +276,51 @@ def atomic_write(path: Path, data: bytes, *, overwrite: bool) -> Path:
     return path
 
 
+_ST_NAMES: dict[torch.dtype, str] = {
+    torch.float64: "F64",
+    torch.float32: "F32",
+    torch.float16: "F16",
+    torch.bfloat16: "BF16",
+    torch.float8_e4m3fn: "F8_E4M3",
+    torch.float8_e5m2: "F8_E5M2",
+    torch.int64: "I64",
+    torch.int32: "I32",
+    torch.int16: "I16",
+    torch.int8: "I8",
+    torch.uint8: "U8",
+    torch.bool: "BOOL",
+}
+
+
 def safetensors_bytes(tensors: Mapping[str, torch.Tensor], metadata: Mapping[str, str]) -> bytes:
-    """A safetensors file as bytes (tensors made contiguous on the CPU)."""
-    return st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=dict(metadata))
+    """A safetensors file as bytes, **deterministic**: the same tensors and metadata give the same bytes.
+
+    The safetensors library writes ``__metadata__`` in a random order (a Rust HashMap), so two saves of one
+    latent differ and no golden test or content hash can hold. This writes the same format (8-byte little-endian
+    header length, compact JSON header padded with spaces to a multiple of 8, raw little-endian data) with
+    metadata keys sorted and tensors ordered like the library does (larger elements first, then by name).
+    The reference reader (``safetensors.safe_open``) reads it; the tests check that.
+    """
+    if sys.byteorder != "little":  # pragma: no cover - torch targets little-endian machines only
+        raise RuntimeError("writing safetensors needs a little-endian machine")
+    items = sorted(
+        ((str(k), v.detach().cpu().contiguous()) for k, v in tensors.items()),
+        key=lambda kv: (-kv[1].element_size(), kv[0]),
+    )
+    header: dict[str, Any] = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    blobs: list[bytes] = []
+    offset = 0
+    for name, t in items:
+        if t.dtype not in _ST_NAMES:
+            raise FileFormatError(f"safetensors cannot store {t.dtype} tensors ({name!r})")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        span = [offset, offset + len(data)]
+        header[name] = {"dtype": _ST_NAMES[t.dtype], "shape": list(t.shape), "data_offsets": span}
+        offset += len(data)
+        blobs.append(data)
+    head = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    head += b" " * (-len(head) % 8)
+    return struct.pack("<Q", len(head)) + head + b"".join(blobs)
 
 
 def pt_bytes(tensor: torch.Tensor, metadata: Mapping[str, str]) -> bytes:
@@ -308,7 +351,16 @@ def npy_bytes(arr: np.ndarray) -> bytes:
 
 
 def npz_bytes(arr: np.ndarray, metadata: Mapping[str, str]) -> bytes:
-    """An uncompressed .npz holding ``latent`` and the ``__latentbridge__`` JSON record (0-d unicode array)."""
+    """An uncompressed .npz holding ``latent`` and the ``__latentbridge__`` JSON record (0-d unicode array).
+
+    The same layout ``np.savez`` writes, with a fixed member timestamp so that the bytes are deterministic.
+    """
     buf = io.BytesIO()
-    np.savez(buf, latent=arr, **{NPZ_RECORD: np.array(json.dumps(dict(metadata), sort_keys=True))})
+    members = (("latent", arr), (NPZ_RECORD, np.array(json.dumps(dict(metadata), sort_keys=True))))
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        for name, value in members:
+            info = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = 0o644 << 16
+            with zf.open(info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, value, allow_pickle=False)
     return buf.getvalue()

@@ -177,7 +177,7 @@ class _Reading:
     kohya: bool = False
 
 
-def _interpret(path: Path, contents: Contents) -> _Reading:
+def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
     """Who wrote the file and what it records, before the caller's choices are applied."""
     r = _Reading()
     names = set(contents.entries)
@@ -223,7 +223,7 @@ def _interpret(path: Path, contents: Contents) -> _Reading:
         plain = sorted(n for n in names if re.fullmatch(r"latents(_\d+x\d+)?", n))
         if len(plain) == 1:
             r.preferred = plain[0]
-        elif len(plain) > 1:
+        elif len(plain) > 1 and key is None:
             listed = _listing([contents.entries[n] for n in plain])
             raise _fail(
                 path,
@@ -295,7 +295,7 @@ def open_latent(
     if kind in ("onnx", "gguf"):
         raise _fail(path, f"this is an {kind.upper()} network, not a latent: inspect it with `latentbridge inspect`")
     contents = read_contents(path, kind)
-    r = _interpret(path, contents)
+    r = _interpret(path, contents, key)
     chosen = _choose_key(path, contents, key, r.preferred)
     if r.kohya:
         _kohya_extras(path, contents, chosen, r)

@@ -1,0 +1,645 @@
+"""latentbridge.files: every container round-trips bit-exactly, ComfyUI and kohya files read as their writers
+meant, impostor and unsafe files give one clear error, and nothing is executed or overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import struct
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import safetensors.torch
+import torch
+
+from latentbridge import __version__
+from latentbridge.errors import FileFormatError, IncompatibleError
+from latentbridge.files import (
+    CONTAINERS,
+    KOHYA_SPACE,
+    classify,
+    latent_stats,
+    open_latent,
+    read_latent,
+    sniff,
+    write_latent,
+)
+from latentbridge.formats import get_format, model_to_raw
+from latentbridge.latent import Latent, Provenance
+
+DTYPES = (torch.float32, torch.float16, torch.bfloat16)
+PROVENANCE = Provenance(vae_name="zoo-a", seed=11, prompt="a red fox", tool="test", history=("encode zoo-a",))
+
+
+def _bits(t: torch.Tensor) -> torch.Tensor:
+    """The raw bytes of a tensor, so that equality covers NaN payloads and signed zeros."""
+    return t.contiguous().reshape(-1).view(torch.uint8)
+
+
+def _tricky(shape: tuple[int, ...], dtype: torch.dtype, seed: int = 0) -> torch.Tensor:
+    """Random values plus the special ones a lossy path would break: NaN with a payload, ±inf, -0.0, tiny values."""
+    g = torch.Generator().manual_seed(seed)
+    x = (torch.randn(shape, generator=g) * 4).to(dtype).reshape(-1)
+    x[1], x[2], x[3] = float("inf"), float("-inf"), -0.0
+    x[4] = torch.finfo(dtype).tiny
+    nan_bits = {torch.float32: 0x7FC00123, torch.float16: 0x7E01, torch.bfloat16: 0x7FC1}[dtype]
+    int_type = {4: torch.int32, 2: torch.int16}[x.element_size()]
+    x.view(int_type)[0] = nan_bits - (1 << 32 if nan_bits >= 1 << 31 else 0)
+    return x.reshape(shape)
+
+
+def comfy_load_latent(path: Path) -> torch.Tensor:
+    """ComfyUI's LoadLatent, re-implemented from its documented behaviour (nodes.py): load the safetensors file,
+    multiply ``latent_tensor`` (as float32) by 1/0.18215 when ``latent_format_version_0`` is absent."""
+    data = safetensors.torch.load_file(str(path), device="cpu")
+    multiplier = 1.0 if "latent_format_version_0" in data else 1.0 / 0.18215
+    return data["latent_tensor"].float() * multiplier
+
+
+def comfy_save_latent(samples: torch.Tensor, path: Path, *, prompt: dict | None, workflow: dict | None) -> None:
+    """ComfyUI's SaveLatent, byte-for-byte: the same keys, the same metadata, the same library call
+    (``comfy.utils.save_torch_file`` is ``safetensors.torch.save_file``). ``prompt=None`` and ``workflow=None``
+    is the ``--disable-metadata`` case, where ComfyUI passes no metadata at all."""
+    output = {"latent_tensor": samples, "latent_format_version_0": torch.tensor([])}
+    if prompt is None and workflow is None:
+        safetensors.torch.save_file(output, str(path))
+        return
+    metadata = {"prompt": json.dumps(prompt) if prompt is not None else ""}
+    if workflow is not None:
+        metadata["workflow"] = json.dumps(workflow)  # each extra_pnginfo entry, json.dumps'ed
+    safetensors.torch.save_file(output, str(path), metadata=metadata)
+
+
+# --- round trips -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["image", "video"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).removeprefix("torch."))
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_round_trip_keeps_bits_dtype_and_record(tmp_path, container, dtype, kind):
+    fmt, shape = (get_format("sdxl"), (2, 4, 5, 6)) if kind == "image" else (get_format("wan21"), (1, 16, 3, 4, 2))
+    lat = Latent(_tricky(shape, dtype), fmt, "raw", fmt.layout, PROVENANCE)
+    path = write_latent(lat, tmp_path / "x.bin", container=container)  # the name says nothing on purpose
+    back = read_latent(path)
+    assert back.tensor.dtype == dtype and back.shape == shape
+    assert torch.equal(_bits(back.tensor), _bits(lat.tensor))
+    assert (back.format_name, back.space, back.layout) == (fmt.name, "raw", fmt.layout)
+    assert back.provenance == PROVENANCE
+
+
+@pytest.mark.parametrize("container", [c for c in CONTAINERS if c != "latent"])
+def test_model_space_and_layout_are_kept_as_written(tmp_path, container):
+    x = torch.randn(1, 6, 5, 16)  # NHWC flux1 model-space latent
+    lat = Latent(x, get_format("flux1"), "model", "NHWC")
+    back = read_latent(write_latent(lat, tmp_path / "f", container=container))
+    assert (back.space, back.layout, back.format_name) == ("model", "NHWC", "flux1")
+    assert torch.equal(back.tensor, x)
+
+
+def test_unknown_format_and_space_round_trip_as_unknown(tmp_path):
+    lat = Latent(torch.randn(1, 4, 3, 3))
+    for container in CONTAINERS:
+        back = read_latent(write_latent(lat, tmp_path / container, container=container))
+        assert back.format is None and back.space == "unknown"
+
+
+def test_files_are_deterministic(tmp_path):
+    lat = Latent(torch.randn(1, 4, 3, 3).bfloat16(), get_format("sd1"), "raw", provenance=PROVENANCE)
+    for container in CONTAINERS:
+        a = write_latent(lat, tmp_path / f"a.{container}", container=container).read_bytes()
+        b = write_latent(lat, tmp_path / f"b.{container}", container=container).read_bytes()
+        assert a == b, container
+
+
+def test_golden_latent_header(tmp_path):
+    lat = Latent(
+        torch.arange(16, dtype=torch.float32).reshape(1, 4, 2, 2),
+        get_format("sd1"),
+        "raw",
+        provenance=Provenance(seed=7, tool="golden"),
+    )
+    data = write_latent(lat, tmp_path / "golden.latent").read_bytes()
+    expected = (
+        '{"__metadata__":{"latentbridge.format":"sd1","latentbridge.layout":"NCHW",'
+        '"latentbridge.provenance":"{\\"seed\\": 7, \\"tool\\": \\"golden\\"}","latentbridge.space":"raw",'
+        f'"latentbridge.version":"{__version__}"}},'
+        '"latent_format_version_0":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},'
+        '"latent_tensor":{"dtype":"F32","shape":[1,4,2,2],"data_offsets":[0,64]}}'
+    ).encode()
+    expected += b" " * (-len(expected) % 8)
+    (n,) = struct.unpack("<Q", data[:8])
+    assert data[8 : 8 + n] == expected
+    assert data[8 + n :] == struct.pack("<16f", *range(16))
+    # the reference library reads what we wrote
+    loaded = safetensors.torch.load_file(str(tmp_path / "golden.latent"))
+    assert torch.equal(loaded["latent_tensor"], lat.tensor)
+
+
+def test_npz_is_plain_numpy_and_bf16_is_exact_float32(tmp_path):
+    x = torch.randn(1, 4, 3, 3).bfloat16()
+    path = write_latent(Latent(x, get_format("sd1"), "raw"), tmp_path / "l.npz", container="npz")
+    with np.load(path, allow_pickle=False) as npz:
+        assert sorted(npz.files) == ["__latentbridge__", "latent"]
+        assert npz["latent"].dtype == np.float32
+        np.testing.assert_array_equal(npz["latent"], x.float().numpy())  # a plain NumPy user sees the true values
+        record = json.loads(str(npz["__latentbridge__"]))
+    assert record["latentbridge.dtype"] == "bfloat16" and record["latentbridge.format"] == "sd1"
+
+
+def test_npy_sidecar_holds_the_record(tmp_path):
+    x = torch.randn(1, 4, 3, 3).bfloat16()
+    path = write_latent(Latent(x, get_format("sd3"), "model"), tmp_path / "l.npy", container="npy")
+    side = tmp_path / "l.npy.latentbridge.json"
+    assert json.loads(side.read_text())["latentbridge.dtype"] == "bfloat16"
+    assert np.load(path).dtype == np.float32
+    side.unlink()  # without its record an .npy is a plain float32 array of unknown format
+    back = read_latent(path)
+    assert back.tensor.dtype == torch.float32 and back.format is None
+    assert torch.equal(back.tensor, x.float())
+
+
+def test_write_latent_converts_model_space_to_raw_for_comfyui(tmp_path):
+    fmt = get_format("sd3")
+    model = torch.randn(1, 16, 4, 4)
+    path = write_latent(Latent(model, fmt, "model"), tmp_path / "m.latent")
+    back = read_latent(path)
+    assert back.space == "raw"
+    torch.testing.assert_close(back.tensor, model_to_raw(model, fmt))
+
+
+def test_write_latent_canonicalises_layout_for_comfyui(tmp_path):
+    x = torch.randn(4, 5, 6)  # CHW, format unknown, raw
+    path = write_latent(Latent(x, space="raw", layout="CHW"), tmp_path / "c.latent")
+    assert torch.equal(comfy_load_latent(path), x[None])
+    assert read_latent(path).layout == "NCHW"
+
+
+def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
+    write_latent(Latent(torch.randn(1, 4, 2, 2)), tmp_path / "a.latent")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.latent"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.latent").stat().st_mode & 0o777 == 0o666 & ~umask  # not the 0600 of a temp file
+
+
+# --- ComfyUI interop -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("with_metadata", [True, False], ids=["metadata", "disable-metadata"])
+def test_reads_comfyui_savelatent_files(tmp_path, with_metadata):
+    samples = torch.randn(1, 4, 8, 8)
+    prompt = {"3": {"class_type": "KSampler", "inputs": {"seed": 5}}} if with_metadata else None
+    workflow = {"nodes": [{"id": 3}]} if with_metadata else None
+    path = tmp_path / "ComfyUI_00001_.latent"
+    comfy_save_latent(samples, path, prompt=prompt, workflow=workflow)
+    info = open_latent(path)
+    assert info.container == "latent" and info.writer == "ComfyUI SaveLatent"
+    assert info.latent.space == "raw" and info.latent.format is None
+    assert torch.equal(info.latent.tensor, samples)
+    if with_metadata:
+        assert json.loads(info.metadata["prompt"]) == prompt and json.loads(info.metadata["workflow"]) == workflow
+    else:
+        assert info.metadata == {}
+
+
+def test_reads_comfyui_video_latents(tmp_path):
+    samples = torch.randn(1, 16, 3, 4, 4)
+    comfy_save_latent(samples, tmp_path / "v.latent", prompt={}, workflow=None)
+    lat = read_latent(tmp_path / "v.latent", format="wan21")
+    assert lat.layout == "NCTHW" and lat.space == "raw" and lat.format_name == "wan21"
+
+
+def test_legacy_comfyui_file_reads_as_sd1_model_space(tmp_path):
+    raw = torch.randn(1, 4, 8, 8) * 5
+    path = tmp_path / "old.latent"
+    safetensors.torch.save_file({"latent_tensor": raw * 0.18215}, str(path))  # no version marker
+    info = open_latent(path)
+    assert info.writer == "ComfyUI SaveLatent (legacy)"
+    assert (info.latent.format_name, info.latent.space) == ("sd1", "model")
+    assert any("0.18215" in n for n in info.notes)
+    # converting to raw gives what ComfyUI's LoadLatent gives; 2 ulp: 1/0.18215 rounded once in float32 vs once
+    # in float64 before the float32 multiply
+    torch.testing.assert_close(info.latent.to_space("raw").tensor, comfy_load_latent(path), rtol=2.4e-7, atol=0)
+
+
+def test_legacy_comfyui_file_with_another_format_is_rescaled_like_loadlatent(tmp_path):
+    stored = torch.randn(1, 4, 8, 8)
+    path = tmp_path / "old.latent"
+    safetensors.torch.save_file({"latent_tensor": stored}, str(path))
+    info = open_latent(path, format="sdxl")
+    assert (info.latent.format_name, info.latent.space) == ("sdxl", "raw")
+    assert torch.equal(info.latent.tensor, comfy_load_latent(path))
+    # a space given by the caller wins: the values stay as stored
+    kept = read_latent(path, format="sdxl", space="model")
+    assert kept.space == "model" and torch.equal(kept.tensor, stored)
+
+
+@pytest.mark.parametrize("space", ["raw", "model"])
+def test_what_we_write_is_what_comfyui_loadlatent_reads(tmp_path, space):
+    fmt = get_format("sd1")
+    x = torch.randn(1, 4, 8, 8)
+    path = write_latent(Latent(x, fmt, space, provenance=PROVENANCE), tmp_path / "ours.latent")
+    keys = set(safetensors.torch.load_file(str(path)))
+    assert keys == {"latent_tensor", "latent_format_version_0"}  # exactly what LoadLatent reads
+    raw = x if space == "raw" else model_to_raw(x, fmt)
+    assert torch.equal(comfy_load_latent(path), raw)
+    with safetensors.safe_open(str(path), "pt") as f:
+        assert f.get_tensor("latent_format_version_0").numel() == 0
+        meta = f.metadata()
+    assert meta["latentbridge.format"] == "sd1" and meta["latentbridge.space"] == "raw"
+    assert Provenance.from_dict(json.loads(meta["latentbridge.provenance"])) == PROVENANCE
+
+
+def test_comfyui_latent_dict_in_a_pt_file(tmp_path):
+    samples = torch.randn(2, 4, 4, 4)
+    torch.save({"samples": samples, "noise_mask": torch.ones(2, 1, 4, 4), "batch_index": [0, 1]}, tmp_path / "d.pt")
+    info = open_latent(tmp_path / "d.pt")
+    assert info.key == "samples" and info.writer == "ComfyUI LATENT dict" and info.latent.space == "raw"
+    assert info.other == {"batch_index": "[0, 1]"}
+
+
+# --- kohya sd-scripts caches ---------------------------------------------------------------------------
+
+
+def kohya_save(path: Path, latents: torch.Tensor, *, flipped: torch.Tensor | None = None, suffix: str = "") -> None:
+    """What sd-scripts' ``save_latents_to_disk`` writes (library/strategy_base.py): float32 C×H×W arrays, the
+    original image size and crop box, an optional flipped copy and alpha mask; keys carry ``_<H>x<W>`` (latent
+    cells) for multi-resolution caches; an existing file is updated."""
+    kwargs = dict(np.load(path)) if path.exists() else {}
+    kwargs["latents" + suffix] = latents.float().numpy()
+    kwargs["original_size" + suffix] = np.array([1024, 768])
+    kwargs["crop_ltrb" + suffix] = np.array([0, 8, 1024, 760])
+    if flipped is not None:
+        kwargs["latents_flipped" + suffix] = flipped.float().numpy()
+        kwargs["alpha_mask" + suffix] = np.ones(latents.shape[1:], np.float32)
+    np.savez(path, **kwargs)
+
+
+def test_reads_kohya_cache(tmp_path):
+    lat, flipped = torch.randn(4, 12, 16), torch.randn(4, 12, 16)
+    path = tmp_path / "img_1024x0768_sdxl.npz"
+    kohya_save(path, lat, flipped=flipped)
+    assert sniff(path) == "kohya-npz" and classify(path) == "latent"
+    info = open_latent(path)
+    assert info.key == "latents" and info.latent.layout == "CHW" and info.latent.space == "unknown"
+    assert torch.equal(info.latent.tensor, lat)
+    extra = dict(info.latent.provenance.extra)
+    assert json.loads(extra["kohya.original_size"]) == [1024, 768]
+    assert json.loads(extra["kohya.crop_ltrb"]) == [0, 8, 1024, 760]
+    assert any("latents_flipped" in n for n in info.notes) and any("alpha_mask" in n for n in info.notes)
+    assert torch.equal(read_latent(path, key="latents_flipped").tensor, flipped)
+
+
+@pytest.mark.parametrize("fmt", sorted(KOHYA_SPACE))
+def test_kohya_space_follows_the_family(tmp_path, fmt):
+    path = tmp_path / "c.npz"
+    channels = get_format(fmt).channels
+    kohya_save(path, torch.randn(channels, 4, 4))
+    assert read_latent(path, format=fmt).space == KOHYA_SPACE[fmt]
+    assert read_latent(path, format=fmt, space="model").space == "model"  # the caller wins
+
+
+def test_kohya_multi_resolution_cache_asks_which(tmp_path):
+    path = tmp_path / "multi.npz"
+    kohya_save(path, torch.randn(16, 8, 8), suffix="_8x8")
+    kohya_save(path, torch.randn(16, 4, 6), suffix="_4x6")
+    with pytest.raises(
+        FileFormatError,
+        match=r"holds 2 resolutions: latents_4x6 float32\[16, 4, 6\], latents_8x8 .*"
+        r"key='NAME' \(--key NAME\)",
+    ):
+        read_latent(path)
+    lat = read_latent(path, key="latents_4x6", format="flux1")
+    assert lat.shape == (16, 4, 6) and lat.space == "model"
+
+
+# --- other containers, keys ------------------------------------------------------------------------------
+
+
+def test_pt_holding_a_bare_tensor_or_a_list(tmp_path):
+    x = torch.randn(1, 4, 4, 4)
+    torch.save(x, tmp_path / "t.pth")
+    assert torch.equal(read_latent(tmp_path / "t.pth").tensor, x)
+    torch.save([x], tmp_path / "l.pth")
+    assert open_latent(tmp_path / "l.pth").key == "0"
+    torch.save(x, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert sniff(tmp_path / "legacy.pt") == "pt" and torch.equal(read_latent(tmp_path / "legacy.pt").tensor, x)
+
+
+def test_several_candidate_tensors_need_a_key(tmp_path):
+    path = tmp_path / "two.safetensors"
+    a, b = torch.randn(1, 4, 4, 4), torch.randn(1, 16, 2, 2)
+    safetensors.torch.save_file({"a": a, "b": b, "ids": torch.arange(3)}, str(path))
+    with pytest.raises(
+        FileFormatError,
+        match=r"2 arrays could be the latent: a float32\[1, 4, 4, 4\], b float32"
+        r"\[1, 16, 2, 2\]; say which with key='NAME' \(--key NAME",
+    ):
+        read_latent(path)
+    assert torch.equal(read_latent(path, key="b").tensor, b)
+    with pytest.raises(FileFormatError, match=r"no array named 'c'; the file holds .*ids int64\[3\]"):
+        read_latent(path, key="c")
+
+
+def test_no_candidate_tensor(tmp_path):
+    path = tmp_path / "emb.safetensors"
+    safetensors.torch.save_file({"emb_params": torch.randn(8, 768)}, str(path))
+    with pytest.raises(FileFormatError, match=r"no array here could be a latent .* emb_params float32\[8, 768\]"):
+        read_latent(path)
+
+
+def test_content_wins_over_the_name(tmp_path):
+    x = torch.randn(1, 4, 2, 2)
+    path = write_latent(Latent(x, space="raw"), tmp_path / "looks_like.npz", container="pt")
+    assert sniff(path) == "pt" and torch.equal(read_latent(path).tensor, x)
+    path = write_latent(Latent(x, space="raw"), tmp_path / "looks_like.pt", container="npz")
+    assert sniff(path) == "npz" and torch.equal(read_latent(path).tensor, x)
+
+
+def test_caller_choices_fill_in_and_conflict_with_the_record(tmp_path):
+    x = torch.randn(1, 4, 2, 2)
+    unknown = write_latent(Latent(x), tmp_path / "u.latent")
+    filled = read_latent(unknown, format="sdxl", space="raw")
+    assert (filled.format_name, filled.space) == ("sdxl", "raw")
+    recorded = write_latent(Latent(x, get_format("sd1"), "raw"), tmp_path / "r.latent")
+    with pytest.raises(IncompatibleError, match=r"records format 'sd1' but 'sdxl' was asked for.*--override"):
+        read_latent(recorded, format="sdxl")
+    with pytest.raises(IncompatibleError, match=r"records space 'raw' but 'model' was asked for"):
+        read_latent(recorded, space="model")
+    info = open_latent(recorded, format="sdxl", override=True)
+    assert info.latent.format_name == "sdxl" and any("override" in n for n in info.notes)
+
+
+def test_layout_option(tmp_path):
+    x = torch.randn(1, 8, 8, 4)
+    path = tmp_path / "nhwc.safetensors"
+    safetensors.torch.save_file({"latent": x}, str(path))
+    lat = read_latent(path, layout="NHWC", format="sd1", space="raw")
+    assert lat.canonical().shape == (1, 4, 8, 8)
+    with pytest.raises(FileFormatError, match=r"does not fit layout 'NCTHW'"):
+        read_latent(path, layout="NCTHW")
+
+
+# --- errors: impostors, damage, unsafe pickles, refusals -------------------------------------------------
+
+
+def test_html_page_saved_as_safetensors(tmp_path):
+    path = tmp_path / "vae.safetensors"
+    path.write_text("<!DOCTYPE html>\n<html><head><title>404</title></head><body>Not found</body></html>")
+    with pytest.raises(
+        FileFormatError,
+        match=r"vae\.safetensors: this is an HTML page, probably a download error "
+        r"page .*: re-download the file",
+    ):
+        read_latent(path)
+
+
+def test_git_lfs_pointer(tmp_path):
+    path = tmp_path / "x.latent"
+    path.write_text(
+        "version https://git-lfs.github.com/spec/v1\n"
+        "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\nsize 12345\n"
+    )
+    with pytest.raises(
+        FileFormatError,
+        match=r"git-lfs pointer file \(oid sha256:4d7a.*, 12345 bytes\).*"
+        r"run `git lfs pull`",
+    ):
+        read_latent(path)
+
+
+def test_json_error_response(tmp_path):
+    path = tmp_path / "x.safetensors"
+    path.write_text('{"error": "Repository not found"}')
+    with pytest.raises(FileFormatError, match=r"this is a JSON text file .*Repository not found.*re-download"):
+        sniff(path)
+
+
+def test_empty_file(tmp_path):
+    (tmp_path / "e.latent").write_bytes(b"")
+    with pytest.raises(FileFormatError, match=r"e\.latent: the file is empty \(0 bytes\): re-download or re-save"):
+        read_latent(tmp_path / "e.latent")
+
+
+def test_truncated_safetensors_header(tmp_path):
+    good = write_latent(Latent(torch.randn(1, 4, 4, 4)), tmp_path / "good.latent").read_bytes()
+    (tmp_path / "cut.latent").write_bytes(good[:100])
+    with pytest.raises(
+        FileFormatError,
+        match=r"truncated safetensors header: it declares \d+ bytes but the file "
+        r"holds only 92 .*re-download",
+    ):
+        read_latent(tmp_path / "cut.latent")
+
+
+def test_truncated_safetensors_data(tmp_path):
+    good = write_latent(Latent(torch.randn(1, 4, 4, 4)), tmp_path / "good.latent").read_bytes()
+    (tmp_path / "cut.latent").write_bytes(good[:-10])
+    with pytest.raises(
+        FileFormatError,
+        match=r"truncated safetensors file: the tensors need 256 bytes of data but "
+        r"only 246 are present",
+    ):
+        read_latent(tmp_path / "cut.latent")
+
+
+def test_corrupt_safetensors_header(tmp_path):
+    good = bytearray(write_latent(Latent(torch.randn(1, 4, 4, 4)), tmp_path / "good.latent").read_bytes())
+    good[20] = ord("\\")
+    (tmp_path / "bad.latent").write_bytes(bytes(good))
+    with pytest.raises(FileFormatError, match=r"corrupt safetensors header \(not valid JSON"):
+        read_latent(tmp_path / "bad.latent")
+
+
+def test_zip_that_is_not_npz(tmp_path):
+    path = tmp_path / "latents.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr("readme.txt", "hello")
+    with pytest.raises(FileFormatError, match=r"a zip archive that is neither an \.npz .* it holds readme\.txt"):
+        read_latent(path)
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "obj.npz"
+    np.savez(path, latent=np.zeros((1, 4, 2, 2), np.float32), names=np.array([{"a": 1}], dtype=object))
+    with pytest.raises(
+        FileFormatError, match=r"cannot read array 'names' \(Object arrays .*\); latentbridge never unpickles"
+    ):
+        read_latent(path, key="names")
+
+
+class _Payload:
+    """A pickle that would create a file when unpickled."""
+
+    def __init__(self, target: Path) -> None:
+        self.target = target
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.target}",))
+
+
+@pytest.mark.parametrize("how", ["torch.save", "pickle"])
+def test_pickle_with_code_is_refused_and_nothing_runs(tmp_path, how):
+    target = tmp_path / "PWNED"
+    path = tmp_path / "evil.pt"
+    if how == "torch.save":
+        torch.save({"latent": torch.zeros(1, 4, 2, 2), "x": _Payload(target)}, path)
+    else:
+        path.write_bytes(pickle.dumps(_Payload(target), protocol=2))
+    for call in (read_latent, classify):
+        with pytest.raises(
+            FileFormatError,
+            match=r"refused to load this pickle: it references posix\.system, i\.e\. "
+            r"it would run code.*nothing from the file was executed",
+        ):
+            call(path)
+    assert not target.exists()
+
+
+def test_truncated_pt_file(tmp_path):
+    torch.save(torch.randn(1, 4, 8, 8), tmp_path / "t.pt")
+    data = (tmp_path / "t.pt").read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(FileFormatError, match=r"damaged or truncated zip archive.*re-download"):
+        read_latent(tmp_path / "cut.pt")
+
+
+def test_unrecognised_binary(tmp_path):
+    (tmp_path / "x.latent").write_bytes(bytes(range(200, 256)) * 4)
+    with pytest.raises(FileFormatError, match=r"unrecognised content \(first bytes c8 c9"):
+        sniff(tmp_path / "x.latent")
+
+
+def test_no_overwrite_without_permission(tmp_path):
+    path = write_latent(Latent(torch.zeros(1, 4, 2, 2)), tmp_path / "a.latent")
+    before = path.read_bytes()
+    for container in CONTAINERS:
+        with pytest.raises(FileExistsError, match=r"a\.latent already exists: pass overwrite=True"):
+            write_latent(Latent(torch.ones(1, 4, 2, 2)), path, container=container)
+    assert path.read_bytes() == before
+    write_latent(Latent(torch.ones(1, 4, 2, 2)), path, overwrite=True)
+    assert torch.equal(read_latent(path).tensor, torch.ones(1, 4, 2, 2))
+
+
+def test_npy_sidecar_counts_as_existing(tmp_path):
+    (tmp_path / "a.npy.latentbridge.json").write_text("{}")
+    with pytest.raises(FileExistsError, match=r"a\.npy\.latentbridge\.json already exists"):
+        write_latent(Latent(torch.zeros(1, 4, 2, 2)), tmp_path / "a.npy", container="npy")
+    assert not (tmp_path / "a.npy").exists()
+
+
+def test_model_space_of_unknown_format_cannot_become_a_comfyui_file(tmp_path):
+    with pytest.raises(IncompatibleError, match=r"model-space latent of unknown format to a \.latent file.*--format"):
+        write_latent(Latent(torch.zeros(1, 4, 2, 2), space="model"), tmp_path / "m.latent")
+    with pytest.raises(IncompatibleError, match=r"model-space flux2 latent to raw.*stats=NormStats"):
+        write_latent(Latent(torch.zeros(1, 128, 2, 2), get_format("flux2"), "model"), tmp_path / "f.latent")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unknown_container_name(tmp_path):
+    with pytest.raises(ValueError, match=r"unknown container 'safetensor'.*Did you mean 'safetensors'"):
+        write_latent(Latent(torch.zeros(1, 4, 2, 2)), tmp_path / "x", container="safetensor")
+
+
+def test_stale_npy_sidecar(tmp_path):
+    path = write_latent(Latent(torch.zeros(1, 4, 2, 2)), tmp_path / "a.npy", container="npy")
+    np.save(path, np.zeros((1, 4, 3, 3), np.float32))  # replaced by another program
+    with pytest.raises(
+        FileFormatError,
+        match=r"sidecar a\.npy\.latentbridge\.json describes shape \[1, 4, 2, 2\] "
+        r"but the array is \[1, 4, 3, 3\].*delete the stale sidecar",
+    ):
+        read_latent(path)
+
+
+def test_edited_bf16_array_is_detected(tmp_path):
+    path = write_latent(Latent(torch.randn(1, 4, 2, 2).bfloat16()), tmp_path / "a.npy", container="npy")
+    np.save(path, np.full((1, 4, 2, 2), 0.1, np.float32))  # 0.1 is not a bfloat16 value
+    with pytest.raises(FileFormatError, match=r"holds bfloat16 values .* but some are not"):
+        read_latent(path)
+
+
+# --- sniff and classify --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("container", CONTAINERS)
+def test_sniff_names_each_container(tmp_path, container):
+    path = write_latent(Latent(torch.zeros(1, 4, 2, 2)), tmp_path / "no_extension", container=container)
+    assert sniff(path) == container
+    assert classify(path) == "latent"
+
+
+def test_classify_real_weight_files(shared_weights):
+    for rel in (
+        "taef2/taef2_encoder.pth",
+        "taef2/taef2_decoder.pth",
+        "vaeapprox/vaeapprox-sd1.pt",
+        "vaeapprox/vaeapprox-sd3.pt",
+        "vaelight-sd1/VAEencoder.onnx",
+        "vaelight-sd1/VAEpreview.onnx",
+    ):
+        assert classify(shared_weights / rel) == "weights", rel
+    assert sniff(shared_weights / "vaelight-sd1/VAEencoder.onnx") == "onnx"
+    with pytest.raises(FileFormatError, match=r"this is an ONNX network, not a latent"):
+        read_latent(shared_weights / "vaelight-sd1/VAEencoder.onnx")
+
+
+def test_classify_safetensors_state_dicts(tmp_path):
+    conv = torch.zeros(4, 4, 3, 3)
+    for keys in (["decoder.conv_in.weight"], ["first_stage_model.encoder.conv_in.bias"], ["conv1.weight"]):
+        safetensors.torch.save_file({k: conv for k in keys}, str(tmp_path / "w.safetensors"))
+        assert classify(tmp_path / "w.safetensors") == "weights", keys
+    many = {f"t{i}": torch.zeros(1, 4, 2, 2) for i in range(17)}  # more tensors than any latent file holds
+    safetensors.torch.save_file(many, str(tmp_path / "many.safetensors"))
+    assert classify(tmp_path / "many.safetensors") == "weights"
+    safetensors.torch.save_file({"latent": torch.zeros(1, 4, 2, 2)}, str(tmp_path / "l.safetensors"))
+    assert classify(tmp_path / "l.safetensors") == "latent"
+
+
+# --- statistics and real data ----------------------------------------------------------------------------
+
+
+def test_latent_stats_per_channel():
+    x = torch.stack([torch.full((3, 3), 2.0), torch.arange(9.0).reshape(3, 3)])[None]  # [1, 2, 3, 3]
+    x[0, 1, 0, 0] = float("nan")
+    x[0, 1, 0, 1] = float("inf")
+    stats = latent_stats(Latent(x, layout="NCHW"))
+    c0, c1 = stats["channels"]
+    assert (c0["mean"], c0["std"], c0["min"], c0["max"], c0["nan"], c0["inf"]) == (2.0, 0.0, 2.0, 2.0, 0, 0)
+    finite = np.arange(2.0, 9.0)
+    assert (c1["nan"], c1["inf"], c1["count"]) == (1, 1, 9)
+    assert c1["mean"] == pytest.approx(finite.mean()) and c1["std"] == pytest.approx(finite.std())  # float64 sums
+    assert (stats["overall"]["nan"], stats["overall"]["min"], stats["overall"]["max"]) == (1, 2.0, 8.0)
+    nhwc = latent_stats(Latent(x.permute(0, 2, 3, 1), layout="NHWC"))
+    assert nhwc["channels"] == stats["channels"]
+    all_nan = latent_stats(Latent(torch.full((1, 1, 2, 2), float("nan"))))
+    assert all_nan["overall"]["mean"] is None and all_nan["overall"]["nan"] == 4
+
+
+@pytest.fixture(scope="module")
+def real_sd1_latent(shared_weights) -> torch.Tensor:
+    """A real raw SD1 latent: the astronaut photo (256²) through the VAElight SD1 encoder (ONNX)."""
+    ort = pytest.importorskip("onnxruntime")
+    from latentbridge.photos import photo_tensor
+
+    encoder = shared_weights / "vaelight-sd1" / "VAEencoder.onnx"
+    session = ort.InferenceSession(str(encoder), providers=["CPUExecutionProvider"])
+    return torch.from_numpy(session.run(None, {"input": photo_tensor("astronaut", 256).numpy()})[0])
+
+
+def test_real_latent_through_every_container_and_comfyui(tmp_path, real_sd1_latent):
+    lat = Latent(real_sd1_latent, get_format("sd1"), "raw", provenance=Provenance(source_image="astronaut"))
+    for container in CONTAINERS:
+        back = read_latent(write_latent(lat, tmp_path / container, container=container))
+        assert torch.equal(back.tensor, real_sd1_latent) and back.format_name == "sd1"
+    std = latent_stats(lat)["overall"]["std"]
+    assert 3.0 < std < 9.0  # raw SD1 latents spread with std ≈ 5 (FACTS.md); model space would be ≈ 1
+    # the same latent as an old ComfyUI saved it (SD1-scaled, no marker) reads as model space with std ≈ 1
+    safetensors.torch.save_file({"latent_tensor": real_sd1_latent * 0.18215}, str(tmp_path / "old.latent"))
+    old = read_latent(tmp_path / "old.latent")
+    assert 0.5 < latent_stats(old)["overall"]["std"] < 1.7  # 0.18215 × (3 … 9)
+    # relative 1e-6: two float32 roundings (×0.18215 then ×1/0.18215)
+    torch.testing.assert_close(old.to_space("raw").tensor, real_sd1_latent, rtol=1e-6, atol=1e-6)
