@@ -643,3 +643,18 @@ def test_real_latent_through_every_container_and_comfyui(tmp_path, real_sd1_late
     assert 0.5 < latent_stats(old)["overall"]["std"] < 1.7  # 0.18215 × (3 … 9)
     # relative 1e-6: two float32 roundings (×0.18215 then ×1/0.18215)
     torch.testing.assert_close(old.to_space("raw").tensor, real_sd1_latent, rtol=1e-6, atol=1e-6)
+
+
+def test_flux2_model_space_with_vae_stats_becomes_raw_for_comfyui(tmp_path):
+    from latentbridge.formats import NormStats, raw_to_model
+
+    fmt = get_format("flux2")
+    g = torch.Generator().manual_seed(3)
+    stats = NormStats.from_running(torch.randn(128, generator=g), torch.rand(128, generator=g) + 0.5, 1e-4, "test")
+    raw = torch.randn(1, 32, 8, 8, generator=g)
+    model = raw_to_model(raw, fmt, stats)  # [1, 128, 4, 4]
+    path = write_latent(Latent(model, fmt, "model", stats=stats), tmp_path / "f2.latent")
+    back = read_latent(path)
+    assert (back.format_name, back.space, back.shape) == ("flux2", "raw", (1, 32, 8, 8))
+    # float32 round trip through (x - mean) / std and back: a few ulp of values with |x| ≲ 5
+    torch.testing.assert_close(back.tensor, raw, rtol=1e-5, atol=1e-5)
