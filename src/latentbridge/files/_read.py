@@ -153,12 +153,11 @@ def _parse_provenance(path: Path, text: str) -> Provenance:
     return Provenance.from_dict(data)
 
 
-def _check_space(space: str | None) -> str | None:
+def _check_space(space: str | None) -> None:
     if space is not None and space not in ("raw", "model"):
         raise ValueError(
             f"unknown space {space!r}: expected 'raw' (VAE output) or 'model' (what the diffusion model sees)"
         )
-    return space
 
 
 @dataclass
@@ -238,7 +237,7 @@ def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
     return r
 
 
-def _kohya_extras(path: Path, contents: Contents, key: str, r: _Reading) -> None:
+def _kohya_extras(contents: Contents, key: str, r: _Reading) -> None:
     m = _KOHYA_LATENT.fullmatch(key)
     suffix = (m.group(2) or "") if m else ""
     extra: dict[str, str] = dict(r.provenance.extra)
@@ -298,7 +297,7 @@ def open_latent(
     r = _interpret(path, contents, key)
     chosen = _choose_key(path, contents, key, r.preferred)
     if r.kohya:
-        _kohya_extras(path, contents, chosen, r)
+        _kohya_extras(contents, chosen, r)
     tensor = contents.load(chosen)
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
         raise _fail(path, f"array {chosen!r} is {contents.entries[chosen].dtype}, not floating point: not a latent")
