@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from latentbridge.errors import LatentBridgeError
 
@@ -25,7 +26,7 @@ def fail_on_error(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (LatentBridgeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            _err.print(f"[red]error:[/red] {exc}", markup=True)
+            _err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
             raise typer.Exit(1) from exc
 
     return wrapper  # type: ignore[return-value]
