@@ -1,0 +1,850 @@
+"""Learned bridges: map one VAE's latents straight to another's, without decoding to pixels.
+
+Two converters are fitted from the same data — the same image crops encoded by both VAEs:
+
+* a **linear map** (the baseline): one 1×1 convolution with bias, i.e. per-position channel mixing, solved in
+  closed form by least squares;
+* a **conv bridge**: that linear map plus a small residual convolutional network (3×3 convolutions, SiLU)
+  whose output layer starts at zero, so training starts exactly at the linear baseline and can only move
+  away from it where the validation loss improves.
+
+Both work in each VAE's *native* space (what ``VAE.encode`` returns and ``VAE.decode`` takes; "raw" for KL
+VAEs, "model" for TAESD-family decoders), normalised per channel with statistics of the training latents.
+When the two VAEs have different spatial ratios (say 8× → 16×), the bridge pixel-unshuffles its input (or
+pixel-shuffles its output) by the ratio between them; the ratios must divide one another.
+
+A bridge file is safetensors: the tensors of both converters (``linear.*``, ``conv.*``) and one metadata
+entry ``latentbridge.bridge`` holding JSON with both VAEs' names, sha256 and formats, their spaces, the
+data size, validation scores of the linear map and the conv bridge, the architecture and the training
+curve. Nothing in it is executed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
+from latentbridge.latent import Latent
+from latentbridge.vae import VAE
+
+BridgeKind = Literal["linear", "conv"]
+BRIDGE_KINDS: tuple[str, ...] = ("linear", "conv")
+META_KEY = "latentbridge.bridge"
+FILE_VERSION = 1
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
+BUILTIN_PREFIX = "builtin:"
+
+
+# --- identity of both ends ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """One side of a bridge: the VAE whose latents it reads or writes, and their native geometry.
+
+    Attributes:
+        vae_name: what the user called the VAE ("zoo-a", a file path).
+        vae_sha256: content hash of its weight file ("" when built in memory).
+        format: registry name of its latent format ("" when unknown).
+        space: the VAE's native space, "raw" or "model": the bridge reads/writes latents in this space.
+        channels: latent channels in ``space``.
+        spatial_ratio: pixels per latent cell in ``space``.
+    """
+
+    vae_name: str
+    vae_sha256: str
+    format: str
+    space: str
+    channels: int
+    spatial_ratio: int
+
+    @staticmethod
+    def of(vae: VAE) -> Endpoint:
+        """The endpoint of a loaded VAE."""
+        return Endpoint(
+            vae_name=vae.name,
+            vae_sha256=vae.sha256,
+            format=vae.format.name if vae.format is not None else "",
+            space=vae.native_space,
+            channels=vae.channels,
+            spatial_ratio=vae.spatial_ratio,
+        )
+
+    def describe(self) -> str:
+        """'zoo-a (format zoo-a, raw, 4 ch / 8×, sha256 1a2b3c4d5e6f)' for messages."""
+        sha = self.vae_sha256[:12] or "not recorded"
+        fmt = self.format or "unknown"
+        return f"{self.vae_name} (format {fmt}, {self.space}, {self.channels} ch / {self.spatial_ratio}×, sha256 {sha})"
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    """Architecture of a bridge network: everything needed to rebuild it before loading its weights.
+
+    Attributes:
+        src_channels, dst_channels: native latent channels of the source and target VAE.
+        src_ratio, dst_ratio: their spatial ratios (pixels per latent cell); one must divide the other.
+        hidden: width of the convolutional body.
+        blocks: residual blocks in the body; 0 with ``kind == "linear"``.
+        kind: "linear" (1×1 channel mixing only) or "conv" (linear map + residual conv body).
+    """
+
+    src_channels: int
+    dst_channels: int
+    src_ratio: int
+    dst_ratio: int
+    hidden: int = 64
+    blocks: int = 2
+    kind: str = "conv"
+
+    def __post_init__(self) -> None:
+        if self.kind not in BRIDGE_KINDS:
+            raise ValueError(f"bridge kind must be one of {BRIDGE_KINDS}, got {self.kind!r}")
+        for name in ("src_channels", "dst_channels", "src_ratio", "dst_ratio", "hidden"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"bridge {name} must be a positive integer, got {getattr(self, name)}")
+        if self.blocks < 0:
+            raise ValueError(f"bridge blocks must be 0 or more, got {self.blocks}")
+        lo, hi = sorted((self.src_ratio, self.dst_ratio))
+        if hi % lo:
+            raise IncompatibleError(
+                f"a bridge needs spatial ratios that divide one another, got {self.src_ratio}× (source) and "
+                f"{self.dst_ratio}× (target); transfer with --method reencode instead (it decodes to pixels)"
+            )
+
+    @property
+    def unshuffle(self) -> int:
+        """Input pixel-unshuffle factor (> 1 when the source latent is finer than the target)."""
+        return self.dst_ratio // self.src_ratio if self.dst_ratio > self.src_ratio else 1
+
+    @property
+    def shuffle(self) -> int:
+        """Output pixel-shuffle factor (> 1 when the source latent is coarser than the target)."""
+        return self.src_ratio // self.dst_ratio if self.src_ratio > self.dst_ratio else 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the fields."""
+        return dataclasses.asdict(self)
+
+
+# --- the network ----------------------------------------------------------------------------------------
+
+
+class _Residual(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
+        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
+
+
+class BridgeNet(nn.Module):
+    """Normalise -> (pixel-unshuffle) -> linear 1×1 map [+ conv body] -> (pixel-shuffle) -> denormalise.
+
+    ``forward``: source native latents [N, C_src, h, w] -> target native latents
+    [N, C_dst, h·src_ratio/dst_ratio, w·src_ratio/dst_ratio].
+    """
+
+    def __init__(self, cfg: BridgeConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        cin = cfg.src_channels * cfg.unshuffle**2
+        cout = cfg.dst_channels * cfg.shuffle**2
+        self.register_buffer("src_mean", torch.zeros(cfg.src_channels))
+        self.register_buffer("src_std", torch.ones(cfg.src_channels))
+        self.register_buffer("dst_mean", torch.zeros(cfg.dst_channels))
+        self.register_buffer("dst_std", torch.ones(cfg.dst_channels))
+        self.linear = nn.Conv2d(cin, cout, 1)
+        self.body: nn.Sequential | None = None
+        if cfg.kind == "conv":
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, cfg.hidden, 3, padding=1),
+                *[_Residual(cfg.hidden) for _ in range(cfg.blocks)],
+                nn.SiLU(),
+                nn.Conv2d(cfg.hidden, cout, 1),
+            )
+            nn.init.zeros_(self.body[-1].weight)  # start exactly at the linear map
+            nn.init.zeros_(self.body[-1].bias)
+
+    def normalised(self, x: torch.Tensor) -> torch.Tensor:
+        """Source native latents -> the normalised target latents the network predicts (before denormalising)."""
+        x = (x - self.src_mean.view(1, -1, 1, 1)) / self.src_std.view(1, -1, 1, 1)
+        if self.cfg.unshuffle > 1:
+            x = F.pixel_unshuffle(x, self.cfg.unshuffle)
+        y = self.linear(x)
+        if self.body is not None:
+            y = y + self.body(x)
+        if self.cfg.shuffle > 1:
+            y = F.pixel_shuffle(y, self.cfg.shuffle)
+        return y
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.normalised(x) * self.dst_std.view(1, -1, 1, 1) + self.dst_mean.view(1, -1, 1, 1)
+
+
+# --- the bridge value -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Bridge:
+    """A fitted converter from one VAE's native latents to another's.
+
+    Attributes:
+        kind: "linear" (closed-form baseline) or "conv" (learned bridge).
+        src: the VAE and space it reads.
+        dst: the VAE and space it writes.
+        net: the network (eval mode, float32, CPU).
+        meta: everything recorded at fit time (data size, validation scores, curve), JSON-ready.
+        sha256: content hash of the file it was loaded from ("" when fitted in memory).
+        path: that file ("" when fitted in memory).
+    """
+
+    kind: str
+    src: Endpoint
+    dst: Endpoint
+    net: BridgeNet
+    meta: Mapping[str, Any] = field(default_factory=dict)
+    sha256: str = ""
+    path: str = ""
+
+    @property
+    def config(self) -> BridgeConfig:
+        """The architecture."""
+        return self.net.cfg
+
+    @property
+    def name(self) -> str:
+        """'conv bridge zoo-a->zoo-b' for tables and provenance."""
+        return f"{self.kind} bridge {self.src.vae_name}->{self.dst.vae_name}"
+
+    def map(self, x: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
+        """Map source latents to target latents.
+
+        Args:
+            x: [N, C_src, h, w] source latents in ``src.space`` (native space of the source VAE).
+            batch_size: latents per forward pass.
+
+        Returns:
+            float32 [N, C_dst, h·r_src/r_dst, w·r_src/r_dst] target latents in ``dst.space``.
+        """
+        check_bridge_tensor(x, self)
+        with torch.no_grad():
+            out = [self.net(chunk.float()) for chunk in x.split(max(1, batch_size))]
+        return torch.cat(out)
+
+
+def check_bridge_tensor(x: torch.Tensor, bridge: Bridge) -> None:
+    """Raise IncompatibleError / ShapeError when ``x`` [N, C, h, w] cannot go through ``bridge``."""
+    cfg = bridge.config
+    if x.ndim != 4:
+        raise ShapeError(
+            f"a bridge maps image latents [N, C, h, w], got shape {tuple(x.shape)}; "
+            "video latents go through latentbridge.transfer.transfer (frame by frame)"
+        )
+    if x.shape[1] != cfg.src_channels:
+        raise IncompatibleError(
+            f"this latent has {x.shape[1]} channels in {bridge.src.space} space but the bridge reads "
+            f"{cfg.src_channels}-channel latents of {bridge.src.describe()}; use a bridge fitted from this "
+            "latent's VAE (latentbridge fit-bridge --src-vae ...) or transfer with --method reencode"
+        )
+    k = cfg.unshuffle
+    if k > 1 and (x.shape[2] % k or x.shape[3] % k):
+        raise ShapeError(
+            f"this bridge pixel-unshuffles by {k} ({cfg.src_ratio}× -> {cfg.dst_ratio}×), so the latent's height "
+            f"and width must be multiples of {k}, got {x.shape[2]}×{x.shape[3]}; crop the latent to "
+            f"{x.shape[2] - x.shape[2] % k}×{x.shape[3] - x.shape[3] % k}"
+        )
+
+
+def check_bridge_input(latent: Latent, bridge: Bridge) -> None:
+    """Refuse a latent that does not belong to the bridge's source VAE.
+
+    Checks, in order: the latent's format against the bridge's source format, the VAE hash recorded in the
+    latent's provenance against the bridge's source hash (when both are known), and the channel count.
+
+    Raises:
+        IncompatibleError: with what was found, what the bridge expects, and the fix.
+    """
+    src = bridge.src
+    fmt = latent.format_name
+    if fmt and src.format and fmt != src.format:
+        raise IncompatibleError(
+            f"this latent is a {fmt} latent but the bridge maps latents of {src.describe()} to "
+            f"{bridge.dst.vae_name}; use a bridge fitted from a {fmt} VAE "
+            f"(latentbridge fit-bridge --src-vae <{fmt} VAE> ...) or transfer with --method reencode"
+        )
+    made_by = latent.provenance.vae_sha256
+    if made_by and src.vae_sha256 and made_by != src.vae_sha256:
+        who = latent.provenance.vae_name or "another VAE"
+        raise IncompatibleError(
+            f"this latent was made by {who} (sha256 {made_by[:12]}) but the bridge was fitted on latents of "
+            f"{src.describe()}; a bridge only holds for the exact VAE it was fitted on: fit one from "
+            f"{who} (latentbridge fit-bridge --src-vae ...) or transfer with --method reencode"
+        )
+    channels = latent.dim("C")
+    if latent.space == src.space and channels != src.channels:
+        raise IncompatibleError(
+            f"this latent has {channels} channels in {latent.space} space but the bridge reads {src.channels}-channel "
+            f"latents of {src.describe()}; use a bridge fitted from this latent's VAE or --method reencode"
+        )
+
+
+# --- training data --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NamedImage:
+    """A training image: its name and uint8 RGB pixels [H, W, 3]."""
+
+    name: str
+    pixels: np.ndarray
+
+
+def load_images(spec: str | Path) -> tuple[NamedImage, ...]:
+    """Images to fit a bridge on.
+
+    Args:
+        spec: a folder of PNG/JPEG files (read in name order, not recursively), or ``builtin:train`` /
+            ``builtin:heldout`` for latentbridge's bundled photos (offline, no user files needed).
+
+    Returns:
+        The images, uint8 RGB [H, W, 3] each.
+    """
+    text = str(spec)
+    if text.startswith(BUILTIN_PREFIX):
+        from latentbridge import photos
+
+        sets = {"train": photos.TRAIN_PHOTOS, "heldout": photos.HELDOUT_PHOTOS}
+        which = text[len(BUILTIN_PREFIX) :]
+        if which not in sets:
+            raise LatentBridgeError(
+                f"unknown built-in image set {text!r}: expected one of "
+                f"{', '.join(BUILTIN_PREFIX + k for k in sets)}, or a folder of PNG/JPEG files"
+            )
+        return tuple(NamedImage(name, photos.load_photo(name)) for name in sets[which])
+    folder = Path(text)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"--images {text!r} is not a folder: expected a folder of PNG/JPEG files or builtin:train"
+        )
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise LatentBridgeError(
+            f"no PNG/JPEG files in {folder} (found {sum(1 for _ in folder.iterdir())} other entries); "
+            "point --images at a folder of .png/.jpg images, or use builtin:train"
+        )
+    out = []
+    for path in files:
+        try:
+            with Image.open(path) as image:
+                out.append(NamedImage(path.name, np.asarray(image.convert("RGB"))))
+        except (OSError, ValueError) as exc:
+            raise FileFormatError(f"cannot read image {path}: {exc}; remove it or replace it with a PNG/JPEG") from exc
+    return tuple(out)
+
+
+def random_crops(image: np.ndarray, count: int, crop: int, generator: torch.Generator) -> torch.Tensor:
+    """``count`` random crops of one image at random scales, randomly flipped left-right.
+
+    The scale is drawn uniformly between "the short side becomes ``crop``" and the original size, so the
+    crops see both the overall layout and the fine texture. Images smaller than ``crop`` are upscaled.
+
+    Args:
+        image: uint8 RGB [H, W, 3].
+        count: number of crops.
+        crop: crop side in pixels.
+        generator: seeded torch generator (reproducible data).
+
+    Returns:
+        float32 [count, 3, crop, crop] in [-1, 1].
+    """
+    pil = Image.fromarray(image)
+    h, w = image.shape[:2]
+    lo = crop / min(h, w)
+    out = []
+    for _ in range(count):
+        u = torch.rand(4, generator=generator).tolist()
+        scale = lo + (max(1.0, lo) - lo) * u[0]
+        sw, sh = max(crop, round(w * scale)), max(crop, round(h * scale))
+        scaled = pil if (sw, sh) == (w, h) else pil.resize((sw, sh), Image.Resampling.BICUBIC)
+        left, top = int(u[1] * (sw - crop + 1)), int(u[2] * (sh - crop + 1))
+        patch = np.asarray(scaled.crop((left, top, left + crop, top + crop)), dtype=np.float32)
+        if u[3] < 0.5:
+            patch = patch[:, ::-1]
+        out.append(torch.from_numpy(patch.copy()).permute(2, 0, 1))
+    return torch.stack(out) / 127.5 - 1.0
+
+
+def _encode_native(vae: VAE, images: torch.Tensor, batch_size: int) -> torch.Tensor:
+    """images [N, 3, H, W] in [-1, 1] -> native latents, float32, with a NaN/Inf check."""
+    if vae.encode is None:
+        raise IncompatibleError(
+            f"{vae.name} has no encoder (decoder-only file); fitting a bridge encodes the same images with both "
+            "VAEs: pass a file that holds the encoder too"
+        )
+    param = next(iter(vae.module.parameters()), None) if vae.module is not None else None
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    with torch.no_grad():
+        out = torch.cat([vae.encode(b.to(device, dtype)).float().cpu() for b in images.split(batch_size)])
+    if not torch.isfinite(out).all():
+        raise LatentBridgeError(
+            f"{vae.name} produced NaN/Inf latents while encoding the training crops; its weights may be broken "
+            "or too low-precision: load it in float32"
+        )
+    return out
+
+
+def _decode_native(vae: VAE | None, latents: torch.Tensor, batch_size: int) -> torch.Tensor | None:
+    """native latents -> images [N, 3, H, W] in [0, 1] (clamped), or None without a decoder."""
+    if vae is None or vae.decode is None:
+        return None
+    param = next(iter(vae.module.parameters()), None) if vae.module is not None else None
+    device = param.device if param is not None else torch.device("cpu")
+    dtype = param.dtype if param is not None else torch.float32
+    with torch.no_grad():
+        out = [vae.decode(b.to(device, dtype)).float().cpu() for b in latents.split(batch_size)]
+    return torch.cat(out).clamp(-1, 1).add(1).div(2)
+
+
+# --- fitting --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EpochLog:
+    """One epoch of bridge training: normalised MSE (1.0 = predicting the per-channel mean)."""
+
+    epoch: int
+    train_nmse: float
+    val_nmse: float
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class FitEvent:
+    """Progress of :func:`fit_bridge`, for a progress bar: a stage, how far it is, and the last epoch."""
+
+    stage: str  # "encode" | "train"
+    done: int
+    total: int
+    epoch: EpochLog | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FitResult:
+    """Both fitted converters and what the fit measured.
+
+    Attributes:
+        linear: the closed-form per-pixel linear map (baseline).
+        conv: the learned conv bridge (best validation epoch).
+        curve: one EpochLog per epoch trained.
+        scores: validation numbers: ``nmse_zero`` (predict the mean: 1 by construction), ``nmse_identity``
+            (the source latent used as is; NaN when the shapes differ), ``nmse_linear``, ``nmse_conv`` and,
+            when both VAEs decode, ``psnr_*``/``ssim_*`` of the target decode of each converter's output
+            against the source decode of the source latent.
+        stopped_early: True when patience ran out before ``epochs``.
+    """
+
+    linear: Bridge
+    conv: Bridge
+    curve: tuple[EpochLog, ...]
+    scores: Mapping[str, float]
+    stopped_early: bool
+
+
+def solve_linear(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """Least-squares per-pixel linear map with bias, in closed form.
+
+    Solves ``min ||x W^T + b - y||²`` over all positions via the normal equations in float64, with a tiny
+    ridge (``ridge`` × mean diagonal) so that constant input channels do not make it singular.
+
+    Args:
+        x: [N, C_in, h, w] inputs.
+        y: [N, C_out, h, w] targets, same N, h, w.
+
+    Returns:
+        (weight [C_out, C_in], bias [C_out]), float32.
+    """
+    xs = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double()
+    ys = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]).double()
+    design = torch.cat([xs, torch.ones(len(xs), 1, dtype=torch.float64)], 1)
+    gram = design.T @ design
+    gram += torch.eye(len(gram), dtype=torch.float64) * ridge * gram.diagonal().mean()
+    sol = torch.linalg.solve(gram, design.T @ ys)  # [C_in + 1, C_out]
+    return sol[:-1].T.float().contiguous(), sol[-1].float().contiguous()
+
+
+def _channel_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = z.transpose(0, 1).reshape(z.shape[1], -1).double()
+    return flat.mean(1).float(), flat.std(1).clamp_min(1e-6).float()
+
+
+def _nmse(net: BridgeNet, x: torch.Tensor, y_norm: torch.Tensor, batch_size: int = 64) -> float:
+    with torch.no_grad():
+        errs = [
+            (net.normalised(xb) - yb).pow(2).sum().item()
+            for xb, yb in zip(x.split(batch_size), y_norm.split(batch_size), strict=True)
+        ]
+    return sum(errs) / y_norm.numel()
+
+
+def _split(n_images: int, val_split: float, generator: torch.Generator) -> tuple[list[int], list[int], str]:
+    """(train image indices, val image indices, "image"), or all indices twice and "crop" for one image."""
+    if not 0.0 < val_split < 1.0:
+        raise ValueError(
+            f"val_split must be between 0 and 1 (exclusive), got {val_split}: early stopping needs validation data"
+        )
+    if n_images < 2:
+        return [0], [0], "crop"
+    order = torch.randperm(n_images, generator=generator).tolist()
+    n_val = min(n_images - 1, max(1, round(val_split * n_images)))
+    return sorted(order[n_val:]), sorted(order[:n_val]), "image"
+
+
+def fit_bridge(
+    src_vae: VAE,
+    dst_vae: VAE,
+    images: str | Path | Sequence[NamedImage] = "builtin:train",
+    *,
+    epochs: int = 150,
+    val_split: float = 0.2,
+    patience: int = 12,
+    crop: int = 128,
+    crops_per_image: int = 8,
+    hidden: int = 64,
+    blocks: int = 2,
+    lr: float = 2e-3,
+    batch_size: int = 16,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    on_event: Callable[[FitEvent], None] | None = None,
+) -> FitResult:
+    """Fit a linear map and a conv bridge from ``src_vae``'s latents to ``dst_vae``'s.
+
+    The same random crops (random scale, position and left-right flip; ``crops_per_image`` per image) are
+    encoded by both VAEs (posterior means, native spaces). Whole images are held out for validation
+    (``val_split`` of them, at least one) unless there is only one image, in which case its crops are split.
+    The conv bridge trains with Adam on the normalised MSE, stops when the validation loss has not improved
+    for ``patience`` epochs (or after ``max_seconds``), and keeps its best validation epoch.
+
+    Args:
+        src_vae, dst_vae: loaded VAEs with encoders (decoders are used for the validation PSNR/SSIM).
+        images: a folder of PNG/JPEG files, ``builtin:train``, or images from :func:`load_images`.
+        epochs, val_split, patience: training length, validation fraction, early-stopping patience (epochs).
+        crop: crop side in pixels (a multiple of both VAEs' spatial ratios).
+        crops_per_image: crops drawn per image.
+        hidden, blocks: width and residual blocks of the conv body.
+        lr, batch_size, seed: optimiser step size, crops per step, seed of data and initialisation.
+        max_seconds: optional wall-clock cap on the training loop (the best epoch so far is kept).
+        on_event: called with progress (encoding, then once per epoch).
+
+    Returns:
+        A FitResult with both bridges, the validation curve and the scores.
+    """
+    if epochs < 1 or patience < 1 or crops_per_image < 1 or batch_size < 1:
+        raise ValueError(
+            f"epochs, patience, crops_per_image and batch_size must be positive, got {epochs}, {patience}, "
+            f"{crops_per_image}, {batch_size}"
+        )
+    src, dst = Endpoint.of(src_vae), Endpoint.of(dst_vae)
+    base = BridgeConfig(src.channels, dst.channels, src.spatial_ratio, dst.spatial_ratio, hidden, blocks, "conv")
+    step = max(src.spatial_ratio, dst.spatial_ratio)
+    if crop < step or crop % step:
+        lo, hi = max(step, crop - crop % step), crop + (-crop) % step
+        raise ShapeError(
+            f"crop must be a multiple of {step} px (both VAEs' spatial ratios), got {crop}; use {lo} or {hi}"
+        )
+    named = load_images(images) if isinstance(images, (str, Path)) else tuple(images)
+    if not named:
+        raise LatentBridgeError("fit_bridge got no images; pass a folder of PNG/JPEG files or builtin:train")
+    gen = torch.Generator().manual_seed(seed)
+    train_idx, val_idx, split_by = _split(len(named), val_split, gen)
+
+    # Encode the same crops with both VAEs.
+    crops_of = [random_crops(img.pixels, crops_per_image, crop, gen) for img in named]
+    total = len(named) * crops_per_image
+    xs, ys, done = [], [], 0
+    for crops in crops_of:
+        xs.append(_encode_native(src_vae, crops, 8))
+        ys.append(_encode_native(dst_vae, crops, 8))
+        done += len(crops)
+        if on_event is not None:
+            on_event(FitEvent("encode", done, total))
+    if split_by == "image":
+        x_tr, y_tr = torch.cat([xs[i] for i in train_idx]), torch.cat([ys[i] for i in train_idx])
+        x_va, y_va = torch.cat([xs[i] for i in val_idx]), torch.cat([ys[i] for i in val_idx])
+    else:
+        n_val = min(crops_per_image - 1, max(1, round(val_split * crops_per_image)))
+        if crops_per_image < 2:
+            raise ValueError("with a single image, crops_per_image must be at least 2 (one is held out for validation)")
+        x_tr, y_tr, x_va, y_va = xs[0][n_val:], ys[0][n_val:], xs[0][:n_val], ys[0][:n_val]
+
+    # Normalisation statistics and the closed-form linear map (in normalised units).
+    src_mean, src_std = _channel_stats(x_tr)
+    dst_mean, dst_std = _channel_stats(y_tr)
+
+    def prepared(cfg: BridgeConfig) -> BridgeNet:
+        with torch.random.fork_rng():
+            torch.manual_seed(seed)
+            net = BridgeNet(cfg)
+        net.src_mean.copy_(src_mean)
+        net.src_std.copy_(src_std)
+        net.dst_mean.copy_(dst_mean)
+        net.dst_std.copy_(dst_std)
+        return net
+
+    linear_net = prepared(dataclasses.replace(base, blocks=0, kind="linear"))
+    y_tr_n = (y_tr - dst_mean.view(1, -1, 1, 1)) / dst_std.view(1, -1, 1, 1)
+    y_va_n = (y_va - dst_mean.view(1, -1, 1, 1)) / dst_std.view(1, -1, 1, 1)
+
+    def features(x: torch.Tensor) -> torch.Tensor:
+        x = (x - src_mean.view(1, -1, 1, 1)) / src_std.view(1, -1, 1, 1)
+        return F.pixel_unshuffle(x, base.unshuffle) if base.unshuffle > 1 else x
+
+    target = F.pixel_unshuffle(y_tr_n, base.shuffle) if base.shuffle > 1 else y_tr_n
+    weight, bias = solve_linear(features(x_tr), target)
+    with torch.no_grad():
+        linear_net.linear.weight.copy_(weight[:, :, None, None])
+        linear_net.linear.bias.copy_(bias)
+    linear_net.eval()
+
+    # The conv bridge: the linear map plus a residual body that starts at zero.
+    net = prepared(base)
+    net.linear.load_state_dict(linear_net.linear.state_dict())
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    best_val, since_best, curve = _nmse(net, x_va, y_va_n), 0, []
+    best_state = {k: v.clone() for k, v in net.state_dict().items()}
+    start, stopped_early = time.perf_counter(), False
+    for epoch in range(1, epochs + 1):
+        t0 = time.perf_counter()
+        net.train()
+        order = torch.randperm(len(x_tr), generator=gen)
+        seen, loss_sum = 0, 0.0
+        for idx in order.split(batch_size):
+            loss = (net.normalised(x_tr[idx]) - y_tr_n[idx]).pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            seen += len(idx)
+        net.eval()
+        val = _nmse(net, x_va, y_va_n)
+        log = EpochLog(epoch, loss_sum / seen, val, time.perf_counter() - t0)
+        curve.append(log)
+        if on_event is not None:
+            on_event(FitEvent("train", epoch, epochs, log))
+        if val < best_val:
+            best_val, since_best = val, 0
+            best_state = {k: v.clone() for k, v in net.state_dict().items()}
+        else:
+            since_best += 1
+        out_of_time = max_seconds is not None and time.perf_counter() - start > max_seconds
+        if since_best >= patience or out_of_time:
+            stopped_early = epoch < epochs
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+
+    scores: dict[str, float] = {
+        "nmse_zero": float(y_va_n.pow(2).mean()),
+        "nmse_identity": (
+            float(((x_va - y_va) / dst_std.view(1, -1, 1, 1)).pow(2).mean()) if x_va.shape == y_va.shape else math.nan
+        ),
+        "nmse_linear": _nmse(linear_net, x_va, y_va_n),
+        "nmse_conv": _nmse(net, x_va, y_va_n),
+    }
+    scores.update(_decoded_scores(src_vae, dst_vae, x_va, {"linear": linear_net, "conv": net}))
+    meta = {
+        "version": FILE_VERSION,
+        "src": dataclasses.asdict(src),
+        "dst": dataclasses.asdict(dst),
+        "spaces": {"src": src.space, "dst": dst.space},
+        "data": {
+            "images": len(named),
+            "image_names": [img.name for img in named][:64],
+            "crop_px": crop,
+            "crops_per_image": crops_per_image,
+            "train_crops": len(x_tr),
+            "val_crops": len(x_va),
+            "val_split": val_split,
+            "val_split_by": split_by,
+            "seed": seed,
+        },
+        "training": {
+            "epochs_run": len(curve),
+            "best_epoch": min(curve, key=lambda e: e.val_nmse).epoch if curve else 0,
+            "stopped_early": stopped_early,
+            "seconds": round(time.perf_counter() - start, 2),
+            "lr": lr,
+            "batch_size": batch_size,
+            "patience": patience,
+            "loss": "MSE of per-channel normalised target latents (1.0 = predicting the mean)",
+        },
+        "scores": {k: (None if math.isnan(v) else round(v, 6)) for k, v in scores.items()},
+        "curve": [[e.epoch, round(e.train_nmse, 6), round(e.val_nmse, 6)] for e in curve],
+    }
+    return FitResult(
+        linear=Bridge("linear", src, dst, linear_net, meta),
+        conv=Bridge("conv", src, dst, net, meta),
+        curve=tuple(curve),
+        scores=scores,
+        stopped_early=stopped_early,
+    )
+
+
+def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: torch.Tensor, nets: Mapping[str, BridgeNet]) -> dict[str, float]:
+    """PSNR/SSIM of the target decode of each converter's output against the source decode (≤ 16 val crops)."""
+    from latentbridge.metrics import fidelity
+
+    x = x_va[:16]
+    reference = _decode_native(src_vae, x, 8)
+    if reference is None or dst_vae.decode is None:
+        return {}
+    out: dict[str, float] = {}
+    for kind, net in nets.items():
+        with torch.no_grad():
+            decoded = _decode_native(dst_vae, net(x), 8)
+        if decoded is None or decoded.shape != reference.shape:
+            return {}
+        fid = fidelity(decoded, reference)
+        out[f"psnr_{kind}"], out[f"ssim_{kind}"] = fid.psnr, fid.ssim
+    return out
+
+
+# --- files ----------------------------------------------------------------------------------------------
+
+
+def _atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_bridge(result: FitResult, path: str | Path, *, overwrite: bool = False) -> Path:
+    """Write both converters and their metadata to one safetensors file, atomically.
+
+    Returns:
+        The path written.
+    """
+    from safetensors.torch import save
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (--overwrite) or choose another -o path")
+    tensors = {f"linear.{k}": v.detach().contiguous() for k, v in result.linear.net.state_dict().items()}
+    tensors.update({f"conv.{k}": v.detach().contiguous() for k, v in result.conv.net.state_dict().items()})
+    meta = dict(result.conv.meta)
+    meta["configs"] = {"linear": result.linear.config.to_dict(), "conv": result.conv.config.to_dict()}
+    _atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+    return path
+
+
+def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
+    """Load one converter ("conv" or "linear") from a bridge file written by :func:`save_bridge`.
+
+    Raises:
+        FileFormatError: not a bridge file, or its tensors do not match its recorded architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load
+
+    if kind not in BRIDGE_KINDS:
+        raise ValueError(f"bridge kind must be one of {BRIDGE_KINDS}, got {kind!r}")
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        tensors = load(data)
+        header_len = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8 : 8 + header_len])
+    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+        raise FileFormatError(f"{path} is not a safetensors file ({exc}); expected a bridge from fit-bridge") from exc
+    raw_meta = header.get("__metadata__", {}).get(META_KEY)
+    if raw_meta is None:
+        raise FileFormatError(
+            f"{path} is a safetensors file without {META_KEY!r} metadata, so it is not a latentbridge bridge; "
+            "fit one with `latentbridge fit-bridge`"
+        )
+    try:
+        meta = json.loads(raw_meta)
+        if meta.get("version") != FILE_VERSION:
+            raise FileFormatError(
+                f"{path} is a bridge file of version {meta.get('version')!r}; this latentbridge reads version "
+                f"{FILE_VERSION}: refit it with `latentbridge fit-bridge`"
+            )
+        src, dst = Endpoint(**meta["src"]), Endpoint(**meta["dst"])
+        cfg = BridgeConfig(**meta["configs"][kind])
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise FileFormatError(
+            f"{path} has unreadable bridge metadata ({type(exc).__name__}: {exc}); "
+            "refit it with `latentbridge fit-bridge`"
+        ) from exc
+    net = BridgeNet(cfg)
+    prefix = f"{kind}."
+    state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
+    want = net.state_dict()
+    missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    bad_shapes = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape)
+    if missing or unexpected or bad_shapes:
+        raise FileFormatError(
+            f"{path}: the {kind} bridge tensors do not match its recorded architecture {cfg.to_dict()}: "
+            f"missing {missing}, unexpected {unexpected}, wrong shapes {bad_shapes}; the file is damaged: refit it"
+        )
+    net.load_state_dict(state)
+    net.eval()
+    return Bridge(kind, src, dst, net, meta, hashlib.sha256(data).hexdigest(), str(path))
+
+
+# --- the validation curve -------------------------------------------------------------------------------
+
+
+def plot_curve(result: FitResult, path: str | Path) -> Path:
+    """Save the validation curve (train/val normalised MSE per epoch, linear baseline) as a PNG, atomically."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6, 3.6), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    epochs = [e.epoch for e in result.curve]
+    ax.plot(epochs, [e.train_nmse for e in result.curve], label="train (conv)")
+    ax.plot(epochs, [e.val_nmse for e in result.curve], label="validation (conv)")
+    ax.axhline(result.scores["nmse_linear"], color="grey", linestyle="--", label="validation (linear map)")
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("normalised MSE")
+    ax.set_title(f"bridge {result.conv.src.vae_name} -> {result.conv.dst.vae_name}")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    path = Path(path)
+    _atomic_write_bytes(path, buf.getvalue())
+    return path
