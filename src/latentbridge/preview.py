@@ -1,0 +1,669 @@
+"""Latent previews in milliseconds: published latent→RGB factors, factors fitted to any VAE, tiny decoders.
+
+Every preview method has one signature (a :data:`Previewer`)::
+
+    preview(latent: Latent) -> Tensor[B', 3, H, W] float32 in [0, 1]
+
+* ``rgb``: the format's published linear factors (``LatentFormat.rgb_factors`` / ``rgb_bias``, from
+  ComfyUI's previewer). They map the **model-space** latent — for packed formats (FLUX.2) the *unpacked*,
+  still-normalised latent — to RGB in about [-1, 1]: ``rgb[k] = sum_c z[c] * F[c][k] + bias[k]``.
+  Output at latent resolution.
+* ``fitted``: the same linear form with factors fitted by least squares for one VAE file
+  (:func:`fit_preview`), stored per VAE sha256 in a per-user folder (:func:`default_fits_dir`) and found
+  again from a latent's provenance or format (:func:`find_fit`).
+* ``tiny``: a small decoder (TAESD family incl. TAEF2, VAEApprox) given as a :class:`~latentbridge.vae.VAE`.
+  Output at the decoder's resolution (8× the latent for TAESD/TAEF2, 2× for VAEApprox).
+
+Video latents [B, C, T, H, W] are previewed frame by frame: the frames are folded into the batch,
+batch-major (``B' = B·T``, item ``b`` frame ``t`` at index ``b·T + t``); :func:`image_grid` lays them out
+one row per item, one column per latent frame.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
+from latentbridge.formats import LatentFormat, unpack
+from latentbridge.latent import Latent
+from latentbridge.vae import VAE
+
+Previewer = Callable[[Latent], torch.Tensor]
+"""``preview(latent) -> Tensor[B', 3, H, W]`` float32 in [0, 1] (``B' = B·T`` for video)."""
+
+METHODS: tuple[str, ...] = ("auto", "rgb", "fitted", "tiny")
+FIT_FILE_VERSION = 1
+_FIT_MAGIC = "latentbridge-preview-fit"
+
+
+# --- latent plumbing ------------------------------------------------------------------------------------
+
+
+def _require_format_and_space(latent: Latent, why: str) -> LatentFormat:
+    fmt = latent.require_format(why)
+    if latent.space == "unknown":
+        raise ValueError(
+            f"this latent's space is unknown (raw VAE output or model space?), so latentbridge cannot {why}; "
+            "pass --space raw|model, or run `latentbridge check` to have it estimated"
+        )
+    return fmt
+
+
+def fold_frames(x: torch.Tensor) -> torch.Tensor:
+    """[B, C, T, H, W] -> [B·T, C, H, W] batch-major (item b, frame t at b·T + t); 4-D input unchanged."""
+    if x.ndim == 4:
+        return x
+    if x.ndim != 5:
+        raise ShapeError(f"expected an image [B, C, H, W] or video [B, C, T, H, W] latent, got {tuple(x.shape)}")
+    b, c, t, h, w = x.shape
+    return x.permute(0, 2, 1, 3, 4).reshape(b * t, c, h, w)
+
+
+def frames_per_item(latent: Latent) -> int:
+    """Latent frames per batch item: T for video latents, 1 for images."""
+    return latent.dim("T")
+
+
+def preview_space_latent(latent: Latent) -> torch.Tensor:
+    """The tensor linear previews read: model space, unpacked, frames folded into the batch.
+
+    Args:
+        latent: a latent with a known format and space (raw or model). Raw latents of formats normalised
+            with statistics from the VAE file (FLUX.2) need ``latent.stats``.
+
+    Returns:
+        float32 [B·T, C, H, W]: the model-space latent; for packed formats (FLUX.2) the unpacked,
+        still-normalised latent ([B, 32, H/8, W/8] for FLUX.2), which the published factors expect.
+    """
+    fmt = _require_format_and_space(latent, "preview it")
+    x = fold_frames(latent.to_space("model").tensor.float())
+    return unpack(x, fmt.patch)
+
+
+def _to_unit(rgb: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped, float32."""
+    return ((rgb.float() + 1.0) * 0.5).clamp(0.0, 1.0)
+
+
+def apply_linear(z: torch.Tensor, factors: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``rgb = z @ factors + bias`` per latent cell, mapped from [-1, 1] to [0, 1].
+
+    Args:
+        z: [N, C, H, W] latent in the space the factors were made for.
+        factors: [C, 3].
+        bias: [3].
+
+    Returns:
+        [N, 3, H, W] float32 in [0, 1].
+    """
+    if z.shape[1] != factors.shape[0]:
+        raise ShapeError(f"the latent has {z.shape[1]} channels but the factors have {factors.shape[0]} rows")
+    rgb = torch.einsum("nchw,ck->nkhw", z.float(), factors.float()) + bias.float().view(1, 3, 1, 1)
+    return _to_unit(rgb)
+
+
+# --- rgb: published factors -----------------------------------------------------------------------------
+
+
+def has_published_factors(fmt: LatentFormat) -> bool:
+    """True when the registry carries latent→RGB factors for ``fmt``."""
+    return bool(fmt.rgb_factors)
+
+
+def rgb_preview(latent: Latent) -> torch.Tensor:
+    """Preview with the format's published latent→RGB factors (ComfyUI's previewer numbers).
+
+    Args:
+        latent: raw or model-space latent of a registry format that has ``rgb_factors``.
+
+    Returns:
+        [B·T, 3, H', W'] float32 in [0, 1] at the unpacked latent's resolution (pixels / spatial_ratio).
+    """
+    fmt = _require_format_and_space(latent, "preview it with published factors")
+    if not has_published_factors(fmt):
+        raise LatentBridgeError(
+            f"format {fmt.name!r} has no published latent→RGB factors ({fmt.source('rgb')}); "
+            "fit some with `latentbridge fit-preview --vae FILE --images DIR` and use --method fitted, "
+            "or use --method tiny --vae FILE with a tiny decoder"
+        )
+    factors, bias = torch.tensor(fmt.rgb_factors), torch.tensor(fmt.rgb_bias)
+    return apply_linear(preview_space_latent(latent), factors, bias)
+
+
+# --- fitted factors -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PreviewFit:
+    """Latent→RGB factors fitted by least squares for one VAE file.
+
+    ``rgb = z @ factors + bias`` maps a latent in ``space`` (model space, unpacked, when the format is known;
+    the VAE's native space when it is not) to RGB in about [-1, 1], like the published factors.
+    """
+
+    vae_sha256: str  # sha256 of the VAE weight file the fit belongs to
+    vae_name: str  # what the user called it
+    format: str  # registry format name, "" when the VAE's format is unknown
+    space: str  # "model" (unpacked) or the VAE's native space when format == ""
+    factors: tuple[tuple[float, float, float], ...]  # one row per latent channel
+    bias: tuple[float, float, float]
+    images: tuple[str, ...]  # the images fitted on
+    cells: int  # latent cells (rows of the least-squares system)
+    fit_psnr: float  # dB, [0, 1] scale, of the fit on its own images at latent resolution
+    created: str  # ISO-8601 UTC
+
+    def __post_init__(self) -> None:
+        if not self.factors or any(len(row) != 3 for row in self.factors):
+            raise ValueError(f"preview fit for {self.vae_name!r}: factors need one (R, G, B) row per channel")
+        if len(self.bias) != 3:
+            raise ValueError(f"preview fit for {self.vae_name!r}: bias needs 3 values, got {len(self.bias)}")
+        if self.space not in ("raw", "model"):
+            raise ValueError(f"preview fit for {self.vae_name!r}: space must be 'raw' or 'model', got {self.space!r}")
+
+    @property
+    def channels(self) -> int:
+        """Latent channels the factors read."""
+        return len(self.factors)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (what the fits folder stores)."""
+        return {
+            "kind": _FIT_MAGIC,
+            "version": FIT_FILE_VERSION,
+            "vae_sha256": self.vae_sha256,
+            "vae_name": self.vae_name,
+            "format": self.format,
+            "space": self.space,
+            "factors": [list(r) for r in self.factors],
+            "bias": list(self.bias),
+            "images": list(self.images),
+            "cells": self.cells,
+            "fit_psnr": self.fit_psnr,
+            "created": self.created,
+        }
+
+    @staticmethod
+    def from_dict(data: dict, where: str = "preview fit") -> PreviewFit:
+        """Inverse of :meth:`to_dict`; raises FileFormatError naming ``where`` on anything else."""
+        if not isinstance(data, dict) or data.get("kind") != _FIT_MAGIC:
+            raise FileFormatError(
+                f"{where} is not a latentbridge preview fit (expected a JSON object with kind {_FIT_MAGIC!r}); "
+                "delete it and run `latentbridge fit-preview` again"
+            )
+        if data.get("version") != FIT_FILE_VERSION:
+            raise FileFormatError(
+                f"{where} is a preview fit of version {data.get('version')!r}, this latentbridge reads version "
+                f"{FIT_FILE_VERSION}; run `latentbridge fit-preview` again to rewrite it"
+            )
+        try:
+            return PreviewFit(
+                vae_sha256=str(data["vae_sha256"]),
+                vae_name=str(data["vae_name"]),
+                format=str(data["format"]),
+                space=str(data["space"]),
+                factors=tuple((float(r[0]), float(r[1]), float(r[2])) for r in data["factors"]),
+                bias=(float(data["bias"][0]), float(data["bias"][1]), float(data["bias"][2])),
+                images=tuple(str(i) for i in data["images"]),
+                cells=int(data["cells"]),
+                fit_psnr=float(data["fit_psnr"]),
+                created=str(data["created"]),
+            )
+        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            raise FileFormatError(
+                f"{where} is a damaged preview fit ({type(exc).__name__}: {exc}); "
+                "delete it and run `latentbridge fit-preview` again"
+            ) from exc
+
+
+def _pooled_psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR in dB of two image batches in [0, 1] (peak 1), over all values; inf when identical."""
+    if a.shape != b.shape:
+        raise ShapeError(f"PSNR needs images of one shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    mse = float(((a.double() - b.double()) ** 2).mean())
+    return math.inf if mse == 0.0 else 10.0 * math.log10(1.0 / mse)
+
+
+def downsample_to(images: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Area-average images [N, 3, H, W] to ``size`` (h, w): the exact cell mean when H/h and W/w are integers."""
+    if tuple(images.shape[-2:]) == tuple(size):
+        return images.float()
+    return F.interpolate(images.float(), size=size, mode="area")
+
+
+def fit_linear(
+    latents: Sequence[torch.Tensor], images: Sequence[torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor, float, int]:
+    """Least-squares latent→RGB factors with a bias column.
+
+    Each image is area-downsampled to its latent's size; every latent cell is one row of
+    ``[z, 1] @ [factors; bias] ≈ 2·rgb − 1``, solved in float64.
+
+    Args:
+        latents: [N_i, C, h_i, w_i] latents (the space the factors will read), one entry per image batch.
+        images: [N_i, 3, H_i, W_i] in [0, 1], the pictures those latents encode (or decode to).
+
+    Returns:
+        (factors [C, 3], bias [3], PSNR in dB of the fit on its own cells ([0, 1] scale), number of cells).
+    """
+    if len(latents) != len(images) or not latents:
+        raise ValueError(f"fit_linear needs one image batch per latent batch, got {len(latents)} and {len(images)}")
+    channels = latents[0].shape[1]
+    rows, targets = [], []
+    for z, img in zip(latents, images, strict=True):
+        if z.ndim != 4 or z.shape[1] != channels or img.ndim != 4 or img.shape[:2] != (z.shape[0], 3):
+            raise ShapeError(
+                f"fit_linear needs latents [N, {channels}, h, w] and images [N, 3, H, W]; "
+                f"got {tuple(z.shape)} and {tuple(img.shape)}"
+            )
+        small = downsample_to(img, (z.shape[2], z.shape[3]))
+        rows.append(z.double().permute(0, 2, 3, 1).reshape(-1, channels))
+        targets.append(small.double().permute(0, 2, 3, 1).reshape(-1, 3) * 2.0 - 1.0)
+    design = torch.cat(rows)
+    target = torch.cat(targets)
+    if design.shape[0] < 4 * (channels + 1):
+        raise ValueError(
+            f"only {design.shape[0]} latent cells for {channels + 1} unknowns per colour; "
+            "fit on more or larger images (at least a few hundred latent cells)"
+        )
+    if not torch.isfinite(design).all():
+        raise ValueError("the latents hold NaN or inf values: the encoder failed on these images; check the VAE")
+    design = torch.cat([design, torch.ones(design.shape[0], 1, dtype=design.dtype)], 1)
+    solution = torch.linalg.lstsq(design, target, driver="gelsd").solution
+    fit = _to_unit(design @ solution)
+    quality = _pooled_psnr(fit, ((target + 1.0) * 0.5).clamp(0, 1))
+    return solution[:-1].float(), solution[-1].float(), quality, int(design.shape[0])
+
+
+def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
+    """Encode one [1, 3, H, W] image in [0, 1]; return the latent the fit reads and its space."""
+    if vae.encode is None:
+        raise LatentBridgeError(
+            f"VAE {vae.name!r} has no encoder, and fitting preview factors needs one to encode the images; "
+            "pass the full VAE file (encoder and decoder)"
+        )
+    x = image * 2.0 - 1.0
+    if vae.dims == 3:
+        x = x.unsqueeze(2)  # a one-frame video: [1, 3, 1, H, W]
+    with torch.inference_mode():
+        native = vae.encode(x.to(_module_dtype(vae))).float()
+    fmt = vae.format
+    if fmt is None:
+        return fold_frames(native), vae.native_space
+    lat = Latent(native, fmt, vae.native_space, fmt.layout if native.ndim == fmt.dims + 2 else "NCHW", stats=vae.stats)
+    if vae.native_space == "model" and native.shape[1] == fmt.channels and fmt.patch > 1:
+        return fold_frames(native), "model"  # TAEF2-style: already the unpacked normalised latent
+    return preview_space_latent(lat), "model"
+
+
+def _module_dtype(vae: VAE) -> torch.dtype:
+    if vae.module is None:
+        return torch.float32
+    for p in vae.module.parameters():
+        return p.dtype if p.is_floating_point() else torch.float32
+    return torch.float32
+
+
+def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] = ()) -> PreviewFit:
+    """Fit latent→RGB preview factors for ``vae`` on ``images``.
+
+    Each image is encoded (posterior mean), converted to model space and unpacked when the VAE's format is
+    known (else kept in the VAE's native space), and the image is area-downsampled to the latent size;
+    :func:`fit_linear` solves the least squares with a bias column.
+
+    Args:
+        vae: a VAE with an encoder; its ``sha256`` names the fit.
+        images: [1, 3, H, W] tensors in [0, 1], H and W multiples of the VAE's spatial ratio.
+        names: one name per image (kept in the fit for the record).
+
+    Returns:
+        The fit (not yet stored: see :func:`save_fit`).
+    """
+    if not images:
+        raise ValueError("fit_preview needs at least one image")
+    if names and len(names) != len(images):
+        raise ValueError(f"got {len(names)} names for {len(images)} images")
+    latents, pictures, space = [], [], "model"
+    for image in images:
+        if image.ndim != 4 or image.shape[:2] != (1, 3):
+            raise ShapeError(f"fit_preview takes images [1, 3, H, W] in [0, 1], got {tuple(image.shape)}")
+        z, space = _encode_for_fit(vae, image.float())
+        latents.append(z)
+        pictures.append(image.float())
+    factors, bias, quality, cells = fit_linear(latents, pictures)
+    return PreviewFit(
+        vae_sha256=vae.sha256,
+        vae_name=vae.name,
+        format=vae.format.name if vae.format is not None else "",
+        space=space,
+        factors=tuple(tuple(float(v) for v in row) for row in factors.tolist()),  # type: ignore[misc]
+        bias=tuple(float(v) for v in bias.tolist()),  # type: ignore[arg-type]
+        images=tuple(names) if names else tuple(f"image {i}" for i in range(len(images))),
+        cells=cells,
+        fit_psnr=quality,
+        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+
+
+def fitted_previewer(fit: PreviewFit) -> Previewer:
+    """A previewer that applies ``fit``'s factors.
+
+    The returned function maps a latent of ``fit.format`` (raw or model space; the fit's own space when the
+    format is unknown) to [B·T, 3, H', W'] float32 in [0, 1] at the unpacked latent's resolution.
+    """
+    factors, bias = torch.tensor(fit.factors), torch.tensor(fit.bias)
+
+    def preview(latent: Latent) -> torch.Tensor:
+        if fit.format:
+            if latent.format is not None and latent.format.name != fit.format:
+                raise IncompatibleError(
+                    f"the preview fit of VAE {fit.vae_name!r} reads {fit.format} latents, this latent is "
+                    f"{latent.format.name}; fit factors for a {latent.format.name} VAE or use --method rgb"
+                )
+            lat = latent if latent.format is not None else latent.replace(format=fit.format)
+            z = preview_space_latent(lat)
+        else:
+            if latent.space != fit.space:
+                raise ValueError(
+                    f"the preview fit of VAE {fit.vae_name!r} (format unknown) reads {fit.space}-space latents, "
+                    f"this latent is in {latent.space} space; pass --space {fit.space} if that is what it holds"
+                )
+            z = fold_frames(latent.canonical().tensor if latent.format else latent.tensor).float()
+        if z.shape[1] != fit.channels:
+            raise IncompatibleError(
+                f"the preview fit of VAE {fit.vae_name!r} reads {fit.channels}-channel latents, this latent has "
+                f"{z.shape[1]}; use a fit made for this latent's VAE"
+            )
+        return apply_linear(z, factors, bias)
+
+    return preview
+
+
+# --- the fits folder ------------------------------------------------------------------------------------
+
+
+def default_fits_dir(home: str | os.PathLike[str] | None = None) -> Path:
+    """Where fitted factors live: ``<home>/previews``, or ``~/.cache/latentbridge/previews`` without a home.
+
+    The library never reads the environment: the CLI passes ``$LATENTBRIDGE_HOME`` (or ``--home``) here.
+    """
+    root = Path(home).expanduser() if home else Path.home() / ".cache" / "latentbridge"
+    return root / "previews"
+
+
+def _check_sha(sha256: str, what: str) -> str:
+    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        raise ValueError(
+            f"{what}: a preview fit is stored under the VAE file's sha256 (64 lowercase hex digits), got "
+            f"{sha256!r}; load the VAE from a weight file so that it has one"
+        )
+    return sha256
+
+
+def fit_path(folder: str | os.PathLike[str], sha256: str) -> Path:
+    """The file that holds the fit for the VAE whose weight file has this sha256."""
+    return Path(folder) / f"{_check_sha(sha256, 'fit_path')}.json"
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def save_fit(fit: PreviewFit, folder: str | os.PathLike[str]) -> Path:
+    """Store ``fit`` as ``<folder>/<vae sha256>.json`` (atomic write); returns the path."""
+    path = fit_path(folder, _check_sha(fit.vae_sha256, f"VAE {fit.vae_name!r}"))
+    return atomic_write_bytes(path, (json.dumps(fit.to_dict(), indent=1) + "\n").encode())
+
+
+def load_fit(path: str | os.PathLike[str]) -> PreviewFit:
+    """Read one stored fit; FileFormatError names the file when it is not a fit."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FileFormatError(
+            f"{path} is not valid JSON ({exc}); expected a latentbridge preview fit: delete it and run "
+            "`latentbridge fit-preview` again"
+        ) from exc
+    return PreviewFit.from_dict(data, where=str(path))
+
+
+def list_fits(folder: str | os.PathLike[str]) -> list[PreviewFit]:
+    """Every fit stored in ``folder`` (none when it does not exist), sorted by file name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [load_fit(p) for p in sorted(folder.glob("*.json"))]
+
+
+def find_fit(latent: Latent, folder: str | os.PathLike[str]) -> tuple[PreviewFit, str] | None:
+    """The stored fit to use for ``latent``, and why; None when there is none.
+
+    The fit of the VAE named by the latent's provenance (``vae_sha256``) comes first; otherwise a fit for
+    the latent's format (the newest when several VAEs of that format have fits — the reason says so).
+    """
+    folder = Path(folder)
+    sha = latent.provenance.vae_sha256
+    if sha:
+        path = fit_path(folder, _check_sha(sha, "the latent's provenance"))
+        if path.is_file():
+            fit = load_fit(path)
+            if fit.format and latent.format is not None and fit.format != latent.format.name:
+                raise IncompatibleError(
+                    f"the latent's provenance names VAE {sha[:12]}…, whose preview fit reads {fit.format} latents, "
+                    f"but the latent is labelled {latent.format.name}; fix the label (--format {fit.format}) "
+                    f"or delete {path}"
+                )
+            return fit, f"fit for the VAE named in the latent's provenance ({fit.vae_name}, {sha[:12]}…)"
+    if latent.format is None:
+        return None
+    same = [f for f in list_fits(folder) if f.format == latent.format.name]
+    if not same:
+        return None
+    same.sort(key=lambda f: (f.created, f.vae_sha256))
+    fit = same[-1]
+    why = f"fit for format {fit.format} (VAE {fit.vae_name}, {fit.vae_sha256[:12]}…)"
+    if len(same) > 1:
+        why += f", the newest of {len(same)} fits for this format"
+    return fit, why
+
+
+# --- tiny decoders --------------------------------------------------------------------------------------
+
+
+def decoder_input(latent: Latent, vae: VAE, *, relabel: bool = False) -> torch.Tensor:
+    """``latent`` converted for ``vae.decode``: its native space and geometry, frames folded into the batch.
+
+    Args:
+        latent: a latent with a known format and space.
+        vae: the decoder.
+        relabel: when the latent's format differs from the VAE's, read the tensor as if it were the VAE's
+            format (same space) instead of raising — what a mix-up does; used to *show* a wrong pairing.
+
+    Returns:
+        float32 [B·T, C, H, W] in ``vae.native_space`` (FLUX.2 / TAEF2: the unpacked normalised latent).
+    """
+    fmt = _require_format_and_space(latent, f"decode it with {vae.name}")
+    if vae.format is not None and vae.format.name != fmt.name:
+        if not relabel:
+            raise IncompatibleError(
+                f"VAE {vae.name!r} decodes {vae.format.name} latents but this latent is {fmt.name}; "
+                f"use a {fmt.name} decoder (`latentbridge formats {fmt.name}` names its preview decoder), or "
+                "move the latent with `latentbridge transfer`"
+            )
+        want = vae.format.space_shape(latent.space)[0]
+        if latent.dim("C") != want:
+            raise IncompatibleError(
+                f"VAE {vae.name!r} reads {want}-channel {latent.space}-space {vae.format.name} latents, this "
+                f"{fmt.name} latent has {latent.dim('C')} channels: it cannot even be fed to this decoder"
+            )
+        latent, fmt = latent.replace(format=vae.format), vae.format
+    stats = vae.stats if vae.stats is not None else latent.stats
+    x = fold_frames(latent.to_space(vae.native_space, stats=stats).tensor.float())
+    if vae.native_space == "model" and fmt.patch > 1 and x.shape[1] == fmt.model_channels != vae.channels:
+        x = unpack(x, fmt.patch)  # TAEF2 reads the unpacked normalised latent
+    if x.shape[1] != vae.channels:
+        raise IncompatibleError(
+            f"VAE {vae.name!r} decodes {vae.channels}-channel {vae.native_space}-space latents, this latent has "
+            f"{x.shape[1]} channels in {vae.native_space} space; use a decoder for {fmt.name}"
+        )
+    return x
+
+
+def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False) -> torch.Tensor:
+    """Decode ``latent`` with ``vae``: [B·T, 3, H·r, W·r] float32 in [0, 1] (``r = vae.output_ratio``).
+
+    See :func:`decoder_input` for ``relabel``.
+    """
+    if vae.decode is None:
+        raise LatentBridgeError(f"VAE {vae.name!r} has no decoder; pass a weight file that holds one")
+    x = decoder_input(latent, vae, relabel=relabel)
+    with torch.inference_mode():
+        out = vae.decode(x.to(_module_dtype(vae)))
+    return _to_unit(out)
+
+
+def tiny_previewer(vae: VAE) -> Previewer:
+    """A previewer that runs a small decoder (TAESD family incl. TAEF2, VAEApprox) — or any VAE's decoder.
+
+    The returned function maps a latent (raw or model space; converted to the decoder's native space) to
+    [B·T, 3, H·r, W·r] float32 in [0, 1], ``r = vae.output_ratio`` (TAESD/TAEF2: 8, VAEApprox: 2).
+    """
+    if vae.decode is None:
+        raise LatentBridgeError(f"VAE {vae.name!r} has no decoder; pass a decoder file for --method tiny")
+
+    def preview(latent: Latent) -> torch.Tensor:
+        return decode_images(vae, latent)
+
+    return preview
+
+
+# --- choosing a method ----------------------------------------------------------------------------------
+
+
+def choose_previewer(
+    latent: Latent, method: str = "auto", *, vae: VAE | None = None, fits_dir: str | os.PathLike[str] | None = None
+) -> tuple[Previewer, str]:
+    """Pick the previewer for ``latent`` and say which one and why.
+
+    ``auto`` prefers a stored fit (:func:`find_fit`), then the published factors, then ``vae`` as a tiny
+    decoder; ``rgb``, ``fitted`` and ``tiny`` insist on that method and raise when it is unavailable.
+
+    Returns:
+        (previewer, a one-line description of the choice).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown preview method {method!r}: expected one of {', '.join(METHODS)}")
+    folder = Path(fits_dir) if fits_dir is not None else None
+    if method in ("auto", "fitted"):
+        found = None
+        if vae is not None and vae.sha256 and folder is not None and fit_path(folder, vae.sha256).is_file():
+            found = (load_fit(fit_path(folder, vae.sha256)), f"fit for VAE {vae.name}")
+        elif folder is not None:
+            found = find_fit(latent, folder)
+        if found is not None:
+            return fitted_previewer(found[0]), f"fitted factors: {found[1]}"
+        if method == "fitted":
+            where = str(folder) if folder is not None else "(no fits folder given)"
+            raise LatentBridgeError(
+                f"no fitted preview factors for this latent (format {latent.format_name or 'unknown'}, "
+                f"VAE {latent.provenance.vae_sha256[:12] or 'not recorded'}) in {where}; run "
+                "`latentbridge fit-preview --vae FILE --images DIR` first, or use --method rgb"
+            )
+    if method == "rgb" or (method == "auto" and latent.format is not None and has_published_factors(latent.format)):
+        fmt = latent.format
+        why = f"published factors for {fmt.name} ({fmt.source('rgb')})" if fmt is not None else "published factors"
+        return rgb_preview, why
+    if method == "tiny" or (method == "auto" and vae is not None):
+        if vae is None:
+            raise ValueError("--method tiny needs --vae FILE: a tiny decoder (TAESD family, TAEF2, VAEApprox)")
+        return tiny_previewer(vae), f"decoder {vae.name} ({vae.architecture})"
+    fmt_name = latent.format_name or "unknown"
+    raise LatentBridgeError(
+        f"no preview for this {fmt_name} latent: its format has no published factors, no fit is stored and no "
+        "decoder was given; run `latentbridge fit-preview --vae FILE --images DIR` or pass --method tiny --vae FILE"
+    )
+
+
+def preview(
+    latent: Latent, method: str = "auto", *, vae: VAE | None = None, fits_dir: str | None = None
+) -> torch.Tensor:
+    """Preview ``latent`` with :func:`choose_previewer`'s pick: [B·T, 3, H, W] float32 in [0, 1]."""
+    previewer, _ = choose_previewer(latent, method, vae=vae, fits_dir=fits_dir)
+    return previewer(latent)
+
+
+# --- pictures -------------------------------------------------------------------------------------------
+
+
+def to_pil(image: torch.Tensor) -> Image.Image:
+    """[3, H, W] (or [1, 3, H, W]) float in [0, 1] -> 8-bit RGB PIL image (rounded)."""
+    if image.ndim == 4 and image.shape[0] == 1:
+        image = image[0]
+    if image.ndim != 3 or image.shape[0] != 3:
+        raise ShapeError(f"to_pil takes one RGB image [3, H, W], got {tuple(image.shape)}")
+    array = (image.detach().float().clamp(0, 1) * 255.0).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return Image.fromarray(np.ascontiguousarray(array), "RGB")
+
+
+def image_grid(images: torch.Tensor, columns: int, *, upscale: int = 1, gap: int = 2) -> Image.Image:
+    """Lay out [N, 3, H, W] images in [0, 1] row by row, ``columns`` per row, on a white background.
+
+    ``upscale`` enlarges each image by nearest-neighbour (latent-resolution previews are small).
+    """
+    if images.ndim != 4 or images.shape[1] != 3 or images.shape[0] < 1:
+        raise ShapeError(f"image_grid takes [N, 3, H, W] images, got {tuple(images.shape)}")
+    if columns < 1 or upscale < 1 or gap < 0:
+        raise ValueError(f"columns and upscale must be >= 1 and gap >= 0, got {columns}, {upscale}, {gap}")
+    n, _, h, w = images.shape
+    h, w = h * upscale, w * upscale
+    columns = min(columns, n)
+    rows = math.ceil(n / columns)
+    canvas = Image.new("RGB", (columns * w + (columns - 1) * gap, rows * h + (rows - 1) * gap), (255, 255, 255))
+    for i in range(n):
+        tile = to_pil(images[i])
+        if upscale > 1:
+            tile = tile.resize((w, h), Image.Resampling.NEAREST)
+        canvas.paste(tile, ((i % columns) * (w + gap), (i // columns) * (h + gap)))
+    return canvas
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode a PIL image as PNG bytes."""
+    import io
+
+    buf = io.BytesIO()
+    image.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def write_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
+    """Write ``image`` as a PNG file atomically; returns the path."""
+    return atomic_write_bytes(path, png_bytes(image))
+
+
+def preview_grid(images: torch.Tensor, frames: int = 1, *, upscale: int = 1) -> Image.Image:
+    """The picture the CLI writes: images side by side; for video one row per item, one column per frame."""
+    return image_grid(images, columns=frames if frames > 1 else images.shape[0], upscale=upscale)
