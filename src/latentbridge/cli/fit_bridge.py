@@ -1,0 +1,131 @@
+"""`latentbridge fit-bridge --src-vae A --dst-vae B --images DIR|builtin:train -o bridge.safetensors`.
+
+Encodes the same image crops with both VAEs, solves the per-pixel linear map in closed form, trains a small
+conv bridge with early stopping, prints the validation curve and both bridges' scores, and saves one file
+that `latentbridge transfer --bridge` reads.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from latentbridge.cli._app import app
+from latentbridge.cli._common import fail_on_error
+
+
+def _num(value: float, fmt: str) -> str:
+    return "—" if value is None or math.isnan(value) else format(value, fmt)
+
+
+def scores_table(scores: dict[str, float], title: str) -> Table:
+    """Validation scores of the baselines, the linear map and the conv bridge."""
+    table = Table(title=title, title_justify="left")
+    for col in ("converter", "val NMSE", "PSNR dB", "SSIM"):
+        table.add_column(col, justify="left" if col == "converter" else "right")
+    rows = [
+        ("zero (predict the mean)", scores.get("nmse_zero", math.nan), math.nan, math.nan),
+        ("identity (latent as is)", scores.get("nmse_identity", math.nan), math.nan, math.nan),
+        ("linear map (closed form)", scores["nmse_linear"], scores.get("psnr_linear", math.nan),
+         scores.get("ssim_linear", math.nan)),
+        ("conv bridge", scores["nmse_conv"], scores.get("psnr_conv", math.nan), scores.get("ssim_conv", math.nan)),
+    ]  # fmt: skip
+    for name, nmse, psnr, ssim in rows:
+        table.add_row(name, _num(nmse, ".4f"), _num(psnr, ".2f"), _num(ssim, ".4f"))
+    return table
+
+
+@app.command("fit-bridge")
+@fail_on_error
+def fit_bridge_command(
+    src_vae: str = typer.Option(..., "--src-vae", help="Source VAE (weight file or zoo name)."),
+    dst_vae: str = typer.Option(..., "--dst-vae", help="Target VAE (weight file or zoo name)."),
+    images: str = typer.Option(
+        "builtin:train", "--images", help="Folder of PNG/JPEG images, or builtin:train (bundled photos, offline)."
+    ),
+    output: Path = typer.Option(..., "-o", "--output", help="Bridge file to write (.safetensors)."),
+    epochs: int = typer.Option(150, "--epochs", help="Most training epochs."),
+    val_split: float = typer.Option(0.2, "--val-split", help="Fraction of images held out for validation."),
+    patience: int = typer.Option(12, "--patience", help="Stop after this many epochs without a better val loss."),
+    crop: int = typer.Option(128, "--crop", help="Crop side in pixels."),
+    crops_per_image: int = typer.Option(8, "--crops-per-image", help="Random crops per image."),
+    hidden: int = typer.Option(64, "--hidden", help="Width of the conv bridge."),
+    blocks: int = typer.Option(2, "--blocks", help="Residual blocks of the conv bridge."),
+    lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate."),
+    seed: int = typer.Option(0, "--seed", help="Seed of crops, split and initialisation."),
+    max_seconds: float = typer.Option(None, "--max-seconds", help="Cap on the training loop's wall time."),
+    threads: int = typer.Option(None, "--threads", help="torch CPU threads for this run."),
+    plot: bool = typer.Option(False, "--plot", help="Also save the validation curve as a PNG beside the output."),
+    device: str = typer.Option("cpu", "--device", help="Where the VAEs run while encoding."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output file."),
+) -> None:
+    """Fit a learned bridge (plus the closed-form linear map) from one VAE's latents to another's."""
+    import torch
+
+    from latentbridge.bridge import fit_bridge, plot_curve, save_bridge
+    from latentbridge.cli.transfer import load_vae_option
+    from latentbridge.errors import LatentBridgeError
+
+    if output.exists() and not overwrite:
+        raise LatentBridgeError(f"{output} already exists; pass --overwrite to replace it, or choose another -o")
+    console = Console()
+    src = load_vae_option(src_vae, None, device, "fp32")
+    dst = load_vae_option(dst_vae, None, device, "fp32")
+    previous_threads = torch.get_num_threads()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    try:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        with Progress(*columns, TextColumn("{task.fields[info]}"), console=console) as bar:
+            encode_task = bar.add_task("encode crops", total=None, info="")
+            train_task = bar.add_task("train", total=epochs, info="", visible=False)
+
+            def on_event(event: Any) -> None:
+                if event.stage == "encode":
+                    bar.update(encode_task, total=event.total, completed=event.done)
+                    return
+                e = event.epoch
+                bar.update(train_task, completed=event.done, visible=True, info=f"val NMSE {e.val_nmse:.4f}")
+                console.print(
+                    f"epoch {e.epoch:4d}  train {e.train_nmse:.4f}  val {e.val_nmse:.4f}  ({e.seconds:.1f} s)",
+                    highlight=False,
+                )
+
+            result = fit_bridge(
+                src,
+                dst,
+                images,
+                epochs=epochs,
+                val_split=val_split,
+                patience=patience,
+                crop=crop,
+                crops_per_image=crops_per_image,
+                hidden=hidden,
+                blocks=blocks,
+                lr=lr,
+                seed=seed,
+                max_seconds=max_seconds,
+                on_event=on_event,
+            )
+    finally:
+        torch.set_num_threads(previous_threads)
+    path = save_bridge(result, output, overwrite=overwrite)
+    meta = result.conv.meta
+    console.print(scores_table(dict(result.scores), f"validation: {src.name} -> {dst.name}"))
+    training = meta["training"]
+    console.print(
+        f"best epoch {training['best_epoch']} of {training['epochs_run']}"
+        + (" (stopped early)" if result.stopped_early else "")
+        + f"; {meta['data']['train_crops']} train / {meta['data']['val_crops']} val crops of {crop} px "
+        f"(held out by {meta['data']['val_split_by']}) -> {path}",
+        highlight=False,
+    )
+    if plot:
+        png = plot_curve(result, output.with_suffix(".png"))
+        console.print(f"validation curve -> {png}", highlight=False)

@@ -1,0 +1,165 @@
+"""`latentbridge transfer LATENT|DIR --from-vae A --to-vae B -o OUT [--bridge FILE] [--report]`.
+
+Moves latents from VAE A's latent space to VAE B's: decode→re-encode by default, or with a bridge fitted by
+`latentbridge fit-bridge`. A folder is done file by file with a progress bar and resumes where it stopped.
+`--report` measures fidelity (PSNR/SSIM of B's decode of the result against A's decode of the input) and time.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from latentbridge.cli._app import app
+from latentbridge.cli._common import fail_on_error
+
+
+def load_vae_option(spec: str | None, fmt: str | None, device: str, dtype: str) -> Any:
+    """Load the VAE named by a --from-vae/--to-vae/--src-vae/--dst-vae value, or None when not given."""
+    if spec is None:
+        return None
+    from latentbridge.weights import load_vae
+
+    return load_vae(spec, format=fmt, device=device, dtype=dtype)
+
+
+def _cell(value: float, fmt: str) -> str:
+    if math.isnan(value):
+        return "—"
+    if math.isinf(value):
+        return "∞"
+    return format(value, fmt)
+
+
+def fidelity_table(rows: Any, title: str) -> Table:
+    """A rich table of FidelityRow values."""
+    table = Table(title=title, title_justify="left")
+    for col in ("method", "PSNR dB", "SSIM", "ms / latent", "PSNR vs image", "SSIM vs image", "note"):
+        table.add_column(col, justify="left" if col in ("method", "note") else "right", overflow="fold")
+    for r in rows:
+        table.add_row(
+            r.method,
+            _cell(r.psnr, ".2f"),
+            _cell(r.ssim, ".4f"),
+            _cell(r.seconds_per_latent * 1000, ".1f"),
+            _cell(r.image_psnr, ".2f"),
+            _cell(r.image_ssim, ".4f"),
+            r.note,
+        )
+    return table
+
+
+@app.command("transfer")
+@fail_on_error
+def transfer_command(
+    source: Path = typer.Argument(..., help="A latent file, or a folder of latent files.", show_default=False),
+    output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder, for a folder input)."),
+    from_vae: str = typer.Option(None, "--from-vae", help="VAE that made the latent: a weight file or zoo name."),
+    to_vae: str = typer.Option(None, "--to-vae", help="Target VAE: a weight file or zoo name."),
+    bridge: Path = typer.Option(None, "--bridge", help="A bridge file from `latentbridge fit-bridge` (no pixels)."),
+    bridge_kind: str = typer.Option("conv", "--bridge-kind", help="Which converter of the bridge: conv or linear."),
+    format: str = typer.Option(None, "--format", help="Latent format, when the file does not record it."),
+    space: str = typer.Option(None, "--space", help="raw|model: the input's space, when the file does not say."),
+    key: str = typer.Option(None, "--key", help="Which array of the file holds the latent."),
+    out_space: str = typer.Option(None, "--out-space", help="raw|model for the output (default: the input's)."),
+    container: str = typer.Option(
+        None, "--container", help="Output container: latent, safetensors, pt, npy, npz (default: the input's)."
+    ),
+    batch_size: int = typer.Option(1, "--batch-size", help="Images per network call (decode→re-encode)."),
+    tile: int = typer.Option(None, "--tile", help="Tile side in pixels for decode and encode."),
+    device: str = typer.Option("cpu", "--device", help="Where the networks run."),
+    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16."),
+    report: bool = typer.Option(False, "--report", help="Print fidelity (PSNR/SSIM) and time of each method."),
+    image: Path = typer.Option(None, "--image", help="With --report: the original image, for the best achievable."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (a folder: redo it all)."),
+) -> None:
+    """Move latents to another VAE's latent space (decode→re-encode, or a learned bridge)."""
+    from latentbridge.bridge import load_bridge
+    from latentbridge.errors import LatentBridgeError
+    from latentbridge.files import read_latent, sniff, write_latent
+    from latentbridge.transfer import (
+        FIDELITY_NOTE,
+        fidelity_report,
+        method_name,
+        output_container,
+        transfer,
+        transfer_dir,
+    )
+
+    console = Console()
+    if bridge is None and (from_vae is None or to_vae is None):
+        raise typer.BadParameter("decode→re-encode needs --from-vae and --to-vae (or pass --bridge FILE)")
+    if not source.is_dir() and output.exists() and not overwrite:
+        raise LatentBridgeError(f"{output} already exists; pass --overwrite to replace it, or choose another -o")
+    method: Any = load_bridge(bridge, kind=bridge_kind) if bridge is not None else "reencode"
+    src_vae = load_vae_option(from_vae, None, device, dtype)
+    dst_vae = load_vae_option(to_vae, None, device, dtype)
+    codec = {"batch_size": batch_size, "tile": tile}
+
+    if source.is_dir():
+        if report:
+            raise typer.BadParameter("--report measures one latent file; run it on one file of the folder")
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, TimeRemainingColumn(), console=console, transient=False) as bar:
+            task = bar.add_task(f"transfer {method_name(method)}", total=None)
+
+            def on_file(outcome: Any) -> None:
+                bar.update(task, total=outcome.total, completed=outcome.index, description=outcome.name)
+
+            try:
+                outcomes = transfer_dir(
+                    source,
+                    output,
+                    src_vae,
+                    dst_vae,
+                    method=method,
+                    format=format,
+                    space=space,
+                    out_space=out_space,
+                    container=container,
+                    overwrite=overwrite,
+                    on_file=on_file,
+                    device=device,
+                    dtype=dtype,
+                    **codec,
+                )
+            except FileExistsError as exc:  # an output this transfer did not write
+                raise LatentBridgeError(str(exc)) from exc
+        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "not-latent")}
+        console.print(
+            f"{counts['done']} transferred, {counts['skipped']} already complete (skipped), "
+            f"{counts['not-latent']} not latents (left alone) -> {output}"
+        )
+        for o in outcomes:
+            if o.status == "not-latent":
+                console.print(f"  not a latent: {o.name}: {o.note}", highlight=False)
+        return
+
+    latent = read_latent(source, key=key, format=format, space=space)
+    out = transfer(latent, src_vae, dst_vae, method=method, space=out_space, device=device, dtype=dtype, **codec)
+    write_latent(out, output, container=output_container(sniff(source), container), overwrite=overwrite)
+    console.print(
+        f"{source} ({latent.format_name or 'unknown format'}, {list(latent.shape)}) -> {output} "
+        f"({out.format_name or 'unknown format'}, {out.space}, {list(out.shape)}) via {method_name(method)}",
+        highlight=False,
+    )
+    if report:
+        if src_vae is None or dst_vae is None:
+            raise typer.BadParameter("--report decodes both sides: pass --from-vae and --to-vae")
+        methods: list[Any] = ["reencode"]
+        if bridge is not None:
+            methods += [load_bridge(bridge, kind="linear"), load_bridge(bridge, kind="conv")]
+        original = None
+        if image is not None:
+            from latentbridge.images import load_image
+
+            original = load_image(image).tensor
+        rows = fidelity_report(latent, src_vae, dst_vae, methods, image=original, device=device, dtype=dtype, **codec)
+        console.print(fidelity_table(rows, f"fidelity {src_vae.name} -> {dst_vae.name} ({source.name})"))
+        console.print(FIDELITY_NOTE, highlight=False)
