@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from latentbridge.cli import calibrate as _calibrate  # noqa: F401  (registers the command)
+from latentbridge.cli import check as _check  # noqa: F401  (registers the command)
 from latentbridge.cli import fit_bridge as _fit_bridge  # noqa: F401  (registers the command)
 from latentbridge.cli import formats as _formats  # noqa: F401  (registers the command)
+from latentbridge.cli import identify as _identify  # noqa: F401  (registers the command)
 from latentbridge.cli import inspect as _inspect  # noqa: F401  (registers the command)
 from latentbridge.cli import transfer as _transfer  # noqa: F401  (registers the command)
 from latentbridge.cli._app import app

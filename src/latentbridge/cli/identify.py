@@ -1,0 +1,57 @@
+"""`latentbridge identify LATENT [--key K] [--layout L] [--json]`: format and space from the values alone.
+
+Whatever the file records is ignored for the answer (and shown beside it, for comparison).
+"""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from latentbridge.cli._app import app
+from latentbridge.cli._common import fail_on_error
+from latentbridge.identify import Identification, identify
+
+
+def render(ident: Identification, recorded: str, console: Console) -> None:
+    """The answer, then every candidate with its probability and profile."""
+    console.print(f"[bold]{escape(ident.summary)}[/]")
+    console.print(f"{escape(ident.geometry)}; shape {list(ident.shape)}")
+    if recorded:
+        console.print(f"the file records: {escape(recorded)}")
+    if ident.candidates:
+        table = Table(title="profiled candidates (probability among these)")
+        for col in ("candidate", "ratio", "probability", "fit (mean z²)", "profile"):
+            table.add_column(col, justify="left" if col in ("candidate", "profile") else "right", overflow="fold")
+        for c in ident.candidates:
+            fit = f"{c.distance:.2f}" + ("" if c.fits else " (no fit)")
+            table.add_row(escape(c.label), f"{c.spatial_ratio}×", f"{c.probability:.1%}", fit, escape(c.profile))
+        console.print(table)
+    if ident.shape_only:
+        console.print("possible by shape, no profile: " + escape(", ".join(c.label for c in ident.shape_only)))
+    for name, value in ident.evidence:
+        console.print(f"  {name}: {value}")
+
+
+@app.command("identify")
+@fail_on_error
+def identify_command(
+    latent: str = typer.Argument(..., help="A latent file (.latent, .safetensors, .pt, .npy, .npz, kohya cache)."),
+    key: str = typer.Option(None, "--key", help="Which array holds the latent, when the file has several."),
+    layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NHWC."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
+) -> None:
+    """Identify a latent's format and space from its values (channel count, statistics, spectrum)."""
+    from latentbridge.files import read_latent
+
+    lat = read_latent(latent, key=key, layout=layout)
+    ident = identify(lat)
+    recorded = " ".join(x for x in (lat.format_name, lat.space if lat.space != "unknown" else "") if x)
+    if as_json:
+        typer.echo(json.dumps({"file": latent, "recorded": recorded, **ident.to_dict()}, indent=1))
+    else:
+        render(ident, recorded, Console(highlight=False, soft_wrap=True))

@@ -1,0 +1,411 @@
+"""Which latent format (and space) is this tensor? A fingerprint from the values alone, metadata ignored.
+
+The shape narrows the field: channel count and dimensionality give every registered (format, space) whose
+geometry fits (:func:`shape_candidates`); the spatial ratio cannot be seen in a tensor. Among those, the
+candidates with a reference profile (:mod:`latentbridge.profiles`) are scored by how well the latent's
+features — per-channel means and log-stds, cross-channel correlations, power-spectrum slopes — fit each
+profile (a Student-t log-likelihood per feature, summed over features and batch items). A softmax of the
+summed log-likelihoods divided by a temperature fitted on held-out latents (leave-one-photo-out, see
+``scripts/build_profiles.py``) gives the confidence. Candidates without a profile are listed as "possible by
+shape, no profile", and a latent far from every profile is reported as matching none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from latentbridge.formats import LatentFormat, formats, pack
+from latentbridge.latent import Latent, to_layout
+from latentbridge.profiles import (
+    SAME_RAW_SPACE,
+    Calibration,
+    Features,
+    Profile,
+    calibration,
+    feature_fit,
+    is_identity,
+    latent_features,
+    profile_set,
+    user_profile_dir,
+)
+
+CONFIDENT = 0.9  # a candidate with this calibrated probability (and a fitting profile) is named alone
+NOISE_LAG1 = 0.1  # i.i.d. noise: neighbouring cells correlate by < 0.1; image latents by 0.5–0.95
+NOISE_CROSS = 0.1  # … and channels correlate by < 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One hypothesis: the tensor is a latent of ``format`` in ``space``.
+
+    Attributes:
+        format: registry name (or the name of a user-calibrated VAE).
+        space: "raw" or "model".
+        spatial_ratio: pixels per latent cell under this hypothesis.
+        probability: calibrated probability among the profiled candidates (0.0 for shape-only ones).
+        loglik: summed log-likelihood of the latent's features (nan without a profile).
+        distance: mean squared z-score of the features to the profile (nan without a profile).
+        fits: the distance is within what the profile's own latents show (calibrated threshold).
+        profile: "kind: source" of the profile used, or "" (possible by shape, no profile).
+        also: formats that share this raw space (sdxl raw is also playground25 raw).
+        unpacked: the tensor is this packed format's model space before packing (TAEF2's native layout).
+        same_spaces: raw and model are the same numbers for this format.
+    """
+
+    format: str
+    space: str
+    spatial_ratio: int
+    probability: float = 0.0
+    loglik: float = math.nan
+    distance: float = math.nan
+    fits: bool = False
+    profile: str = ""
+    also: tuple[str, ...] = ()
+    unpacked: bool = False
+    same_spaces: bool = False
+
+    @property
+    def label(self) -> str:
+        """ "sdxl raw", "flux2 model (unpacked)", "cosmos raw=model"."""
+        space = "raw=model" if self.same_spaces else self.space
+        out = f"{self.format} {space}" + (" (unpacked)" if self.unpacked else "")
+        return out + (f" (= {'/'.join(self.also)} raw)" if self.also else "")
+
+    def covers(self, name: str) -> bool:
+        """True when this hypothesis is about format ``name`` (directly or through a shared raw space)."""
+        return name == self.format or name in self.also
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        out = {
+            "format": self.format,
+            "space": self.space,
+            "label": self.label,
+            "spatial_ratio": self.spatial_ratio,
+            "probability": round(self.probability, 4),
+            "profile": self.profile,
+            "also": list(self.also),
+            "unpacked": self.unpacked,
+        }
+        if self.profile:
+            out.update(loglik=round(self.loglik, 3), distance=round(self.distance, 4), fits=self.fits)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Identification:
+    """What the values of a tensor say about its format and space.
+
+    Attributes:
+        shape: the tensor's shape in canonical layout ([N, C, H, W] or [N, C, T, H, W]).
+        channels, dims: channel count, 2 (image) or 3 (video).
+        candidates: profiled hypotheses, most probable first; probabilities sum to 1.
+        shape_only: hypotheses the shape allows but no profile can score.
+        groups: feature groups that were compared.
+        temperature, fit_threshold: the calibration used.
+        flags: "non-finite", "all-zero", "constant", "noise-like" — values that cannot be fingerprinted.
+        evidence: numbers behind the flags (lag-1 autocorrelation, …).
+    """
+
+    shape: tuple[int, ...]
+    channels: int
+    dims: int
+    candidates: tuple[Candidate, ...]
+    shape_only: tuple[Candidate, ...]
+    groups: tuple[str, ...]
+    temperature: float
+    fit_threshold: float
+    flags: tuple[str, ...] = ()
+    evidence: tuple[tuple[str, float], ...] = field(default=())
+
+    @property
+    def best(self) -> Candidate | None:
+        """The most probable profiled candidate, or None."""
+        return self.candidates[0] if self.candidates else None
+
+    @property
+    def confident(self) -> bool:
+        """One candidate is probable enough (``CONFIDENT``) and its profile fits."""
+        best = self.best
+        return best is not None and best.fits and best.probability >= CONFIDENT
+
+    @property
+    def fits_any(self) -> bool:
+        """Some profile fits the latent's features."""
+        return any(c.fits for c in self.candidates)
+
+    def family_probability(self, name: str) -> float:
+        """Probability that the latent belongs to format ``name`` in either space."""
+        return sum(c.probability for c in self.candidates if c.covers(name))
+
+    def ratios(self) -> dict[int, list[str]]:
+        """Spatial ratio -> formats possible by shape with that ratio (the tensor cannot tell them apart)."""
+        out: dict[int, list[str]] = {}
+        for cand in (*self.candidates, *self.shape_only):
+            names = out.setdefault(cand.spatial_ratio, [])
+            if cand.format not in names:
+                names.append(cand.format)
+        return dict(sorted(out.items()))
+
+    @property
+    def geometry(self) -> str:
+        """ "4-ch image latent (8×: sd1, sdxl; 4×: cascade_b)"."""
+        kind = "image" if self.dims == 2 else "video"
+        ratios = "; ".join(f"{r}×: {', '.join(n)}" for r, n in self.ratios().items())
+        return f"{self.channels}-ch {kind} latent" + (f" ({ratios})" if ratios else "")
+
+    @property
+    def summary(self) -> str:
+        """One honest line: the answer, or what is ambiguous and why."""
+        shape_only = ", ".join(c.label for c in self.shape_only)
+        if not self.candidates and not self.shape_only:
+            kind = "image" if self.dims == 2 else "video"
+            return f"no registered {kind} format has {self.channels} channels in raw or model space"
+        if self.flags and set(self.flags) & {"non-finite", "all-zero", "constant"}:
+            what = {"non-finite": "contains NaN/inf", "all-zero": "all zeros", "constant": "constant"}
+            flag = next(f for f in self.flags if f in what)
+            return f"{what[flag]}: nothing to fingerprint; possible by shape: {self._all_labels()}"
+        if "noise-like" in self.flags:
+            return f"looks like i.i.d. noise, not an encoded image; possible by shape: {self._all_labels()}"
+        if not self.candidates:
+            return f"possible by shape, no profile: {shape_only}"
+        best = self.candidates[0]
+        tail = f"; possible by shape, no profile: {shape_only}" if shape_only else ""
+        if not self.fits_any:
+            return (
+                f"matches no profile well (nearest: {best.label}, distance {best.distance:.1f} > "
+                f"{self.fit_threshold:.1f}){tail}"
+            )
+        if self.confident:
+            return f"{best.label} ({best.probability:.0%}){tail}"
+        top, mass = [], 0.0
+        for cand in self.candidates:
+            top.append(cand)
+            mass += cand.probability
+            if mass >= CONFIDENT or len(top) == 3:
+                break
+        names = " or ".join(c.label for c in top)
+        shares = "/".join(f"{round(100 * c.probability)}" for c in top)
+        return f"{names}, {shares}{tail}"
+
+    def _all_labels(self) -> str:
+        return ", ".join(c.label for c in (*self.candidates, *self.shape_only))
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict."""
+        return {
+            "summary": self.summary,
+            "geometry": self.geometry,
+            "shape": list(self.shape),
+            "channels": self.channels,
+            "dims": self.dims,
+            "confident": self.confident,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "shape_only": [c.to_dict() for c in self.shape_only],
+            "groups": list(self.groups),
+            "temperature": self.temperature,
+            "fit_threshold": self.fit_threshold,
+            "flags": list(self.flags),
+            "evidence": dict(self.evidence),
+        }
+
+
+# --- hypotheses by shape -----------------------------------------------------------------------------------
+
+
+def shape_candidates(
+    channels: int, dims: int, profiles: Mapping[tuple[str, str], Profile] | None = None
+) -> list[Candidate]:
+    """Every (format, space) whose geometry has ``channels`` channels and ``dims`` spatial dims.
+
+    Includes the unpacked form of packed model spaces (FLUX.2 model space before its 2×2 packing, what TAEF2
+    reads and writes) and user profiles of VAEs with no registered format. Formats sharing a raw space are one
+    hypothesis; formats whose raw and model spaces coincide give one hypothesis.
+    """
+    out: list[Candidate] = []
+    registry = formats()
+    shared: dict[str, list[str]] = {}
+    for name, owner in SAME_RAW_SPACE.items():
+        shared.setdefault(owner, []).append(name)
+    for fmt in registry.values():
+        if fmt.dims != dims:
+            continue
+        for space in ("raw", "model"):
+            c, ratio = fmt.space_shape(space)
+            if space == "model" and is_identity(fmt):
+                continue
+            if space == "raw" and fmt.name in SAME_RAW_SPACE:
+                continue  # covered by the owner's raw hypothesis
+            if c == channels:
+                also = tuple(shared.get(fmt.name, ())) if space == "raw" else ()
+                out.append(Candidate(fmt.name, space, ratio, also=also, same_spaces=is_identity(fmt)))
+        if fmt.patch > 1 and fmt.channels == channels:
+            out.append(Candidate(fmt.name, "model", fmt.spatial_ratio, unpacked=True))
+    for (name, space), prof in (profiles or {}).items():
+        if name not in registry and prof.channels == channels and prof.dims == dims:
+            out.append(Candidate(name, space, prof.spatial_ratio))
+    return out
+
+
+# --- the fingerprint ---------------------------------------------------------------------------------------
+
+
+def canonical_tensor(x: Latent | torch.Tensor) -> torch.Tensor:
+    """The values in canonical layout: [N, C, H, W] or [N, C, T, H, W].
+
+    A bare tensor is taken as NCHW (4-D), NCTHW (5-D) or CHW (3-D, a batch of one is added); a Latent is
+    permuted from its declared layout.
+    """
+    if isinstance(x, Latent):
+        target = "NCTHW" if "T" in x.layout else "NCHW"
+        return to_layout(x.tensor, x.layout, target)
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"identify needs a torch.Tensor or a Latent, got {type(x).__name__}")
+    if x.ndim == 3:
+        return x[None]
+    if x.ndim in (4, 5):
+        return x
+    raise ValueError(
+        f"a latent tensor is [N, C, H, W] (image) or [N, C, T, H, W] (video), got shape {tuple(x.shape)}; "
+        "reshape it, or wrap it in a Latent with its layout"
+    )
+
+
+def value_flags(x: torch.Tensor) -> tuple[tuple[str, ...], tuple[tuple[str, float], ...]]:
+    """Flags for values that cannot be fingerprinted, with the numbers behind them.
+
+    Args:
+        x: canonical latent [N, C, (T,) H, W], any space.
+
+    Returns:
+        (flags, evidence): flags among "non-finite", "all-zero", "constant", "noise-like".
+    """
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        return ("non-finite",), (("non_finite_values", float(bad)), ("values", float(x.numel())))
+    xd = x.double()
+    if not bool(xd.any()):
+        return ("all-zero",), (("max_abs", 0.0),)
+    if float(xd.max() - xd.min()) == 0.0:
+        return ("constant",), (("value", float(xd.flatten()[0])),)
+    if min(x.shape[-2:]) < 2:
+        return (), ()
+    centred = xd - xd.mean(dim=(-2, -1), keepdim=True)
+    var = centred.square().mean(dim=(-2, -1)).clamp_min(1e-30)
+    lag_h = (centred[..., 1:, :] * centred[..., :-1, :]).mean(dim=(-2, -1)) / var
+    lag_w = (centred[..., :, 1:] * centred[..., :, :-1]).mean(dim=(-2, -1)) / var
+    lag1 = float(((lag_h + lag_w) / 2).mean())
+    flat = centred.transpose(0, 1).reshape(x.shape[1], -1)
+    corr = torch.corrcoef(flat) if x.shape[1] > 1 else torch.zeros(1, 1, dtype=torch.float64)
+    off = corr - torch.diag(torch.diag(corr))
+    cross = float(off.abs().max())
+    evidence = (("lag1_autocorrelation", round(lag1, 4)), ("max_cross_correlation", round(cross, 4)))
+    if abs(lag1) < NOISE_LAG1 and cross < NOISE_CROSS:
+        return ("noise-like",), evidence
+    return (), evidence
+
+
+def _profile_note(p: Profile) -> str:
+    return f"{p.kind}: {p.source}"
+
+
+def identify(
+    latent: Latent | torch.Tensor,
+    *,
+    profiles: Mapping[tuple[str, str], Profile] | None = None,
+    calib: Calibration | None = None,
+    user_dir: Path | None = None,
+) -> Identification:
+    """Identify a latent's format and space from its values alone (recorded format/space are ignored).
+
+    Args:
+        latent: a tensor ([N, C, H, W], [N, C, T, H, W] or [C, H, W]) or a Latent (its layout is used,
+            nothing else), raw or model space.
+        profiles: (format, space) -> Profile to score against; default: built-in profiles plus the user
+            profiles in ``user_dir`` (default :func:`~latentbridge.profiles.user_profile_dir`).
+        calib: temperature and thresholds; default: the shipped calibration.
+        user_dir: where user profiles live (only used when ``profiles`` is None).
+
+    Returns:
+        An :class:`Identification`: candidates with calibrated probabilities, shape-only candidates, flags.
+    """
+    x = canonical_tensor(latent)
+    if profiles is None:
+        profiles = profile_set(user_dir=user_dir if user_dir is not None else user_profile_dir())
+    calib = calib or calibration()
+    dims = x.ndim - 2
+    channels = int(x.shape[1])
+    hypotheses = shape_candidates(channels, dims, profiles)
+    flags, evidence = value_flags(x)
+    base = {
+        "shape": tuple(x.shape),
+        "channels": channels,
+        "dims": dims,
+        "temperature": calib.temperature,
+        "fit_threshold": calib.fit_threshold,
+        "flags": flags,
+        "evidence": evidence,
+    }
+    scored: list[tuple[Candidate, Profile, list[Features]]] = []
+    shape_only: list[Candidate] = []
+    if flags and flags[0] in ("non-finite", "all-zero", "constant"):
+        return Identification(candidates=(), shape_only=tuple(hypotheses), groups=(), **base)
+    features = latent_features(x)
+    packed_features: dict[int, list[Features]] = {}
+    for cand in hypotheses:
+        prof = profiles.get((cand.format, cand.space))
+        if prof is None:
+            shape_only.append(cand)
+            continue
+        feats = features
+        if cand.unpacked:
+            fmt: LatentFormat = formats()[cand.format]
+            if x.ndim != 4 or x.shape[-1] % fmt.patch or x.shape[-2] % fmt.patch:
+                shape_only.append(cand)
+                continue
+            if fmt.patch not in packed_features:
+                packed_features[fmt.patch] = latent_features(pack(x, fmt.patch))
+            feats = packed_features[fmt.patch]
+        if prof.channels != len(feats[0].mean):
+            shape_only.append(cand)
+            continue
+        scored.append((cand, prof, feats))
+    groups = features[0].groups
+    if not scored:
+        return Identification(candidates=(), shape_only=tuple(shape_only), groups=groups, **base)
+    rows = []
+    for cand, prof, feats in scored:
+        lls, dists = [], []
+        for f in feats:
+            ll, dist, _ = feature_fit(f, prof, f.groups, calib.population)
+            lls.append(ll)
+            dists.append(dist)
+        rows.append((cand, prof, float(np.sum(lls)), float(np.mean(dists))))
+    logits = np.array([r[2] for r in rows]) / calib.temperature
+    probs = np.exp(logits - logits.max())
+    probs /= probs.sum()
+    cands = [
+        Candidate(
+            cand.format,
+            cand.space,
+            cand.spatial_ratio,
+            probability=float(p),
+            loglik=ll,
+            distance=dist,
+            fits=dist <= calib.fit_threshold,
+            profile=_profile_note(prof),
+            also=cand.also,
+            unpacked=cand.unpacked,
+            same_spaces=cand.same_spaces,
+        )
+        for (cand, prof, ll, dist), p in zip(rows, probs, strict=True)
+    ]
+    cands.sort(key=lambda c: -c.probability)
+    return Identification(candidates=tuple(cands), shape_only=tuple(shape_only), groups=groups, **base)
