@@ -367,3 +367,49 @@ def test_zoo_bridge_quality(tmp_path: Path) -> None:
     assert s["nmse_linear"] < 0.5 * s["nmse_zero"]
     assert s["nmse_conv"] <= s["nmse_linear"]
     assert s["psnr_conv"] > 20  # zoo VAEs reconstruct at ~25-28 dB; a working bridge stays well above noise
+
+
+# --- the commands, on real pretrained VAEs (VAElight SD1 -> TAEF2 FLUX.2: 4 ch / 8× -> 128 ch / 16×) ----------
+
+
+def test_cli_fit_bridge_then_transfer(shared_weights: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from latentbridge import codec
+    from latentbridge.cli import app
+    from latentbridge.cli.transfer import load_vae_option
+    from latentbridge.files import read_latent, write_latent
+    from latentbridge.photos import photo_tensor
+
+    sd1 = ",".join(str(shared_weights / f) for f in ("vaelight-sd1/VAEencoder.onnx", "vaelight-sd1/VAEpreview.onnx"))
+    flux2 = ",".join(str(shared_weights / f) for f in ("taef2/taef2_encoder.pth", "taef2/taef2_decoder.pth"))
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("coffee", "rocket", "china"):
+        Image.fromarray(small_photo(name, 80)).save(folder / f"{name}.png")
+    out = tmp_path / "sd1-to-flux2.safetensors"
+    args = ["fit-bridge", "--src-vae", sd1, "--dst-vae", flux2, "--images", str(folder), "-o", str(out)]
+    args += ["--epochs", "3", "--crop", "32", "--crops-per-image", "3", "--hidden", "16", "--blocks", "1", "--plot"]
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    for text in ("epoch    1", "linear map (closed form)", "conv bridge", "val NMSE", "validation curve ->"):
+        assert text in result.output
+    assert out.with_suffix(".png").exists()
+    bridge = load_bridge(out)
+    assert bridge.config.unshuffle == 2 and bridge.src.format == "sd1" and bridge.dst.format == "flux2"
+    assert bridge.src.space == "raw" and bridge.dst.space == "model" and bridge.meta["data"]["images"] == 3
+
+    light = load_vae_option(sd1, None, "cpu", "fp32")
+    write_latent(codec.encode(light, photo_tensor("astronaut", 64), progress=False), tmp_path / "a.latent")
+    run = ["transfer", str(tmp_path / "a.latent"), "--bridge", str(out), "-o", str(tmp_path / "a2.st")]
+    run += ["--out-space", "model", "--container", "safetensors"]
+    moved = CliRunner().invoke(app, run, env={"COLUMNS": "200"})
+    assert moved.exit_code == 0, moved.output
+    got = read_latent(tmp_path / "a2.st")
+    assert got.format_name == "flux2" and got.shape == (1, 128, 4, 4)
+    assert dict(got.provenance.extra)["transfer.bridge_sha256"] == bridge.sha256
+
+    wrong = ["transfer", str(tmp_path / "a2.st"), "--bridge", str(out), "-o", str(tmp_path / "bad.st")]
+    refused = CliRunner().invoke(app, wrong, env={"COLUMNS": "200"})
+    assert refused.exit_code == 1
+    assert "this latent is a flux2 latent but the bridge maps latents of" in refused.output

@@ -21,12 +21,19 @@ from latentbridge.cli._common import fail_on_error
 
 
 def load_vae_option(spec: str | None, fmt: str | None, device: str, dtype: str) -> Any:
-    """Load the VAE named by a --from-vae/--to-vae/--src-vae/--dst-vae value, or None when not given."""
+    """Load the VAE a --from-vae/--to-vae/--src-vae/--dst-vae value names, or None when not given.
+
+    The value is a weight file, a diffusers folder, a zoo name, or files joined by commas (the encoder and
+    decoder halves of a TAESD-family VAE: ``taef2_encoder.pth,taef2_decoder.pth``).
+    """
     if spec is None:
         return None
-    from latentbridge.weights import load_vae
+    from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
 
-    return load_vae(spec, format=fmt, device=device, dtype=dtype)
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise typer.BadParameter(f"VAE {spec!r} names no file: expected FILE, a zoo name, or ENCODER,DECODER")
+    return load_vae(parts[0] if len(parts) == 1 else parts, format=fmt, device=device, dtype=dtype)
 
 
 def _cell(value: float, fmt: str) -> str:
