@@ -1,0 +1,32 @@
+"""Inspecting and loading VAE weight files: headers, declared signatures, key maps, hashes, strict loading.
+
+Public API::
+
+    describe(path, format=None, *, hash=None) -> WeightsInfo   # identify from the header, never loading tensors
+    detect(header) -> list[Match]                               # every signature that fits
+    load_vae(spec, *, format=None, device="cpu", dtype=torch.float32, part="both") -> VAE
+"""
+
+from __future__ import annotations
+
+from latentbridge.weights._header import Header, TensorInfo, read_header
+from latentbridge.weights.hashes import KNOWN_FILES, KnownFile, sha256_file
+from latentbridge.weights.info import WeightsInfo, describe
+from latentbridge.weights.load import load_vae
+from latentbridge.weights.signatures import SIGNATURES, Match, Signature, detect
+
+__all__ = [
+    "KNOWN_FILES",
+    "SIGNATURES",
+    "Header",
+    "KnownFile",
+    "Match",
+    "Signature",
+    "TensorInfo",
+    "WeightsInfo",
+    "describe",
+    "detect",
+    "load_vae",
+    "read_header",
+    "sha256_file",
+]

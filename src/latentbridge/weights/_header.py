@@ -1,0 +1,291 @@
+"""Read what a weight file holds — tensor names, shapes, dtypes, metadata — without reading its tensors.
+
+Containers, recognised by their first bytes (never by the file name):
+
+* **safetensors** — ``safe_open`` reads the JSON header only.
+* **PyTorch pickles** (.ckpt/.pt/.pth/.bin) — pickles have no separate header, so the file is opened with
+  ``torch.load(weights_only=True, mmap=True)``: tensors stay on disk (memory-mapped) and nothing in the
+  file is executed. Lightning checkpoints (``{"state_dict": {...}, "global_step": ...}``) are unwrapped.
+* **ONNX** — the graph's initializers become tensors; graph inputs/outputs become pseudo-keys
+  ``onnx.input.<name>`` / ``onnx.output.<name>`` whose shapes hold -1 for dynamic dimensions.
+* **diffusers folders** — ``config.json`` plus ``diffusion_pytorch_model.(fp16.)safetensors|bin``; a pipeline
+  folder (``model_index.json`` + ``vae/``) is read through its ``vae/`` subfolder.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import zipfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from latentbridge.errors import FileFormatError
+
+# safetensors dtype codes -> torch dtype names
+_ST_DTYPES: dict[str, str] = {
+    "F64": "float64",
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+    "I64": "int64",
+    "I32": "int32",
+    "I16": "int16",
+    "I8": "int8",
+    "U8": "uint8",
+    "BOOL": "bool",
+}
+
+# diffusers weight file names inside a model folder, in the order diffusers itself prefers them
+DIFFUSERS_WEIGHT_NAMES: tuple[str, ...] = (
+    "diffusion_pytorch_model.safetensors",
+    "diffusion_pytorch_model.fp16.safetensors",
+    "diffusion_pytorch_model.bin",
+    "diffusion_pytorch_model.fp16.bin",
+)
+
+ONNX_INPUT = "onnx.input."
+ONNX_OUTPUT = "onnx.output."
+
+
+@dataclass(frozen=True, slots=True)
+class TensorInfo:
+    """Shape and dtype of one stored tensor (dynamic ONNX dimensions are -1)."""
+
+    shape: tuple[int, ...]
+    dtype: str  # torch dtype name: "float16", "float32", "bfloat16", …
+
+    @property
+    def numel(self) -> int:
+        """Number of elements (0 for graph inputs/outputs with dynamic dimensions)."""
+        n = 1
+        for d in self.shape:
+            n *= max(d, 0)
+        return n
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Header:
+    """Everything readable about a weight file without loading its tensors.
+
+    Attributes:
+        source: what the caller named (a file or a folder).
+        path: the file whose tensors these are (inside the folder for diffusers folders).
+        container: "safetensors", "pickle" or "onnx".
+        tensors: key -> TensorInfo, in file order.
+        metadata: safetensors ``__metadata__`` (strings), ONNX ``metadata_props``; else empty.
+        config: the diffusers ``config.json`` of a folder; else empty.
+        size: bytes of ``path``.
+        prefix: the key prefix stripped by :meth:`sub` ("" for the file as stored).
+    """
+
+    source: Path
+    path: Path
+    container: str
+    tensors: Mapping[str, TensorInfo]
+    metadata: Mapping[str, str] = field(default_factory=dict)
+    config: Mapping[str, Any] = field(default_factory=dict)
+    size: int = 0
+    prefix: str = ""
+
+    def sub(self, prefix: str) -> Header:
+        """The keys under ``prefix`` with the prefix removed (a checkpoint's ``first_stage_model.`` VAE)."""
+        if not prefix:
+            return self
+        n = len(prefix)
+        tensors = {k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix)}
+        return Header(self.source, self.path, self.container, tensors, self.metadata, self.config, self.size, prefix)
+
+
+def _fail(path: Path, what: str, fix: str) -> FileFormatError:
+    return FileFormatError(f"cannot read {path}: {what}; {fix}")
+
+
+def read_header(path: str | Path) -> Header:
+    """Read the header of a weight file or diffusers folder.
+
+    Raises:
+        FileFormatError: the path is missing, empty, truncated, not a weight container, or (pickles) holds
+            Python objects that ``weights_only=True`` refuses.
+    """
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileFormatError(f"no such file or folder: {path}; check the path (zoo VAEs are named 'zoo-a' …)")
+    if path.is_dir():
+        return _read_folder(path)
+    kind = sniff(path)
+    if kind == "safetensors":
+        return _read_safetensors(path, source=path)
+    if kind == "pickle":
+        return _read_pickle(path, source=path)
+    return _read_onnx(path, source=path)
+
+
+def sniff(path: Path) -> str:
+    """The container of ``path`` from its first bytes: "safetensors", "pickle" or "onnx"."""
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        head = f.read(9)
+    if size == 0:
+        raise _fail(path, "the file is empty (0 bytes)", "re-download or re-export it")
+    if head[:4] == b"PK\x03\x04":
+        return "pickle"  # torch zip archive
+    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= size:
+        return "safetensors"  # 8-byte little-endian header length, then the JSON header
+    if head[:1] == b"\x80":
+        return "pickle"  # legacy (pre-1.6) torch pickle: pickle protocol opcode
+    if head[:1] == b"\x08":  # protobuf field 1 (ir_version, varint): an ONNX ModelProto
+        return "onnx"
+    raise _fail(
+        path,
+        f"its first bytes {head[:8]!r} are not safetensors, a PyTorch pickle or ONNX",
+        "pass a VAE weight file (.safetensors, .ckpt/.pt/.pth/.bin, .onnx) or a diffusers folder",
+    )
+
+
+def _read_safetensors(path: Path, source: Path) -> Header:
+    try:
+        with safe_open(path, framework="pt") as f:
+            tensors = {}
+            for key in f.keys():  # noqa: SIM118 - safe_open is not a Mapping
+                sl = f.get_slice(key)
+                tensors[key] = TensorInfo(tuple(sl.get_shape()), _ST_DTYPES.get(sl.get_dtype(), sl.get_dtype()))
+            metadata = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise _fail(
+            path, f"it is not a valid safetensors file ({exc})", "the file may be truncated: re-download it"
+        ) from exc
+    return Header(source, path, "safetensors", tensors, metadata, {}, path.stat().st_size)
+
+
+def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
+    """torch.load with weights_only=True (memory-mapped for zip archives), unwrapped to a flat state dict."""
+    mmap = zipfile.is_zipfile(path)  # legacy pickles cannot be memory-mapped
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except pickle.UnpicklingError as exc:
+        raise _fail(
+            path,
+            "it holds pickled Python objects beyond tensors, which latentbridge refuses to unpickle "
+            f"(weights_only=True; nothing from a file is ever executed): {str(exc).splitlines()[0]}",
+            "use the .safetensors release of this file, or convert it to safetensors in a trusted environment",
+        ) from exc
+    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise _fail(
+            path, f"it is not a readable PyTorch file ({exc})", "the file may be truncated: re-download it"
+        ) from exc
+    if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
+        obj = obj["state_dict"]  # Lightning / LDM checkpoint
+    if not isinstance(obj, Mapping):
+        raise _fail(
+            path,
+            f"it holds a {type(obj).__name__}, not a state dict of tensors",
+            "save the module's state_dict() (or use safetensors)",
+        )
+    bad = sorted(str(k) for k, v in obj.items() if not isinstance(v, torch.Tensor))
+    if bad:
+        raise _fail(
+            path,
+            f"its state dict holds non-tensor values under {bad[:5]}{' …' if len(bad) > 5 else ''}",
+            "save a plain state dict of tensors (or use safetensors)",
+        )
+    return {str(k): v for k, v in obj.items()}
+
+
+def _read_pickle(path: Path, source: Path) -> Header:
+    sd = _load_pickle(path)
+    tensors = {k: TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in sd.items()}
+    return Header(source, path, "pickle", tensors, {}, {}, path.stat().st_size)
+
+
+def _read_onnx(path: Path, source: Path) -> Header:
+    try:
+        import onnx
+        from google.protobuf.message import DecodeError
+    except ImportError as exc:  # pragma: no cover - onnx is a dev dependency
+        raise FileFormatError(f"{path} is ONNX, which needs the onnx package: pip install onnx") from exc
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except (DecodeError, OSError, ValueError) as exc:
+        raise _fail(path, f"it is not a valid ONNX model ({exc})", "the file may be truncated: re-download it") from exc
+    graph = model.graph
+    if not graph.node:
+        raise _fail(path, "it parses as ONNX but holds no graph nodes", "pass the exported model, not another file")
+    tensors: dict[str, TensorInfo] = {}
+    for init in graph.initializer:
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
+        tensors[init.name] = TensorInfo(tuple(int(d) for d in init.dims), dtype)
+    init_names = set(tensors)
+    for prefix, values in ((ONNX_INPUT, graph.input), (ONNX_OUTPUT, graph.output)):
+        for v in values:
+            if v.name in init_names:
+                continue
+            ttype = v.type.tensor_type
+            dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in ttype.shape.dim)
+            tensors[prefix + v.name] = TensorInfo(dims, onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name)
+    metadata = {p.key: p.value for p in model.metadata_props}
+    if model.producer_name:
+        metadata.setdefault("onnx.producer", model.producer_name)
+    return Header(source, path, "onnx", tensors, metadata, {}, path.stat().st_size)
+
+
+def diffusers_weight_file(folder: Path) -> Path | None:
+    """The weight file of a diffusers model folder, or None when it holds none."""
+    for name in DIFFUSERS_WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _read_folder(folder: Path) -> Header:
+    if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
+        folder = folder / "vae"  # a diffusers pipeline folder: its VAE lives in vae/
+    config_path = folder / "config.json"
+    weights = diffusers_weight_file(folder)
+    if not config_path.is_file() or weights is None:
+        sharded = sorted(p.name for p in folder.glob("*.index.json"))
+        extra = f" (sharded weights {sharded} are not supported: merge them into one file)" if sharded else ""
+        raise FileFormatError(
+            f"folder {folder} is not a diffusers VAE folder{extra}: expected config.json and one of "
+            f"{', '.join(DIFFUSERS_WEIGHT_NAMES)}; pass the weight file itself, or the folder that holds both"
+        )
+    try:
+        config = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(config_path, f"it is not valid JSON ({exc})", "restore the folder's config.json") from exc
+    if not isinstance(config, dict):
+        raise _fail(config_path, "it is not a JSON object", "restore the folder's config.json")
+    kind = sniff(weights)
+    inner = _read_safetensors(weights, folder) if kind == "safetensors" else _read_pickle(weights, folder)
+    return Header(folder, weights, inner.container, inner.tensors, inner.metadata, config, inner.size)
+
+
+def load_tensors(header: Header, keys: list[str] | None = None) -> dict[str, torch.Tensor]:
+    """Load the tensors behind ``header`` (only ``keys``, with the header's prefix, when given).
+
+    Returns a dict keyed like ``header.tensors`` (prefix stripped). ONNX graphs are not loaded here.
+    """
+    wanted = list(header.tensors) if keys is None else keys
+    full = {header.prefix + k: k for k in wanted}
+    if header.container == "safetensors":
+        out = {}
+        try:
+            with safe_open(header.path, framework="pt") as f:
+                for fk, k in full.items():
+                    out[k] = f.get_tensor(fk)
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise _fail(
+                header.path, f"reading its tensors failed ({exc})", "the file may be truncated: re-download it"
+            ) from exc
+        return out
+    if header.container == "pickle":
+        sd = _load_pickle(header.path)
+        return {k: sd[fk] for fk, k in full.items()}
+    raise FileFormatError(f"{header.path} is {header.container}: its tensors are run by onnxruntime, not loaded")

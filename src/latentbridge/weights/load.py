@@ -1,0 +1,715 @@
+"""``load_vae``: build a :class:`~latentbridge.vae.VAE` from any identified weight file, offline and strictly.
+
+Big architectures are diffusers' own classes (``AutoencoderKL``, ``AutoencoderKLFlux2``, ``AutoencoderKLWan``,
+``AutoencoderDC``) with a config derived from the file itself — channels from tensor shapes, depth from key
+indices — or read from a diffusers folder's ``config.json``. No hub access is needed (``from_single_file``
+would fetch a config). Small ones are ours (``latentbridge.models``). Loading is strict: the module is built
+on the meta device, every key it expects must be in the file and every key the file holds for the requested
+parts must be used, or :class:`~latentbridge.errors.WeightsError` lists both, sorted.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from latentbridge.errors import IncompatibleError, ShapeError, WeightsError
+from latentbridge.formats import LatentFormat, NormStats, get_format, pack, unpack
+from latentbridge.vae import VAE, from_autoencoder_kl
+from latentbridge.weights import keymaps as K
+from latentbridge.weights._header import Header, load_tensors, read_header
+from latentbridge.weights.info import WeightsInfo, identify
+from latentbridge.weights.signatures import Match, Signature, count_levels
+
+PartName = Literal["both", "encoder", "decoder"]
+PARTS: tuple[str, ...] = ("both", "encoder", "decoder")
+HUB_PREFIX = "hub:"
+# Files a hub download fetches: a VAE repo's root, or a pipeline repo's vae/ folder — never the UNet.
+HUB_PATTERNS: tuple[str, ...] = (
+    "config.json",
+    "diffusion_pytorch_model.safetensors",
+    "model_index.json",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+)
+# Keys a module may expect that files legitimately omit, with the value they get.
+OPTIONAL_KEYS: dict[str, Callable[[], torch.Tensor]] = {
+    "bn.num_batches_tracked": lambda: torch.tensor(0, dtype=torch.long),  # BatchNorm step counter, unused in eval
+}
+MAX_LISTED = 40  # keys listed per category in a strict-load error
+
+
+# --- resolving the spec ---------------------------------------------------------------------------------
+
+
+def _hub_error(what: str, exc: BaseException | None = None) -> WeightsError:
+    detail = f" ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})" if exc else ""
+    return WeightsError(
+        f"could not download {what} from the Hugging Face hub{detail}. latentbridge never needs the network "
+        "otherwise: download the VAE once (huggingface-cli download …) and pass its local file or folder"
+    )
+
+
+def download(repo_id: str, filename: str | None = None) -> Path:
+    """Download a VAE from the Hugging Face hub (``huggingface_hub``), returning the local file or folder.
+
+    Without ``filename`` only the VAE files of the repo are fetched (:data:`HUB_PATTERNS`).
+    Raises WeightsError when huggingface_hub is missing or the download fails (no network, no such repo).
+    """
+    try:
+        import huggingface_hub
+        from huggingface_hub.errors import HfHubHTTPError
+    except ImportError as exc:
+        raise WeightsError(
+            f"loading {HUB_PREFIX}{repo_id} needs huggingface_hub, which is not installed: "
+            "pip install 'latentbridge[hub]', or pass a local file or folder"
+        ) from exc
+    try:
+        if filename is not None:
+            return Path(huggingface_hub.hf_hub_download(repo_id, filename))
+        return Path(huggingface_hub.snapshot_download(repo_id, allow_patterns=list(HUB_PATTERNS)))
+    except (OSError, ValueError, HfHubHTTPError) as exc:
+        raise _hub_error(f"{repo_id}{'/' + filename if filename else ''}", exc) from exc
+
+
+def resolve_spec(spec: str | os.PathLike[str], from_hub: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """(local path, extra) for one spec: a path, a zoo name, ``hub:ID``, or a file inside ``from_hub``.
+
+    ``extra`` carries what a zoo name adds: its format name and (when zoo.json has one) its diffusers config.
+    """
+    from latentbridge import zoo
+
+    text = os.fspath(spec)
+    if from_hub is not None:
+        return download(from_hub, text or None), {}
+    if text.startswith(HUB_PREFIX):
+        return download(text[len(HUB_PREFIX) :]), {}
+    if zoo.is_zoo_name(text):
+        path = zoo.zoo_path(text)
+        if not path.is_file():
+            raise WeightsError(
+                f"zoo VAE {text!r} is not built in this installation ({path} is missing): run scripts/train_zoo.py, "
+                "or reinstall latentbridge"
+            )
+        config = zoo.zoo_info().get(text, {}).get("config")
+        return path, {"format": text, "config": config if isinstance(config, dict) else None}
+    return Path(text).expanduser(), {}
+
+
+# --- strict state-dict loading --------------------------------------------------------------------------
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:MAX_LISTED])
+    return f"[{shown}{f', … and {len(keys) - MAX_LISTED} more' if len(keys) > MAX_LISTED else ''}]"
+
+
+def strict_error(what: str, missing: list[str], unexpected: list[str], fix: str) -> WeightsError:
+    """A WeightsError naming the sorted missing and unexpected keys (also kept as attributes)."""
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing keys {_listed(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected keys {_listed(unexpected)}")
+    err = WeightsError(f"strict load of {what} failed: {'; '.join(parts)}; {fix}")
+    err.missing, err.unexpected = missing, unexpected  # type: ignore[attr-defined]
+    return err
+
+
+def load_strict(module: nn.Module, state: dict[str, torch.Tensor], *, what: str, keep: tuple[str, ...]) -> None:
+    """Load ``state`` into a meta-device ``module`` (by assignment), strictly, for the key prefixes ``keep``.
+
+    Every expected key under ``keep`` must be present (except :data:`OPTIONAL_KEYS`), every key of
+    ``state`` must be expected, and shapes must agree (a 1×1 conv weight may fill a linear weight).
+    """
+    expected = {k: v.shape for k, v in module.state_dict().items() if k.startswith(keep)}
+    for key, make in OPTIONAL_KEYS.items():
+        if key in expected and key not in state:
+            state[key] = make()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    if missing or unexpected:
+        raise strict_error(
+            what,
+            missing,
+            unexpected,
+            "the file does not hold a complete network of the identified architecture "
+            "(truncated, pruned, or a different variant); use the original file",
+        )
+    bad = []
+    for key, shape in expected.items():
+        t = state[key]
+        if t.shape == shape:
+            continue
+        if (
+            t.numel() == math.prod(shape)
+            and tuple(t.shape[: len(shape)]) == tuple(shape)
+            and set(t.shape[len(shape) :]) <= {1}
+        ):
+            state[key] = t.reshape(shape)  # a 1×1 convolution stored where the module has a linear layer
+            continue
+        bad.append(f"{key}: file {tuple(t.shape)} vs module {tuple(shape)}")
+    if bad:
+        raise WeightsError(
+            f"strict load of {what} failed: {len(bad)} tensors have the wrong shape {_listed(sorted(bad))}; "
+            "the configuration derived from the file does not fit it: pass a diffusers folder with its config.json"
+        )
+    module.load_state_dict(state, strict=False, assign=True)
+    left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
+    if left:  # pragma: no cover - guarded by the key comparison above
+        raise WeightsError(f"internal error loading {what}: {left[:5]} were never loaded")
+
+
+def _build_meta(cls: type[nn.Module], config: dict[str, Any], what: str) -> nn.Module:
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
+    kwargs = {k: v for k, v in config.items() if k in accepted}
+    try:
+        with torch.device("meta"):
+            return cls(**kwargs)
+    except (ValueError, TypeError, AssertionError, ZeroDivisionError) as exc:
+        raise WeightsError(
+            f"cannot build {cls.__name__} for {what} from the configuration derived from its shapes ({exc}); "
+            "pass a diffusers folder with its config.json"
+        ) from exc
+
+
+# --- reading the file -----------------------------------------------------------------------------------
+
+
+def _file_state(header: Header, info: WeightsInfo, parts: set[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Tensors of the requested parts (keys with the VAE prefix stripped), and keys that belong to no part."""
+    m = _must_identify(info)
+    sub = header.sub(m.prefix)
+    sig = m.signature
+    wanted, stray = [], []
+    for key in sub.tensors:
+        owner = [p.name for p in sig.parts if p.name in m.parts and key.startswith(p.prefixes)]
+        if key.startswith(sig.shared_prefixes) or (owner and owner[0] in parts):
+            wanted.append(key)
+        elif not owner:
+            stray.append(key)
+    return load_tensors(sub, wanted), sorted(stray)
+
+
+def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
+
+
+def _folder_config(header: Header, extra_config: Mapping[str, Any] | None, class_name: str) -> dict[str, Any]:
+    config = dict(extra_config or header.config or {})
+    named = config.get("_class_name")
+    if named and named != class_name:
+        raise WeightsError(
+            f"{header.source}: config.json names {named} but the weights are {class_name}; "
+            "the folder mixes files from different models: restore its config.json"
+        )
+    return config
+
+
+# --- configs derived from shapes ------------------------------------------------------------------------
+
+
+def kl_config(shapes: Mapping[str, tuple[int, ...]], channels: int, flux2: bool) -> dict[str, Any]:
+    """An AutoencoderKL(Flux2) config from diffusers-named tensor shapes."""
+    enc = "encoder.conv_in.weight" in shapes
+    dec = "decoder.conv_in.weight" in shapes
+    keys = list(shapes)
+    levels = count_levels(
+        "encoder.down_blocks.{}.resnets.0.conv1.weight" if enc else "decoder.up_blocks.{}.resnets.0.conv1.weight", keys
+    )
+    enc_boc = [shapes[f"encoder.down_blocks.{i}.resnets.0.conv1.weight"][0] for i in range(levels)] if enc else []
+    dec_boc = (
+        [shapes[f"decoder.up_blocks.{levels - 1 - i}.resnets.0.conv1.weight"][0] for i in range(levels)] if dec else []
+    )
+    if enc:
+        per_block = count_levels("encoder.down_blocks.0.resnets.{}.conv1.weight", keys)
+    else:
+        per_block = count_levels("decoder.up_blocks.0.resnets.{}.conv1.weight", keys) - 1
+    config: dict[str, Any] = {
+        "in_channels": shapes["encoder.conv_in.weight"][1] if enc else 3,
+        "out_channels": shapes["decoder.conv_out.weight"][0] if dec else 3,
+        "down_block_types": ("DownEncoderBlock2D",) * levels,
+        "up_block_types": ("UpDecoderBlock2D",) * levels,
+        "block_out_channels": tuple(enc_boc or dec_boc),
+        "layers_per_block": per_block,
+        "latent_channels": channels,
+        "use_quant_conv": "quant_conv.weight" in shapes,
+        "use_post_quant_conv": "post_quant_conv.weight" in shapes,
+        "mid_block_add_attention": any(".mid_block.attentions." in k for k in keys),
+    }
+    if flux2 and dec_boc and enc_boc and dec_boc != enc_boc:
+        config["decoder_block_out_channels"] = tuple(dec_boc)
+    return config
+
+
+def wan_config(shapes: Mapping[str, tuple[int, ...]], channels: int, residual: bool) -> dict[str, Any]:
+    """An AutoencoderKLWan config from diffusers-named tensor shapes (Wan 2.1 flat, Wan 2.2 residual)."""
+    keys = list(shapes)
+    base = shapes["encoder.conv_in.weight"][0]
+    in_ch = shapes["encoder.conv_in.weight"][1]
+    mult: list[int] = []
+    temporal: list[bool] = []
+    if residual:
+        levels = count_levels("encoder.down_blocks.{}.resnets.0.conv1.weight", keys)
+        per = count_levels("encoder.down_blocks.0.resnets.{}.conv1.weight", keys)
+        for lv in range(levels):
+            mult.append(shapes[f"encoder.down_blocks.{lv}.resnets.0.conv1.weight"][0] // base)
+            if lv < levels - 1:
+                temporal.append(f"encoder.down_blocks.{lv}.downsampler.time_conv.weight" in shapes)
+    else:
+        n = count_levels("encoder.down_blocks.{}.", keys)
+        run = 0
+        per = 0
+        for i in range(n):
+            if f"encoder.down_blocks.{i}.conv1.weight" in shapes:
+                if run == 0:
+                    mult.append(shapes[f"encoder.down_blocks.{i}.conv1.weight"][0] // base)
+                run += 1
+            else:  # a resample closes the level
+                per = per or run
+                run = 0
+                temporal.append(f"encoder.down_blocks.{i}.time_conv.weight" in shapes)
+        per = per or run
+    out_w = shapes["decoder.conv_out.weight"][1]
+    patch = math.isqrt(in_ch // 3)
+    return {
+        "base_dim": base,
+        "decoder_base_dim": None if out_w == base * mult[0] else out_w // mult[0],
+        "z_dim": channels,
+        "dim_mult": mult,
+        "num_res_blocks": per,
+        "attn_scales": [],
+        "temperal_downsample": temporal,
+        "is_residual": residual,
+        "in_channels": in_ch,
+        "out_channels": shapes["decoder.conv_out.weight"][0],
+        "patch_size": patch if patch > 1 else None,
+        "scale_factor_spatial": 2 ** len(temporal) * patch,
+        "scale_factor_temporal": 2 ** sum(temporal),
+    }
+
+
+def dc_config(shapes: Mapping[str, tuple[int, ...]], channels: int) -> dict[str, Any]:
+    """An AutoencoderDC config from diffusers-named tensor shapes.
+
+    Activation functions and the in/out shortcuts hold no weights, so they keep diffusers' defaults (the
+    DC-AE f32c32 Sana values); a diffusers folder's config.json overrides them.
+    """
+    keys = list(shapes)
+    out: dict[str, Any] = {"latent_channels": channels, "in_channels": shapes["encoder.conv_in.weight"][1]}
+    for side, blocks in (("encoder", "down_blocks"), ("decoder", "up_blocks")):
+        stages = count_levels(f"{side}.{blocks}.{{}}.", keys)
+        types, widths, layers, scales = [], [], [], []
+        resample = ""
+        for s in range(stages):
+            n = count_levels(f"{side}.{blocks}.{s}.{{}}.", keys)
+            has_resample = s < stages - 1
+            first = 1 if side == "decoder" and has_resample else 0  # decoder stages start with their upsampler
+            idx = range(first, n - (1 if side == "encoder" and has_resample else 0))
+            layers.append(len(idx))
+            head = f"{side}.{blocks}.{s}.{idx[0] if len(idx) else first}"
+            if f"{head}.attn.to_q.weight" in shapes:
+                types.append("EfficientViTBlock")
+                widths.append(shapes[f"{head}.attn.to_q.weight"][0])
+                n_scales = count_levels(f"{head}.attn.to_qkv_multiscale.{{}}.", keys)
+                scales.append(
+                    tuple(shapes[f"{head}.attn.to_qkv_multiscale.{j}.proj_in.weight"][-1] for j in range(n_scales))
+                )
+                if n_scales:  # proj_out is grouped per head: its weight is [3·width, head_dim, 1, 1]
+                    out["attention_head_dim"] = shapes[f"{head}.attn.to_qkv_multiscale.0.proj_out.weight"][1]
+            else:
+                types.append("ResBlock")
+                widths.append(shapes[f"{head}.conv1.weight"][0] if f"{head}.conv1.weight" in shapes else 0)
+                scales.append(())
+        for s in range(stages - 1):
+            if side == "encoder":
+                conv = shapes[f"encoder.down_blocks.{s}.{layers[s]}.conv.weight"]
+                resample = "pixel_unshuffle" if conv[0] * 4 == widths[s + 1] else "Conv"
+            else:
+                conv = shapes[f"decoder.up_blocks.{s}.0.conv.weight"]
+                resample = "pixel_shuffle" if conv[0] == 4 * widths[s] else "interpolate"
+        out[f"{side}_block_types"] = tuple(types)
+        out[f"{side}_block_out_channels"] = tuple(widths)
+        out[f"{side}_layers_per_block"] = tuple(layers)
+        out[f"{side}_qkv_multiscales"] = tuple(scales)
+        if resample:
+            out["downsample_block_type" if side == "encoder" else "upsample_block_type"] = resample
+    if any(k.startswith("decoder.") and k.endswith("norm.running_mean") for k in keys):
+        out["decoder_norm_types"] = "batch_norm"
+    return out
+
+
+# --- builders -------------------------------------------------------------------------------------------
+
+_KL_KEEP = {"encoder": ("encoder.", "quant_conv."), "decoder": ("decoder.", "post_quant_conv."), "shared": ("bn.",)}
+_HALF_MODULES = {"encoder": ("encoder", "quant_conv"), "decoder": ("decoder", "post_quant_conv")}
+
+
+def _keep(parts: set[str], table: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    return tuple(p for name, prefixes in table.items() if name in parts or name == "shared" for p in prefixes)
+
+
+def _drop_halves(model: nn.Module, parts: set[str]) -> None:
+    for half, names in _HALF_MODULES.items():
+        if half not in parts:
+            for name in names:
+                if getattr(model, name, None) is not None:
+                    setattr(model, name, None)
+
+
+def _diffusers_state(
+    header: Header, info: WeightsInfo, parts: set[str]
+) -> tuple[dict[str, torch.Tensor], dict[str, tuple[int, ...]], list[str]]:
+    """(state dict in diffusers names for ``parts``, all shapes in diffusers names, stray keys)."""
+    m = _must_identify(info)
+    tensors = header.sub(m.prefix).tensors
+    keys = list(tensors)
+    keymap: K.KeyMap = {}
+    if m.signature.layout in ("ldm", "bfl"):
+        levels = count_levels("encoder.down.{}.block.0.conv1.weight", keys) or count_levels(
+            "decoder.up.{}.block.0.conv1.weight", keys
+        )
+        keymap = K.ldm_to_diffusers(levels)
+    elif m.signature.layout == "wan":
+        n_res = 0  # resnets before the first resample of the flat encoder list
+        while f"encoder.downsamples.{n_res}.residual.2.weight" in tensors:
+            n_res += 1
+        keymap = K.wan_to_diffusers(count_levels("encoder.downsamples.{}.resample.1.weight", keys) + 1, n_res)
+    state, stray = _file_state(header, info, parts)
+    shapes = {K.rename(k, keymap) or k: v.shape for k, v in tensors.items()}
+    return K.remap(state, keymap), shapes, stray
+
+
+def _check_stray(stray: list[str], what: str) -> None:
+    if stray:
+        raise strict_error(
+            what, [], stray, "these keys belong to no part of the identified VAE: remove them or use the original file"
+        )
+
+
+def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _Ctx) -> VAE:
+    from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLWan
+
+    m = _must_identify(info)
+    sig = m.signature
+    what = f"{header.source} ({sig.name})"
+    state, shapes, stray = _diffusers_state(header, info, parts)
+    _check_stray(stray, what)
+    cls, derive = {
+        "autoencoder_kl": (AutoencoderKL, lambda: kl_config(shapes, m.channels, flux2=False)),
+        "autoencoder_kl_flux2": (AutoencoderKLFlux2, lambda: kl_config(shapes, m.channels, flux2=True)),
+        "autoencoder_kl_wan": (
+            AutoencoderKLWan,
+            lambda: wan_config(shapes, m.channels, residual=sig.variant == "residual"),
+        ),
+        "autoencoder_dc": (AutoencoderDC, lambda: dc_config(shapes, m.channels)),
+    }[sig.architecture]
+    config = _folder_config(header, ctx.config, cls.__name__) or derive()
+    fmt = ctx.format
+    if fmt is not None and sig.architecture == "autoencoder_kl":
+        config.setdefault("scaling_factor", fmt.scale)
+    if fmt is not None and sig.architecture == "autoencoder_kl_wan" and len(fmt.mean) == m.channels:
+        config.setdefault("latents_mean", list(fmt.mean))
+        config.setdefault("latents_std", list(fmt.std))
+    model = _build_meta(cls, config, what)
+    stats = None
+    if sig.architecture == "autoencoder_kl_flux2":
+        eps = float(model.config.batch_norm_eps)
+        stats = NormStats.from_running(
+            state["bn.running_mean"], state["bn.running_var"], eps, f"bn.running_mean/var of {header.path.name}"
+        )
+    _drop_halves(model, parts)
+    load_strict(model, _cast(state, ctx.dtype), what=what, keep=_keep(parts, _KL_KEEP))
+    model.to(ctx.device).eval().requires_grad_(False)
+    if sig.architecture == "autoencoder_dc":
+        vae = _dc_value(model, ctx, m)
+    else:
+        vae = from_autoencoder_kl(model, name=ctx.name, fmt=fmt, sha256=ctx.sha256, architecture=sig.architecture)
+    spatial = m.spatial_ratio
+    return _replace(vae, parts, spatial_ratio=spatial, channels=m.channels, dims=sig.dims, stats=stats)
+
+
+def _dc_value(model: nn.Module, ctx: _Ctx, m: Match) -> VAE:
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return model.encode(images).latent
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        return model.decode(latents).sample
+
+    return VAE(
+        ctx.name, ctx.sha256, "autoencoder_dc", ctx.format, "raw", m.channels, m.spatial_ratio, 2, encode, decode, model
+    )
+
+
+def _replace(vae: VAE, parts: set[str], **changes: Any) -> VAE:
+    import dataclasses
+
+    if "encoder" not in parts:
+        changes["encode"] = None
+    if "decoder" not in parts:
+        changes["decode"] = None
+    return dataclasses.replace(vae, **changes)
+
+
+def _build_taesd(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str], ctx: _Ctx, m: Match) -> VAE:
+    from latentbridge.models.taesd import TAESD, TAESDConfig
+
+    sig = m.signature
+    cfg = TAESDConfig(m.channels, sig.variant)
+    with torch.device("meta"):
+        model = TAESD(cfg, encoder="encoder" in parts, decoder="decoder" in parts)
+    state: dict[str, torch.Tensor] = {}
+    for part in sorted(parts):
+        header, info = files[part]
+        got, stray = _file_state(header, info, {part})
+        _check_stray(stray, str(header.source))
+        layout = info.match.signature.layout if info.match else ""
+        keymap = {"sequential": K.taesd_sequential(part), "module": K.TAESD_MODULE, "diffusers": K.TAESD_DIFFUSERS}[
+            layout
+        ]
+        state.update(K.remap(got, keymap))
+    what = " + ".join(str(files[p][0].source) for p in sorted(parts)) + f" ({sig.name})"
+    load_strict(model, _cast(state, ctx.dtype), what=what, keep=tuple(f"{p}." for p in parts))
+    model.to(ctx.device).eval().requires_grad_(False)
+    patch = ctx.patch
+    native_c, native_r = m.channels * patch * patch, m.spatial_ratio * patch
+
+    def encode(images: torch.Tensor) -> torch.Tensor:
+        return pack(model.encode(images * 0.5 + 0.5), patch)
+
+    def decode(latents: torch.Tensor) -> torch.Tensor:
+        if latents.ndim != 4 or latents.shape[1] != native_c:
+            raise ShapeError(
+                f"{ctx.name} decodes model-space latents [N, {native_c}, h, w], got shape {tuple(latents.shape)}; "
+                "convert raw latents to model space first (latentbridge.formats.raw_to_model)"
+            )
+        return model.decode(unpack(latents, patch)) * 2 - 1
+
+    return VAE(
+        ctx.name,
+        ctx.sha256,
+        "taesd",
+        ctx.format,
+        "model",
+        native_c,
+        native_r,
+        2,
+        encode if "encoder" in parts else None,
+        decode if "decoder" in parts else None,
+        model,
+    )
+
+
+def _build_vaeapprox(header: Header, info: WeightsInfo, ctx: _Ctx, m: Match) -> VAE:
+    from latentbridge.models.vaeapprox import VAEApprox
+
+    with torch.device("meta"):
+        model = VAEApprox(m.channels)
+    state, stray = _file_state(header, info, {"decoder"})
+    _check_stray(stray, str(header.source))
+    load_strict(model, _cast(state, ctx.dtype), what=f"{header.source} ({m.name})", keep=("conv",))
+    model.to(ctx.device).eval().requires_grad_(False)
+    return VAE(
+        ctx.name,
+        ctx.sha256,
+        "vaeapprox",
+        ctx.format,
+        "model",
+        m.channels,
+        m.spatial_ratio,
+        2,
+        None,
+        model,
+        model,
+        decode_ratio=2,
+    )
+
+
+def _build_vaelight(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str], ctx: _Ctx, m: Match) -> VAE:
+    from latentbridge.models.vaelight import VAELight
+
+    enc = files["encoder"][0].path if "encoder" in parts else None
+    dec = files["decoder"][0].path if "decoder" in parts else None
+    model = VAELight(enc, dec)
+    return VAE(
+        ctx.name,
+        ctx.sha256,
+        "vaelight",
+        ctx.format,
+        "raw",
+        m.channels,
+        m.spatial_ratio,
+        2,
+        model.encode if enc is not None else None,
+        model.decode if dec is not None else None,
+        None,
+    )
+
+
+# --- the entry point ------------------------------------------------------------------------------------
+
+
+class _Ctx:
+    """What every builder needs besides the files."""
+
+    def __init__(
+        self,
+        name: str,
+        sha256: str,
+        fmt: LatentFormat | None,
+        patch: int,
+        device: Any,
+        dtype: torch.dtype,
+        config: Mapping[str, Any] | None,
+    ) -> None:
+        self.name, self.sha256, self.format, self.patch = name, sha256, fmt, patch
+        self.device, self.dtype, self.config = device, dtype, config
+
+
+DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "float32": torch.float32,
+    "fp16": torch.float16,
+    "float16": torch.float16,
+    "bf16": torch.bfloat16,
+    "bfloat16": torch.bfloat16,
+}
+
+
+def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
+    """A torch floating dtype from itself or a name ("fp32", "bf16", "fp16", "float32", …)."""
+    if isinstance(dtype, torch.dtype):
+        if not dtype.is_floating_point:
+            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)} or a torch dtype")
+    return DTYPES[dtype]
+
+
+def _must_identify(info: WeightsInfo) -> Match:
+    if info.match is None:
+        raise WeightsError(f"cannot load {info.path}: {info.notes[0] if info.notes else 'no VAE found'}")
+    return info.match
+
+
+def _parts_wanted(sig: Signature, held: set[str], part: str, names: str) -> set[str]:
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
+    declared = {p.name for p in sig.parts}
+    wanted = declared if part == "both" else {part}
+    if not wanted <= declared:
+        raise WeightsError(f"{names}: a {sig.title} has no {part}; it has {', '.join(sorted(declared))}")
+    lacking = sorted(wanted - held)
+    if lacking:
+        have = " and ".join(sorted(held))
+        hint = (
+            "pass part='decoder' (or part='encoder')"
+            if part == "both"
+            else f"pass the file that holds the {lacking[0]}"
+        )
+        raise WeightsError(
+            f"{names} holds only the {have} of a {sig.title}, but part={part!r} needs the {' and '.join(lacking)}: "
+            f"{hint}, or give both files: load_vae([encoder_file, decoder_file])"
+        )
+    return wanted
+
+
+def load_vae(
+    spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    *,
+    format: str | LatentFormat | None = None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | str = torch.float32,
+    part: PartName = "both",
+    from_hub: str | None = None,
+    hash: bool | None = True,
+) -> VAE:
+    """Load a VAE (or half of one) from a weight file, offline and strictly.
+
+    Args:
+        spec: a weight file, a diffusers (pipeline) folder, a zoo name ("zoo-a"), ``"hub:<repo id>"``, or a
+            list of files that together hold one network (a TAESD ``*_encoder.pth`` and ``*_decoder.pth``).
+        format: the latent format it serves; wins over everything the file says when its geometry fits.
+        device: where the module goes.
+        dtype: parameter dtype, a torch dtype or "fp32"/"bf16"/"fp16" (fp32 by default; fp16 files are upcast).
+        part: "both" (every half the architecture has), "encoder" or "decoder" (the other half is not built).
+        from_hub: a hub repo id; ``spec`` is then a file name inside it (needs network and huggingface_hub).
+        hash: compute the weight file's sha256 (default: official files are then recognised by content, at
+            about 1 s per 500 MB); None hashes only small files, False never.
+
+    Returns:
+        A :class:`~latentbridge.vae.VAE`: ``encode`` takes images in [-1, 1], ``decode`` returns about [-1, 1];
+        latents in ``native_space`` ("raw" for full VAEs and VAElight, "model" for TAESD and VAEApprox).
+
+    Raises:
+        WeightsError: no VAE, unknown or ambiguous architecture, missing half, strict-load failure,
+            hub download failure.
+        FileFormatError: unreadable or corrupt file.
+        IncompatibleError: ``format`` does not fit the file.
+    """
+    specs = list(spec) if isinstance(spec, Sequence) and not isinstance(spec, str) else [spec]
+    if not specs:
+        raise ValueError("load_vae needs at least one file")
+    as_dtype(dtype)  # fail on a bad dtype before reading anything
+    files: dict[str, tuple[Header, WeightsInfo]] = {}
+    extras: dict[str, Any] = {}
+    first: Match | None = None
+    fmt_names: set[str] = set()
+    for one in specs:
+        path, extra = resolve_spec(one, from_hub)
+        extras.update({k: v for k, v in extra.items() if v is not None})
+        header = read_header(path)
+        info = identify(header, format if format is not None else extras.get("format"), hash=hash)
+        m = _must_identify(info)
+        if first is None:
+            first = m
+        elif (m.signature.architecture, m.signature.variant, m.channels) != (
+            first.signature.architecture,
+            first.signature.variant,
+            first.channels,
+        ):
+            raise IncompatibleError(
+                f"{path} is a {m.signature.title} with {m.channels} latent channels, but the first file is a "
+                f"{first.signature.title} with {first.channels}: pass files of one network"
+            )
+        for p in m.parts:
+            if p in files:
+                raise WeightsError(
+                    f"two files hold the {p}: {files[p][0].source} and {header.source}; pass one of each"
+                )
+            files[p] = (header, info)
+        if info.format:
+            fmt_names.add(info.format)
+    if first is None:  # pragma: no cover - specs is non-empty
+        raise ValueError("load_vae needs at least one file")
+    if len(fmt_names) > 1:
+        raise IncompatibleError(f"the files serve different formats {sorted(fmt_names)}: pass files of one network")
+    names = " + ".join(str(h.source) for h, _ in dict.fromkeys(files.values()))
+    sig = first.signature
+    parts = _parts_wanted(sig, set(files), part, names)
+    fmt = get_format(fmt_names.pop()) if fmt_names else None
+    patches = {get_format(c).patch for c in first.candidates} or {1}
+    patch = fmt.patch if fmt is not None else (patches.pop() if len(patches) == 1 else 1)
+    headers = [files[p] for p in sorted(parts)]
+    sha = "+".join(dict.fromkeys(i.sha256 for _, i in headers if i.sha256))
+    name = os.fspath(specs[0]) if len(specs) == 1 else " + ".join(os.fspath(s) for s in specs)
+    ctx = _Ctx(name, sha, fmt, patch, device, as_dtype(dtype), extras.get("config"))
+    if sig.architecture == "taesd":
+        return _build_taesd(files, parts, ctx, first)
+    if sig.architecture == "vaeapprox":
+        header, info = files["decoder"]
+        return _build_vaeapprox(header, info, ctx, first)
+    if sig.architecture == "vaelight":
+        return _build_vaelight(files, parts, ctx, first)
+    if len(dict.fromkeys(id(h) for h, _ in headers)) != 1:
+        raise WeightsError(f"{names}: a {sig.title} must come in one file, not split across several")
+    header, info = headers[0]
+    return _build_diffusers(header, info, parts, ctx)

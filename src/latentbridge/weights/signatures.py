@@ -1,0 +1,537 @@
+"""Declared signatures of every VAE architecture × key layout latentbridge knows, and :func:`detect`.
+
+A :class:`Signature` names the keys (with shapes) that must be present for each part of a network
+(encoder, decoder), keys that must be absent, how to read the latent channel count from shapes and
+how to count resolution levels for the spatial ratio. :func:`detect` tests a header against **every**
+signature, at every VAE key prefix a checkpoint may use, and returns all matches: zero, one or several,
+for the caller to report honestly. Nothing depends on the order of the table, and nothing reads file names.
+
+Shape patterns: an int must match exactly, ``"*"`` matches anything, a name (``"C"``) binds a variable
+and ``"2C"`` / ``"4C"`` bind it through a multiple; every binding of one variable must agree.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+
+from latentbridge.formats import formats
+from latentbridge.weights._header import Header, TensorInfo
+
+Dim = int | str
+VAE_PREFIXES: tuple[str, ...] = ("", "first_stage_model.", "vae.")  # bare VAE, SD/SDXL checkpoints, others
+# Keys that mark a full diffusion checkpoint (UNet/DiT, text encoders); used to say "this checkpoint has no VAE".
+CHECKPOINT_MARKERS: tuple[str, ...] = (
+    "model.diffusion_model.",
+    "cond_stage_model.",
+    "conditioner.",
+    "text_encoders.",
+    "double_blocks.",
+    "single_blocks.",
+    "transformer_blocks.",
+    "joint_blocks.",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRule:
+    """A key that must exist, with an optional shape pattern (None: any shape)."""
+
+    key: str
+    shape: tuple[Dim, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One half of a network (encoder or decoder) as a file stores it.
+
+    Attributes:
+        name: "encoder" or "decoder".
+        prefixes: key prefixes that belong to this part (for parameter counts and strict loading).
+        anchors: keys (with shapes) that must all be present for the part to count as present.
+        forbidden: keys whose presence rules this part out (another variant's keys).
+        levels: a key pattern with one ``{}`` (an integer index) whose distinct indices count the
+            resolution levels; "" for fixed-ratio architectures.
+    """
+
+    name: str
+    prefixes: tuple[str, ...]
+    anchors: tuple[KeyRule, ...]
+    forbidden: tuple[str, ...] = ()
+    levels: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """One architecture in one key layout.
+
+    Attributes:
+        architecture: the network ("autoencoder_kl", "autoencoder_kl_flux2", "autoencoder_kl_wan",
+            "autoencoder_dc", "taesd", "vaeapprox", "vaelight").
+        variant: architecture variant ("" or "pool" (TAEF2), "f32" (TAESana), "residual" (Wan 2.2)).
+        layout: key layout ("diffusers", "ldm", "bfl", "wan", "sequential", "module", "a1111", "onnx").
+        title: one line for humans.
+        parts: encoder/decoder parts; a file matches when at least one part is present.
+        required: whole-file keys that must be present (FLUX.2's BatchNorm statistics).
+        forbidden: whole-file keys that must be absent.
+        shared_prefixes: keys that belong to no part but to the VAE (``bn.``).
+        ratio: fixed spatial ratio, or 0 to compute ``2 ** (levels + ratio_offset)``.
+        ratio_offset: see ``ratio``.
+        dims: 2 (image) or 3 (video).
+        native_space: "raw" or "model": the latent space the network reads/writes.
+        serves: latent formats the architecture may serve; filtered by geometry on a match.
+        container: "tensors" or "onnx".
+    """
+
+    architecture: str
+    variant: str
+    layout: str
+    title: str
+    parts: tuple[Part, ...]
+    required: tuple[KeyRule, ...] = ()
+    forbidden: tuple[str, ...] = ()
+    shared_prefixes: tuple[str, ...] = ()
+    ratio: int = 0
+    ratio_offset: int = -1
+    dims: int = 2
+    native_space: str = "raw"
+    serves: tuple[str, ...] = field(default=())
+    container: str = "tensors"
+
+    @property
+    def name(self) -> str:
+        """Unique id: "architecture[+variant]/layout"."""
+        arch = f"{self.architecture}+{self.variant}" if self.variant else self.architecture
+        return f"{arch}/{self.layout}"
+
+
+@dataclass(frozen=True, slots=True)
+class Match:
+    """A signature that fits a header (at a key prefix), with what it reads from the shapes."""
+
+    signature: Signature
+    prefix: str  # "" or the checkpoint prefix the VAE sits under ("first_stage_model.")
+    parts: tuple[str, ...]  # parts present, in signature order
+    channels: int  # raw latent channels
+    spatial_ratio: int  # pixels per raw latent cell
+    candidates: tuple[str, ...]  # latent formats whose raw geometry fits
+
+    @property
+    def name(self) -> str:
+        """The signature's id."""
+        return self.signature.name
+
+
+# --- matching -------------------------------------------------------------------------------------------
+
+_DIM_RE = re.compile(r"^(\d*)([A-Za-z_]\w*)$")
+
+
+def _bind(pattern: tuple[Dim, ...], shape: tuple[int, ...], env: dict[str, int]) -> bool:
+    """Match ``shape`` against ``pattern``, extending ``env``; False on any mismatch."""
+    if len(pattern) != len(shape):
+        return False
+    for want, got in zip(pattern, shape, strict=True):
+        if isinstance(want, int):
+            if want != got:
+                return False
+            continue
+        if want == "*":
+            continue
+        m = _DIM_RE.match(want)
+        if m is None:  # pragma: no cover - guarded by the table tests
+            raise ValueError(f"bad shape pattern entry {want!r}")
+        k = int(m.group(1) or 1)
+        if got < 0 or got % k:
+            return False
+        value = got // k
+        if env.setdefault(m.group(2), value) != value:
+            return False
+    return True
+
+
+def _rules_hold(rules: tuple[KeyRule, ...], tensors: Mapping[str, TensorInfo], env: dict[str, int]) -> bool:
+    for rule in rules:
+        info = tensors.get(rule.key)
+        if info is None:
+            return False
+        if rule.shape is not None and not _bind(rule.shape, info.shape, env):
+            return False
+    return True
+
+
+@cache
+def _level_regex(pattern: str) -> re.Pattern[str]:
+    head, _, tail = pattern.partition("{}")
+    return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
+
+
+def count_levels(pattern: str, keys: list[str] | tuple[str, ...]) -> int:
+    """Number of distinct indices ``{}`` takes among ``keys`` that start with ``pattern``."""
+    rx = _level_regex(pattern)
+    return len({m.group(1) for k in keys if (m := rx.match(k))})
+
+
+def _candidates(sig: Signature, channels: int, ratio: int) -> tuple[str, ...]:
+    reg = formats()
+    out = []
+    for name in sig.serves:
+        fmt = reg.get(name)
+        if fmt is not None and (fmt.channels, fmt.spatial_ratio, fmt.dims) == (channels, ratio, sig.dims):
+            out.append(name)
+    return tuple(out)
+
+
+def match_signature(sig: Signature, header: Header) -> Match | None:
+    """Test one signature against a header (already narrowed to a prefix). None when it does not fit."""
+    tensors = header.tensors
+    if (sig.container == "onnx") != (header.container == "onnx"):
+        return None
+    if any(k in tensors for k in sig.forbidden):
+        return None
+    env: dict[str, int] = {}
+    if not _rules_hold(sig.required, tensors, env):
+        return None
+    present: list[str] = []
+    levels: list[int] = []
+    keys = list(tensors)
+    for part in sig.parts:
+        trial = dict(env)
+        if any(k in tensors for k in part.forbidden) or not _rules_hold(part.anchors, tensors, trial):
+            continue
+        env = trial
+        present.append(part.name)
+        if part.levels:
+            levels.append(count_levels(part.levels, keys))
+    if not present or "C" not in env:
+        return None
+    if sig.ratio:
+        ratio = sig.ratio
+    else:
+        if len(set(levels)) != 1 or levels[0] + sig.ratio_offset < 0:
+            return None  # encoder and decoder disagree on depth: not this architecture
+        ratio = 2 ** (levels[0] + sig.ratio_offset)
+    return Match(sig, header.prefix, tuple(present), env["C"], ratio, _candidates(sig, env["C"], ratio))
+
+
+def detect(header: Header) -> list[Match]:
+    """Every (signature, VAE prefix) that fits ``header``; the caller reports zero or several plainly."""
+    out = []
+    for prefix in VAE_PREFIXES:
+        sub = header.sub(prefix)
+        if not sub.tensors:
+            continue
+        for sig in SIGNATURES:
+            m = match_signature(sig, sub)
+            if m is not None:
+                out.append(m)
+    return out
+
+
+def checkpoint_markers(header: Header) -> tuple[str, ...]:
+    """The diffusion-checkpoint key prefixes present in ``header`` (empty for a bare VAE file)."""
+    return tuple(p for p in CHECKPOINT_MARKERS if any(k.startswith(p) for k in header.tensors))
+
+
+# --- the table ------------------------------------------------------------------------------------------
+
+_KL_SERVES = ("sd1", "sdxl", "playground25", "sd_x4_upscaler", "sd3", "flux1")
+_ENC, _DEC = "encoder", "decoder"
+
+
+def _kl(layout: str, quant: str, flux2: bool) -> Signature:
+    """AutoencoderKL-family signature. ``quant``: "top" (quant_conv at the root), "inner" (BFL FLUX.2:
+    encoder.quant_conv / decoder.post_quant_conv), "none" (BFL FLUX.1), "optional" (diffusers)."""
+    d = layout == "diffusers"
+    enc_block = "encoder.down_blocks.0.resnets.0.conv1.weight" if d else "encoder.down.0.block.0.conv1.weight"
+    dec_block = "decoder.up_blocks.0.resnets.0.conv1.weight" if d else "decoder.up.0.block.0.conv1.weight"
+    enc = [KeyRule("encoder.conv_in.weight", ("*", "*", 3, 3)), KeyRule(enc_block, ("*", "*", 3, 3))]
+    enc.append(KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3)))
+    dec = [KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3)), KeyRule(dec_block, ("*", "*", 3, 3))]
+    dec.append(KeyRule("decoder.conv_out.weight", ("*", "*", 3, 3)))
+    enc_prefixes, dec_prefixes = ["encoder."], ["decoder."]
+    forbidden: list[str] = []
+    if quant == "top":
+        enc.append(KeyRule("quant_conv.weight", ("2C", "2C", 1, 1)))
+        dec.append(KeyRule("post_quant_conv.weight", ("C", "C", 1, 1)))
+    elif quant == "inner":
+        enc.append(KeyRule("encoder.quant_conv.weight", ("2C", "2C", 1, 1)))
+        dec.append(KeyRule("decoder.post_quant_conv.weight", ("C", "C", 1, 1)))
+    elif quant == "none":
+        forbidden += ["quant_conv.weight", "post_quant_conv.weight"]
+    if quant in ("top", "optional"):
+        enc_prefixes.append("quant_conv.")
+        dec_prefixes.append("post_quant_conv.")
+    levels_enc = "encoder.down_blocks.{}.resnets.0.conv1.weight" if d else "encoder.down.{}.block.0.conv1.weight"
+    levels_dec = "decoder.up_blocks.{}.resnets.0.conv1.weight" if d else "decoder.up.{}.block.0.conv1.weight"
+    parts = (
+        Part(_ENC, tuple(enc_prefixes), tuple(enc), levels=levels_enc),
+        Part(_DEC, tuple(dec_prefixes), tuple(dec), levels=levels_dec),
+    )
+    if flux2:
+        bn = (KeyRule("bn.running_mean", ("4C",)), KeyRule("bn.running_var", ("4C",)))
+        title = "FLUX.2 KL VAE with BatchNorm latent statistics (diffusers AutoencoderKLFlux2)"
+        return Signature(
+            "autoencoder_kl_flux2", "", layout, title, parts, required=bn, shared_prefixes=("bn.",), serves=("flux2",)
+        )
+    title = {
+        "diffusers": "AutoencoderKL, diffusers keys (encoder.down_blocks.0.resnets.0…)",
+        "ldm": "AutoencoderKL, original LDM/SGM keys (encoder.down.0.block.0…, quant_conv)",
+        "bfl": "AutoencoderKL, BFL bare keys (encoder.down.0.block.0…, no quant_conv)",
+    }[layout]
+    return Signature(
+        "autoencoder_kl", "", layout, title, parts, forbidden=(*forbidden, "bn.running_mean"), serves=_KL_SERVES
+    )
+
+
+def _wan(layout: str, residual: bool) -> Signature:
+    five = ("*", "*", 3, 3, 3)
+    if layout == "diffusers":
+        in_ch = 12 if residual else 3
+        enc_block = "encoder.down_blocks.0.resnets.0.conv1.weight" if residual else "encoder.down_blocks.0.conv1.weight"
+        enc = (
+            KeyRule("encoder.conv_in.weight", ("*", in_ch, 3, 3, 3)),
+            KeyRule(enc_block, five),
+            KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3, 3)),
+            KeyRule("quant_conv.weight", ("2C", "2C", 1, 1, 1)),
+        )
+        dec = (
+            KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3, 3)),
+            KeyRule("decoder.up_blocks.0.resnets.0.conv1.weight", five),
+            KeyRule("decoder.conv_out.weight", (in_ch, "*", 3, 3, 3)),
+            KeyRule("post_quant_conv.weight", ("C", "C", 1, 1, 1)),
+        )
+        down = (
+            "encoder.down_blocks.{}.downsampler.resample.1.weight"
+            if residual
+            else "encoder.down_blocks.{}.resample.1.weight"
+        )
+        up = (
+            "decoder.up_blocks.{}.upsampler.resample.1.weight"
+            if residual
+            else "decoder.up_blocks.{}.upsamplers.0.resample.1.weight"
+        )
+        enc_prefixes, dec_prefixes = ("encoder.", "quant_conv."), ("decoder.", "post_quant_conv.")
+    else:  # the original Wan release (wan_2.1_vae.safetensors / Wan2.1_VAE.pth)
+        enc = (
+            KeyRule("encoder.conv1.weight", ("*", 3, 3, 3, 3)),
+            KeyRule("encoder.downsamples.0.residual.2.weight", five),
+            KeyRule("encoder.head.2.weight", ("2C", "*", 3, 3, 3)),
+            KeyRule("conv1.weight", ("2C", "2C", 1, 1, 1)),
+        )
+        dec = (
+            KeyRule("decoder.conv1.weight", ("*", "C", 3, 3, 3)),
+            KeyRule("decoder.upsamples.0.residual.2.weight", five),
+            KeyRule("decoder.head.2.weight", (3, "*", 3, 3, 3)),
+            KeyRule("conv2.weight", ("C", "C", 1, 1, 1)),
+        )
+        down, up = "encoder.downsamples.{}.resample.1.weight", "decoder.upsamples.{}.resample.1.weight"
+        enc_prefixes, dec_prefixes = ("encoder.", "conv1."), ("decoder.", "conv2.")
+    title = (
+        "Wan 2.2 causal 3-D VAE with 2×2 patchify (diffusers AutoencoderKLWan, is_residual)"
+        if residual
+        else f"Wan 2.1 causal 3-D VAE (AutoencoderKLWan), {'diffusers' if layout == 'diffusers' else 'original'} keys"
+    )
+    return Signature(
+        "autoencoder_kl_wan",
+        "residual" if residual else "",
+        layout,
+        title,
+        (Part(_ENC, enc_prefixes, enc, levels=down), Part(_DEC, dec_prefixes, dec, levels=up)),
+        ratio_offset=1 if residual else 0,  # one level per resample, plus the 2× patchify of Wan 2.2
+        dims=3,
+        serves=("wan22",) if residual else ("wan21",),
+    )
+
+
+_DC = Signature(
+    "autoencoder_dc",
+    "",
+    "diffusers",
+    "DC-AE deep-compression autoencoder (diffusers AutoencoderDC)",
+    (
+        Part(
+            _ENC,
+            ("encoder.",),
+            (
+                KeyRule("encoder.conv_in.weight", ("*", 3, 3, 3)),
+                KeyRule("encoder.down_blocks.0.0.conv1.weight", ("*", "*", 3, 3)),
+                KeyRule("encoder.conv_out.weight", ("C", "*", 3, 3)),
+            ),
+            levels="encoder.down_blocks.{}.",
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3)),
+                KeyRule("decoder.up_blocks.0.1.conv1.weight", ("*", "*", 3, 3)),
+                KeyRule("decoder.conv_out.weight", (3, "*", 3, 3)),
+            ),
+            levels="decoder.up_blocks.{}.",
+        ),
+    ),
+    serves=("sana",),
+)
+
+# TAESD family: (variant, encoder anchors, decoder anchors, ratio, serves); keys as in an nn.Sequential.
+_TAESD_VARIANTS: tuple[tuple[str, tuple[KeyRule, ...], tuple[KeyRule, ...], int, tuple[str, ...]], ...] = (
+    (
+        "",
+        (KeyRule("0.weight", (64, 3, 3, 3)), KeyRule("14.weight", ("C", 64, 3, 3))),
+        (KeyRule("1.weight", (64, "C", 3, 3)), KeyRule("19.weight", (3, 64, 3, 3))),
+        8,
+        ("sd1", "sdxl", "sd3", "flux1"),
+    ),
+    (
+        "pool",  # TAEF2: 1×1-conv + GroupNorm "pool" branch in the deepest blocks
+        (
+            KeyRule("0.weight", (64, 3, 3, 3)),
+            KeyRule("11.pool.0.weight", (256, 64, 1, 1)),
+            KeyRule("14.weight", ("C", 64, 3, 3)),
+        ),
+        (
+            KeyRule("1.weight", (64, "C", 3, 3)),
+            KeyRule("3.pool.0.weight", (256, 64, 1, 1)),
+            KeyRule("19.weight", (3, 64, 3, 3)),
+        ),
+        8,
+        ("flux2",),
+    ),
+    (
+        "f32",  # TAESana: 32× encoder/decoder
+        (
+            KeyRule("0.weight", (32, 3, 3, 3)),
+            KeyRule("2.weight", (64, 32, 3, 3)),
+            KeyRule("17.weight", ("C", 64, 3, 3)),
+        ),
+        (KeyRule("1.weight", (256, "C", 3, 3)), KeyRule("29.weight", (3, 64, 3, 3))),
+        32,
+        ("sana",),
+    ),
+)
+# layout -> (encoder prefix, decoder prefix, decoder index shift): diffusers' DecoderTiny has no Clamp layer
+_TAESD_LAYOUTS: tuple[tuple[str, str, str, int], ...] = (
+    ("sequential", "", "", 0),  # taesd_encoder.pth / taesd_decoder.pth: one nn.Sequential per file
+    ("module", "encoder.", "decoder.", 0),  # a TAESD module's state_dict: both halves in one file
+    ("diffusers", "encoder.layers.", "decoder.layers.", -1),  # diffusers AutoencoderTiny
+)
+
+
+def _shift(rule: KeyRule, prefix: str, shift: int) -> KeyRule:
+    head, _, rest = rule.key.partition(".")
+    return KeyRule(f"{prefix}{int(head) + shift}.{rest}", rule.shape)
+
+
+def _taesd() -> tuple[Signature, ...]:
+    out = []
+    pool_keys = {"encoder": "11.pool.0.weight", "decoder": "3.pool.0.weight"}
+    for variant, enc, dec, ratio, serves in _TAESD_VARIANTS:
+        for layout, ep, dp, dshift in _TAESD_LAYOUTS:
+            if layout == "diffusers" and variant:
+                continue  # AutoencoderTiny cannot hold TAEF2's pool branch or the f32 variant
+            no_pool = variant == ""  # plain TAESD must not carry TAEF2's pool branch
+            parts = (
+                Part(
+                    _ENC,
+                    (ep,),
+                    tuple(_shift(r, ep, 0) for r in enc),
+                    forbidden=(ep + pool_keys["encoder"],) if no_pool else (),
+                ),
+                Part(
+                    _DEC,
+                    (dp,),
+                    tuple(_shift(r, dp, dshift) for r in dec),
+                    forbidden=(dp + str(3 + dshift) + ".pool.0.weight",) if no_pool else (),
+                ),
+            )
+            title = {
+                "": "TAESD tiny autoencoder (taesd/taesdxl/taesd3/taef1)",
+                "pool": "TAEF2 tiny autoencoder (TAESD with pool blocks)",
+                "f32": "TAESana tiny autoencoder (TAESD, 32× variant)",
+            }[variant]
+            out.append(
+                Signature(
+                    "taesd",
+                    variant,
+                    layout,
+                    f"{title}, {layout} keys",
+                    parts,
+                    ratio=ratio,
+                    native_space="model",
+                    serves=serves,
+                )
+            )
+    return tuple(out)
+
+
+_VAEAPPROX = Signature(
+    "vaeapprox",
+    "",
+    "a1111",
+    "A1111 VAE-approx preview decoder (conv1…conv8)",
+    (
+        Part(
+            _DEC,
+            ("conv",),
+            (
+                KeyRule("conv1.weight", (8, "C", 7, 7)),
+                KeyRule("conv2.weight", (16, 8, 5, 5)),
+                KeyRule("conv8.weight", (3, 8, 3, 3)),
+            ),
+        ),
+    ),
+    ratio=8,
+    native_space="model",
+    serves=("sd1", "sdxl", "sd3"),
+)
+
+_VAELIGHT = Signature(
+    "vaelight",
+    "",
+    "onnx",
+    "VAElight tiny ONNX encoder/decoder (raw SD1 latents)",
+    (
+        Part(
+            _ENC,
+            ("",),
+            (
+                KeyRule("onnx.input.input", ("*", 3, "*", "*")),
+                KeyRule("onnx.output.latent", ("*", "C", "*", "*")),
+                KeyRule("cv1.weight", (16, 3, 2, 2)),
+            ),
+        ),
+        Part(
+            _DEC,
+            ("",),
+            (
+                KeyRule("onnx.input.latent", ("*", "C", "*", "*")),
+                KeyRule("onnx.output.output", ("*", 3, "*", "*")),
+                KeyRule("cv1.weight", (8, "C", 3, 3)),
+            ),
+        ),
+    ),
+    ratio=8,
+    serves=("sd1",),
+    container="onnx",
+)
+
+SIGNATURES: tuple[Signature, ...] = (
+    _kl("diffusers", "optional", flux2=False),
+    _kl("ldm", "top", flux2=False),
+    _kl("bfl", "none", flux2=False),
+    _kl("diffusers", "top", flux2=True),
+    _kl("bfl", "inner", flux2=True),
+    _wan("diffusers", residual=False),
+    _wan("diffusers", residual=True),
+    _wan("wan", residual=False),
+    _DC,
+    *_taesd(),
+    _VAEAPPROX,
+    _VAELIGHT,
+)
+
+if len({s.name for s in SIGNATURES}) != len(SIGNATURES):  # pragma: no cover - guards the table above
+    raise ValueError("duplicate signature names")

@@ -1,0 +1,657 @@
+"""latentbridge.weights: identify weight files from headers, load them offline and strictly.
+
+Real architectures with random weights and tiny widths (diffusers' own classes) are written by these tests
+in every key layout latentbridge reads; each is identified and loaded, and the loaded VAE must compute what
+the original module computes. The test-written LDM and Wan files are checked against diffusers' own
+converters, so the layouts are the real ones, not our inverse of our own maps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sys
+
+import pytest
+import torch
+from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLWan
+from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint, convert_wan_vae_to_diffusers
+from safetensors.torch import save_file
+
+from latentbridge.errors import FileFormatError, IncompatibleError, UnknownFormatError, WeightsError
+from latentbridge.formats import formats, get_format
+from latentbridge.weights import SIGNATURES, describe, detect, load_vae, read_header, sha256_file
+from latentbridge.weights import info as info_mod
+from latentbridge.weights.hashes import KNOWN_FILES, known_file
+from latentbridge.weights.keymaps import ldm_to_diffusers, remap, rename
+
+# Same module class, same weights, same inputs: outputs agree to float32 rounding of identical op orders.
+PARITY = 1e-5
+
+# --- tiny real architectures -----------------------------------------------------------------------------
+
+
+def _kl(latent: int, quant: bool = True) -> AutoencoderKL:
+    torch.manual_seed(latent)
+    return AutoencoderKL(
+        block_out_channels=(32, 64, 64, 64),  # 32 -> 64 gives the encoder and decoder a shortcut conv
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        latent_channels=latent,
+        norm_num_groups=32,
+        use_quant_conv=quant,
+        use_post_quant_conv=quant,
+    ).eval()
+
+
+def _flux2() -> AutoencoderKLFlux2:
+    torch.manual_seed(2)
+    model = AutoencoderKLFlux2(block_out_channels=(32, 64, 64, 64), layers_per_block=1, latent_channels=32)
+    model.bn.running_mean.normal_()
+    model.bn.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+def _wan() -> AutoencoderKLWan:
+    torch.manual_seed(3)  # Wan 2.1's real structure (dim_mult, res blocks, temporal downsampling), tiny widths
+    return AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2).eval()
+
+
+def _dc(resample: str) -> AutoencoderDC:
+    torch.manual_seed(4)
+    vit = ("ResBlock",) * 3 + ("EfficientViTBlock",) * 3
+    return AutoencoderDC(
+        latent_channels=32,
+        attention_head_dim=8,
+        encoder_block_types=vit,
+        decoder_block_types=vit,
+        encoder_block_out_channels=(8, 8, 16, 16, 32, 32),
+        decoder_block_out_channels=(8, 8, 16, 16, 32, 32),
+        encoder_layers_per_block=(1, 1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1, 2),
+        encoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
+        decoder_qkv_multiscales=((), (), (), (5,), (5,), (5,)),
+        upsample_block_type="pixel_shuffle" if resample == "shuffle" else "interpolate",
+        downsample_block_type="pixel_unshuffle" if resample == "shuffle" else "Conv",
+    ).eval()
+
+
+# --- writing the layouts ---------------------------------------------------------------------------------
+
+_LDM_NAMES = (
+    ("down_blocks.", "down."),
+    ("mid_block.resnets.0.", "mid.block_1."),
+    ("mid_block.resnets.1.", "mid.block_2."),
+    ("mid_block.attentions.0.group_norm.", "mid.attn_1.norm."),
+    ("mid_block.attentions.0.to_q.", "mid.attn_1.q."),
+    ("mid_block.attentions.0.to_k.", "mid.attn_1.k."),
+    ("mid_block.attentions.0.to_v.", "mid.attn_1.v."),
+    ("mid_block.attentions.0.to_out.0.", "mid.attn_1.proj_out."),
+    ("resnets.", "block."),
+    ("downsamplers.0.", "downsample."),
+    ("upsamplers.0.", "upsample."),
+    ("conv_shortcut", "nin_shortcut"),
+    ("conv_norm_out", "norm_out"),
+)
+
+
+def to_ldm(state: dict[str, torch.Tensor], levels: int, quant: str = "top") -> dict[str, torch.Tensor]:
+    """diffusers AutoencoderKL keys -> original LDM/SGM keys (``quant="inner"``: BFL FLUX.2's nesting)."""
+    out = {}
+    for key, value in state.items():
+        new = key
+        m = re.fullmatch(r"decoder\.up_blocks\.(\d+)\.(.+)", key)
+        if m:
+            new = f"decoder.up.{levels - 1 - int(m[1])}.{m[2]}"
+        for a, b in _LDM_NAMES:
+            new = new.replace(a, b)
+        if quant == "inner" and new.startswith(("quant_conv.", "post_quant_conv.")):
+            new = ("encoder." if new.startswith("quant") else "decoder.") + new
+        if ".attn_1." in new and new.endswith(".weight") and value.ndim == 2:
+            value = value[:, :, None, None]  # LDM attention projections are 1×1 convolutions
+        out[new] = value.contiguous()
+    return out
+
+
+_WAN_RES = (("norm1.gamma", "residual.0.gamma"), ("conv1.", "residual.2."), ("norm2.gamma", "residual.3.gamma"))
+_WAN_RES += (("conv2.", "residual.6."), ("conv_shortcut.", "shortcut."))
+
+
+def to_wan_original(state: dict[str, torch.Tensor], num_res_blocks: int) -> dict[str, torch.Tensor]:
+    """diffusers AutoencoderKLWan keys -> the original Wan 2.1 release's keys."""
+    out = {}
+    per = num_res_blocks + 2  # resnets + upsampler per decoder level
+    for key, value in state.items():
+        new = key
+        for a, b in (
+            ("encoder.conv_in.", "encoder.conv1."),
+            ("decoder.conv_in.", "decoder.conv1."),
+            ("post_quant_conv.", "conv2."),
+            ("quant_conv.", "conv1."),
+            ("norm_out.gamma", "head.0.gamma"),
+            ("conv_out.", "head.2."),
+            ("mid_block.resnets.0.", "middle.0."),
+            ("mid_block.attentions.0.", "middle.1."),
+            ("mid_block.resnets.1.", "middle.2."),
+            ("encoder.down_blocks.", "encoder.downsamples."),
+        ):
+            if new.startswith(a) or (a.startswith(("norm_out", "conv_out", "mid_block")) and a in new):
+                new = new.replace(a, b, 1)
+        m = re.fullmatch(r"decoder\.up_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", new)
+        if m:
+            new = f"decoder.upsamples.{int(m[1]) * per + int(m[2])}.{m[3]}"
+        m = re.fullmatch(r"decoder\.up_blocks\.(\d+)\.upsamplers\.0\.(.+)", new)
+        if m:
+            new = f"decoder.upsamples.{int(m[1]) * per + per - 1}.{m[2]}"
+        if re.match(r"(encoder|decoder)\.(downsamples|upsamples|middle\.[02])\.", new):
+            for a, b in _WAN_RES:
+                new = new.replace(a, b)
+        out[new] = value.contiguous()
+    return out
+
+
+def _save(path, state, metadata=None):
+    save_file({k: v.detach().clone() for k, v in state.items()}, str(path), metadata=metadata)
+    return path
+
+
+# (name, builder, writer(model, tmp) -> path, expected signature, channels, ratio, candidate formats)
+def _write_diffusers(model, tmp):
+    return _save(tmp / "vae.safetensors", model.state_dict())
+
+
+def _write_ldm(model, tmp):
+    return _save(tmp / "vae.safetensors", to_ldm(model.state_dict(), 4))
+
+
+def _write_bfl_flux2(model, tmp):
+    state = to_ldm(model.state_dict(), 4, quant="inner")
+    del state["bn.num_batches_tracked"]  # BFL files may omit BatchNorm's step counter
+    return _save(tmp / "ae.safetensors", state)
+
+
+def _write_wan_original(model, tmp):
+    return _save(tmp / "wan_2.1_vae.safetensors", to_wan_original(model.state_dict(), 2))
+
+
+def _write_ckpt(model, tmp):
+    state = {f"first_stage_model.{k}": v for k, v in to_ldm(model.state_dict(), 4).items()}
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(8, 4, 3, 3)
+    state["cond_stage_model.transformer.text_model.embeddings.position_ids"] = torch.zeros(1, 77)
+    torch.save({"state_dict": state, "global_step": 1}, tmp / "model.ckpt")  # a Lightning-style .ckpt
+    return tmp / "model.ckpt"
+
+
+CASES = {
+    "kl4-diffusers": (
+        lambda: _kl(4),
+        _write_diffusers,
+        "autoencoder_kl/diffusers",
+        4,
+        8,
+        ("sd1", "sdxl", "playground25"),
+    ),
+    "kl4-ldm": (lambda: _kl(4), _write_ldm, "autoencoder_kl/ldm", 4, 8, ("sd1", "sdxl", "playground25")),
+    "kl4-checkpoint": (lambda: _kl(4), _write_ckpt, "autoencoder_kl/ldm", 4, 8, ("sd1", "sdxl", "playground25")),
+    "kl16-bfl": (lambda: _kl(16, quant=False), _write_ldm, "autoencoder_kl/bfl", 16, 8, ("sd3", "flux1")),
+    "kl16-diffusers": (
+        lambda: _kl(16, quant=False),
+        _write_diffusers,
+        "autoencoder_kl/diffusers",
+        16,
+        8,
+        ("sd3", "flux1"),
+    ),
+    "flux2-diffusers": (_flux2, _write_diffusers, "autoencoder_kl_flux2/diffusers", 32, 8, ("flux2",)),
+    "flux2-bfl": (_flux2, _write_bfl_flux2, "autoencoder_kl_flux2/bfl", 32, 8, ("flux2",)),
+    "wan21-diffusers": (_wan, _write_diffusers, "autoencoder_kl_wan/diffusers", 16, 8, ("wan21",)),
+    "wan21-original": (_wan, _write_wan_original, "autoencoder_kl_wan/wan", 16, 8, ("wan21",)),
+    "dc-shuffle": (lambda: _dc("shuffle"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
+    "dc-interpolate": (lambda: _dc("interpolate"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def written(request, tmp_path_factory):
+    build, write, sig, channels, ratio, cands = CASES[request.param]
+    model = build()
+    path = write(model, tmp_path_factory.mktemp(request.param))
+    return request.param, model, path, sig, channels, ratio, cands
+
+
+def _latents(model, channels: int, ratio: int) -> torch.Tensor:
+    torch.manual_seed(7)
+    if isinstance(model, AutoencoderKLWan):
+        return torch.randn(1, channels, 2, 4, 4)  # 2 latent frames = 5 video frames
+    return torch.randn(1, channels, 32 // ratio, 32 // ratio)
+
+
+def _reference_decode(model, z):
+    return model.decode(z).sample
+
+
+def _reference_encode(model, x):
+    out = model.encode(x)
+    return out.latent if isinstance(model, AutoencoderDC) else out.latent_dist.mean
+
+
+# --- identification --------------------------------------------------------------------------------------
+
+
+def test_written_layouts_are_the_real_ones():
+    """Our test writers produce what diffusers' own converters read back to the original state dict."""
+    kl = _kl(4)
+    back = convert_ldm_vae_checkpoint(to_ldm(kl.state_dict(), 4), dict(kl.config))
+    want = kl.state_dict()
+    assert sorted(back) == sorted(want)
+    assert all(torch.equal(back[k].reshape(want[k].shape), want[k]) for k in want)
+    wan = _wan()
+    back = convert_wan_vae_to_diffusers(to_wan_original(wan.state_dict(), 2))
+    want = wan.state_dict()
+    assert sorted(back) == sorted(want)
+    assert all(torch.equal(back[k], want[k]) for k in want)
+
+
+def test_identify_every_layout(written):
+    name, _model, path, sig, channels, ratio, cands = written
+    info = describe(path, hash=False)
+    assert info.matches == (sig,)
+    assert info.architecture == sig.split("/")[0]
+    assert (info.latent_channels, info.spatial_ratio) == (channels, ratio)
+    assert info.has_encoder and info.has_decoder and info.has_vae
+    assert info.formats == cands
+    assert info.format == (cands[0] if len(cands) == 1 else None)
+    assert info.checkpoint == (name == "kl4-checkpoint")
+    assert info.prefix == ("first_stage_model." if name == "kl4-checkpoint" else "")
+    assert info.parameters > 0 and info.dtype == "float32"
+    json.dumps(info.to_dict())  # --json must serialise
+    assert info.render().splitlines() == info.lines()
+
+
+def test_load_every_layout_matches_the_original_module(written):
+    _name, model, path, _sig, channels, ratio, _cands = written
+    vae = load_vae(path, hash=False)
+    z = _latents(model, channels, ratio)
+    with torch.no_grad():
+        assert (vae.decode(z) - _reference_decode(model, z)).abs().max() <= PARITY
+        x = torch.rand(1, 3, *((5,) if z.ndim == 5 else ()), 32, 32) * 2 - 1
+        assert (vae.encode(x) - _reference_encode(model, x)).abs().max() <= PARITY
+    assert vae.native_space == "raw" and vae.channels == channels and vae.spatial_ratio == ratio
+    assert vae.dims == z.ndim - 2
+    assert not any(p.requires_grad for p in vae.module.parameters())
+
+
+def test_flux2_stats_come_from_batchnorm(tmp_path):
+    model = _flux2()
+    vae = load_vae(_write_bfl_flux2(model, tmp_path), hash=False)
+    assert vae.format is get_format("flux2")
+    assert torch.equal(vae.stats.mean, model.bn.running_mean)
+    eps = get_format("flux2").norm_eps  # 1e-4, the FLUX.2 BatchNorm epsilon
+    assert torch.allclose(vae.stats.std, (model.bn.running_var + eps).sqrt())
+    assert vae.stats.mean.numel() == get_format("flux2").model_channels
+
+
+def test_signature_table_is_declarative():
+    names = [s.name for s in SIGNATURES]
+    assert len(set(names)) == len(names)
+    reg = formats()
+    for sig in SIGNATURES:
+        assert sig.parts and all(p.anchors for p in sig.parts)
+        assert set(sig.serves) <= set(reg), sig.name
+        assert sig.native_space in ("raw", "model") and sig.dims in (2, 3)
+
+
+def test_detect_reports_every_match(tmp_path):
+    """A file carrying two layouts at once matches two signatures, and nothing picks one by table order."""
+    kl = _kl(4)
+    state = {**kl.state_dict(), **to_ldm(kl.state_dict(), 4)}
+    path = _save(tmp_path / "mixed.safetensors", state)
+    matches = detect(read_header(path))
+    assert sorted(m.name for m in matches) == ["autoencoder_kl/diffusers", "autoencoder_kl/ldm"]
+    info = describe(path, hash=False)
+    assert info.architecture is None and "2 signatures match" in info.notes[0]
+    with pytest.raises(WeightsError, match=r"2 signatures match .*will not guess"):
+        load_vae(path, hash=False)
+
+
+# --- formats: ambiguity, user choice, metadata -----------------------------------------------------------
+
+
+def test_sd1_or_sdxl_cannot_be_told_from_the_file(tmp_path):
+    path = _write_diffusers(_kl(4), tmp_path)
+    info = describe(path, hash=False)
+    assert info.format is None
+    assert "4-channel KL f8: sd1 or sdxl or playground25 — the file alone cannot tell" in " ".join(info.notes)
+    assert "pass --format" in " ".join(info.notes)
+    vae = load_vae(path, hash=False)
+    assert vae.format is None
+
+
+@pytest.mark.parametrize("name", ["sd1", "sdxl", "playground25"])
+def test_user_format_wins(tmp_path, name):
+    path = _write_diffusers(_kl(4), tmp_path)
+    info = describe(path, format=name, hash=False)
+    assert (info.format, info.format_source) == (name, "user")
+    assert load_vae(path, format=name, hash=False).format is get_format(name)
+
+
+def test_user_format_that_does_not_fit_is_refused(tmp_path):
+    path = _write_diffusers(_kl(4), tmp_path)
+    with pytest.raises(IncompatibleError, match=r"format 'sd3' \(16 raw channels.*does not fit.*4-channel KL f8"):
+        describe(path, format="sd3", hash=False)
+    with pytest.raises(UnknownFormatError, match="Did you mean 'sdxl'"):
+        load_vae(path, format="sdxk", hash=False)
+
+
+def test_sd3_or_flux1_cannot_be_told_from_the_file(tmp_path):
+    info = describe(_write_ldm(_kl(16, quant=False), tmp_path), hash=False)
+    assert info.formats == ("sd3", "flux1") and info.format is None
+    assert "16-channel KL f8: sd3 or flux1" in " ".join(info.notes)
+
+
+@pytest.mark.parametrize(
+    ("metadata", "want", "source"),
+    [
+        ({"latentbridge.format": "sdxl"}, "sdxl", "metadata"),
+        ({"modelspec.architecture": "stable-diffusion-xl-v1-base/vae"}, "sdxl", "modelspec"),
+        ({"modelspec.architecture": "stable-diffusion-v1"}, "sd1", "modelspec"),
+        ({"latentbridge.format": "sd1", "modelspec.architecture": "stable-diffusion-xl-v1-base"}, "sd1", "metadata"),
+    ],
+)
+def test_metadata_names_the_format(tmp_path, metadata, want, source):
+    path = _save(tmp_path / "vae.safetensors", _kl(4).state_dict(), metadata)
+    info = describe(path, hash=False)
+    assert (info.format, info.format_source) == (want, source)
+    assert dict(info.metadata) == metadata
+    if len(metadata) == 2:
+        assert any("modelspec says 'sdxl' but metadata says 'sd1'" in n for n in info.notes)
+
+
+def test_metadata_that_does_not_fit_is_ignored_and_said(tmp_path):
+    path = _save(tmp_path / "vae.safetensors", _kl(4).state_dict(), {"latentbridge.format": "flux1"})
+    info = describe(path, hash=False)
+    assert info.format is None
+    assert any("metadata names format 'flux1', which does not fit a 4-channel KL f8: ignored" in n for n in info.notes)
+
+
+# --- checkpoints, parts, folders -------------------------------------------------------------------------
+
+
+def test_checkpoint_without_vae(tmp_path):
+    state = {
+        "model.diffusion_model.input_blocks.0.0.weight": torch.zeros(8, 4, 3, 3),
+        "cond_stage_model.transformer.text_model.embeddings.position_ids": torch.zeros(1, 77),
+    }
+    path = _save(tmp_path / "unet_only.safetensors", state)
+    info = describe(path)
+    assert info.checkpoint and not info.has_vae and info.architecture is None
+    assert info.notes[0].startswith("this checkpoint has no VAE")
+    assert "load a separate VAE file" in info.notes[0]
+    with pytest.raises(WeightsError, match=r"this checkpoint has no VAE .*load a separate VAE file"):
+        load_vae(path)
+
+
+def test_checkpoint_with_vae_says_where(tmp_path):
+    info = describe(_write_ckpt(_kl(4), tmp_path), hash=False)
+    assert info.checkpoint and info.has_vae and info.container == "pickle"
+    assert "its VAE sits under 'first_stage_model.'" in info.notes[0]
+    assert "VAE: under 'first_stage_model.'" in info.render()
+
+
+def test_decoder_only_file(tmp_path):
+    model = _kl(4)
+    state = {k: v for k, v in to_ldm(model.state_dict(), 4).items() if k.startswith(("decoder.", "post_quant_conv."))}
+    path = _save(tmp_path / "decoder.safetensors", state)
+    info = describe(path, hash=False)
+    assert info.has_decoder and not info.has_encoder
+    with pytest.raises(WeightsError, match=r"holds only the decoder of a AutoencoderKL.*pass part='decoder'"):
+        load_vae(path, hash=False)
+    vae = load_vae(path, part="decoder", hash=False)
+    assert vae.encode is None and vae.module.encoder is None
+    z = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY
+    with pytest.raises(WeightsError, match="needs the encoder: pass the file that holds the encoder"):
+        load_vae(path, part="encoder", hash=False)
+
+
+def test_part_decoder_skips_the_encoder(tmp_path):
+    vae = load_vae(_write_diffusers(_kl(4), tmp_path), part="decoder", hash=False)
+    assert vae.encode is None and vae.decode is not None
+    assert vae.module.encoder is None and vae.module.quant_conv is None
+
+
+def test_diffusers_folder_and_pipeline_folder(tmp_path):
+    model = _kl(4)
+    model.save_pretrained(tmp_path / "pipe" / "vae")
+    (tmp_path / "pipe" / "model_index.json").write_text("{}")
+    for folder in (tmp_path / "pipe" / "vae", tmp_path / "pipe"):
+        info = describe(folder, hash=False)
+        assert info.architecture == "autoencoder_kl" and info.file.endswith("diffusion_pytorch_model.safetensors")
+        vae = load_vae(folder, hash=False)
+        z = torch.randn(1, 4, 4, 4)
+        with torch.no_grad():
+            assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY
+
+
+def test_folder_config_must_name_the_right_class(tmp_path):
+    _kl(4).save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["_class_name"] = "AutoencoderKLWan"
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(WeightsError, match=r"config.json names AutoencoderKLWan but the weights are AutoencoderKL"):
+        load_vae(tmp_path, hash=False)
+
+
+def test_not_a_diffusers_folder(tmp_path):
+    with pytest.raises(FileFormatError, match=r"is not a diffusers VAE folder: expected config.json"):
+        describe(tmp_path)
+
+
+def test_dtype_and_names(tmp_path):
+    path = _write_diffusers(_kl(4), tmp_path)
+    vae = load_vae(path, dtype="bf16", hash=False)
+    assert next(vae.module.parameters()).dtype == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype 'fp8': expected one of"):
+        load_vae(path, dtype="fp8")
+    with pytest.raises(ValueError, match="part must be one of"):
+        load_vae(path, part="middle", hash=False)
+
+
+# --- strict loading --------------------------------------------------------------------------------------
+
+
+def test_missing_keys_are_listed_sorted(tmp_path):
+    state = _kl(4).state_dict()
+    for key in ("decoder.conv_out.bias", "decoder.conv_in.bias", "decoder.mid_block.resnets.0.norm1.weight"):
+        del state[key]
+    path = _save(tmp_path / "vae.safetensors", state)
+    with pytest.raises(
+        WeightsError,
+        match=r"3 missing keys \[decoder\.conv_in\.bias, decoder\.conv_out\.bias, "
+        r"decoder\.mid_block\.resnets\.0\.norm1\.weight\]",
+    ) as err:
+        load_vae(path, hash=False)
+    assert err.value.missing == sorted(err.value.missing) and err.value.unexpected == []
+
+
+def test_unexpected_keys_are_listed_sorted(tmp_path):
+    state = _kl(4).state_dict()
+    state["encoder.extra.weight"] = torch.zeros(2)
+    state["decoder.extra.weight"] = torch.zeros(2)
+    path = _save(tmp_path / "vae.safetensors", state)
+    with pytest.raises(WeightsError, match=r"2 unexpected keys \[decoder\.extra\.weight, encoder\.extra\.weight\]"):
+        load_vae(path, hash=False)
+
+
+def test_keys_of_no_part_are_unexpected(tmp_path):
+    state = {**_kl(4).state_dict(), "text_projection.weight": torch.zeros(2)}
+    path = _save(tmp_path / "vae.safetensors", state)
+    with pytest.raises(WeightsError, match=r"1 unexpected keys \[text_projection\.weight\].*belong to no part"):
+        load_vae(path, hash=False)
+
+
+def test_wrong_shapes_are_listed(tmp_path):
+    state = _kl(4).state_dict()
+    state["decoder.mid_block.resnets.0.conv1.bias"] = torch.zeros(7)
+    path = _save(tmp_path / "vae.safetensors", state)
+    with pytest.raises(
+        WeightsError,
+        match=r"1 tensors have the wrong shape "
+        r"\[decoder\.mid_block\.resnets\.0\.conv1\.bias: file \(7,\) vs module \(64,\)\]",
+    ):
+        load_vae(path, hash=False)
+
+
+# --- unknown, corrupt and unsafe files -------------------------------------------------------------------
+
+
+def test_unknown_architecture(tmp_path):
+    path = _save(
+        tmp_path / "lora.safetensors",
+        {"lora_unet_down.alpha": torch.ones(1), "lora_unet_down.weight": torch.ones(4, 4)},
+    )
+    info = describe(path)
+    assert info.architecture is None and not info.checkpoint
+    assert info.notes[0].startswith("no known VAE architecture matches its 2 tensors (first keys: lora_unet_down.alpha")
+    with pytest.raises(WeightsError, match=r"cannot load .*no known VAE architecture matches"):
+        load_vae(path)
+
+
+def test_truncated_safetensors(tmp_path):
+    good = _write_diffusers(_kl(4), tmp_path)
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(good.read_bytes()[:-1000])
+    with pytest.raises(FileFormatError, match=r"not a valid safetensors file .*truncated: re-download it"):
+        describe(bad)
+
+
+def test_garbage_and_empty_files(tmp_path):
+    junk = tmp_path / "vae.safetensors"
+    junk.write_bytes(b"GIF89a not a weight file at all")
+    with pytest.raises(FileFormatError, match=r"its first bytes .* are not safetensors, a PyTorch pickle or ONNX"):
+        describe(junk)
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(FileFormatError, match=r"the file is empty \(0 bytes\)"):
+        load_vae(empty)
+    with pytest.raises(FileFormatError, match="no such file or folder"):
+        describe(tmp_path / "missing.safetensors")
+
+
+def test_truncated_pickle(tmp_path):
+    path = tmp_path / "vae.pt"
+    torch.save(_kl(4).state_dict(), path)
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(FileFormatError, match="not a readable PyTorch file"):
+        describe(path)
+
+
+class Payload:
+    """Stands for any pickled object: weights_only=True must refuse it, never run it."""
+
+
+def test_pickle_with_objects_is_refused(tmp_path):
+    path = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "callbacks": Payload()}, path)
+    with pytest.raises(FileFormatError, match=r"refuses to unpickle .*weights_only=True"):
+        describe(path)
+
+
+def test_pickle_with_non_tensor_values(tmp_path):
+    path = tmp_path / "vae.pt"
+    torch.save({"decoder.conv_in.weight": torch.zeros(1), "step": 3}, path)
+    with pytest.raises(FileFormatError, match=r"non-tensor values under \['step'\]"):
+        describe(path)
+
+
+# --- hashes ----------------------------------------------------------------------------------------------
+
+
+def test_sha256_matches_hashlib(tmp_path):
+    path = _write_diffusers(_kl(4), tmp_path)
+    assert sha256_file(path) == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert describe(path).sha256 == sha256_file(path)  # small files are hashed automatically
+
+
+def test_big_files_are_hashed_only_when_asked(tmp_path, monkeypatch):
+    path = _write_diffusers(_kl(4), tmp_path)
+    monkeypatch.setattr(info_mod, "AUTO_HASH_LIMIT", 1000)  # pretend the file is a multi-GB checkpoint
+    info = describe(path)
+    assert info.sha256 == "" and any("sha256 not computed" in n and "pass hash=True" in n for n in info.notes)
+    assert describe(path, hash=True).sha256 == sha256_file(path)
+
+
+def test_known_hash_table():
+    assert len({k.sha256 for k in KNOWN_FILES}) == len(KNOWN_FILES)
+    for k in KNOWN_FILES:
+        assert re.fullmatch(r"[0-9a-f]{64}", k.sha256) and k.format in formats() and k.source
+    assert known_file("735E4C3A447A3255760D7F86845F09F937809BAA529C17370D83E4C3758F3C75").format == "sd1"
+    assert known_file("0" * 64) is None
+
+
+def test_readme_hashes_are_in_the_table(shared_weights):
+    lines = (shared_weights / "README.md").read_text().splitlines()
+    listed = [line.split() for line in lines if re.fullmatch(r"[0-9a-f]{64}\s+\S+", line.strip())]
+    assert len(listed) == 7
+    for sha, rel in listed:
+        assert sha256_file(shared_weights / rel) == sha
+        assert known_file(sha) is not None
+        assert describe(shared_weights / rel).format == known_file(sha).format
+
+
+# --- zoo and hub -----------------------------------------------------------------------------------------
+
+
+def test_zoo_name():
+    from latentbridge import zoo
+
+    if zoo.zoo_path("zoo-a").is_file():
+        vae = load_vae("zoo-a")
+        assert vae.format is get_format("zoo-a") and vae.name == "zoo-a"
+    else:
+        with pytest.raises(WeightsError, match="zoo VAE 'zoo-a' is not built in this installation"):
+            load_vae("zoo-a")
+
+
+def test_hub_without_huggingface_hub(monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # as if it were not installed
+    with pytest.raises(
+        WeightsError, match=r"needs huggingface_hub, which is not installed: pip install 'latentbridge\[hub\]'"
+    ):
+        load_vae("hub:madebyollin/taesd")
+
+
+def test_hub_without_network(monkeypatch, tmp_path):
+    hub = pytest.importorskip("huggingface_hub")
+    monkeypatch.setattr(hub.constants, "HF_HUB_OFFLINE", True)  # no network, whatever the machine has
+    monkeypatch.setattr(hub.constants, "HF_HUB_CACHE", str(tmp_path))  # and nothing cached
+    with pytest.raises(WeightsError, match="could not download madebyollin/taesd from the Hugging Face hub"):
+        load_vae("hub:madebyollin/taesd")
+    with pytest.raises(WeightsError, match=r"could not download madebyollin/taesd/taesd_decoder.pth"):
+        load_vae("taesd_decoder.pth", from_hub="madebyollin/taesd")
+
+
+# --- key maps --------------------------------------------------------------------------------------------
+
+
+def test_ldm_map_reverses_decoder_levels():
+    keymap = ldm_to_diffusers(4)
+    assert (
+        rename("decoder.up.0.block.2.nin_shortcut.weight", keymap)
+        == "decoder.up_blocks.3.resnets.2.conv_shortcut.weight"
+    )
+    assert rename("decoder.up.3.upsample.conv.bias", keymap) == "decoder.up_blocks.0.upsamplers.0.conv.bias"
+    assert rename("encoder.mid.attn_1.proj_out.weight", keymap) == "encoder.mid_block.attentions.0.to_out.0.weight"
+    assert rename("something.else", keymap) == "something.else"  # unmatched keys surface as unexpected
+
+
+def test_key_map_errors():
+    with pytest.raises(ValueError, match="matches several templates"):
+        rename("a.b", {"a.{}": "x.{}", "{}.b": "y.{}"})
+    with pytest.raises(ValueError, match=r"'\{\.\.\.\}' may appear once, at the end"):
+        rename("a.b", {"{...}.b": "x"})
+    with pytest.raises(ValueError, match=r"both map to 'x.w'"):
+        remap({"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, {"a.{}": "x.{}", "b.{}": "x.{}"})
