@@ -162,6 +162,7 @@ class PreviewFit:
     images: tuple[str, ...]  # the images fitted on
     cells: int  # latent cells (rows of the least-squares system)
     fit_psnr: float  # dB, [0, 1] scale, of the fit on its own images at latent resolution
+    published_psnr: float | None  # the format's published factors on the same cells (None: format has none)
     created: str  # ISO-8601 UTC
 
     def __post_init__(self) -> None:
@@ -191,6 +192,7 @@ class PreviewFit:
             "images": list(self.images),
             "cells": self.cells,
             "fit_psnr": self.fit_psnr,
+            "published_psnr": self.published_psnr,
             "created": self.created,
         }
 
@@ -218,6 +220,7 @@ class PreviewFit:
                 images=tuple(str(i) for i in data["images"]),
                 cells=int(data["cells"]),
                 fit_psnr=float(data["fit_psnr"]),
+                published_psnr=None if data["published_psnr"] is None else float(data["published_psnr"]),
                 created=str(data["created"]),
             )
         except (KeyError, TypeError, ValueError, IndexError) as exc:
@@ -286,8 +289,27 @@ def fit_linear(
     return solution[:-1].float(), solution[-1].float(), quality, int(design.shape[0])
 
 
+def linear_psnr(
+    latents: Sequence[torch.Tensor], images: Sequence[torch.Tensor], factors: torch.Tensor, bias: torch.Tensor
+) -> float:
+    """PSNR in dB ([0, 1] scale, pooled over every cell) of a linear preview against area-downsampled images.
+
+    Args:
+        latents: [N_i, C, h_i, w_i] in the space the factors read.
+        images: [N_i, 3, H_i, W_i] in [0, 1].
+        factors: [C, 3]; bias: [3].
+    """
+    previews, targets = [], []
+    for z, img in zip(latents, images, strict=True):
+        previews.append(apply_linear(z, factors, bias).flatten())
+        targets.append(downsample_to(img, (z.shape[2], z.shape[3])).clamp(0, 1).flatten())
+    return _pooled_psnr(torch.cat(previews), torch.cat(targets))
+
+
 def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
     """Encode one [1, 3, H, W] image in [0, 1]; return the latent the fit reads and its space."""
+    from latentbridge import codec  # local: the codec pulls in rich's progress machinery
+
     if vae.encode is None:
         raise LatentBridgeError(
             f"VAE {vae.name!r} has no encoder, and fitting preview factors needs one to encode the images; "
@@ -296,30 +318,18 @@ def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
     x = image * 2.0 - 1.0
     if vae.dims == 3:
         x = x.unsqueeze(2)  # a one-frame video: [1, 3, 1, H, W]
-    with torch.inference_mode():
-        native = vae.encode(x.to(_module_dtype(vae))).float()
-    fmt = vae.format
-    if fmt is None:
-        return fold_frames(native), vae.native_space
-    lat = Latent(native, fmt, vae.native_space, fmt.layout if native.ndim == fmt.dims + 2 else "NCHW", stats=vae.stats)
-    if vae.native_space == "model" and native.shape[1] == fmt.channels and fmt.patch > 1:
-        return fold_frames(native), "model"  # TAEF2-style: already the unpacked normalised latent
-    return preview_space_latent(lat), "model"
-
-
-def _module_dtype(vae: VAE) -> torch.dtype:
-    if vae.module is None:
-        return torch.float32
-    for p in vae.module.parameters():
-        return p.dtype if p.is_floating_point() else torch.float32
-    return torch.float32
+    latent = codec.encode(vae, x, progress=False)
+    if vae.format is None:
+        return fold_frames(latent.tensor.float()), latent.space
+    return preview_space_latent(latent), "model"
 
 
 def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] = ()) -> PreviewFit:
     """Fit latent→RGB preview factors for ``vae`` on ``images``.
 
-    Each image is encoded (posterior mean), converted to model space and unpacked when the VAE's format is
-    known (else kept in the VAE's native space), and the image is area-downsampled to the latent size;
+    Each image is encoded with :func:`latentbridge.codec.encode` (posterior mean, fp32), converted to model space
+    and unpacked when the VAE's format is known (else kept in the VAE's native space), and the image is
+    area-downsampled to the latent size;
     :func:`fit_linear` solves the least squares with a bias column.
 
     Args:
@@ -342,6 +352,11 @@ def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] =
         latents.append(z)
         pictures.append(image.float())
     factors, bias, quality, cells = fit_linear(latents, pictures)
+    published = None
+    if vae.format is not None and has_published_factors(vae.format):
+        published = linear_psnr(
+            latents, pictures, torch.tensor(vae.format.rgb_factors), torch.tensor(vae.format.rgb_bias)
+        )
     return PreviewFit(
         vae_sha256=vae.sha256,
         vae_name=vae.name,
@@ -352,6 +367,7 @@ def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] =
         images=tuple(names) if names else tuple(f"image {i}" for i in range(len(images))),
         cells=cells,
         fit_psnr=quality,
+        published_psnr=published,
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
 
@@ -402,18 +418,27 @@ def default_fits_dir(home: str | os.PathLike[str] | None = None) -> Path:
     return root / "previews"
 
 
-def _check_sha(sha256: str, what: str) -> str:
-    if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+def _is_sha(text: str) -> bool:
+    return len(text) == 64 and all(c in "0123456789abcdef" for c in text)
+
+
+def sha_parts(sha256: str, what: str = "VAE") -> tuple[str, ...]:
+    """The file hashes in a VAE's ``sha256``: one, or several joined by "+" (a TAESD encoder + decoder pair).
+
+    Raises ValueError naming ``what`` when a part is not 64 lowercase hex digits.
+    """
+    parts = tuple(sorted(p for p in sha256.split("+") if p))
+    if not parts or not all(_is_sha(p) for p in parts):
         raise ValueError(
-            f"{what}: a preview fit is stored under the VAE file's sha256 (64 lowercase hex digits), got "
-            f"{sha256!r}; load the VAE from a weight file so that it has one"
+            f"{what}: a preview fit is stored under the VAE file's sha256 (64 lowercase hex digits, several "
+            f"joined by '+'), got {sha256!r}; load the VAE from a weight file so that it has one"
         )
-    return sha256
+    return parts
 
 
 def fit_path(folder: str | os.PathLike[str], sha256: str) -> Path:
-    """The file that holds the fit for the VAE whose weight file has this sha256."""
-    return Path(folder) / f"{_check_sha(sha256, 'fit_path')}.json"
+    """The file that holds the fit for the VAE whose weight file(s) have this sha256: ``<folder>/<sha>.json``."""
+    return Path(folder) / f"{'+'.join(sha_parts(sha256, 'fit_path'))}.json"
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -433,7 +458,8 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def save_fit(fit: PreviewFit, folder: str | os.PathLike[str]) -> Path:
     """Store ``fit`` as ``<folder>/<vae sha256>.json`` (atomic write); returns the path."""
-    path = fit_path(folder, _check_sha(fit.vae_sha256, f"VAE {fit.vae_name!r}"))
+    sha_parts(fit.vae_sha256, f"VAE {fit.vae_name!r}")
+    path = fit_path(folder, fit.vae_sha256)
     return atomic_write_bytes(path, (json.dumps(fit.to_dict(), indent=1) + "\n").encode())
 
 
@@ -458,25 +484,41 @@ def list_fits(folder: str | os.PathLike[str]) -> list[PreviewFit]:
     return [load_fit(p) for p in sorted(folder.glob("*.json"))]
 
 
+def fit_for_vae(folder: str | os.PathLike[str], sha256: str) -> PreviewFit | None:
+    """The stored fit for the VAE with this ``sha256``, or None.
+
+    A VAE loaded from several files has a composite hash ("decoder+encoder"); a fit made with both halves is
+    also found from either half alone (``--vae taef2_decoder.pth``) and vice versa — the newest fit sharing a
+    file wins. A malformed hash finds nothing.
+    """
+    if not sha256 or not all(_is_sha(p) for p in sha256.split("+") if p):
+        return None
+    path = fit_path(folder, sha256)
+    if path.is_file():
+        return load_fit(path)
+    want = set(sha_parts(sha256))
+    sharing = [f for f in list_fits(folder) if want & set(f.vae_sha256.split("+"))]
+    return max(sharing, key=lambda f: (f.created, f.vae_sha256)) if sharing else None
+
+
 def find_fit(latent: Latent, folder: str | os.PathLike[str]) -> tuple[PreviewFit, str] | None:
     """The stored fit to use for ``latent``, and why; None when there is none.
 
-    The fit of the VAE named by the latent's provenance (``vae_sha256``) comes first; otherwise a fit for
-    the latent's format (the newest when several VAEs of that format have fits — the reason says so).
+    The fit of the VAE named by the latent's provenance (``vae_sha256``, see :func:`fit_for_vae`) comes first;
+    otherwise a fit for the latent's format (the newest when several VAEs of that format have fits — the
+    reason says so).
     """
     folder = Path(folder)
     sha = latent.provenance.vae_sha256
-    if sha:
-        path = fit_path(folder, _check_sha(sha, "the latent's provenance"))
-        if path.is_file():
-            fit = load_fit(path)
-            if fit.format and latent.format is not None and fit.format != latent.format.name:
-                raise IncompatibleError(
-                    f"the latent's provenance names VAE {sha[:12]}…, whose preview fit reads {fit.format} latents, "
-                    f"but the latent is labelled {latent.format.name}; fix the label (--format {fit.format}) "
-                    f"or delete {path}"
-                )
-            return fit, f"fit for the VAE named in the latent's provenance ({fit.vae_name}, {sha[:12]}…)"
+    fit = fit_for_vae(folder, sha)
+    if fit is not None:
+        if fit.format and latent.format is not None and fit.format != latent.format.name:
+            raise IncompatibleError(
+                f"the latent's provenance names VAE {sha[:12]}…, whose preview fit reads {fit.format} latents, "
+                f"but the latent is labelled {latent.format.name}; fix the label (--format {fit.format}) "
+                f"or delete {fit_path(folder, fit.vae_sha256)}"
+            )
+        return fit, f"fit for the VAE named in the latent's provenance ({fit.vae_name})"
     if latent.format is None:
         return None
     same = [f for f in list_fits(folder) if f.format == latent.format.name]
@@ -485,64 +527,46 @@ def find_fit(latent: Latent, folder: str | os.PathLike[str]) -> tuple[PreviewFit
     same.sort(key=lambda f: (f.created, f.vae_sha256))
     fit = same[-1]
     why = f"fit for format {fit.format} (VAE {fit.vae_name}, {fit.vae_sha256[:12]}…)"
+    if sha:
+        why += "; the VAE named in the latent's provenance has no fit of its own"
     if len(same) > 1:
-        why += f", the newest of {len(same)} fits for this format"
+        why += f"; the newest of {len(same)} fits for this format"
     return fit, why
 
 
 # --- tiny decoders --------------------------------------------------------------------------------------
 
 
-def decoder_input(latent: Latent, vae: VAE, *, relabel: bool = False) -> torch.Tensor:
-    """``latent`` converted for ``vae.decode``: its native space and geometry, frames folded into the batch.
-
-    Args:
-        latent: a latent with a known format and space.
-        vae: the decoder.
-        relabel: when the latent's format differs from the VAE's, read the tensor as if it were the VAE's
-            format (same space) instead of raising — what a mix-up does; used to *show* a wrong pairing.
-
-    Returns:
-        float32 [B·T, C, H, W] in ``vae.native_space`` (FLUX.2 / TAEF2: the unpacked normalised latent).
-    """
-    fmt = _require_format_and_space(latent, f"decode it with {vae.name}")
-    if vae.format is not None and vae.format.name != fmt.name:
-        if not relabel:
-            raise IncompatibleError(
-                f"VAE {vae.name!r} decodes {vae.format.name} latents but this latent is {fmt.name}; "
-                f"use a {fmt.name} decoder (`latentbridge formats {fmt.name}` names its preview decoder), or "
-                "move the latent with `latentbridge transfer`"
-            )
-        want = vae.format.space_shape(latent.space)[0]
-        if latent.dim("C") != want:
-            raise IncompatibleError(
-                f"VAE {vae.name!r} reads {want}-channel {latent.space}-space {vae.format.name} latents, this "
-                f"{fmt.name} latent has {latent.dim('C')} channels: it cannot even be fed to this decoder"
-            )
-        latent, fmt = latent.replace(format=vae.format), vae.format
-    stats = vae.stats if vae.stats is not None else latent.stats
-    x = fold_frames(latent.to_space(vae.native_space, stats=stats).tensor.float())
-    if vae.native_space == "model" and fmt.patch > 1 and x.shape[1] == fmt.model_channels != vae.channels:
-        x = unpack(x, fmt.patch)  # TAEF2 reads the unpacked normalised latent
-    if x.shape[1] != vae.channels:
+def _relabel_for(latent: Latent, vae: VAE) -> Latent:
+    """``latent`` read as the VAE's format (same space): what a mix-up does. Refuses another channel count."""
+    if vae.format is None or latent.format is None or vae.format.name == latent.format.name:
+        return latent
+    want = vae.format.space_shape(latent.space)[0] if latent.space in ("raw", "model") else vae.channels
+    if latent.dim("C") != want:
         raise IncompatibleError(
-            f"VAE {vae.name!r} decodes {vae.channels}-channel {vae.native_space}-space latents, this latent has "
-            f"{x.shape[1]} channels in {vae.native_space} space; use a decoder for {fmt.name}"
+            f"VAE {vae.name!r} reads {want}-channel {latent.space}-space {vae.format.name} latents, this "
+            f"{latent.format.name} latent has {latent.dim('C')} channels: it cannot even be fed to this decoder"
         )
-    return x
+    return latent.replace(format=vae.format)
 
 
 def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False) -> torch.Tensor:
-    """Decode ``latent`` with ``vae``: [B·T, 3, H·r, W·r] float32 in [0, 1] (``r = vae.output_ratio``).
+    """Decode ``latent`` with ``vae`` through :func:`latentbridge.codec.decode` (fp32, whole images).
 
-    See :func:`decoder_input` for ``relabel``.
+    Args:
+        vae: any decoder (full VAE, TAESD family incl. TAEF2, VAEApprox, VAElight).
+        latent: raw or model space; the codec converts it to the decoder's native space.
+        relabel: when the latent's format differs from the VAE's, read the tensor as if it were the VAE's
+            format (same space) instead of refusing — what a mix-up does; used to *show* a wrong pairing.
+
+    Returns:
+        [B·T, 3, H·r, W·r] float32 in [0, 1] (``r = vae.output_ratio``), frames folded into the batch.
     """
-    if vae.decode is None:
-        raise LatentBridgeError(f"VAE {vae.name!r} has no decoder; pass a weight file that holds one")
-    x = decoder_input(latent, vae, relabel=relabel)
-    with torch.inference_mode():
-        out = vae.decode(x.to(_module_dtype(vae)))
-    return _to_unit(out)
+    from latentbridge import codec  # local: the codec pulls in rich's progress machinery
+
+    if relabel:
+        latent = _relabel_for(latent, vae)
+    return fold_frames(codec.decode(vae, latent, progress=False))
 
 
 def tiny_previewer(vae: VAE) -> Previewer:
@@ -579,8 +603,9 @@ def choose_previewer(
     folder = Path(fits_dir) if fits_dir is not None else None
     if method in ("auto", "fitted"):
         found = None
-        if vae is not None and vae.sha256 and folder is not None and fit_path(folder, vae.sha256).is_file():
-            found = (load_fit(fit_path(folder, vae.sha256)), f"fit for VAE {vae.name}")
+        own = fit_for_vae(folder, vae.sha256) if vae is not None and folder is not None else None
+        if own is not None:
+            found = (own, f"fit for VAE {own.vae_name}")
         elif folder is not None:
             found = find_fit(latent, folder)
         if found is not None:

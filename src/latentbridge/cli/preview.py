@@ -1,0 +1,64 @@
+"""`latentbridge preview LATENT -o p.png [--method auto|rgb|fitted|tiny] [--vae FILE]`: a picture in milliseconds.
+
+Methods: ``rgb`` (the format's published latent→RGB factors), ``fitted`` (factors fitted for a VAE with
+``latentbridge fit-preview``, found by the latent's provenance or format), ``tiny`` (a small decoder given with
+``--vae``: TAESD family incl. TAEF2, VAEApprox), ``auto`` (a stored fit, else published factors, else ``--vae``;
+it says which). Video latents are written as one grid: a row per batch item, a column per latent frame.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from latentbridge.cli._app import app
+from latentbridge.cli._common import fail_on_error
+from latentbridge.files import read_latent
+from latentbridge.preview import METHODS, choose_previewer, default_fits_dir, frames_per_item, preview_grid, write_png
+from latentbridge.vae import VAE
+
+HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/previews (default ~/.cache/latentbridge)."
+
+
+def vae_files(spec: str) -> str | list[str]:
+    """One VAE given on the command line: a file, a zoo name, or files joined by commas (TAESD halves)."""
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise typer.BadParameter(f"--vae {spec!r} names no file: expected FILE or ENCODER_FILE,DECODER_FILE")
+    return parts[0] if len(parts) == 1 else parts
+
+
+def load_decoder(spec: str, fmt: str | None = None) -> VAE:
+    """Load what ``--vae`` names, decoder half only (a decoder-only file such as taef2_decoder.pth works)."""
+    from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
+
+    return load_vae(vae_files(spec), format=fmt, part="decoder")
+
+
+@app.command("preview")
+@fail_on_error
+def preview_command(
+    latent: Path = typer.Argument(..., help="Latent file (.latent, safetensors, .pt, .npy/.npz, kohya cache)."),
+    output: Path = typer.Option(..., "-o", "--output", help="PNG file to write."),
+    method: str = typer.Option("auto", "--method", help=f"One of {', '.join(METHODS)}."),
+    vae: str = typer.Option(None, "--vae", help="Decoder for --method tiny (TAESD family, TAEF2, VAEApprox)."),
+    format: str = typer.Option(None, "--format", help="Latent format when the file does not record it."),
+    space: str = typer.Option(None, "--space", help="raw or model, when the file does not record it."),
+    key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
+    upscale: int = typer.Option(1, "--upscale", min=1, help="Enlarge each preview by this factor (nearest)."),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+) -> None:
+    """Write a quick preview of a latent as a PNG (published, fitted or tiny-decoder preview)."""
+    if method not in METHODS:
+        raise typer.BadParameter(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    lat = read_latent(latent, key=key, format=format, space=space)
+    decoder = load_decoder(vae, format) if vae else None
+    if decoder is not None and decoder.stats is not None and lat.stats is None:
+        lat = lat.replace(stats=decoder.stats)  # FLUX.2 raw latents convert with the VAE's BatchNorm statistics
+    previewer, why = choose_previewer(lat, method, vae=decoder, fits_dir=default_fits_dir(home))
+    images = previewer(lat)
+    path = write_png(preview_grid(images, frames_per_item(lat), upscale=upscale), output)
+    h, w = images.shape[-2:]
+    Console(stderr=True, highlight=False).print(f"wrote {path} ({images.shape[0]} × {w}×{h}) — {why}", markup=False)

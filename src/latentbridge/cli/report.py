@@ -1,0 +1,63 @@
+"""`latentbridge report LATENT… [--vae …] -o report.html [--tensorboard DIR]`: everything about a latent, one page.
+
+One self-contained HTML file (images inline as base64 PNG data URIs; no scripts, fonts or external CSS):
+inspect, identify, check, previews, diagnostics and the candidate VAEs' decodes side by side. With several
+latents the page has one section each. ``--tensorboard DIR`` also writes the same scalars, images and
+histograms as a TensorBoard event file (one step per latent, in order), without needing tensorboard installed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from latentbridge.cli._app import app
+from latentbridge.cli._common import fail_on_error
+from latentbridge.cli.compare import load_reference
+from latentbridge.cli.preview import HOME_HELP, load_decoder
+from latentbridge.files import open_latent
+from latentbridge.preview import default_fits_dir
+
+
+@app.command("report")
+@fail_on_error
+def report_command(
+    latents: list[Path] = typer.Argument(..., help="Latent file(s); one report section each."),
+    output: Path = typer.Option(None, "-o", "--output", help="HTML file to write."),
+    vae: list[str] = typer.Option([], "--vae", help="Candidate VAE to check and decode with (repeatable)."),
+    reference: Path = typer.Option(None, "--reference", help="Image to measure the decodes' PSNR against."),
+    tensorboard: Path = typer.Option(None, "--tensorboard", help="Also write a TensorBoard event file here."),
+    format: str = typer.Option(None, "--format", help="Latent format when the files do not record it."),
+    space: str = typer.Option(None, "--space", help="raw or model, when the files do not record it."),
+    key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
+    title: str = typer.Option("latentbridge report", "--title", help="Page title."),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+) -> None:
+    """Write one self-contained HTML report (and optionally TensorBoard events) about latent files."""
+    from latentbridge.report import build_report, write_report  # local: matplotlib loads only for this command
+
+    if output is None and tensorboard is None:
+        raise typer.BadParameter("nothing to write: pass -o report.html and/or --tensorboard DIR")
+    vaes = [load_decoder(spec) for spec in vae]
+    ref = load_reference(reference) if reference is not None else None
+    reports = []
+    for path in latents:
+        info = open_latent(path, key=key, format=format, space=space)
+        reports.append(
+            build_report(
+                info.latent,
+                vaes,
+                name=path.name,
+                file_info=info.to_dict(),
+                reference=ref,
+                reference_name=reference.name if reference else "reference image",
+                fits_dir=default_fits_dir(home),
+            )
+        )
+    html_path, tb_path = write_report(reports, output, tensorboard=tensorboard, title=title)
+    console = Console(stderr=True, highlight=False)
+    for p in (html_path, tb_path):
+        if p is not None:
+            console.print(f"wrote {p}", markup=False)
