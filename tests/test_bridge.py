@@ -120,7 +120,9 @@ def images() -> tuple[NamedImage, ...]:
     return tuple(NamedImage(n, small_photo(n)) for n in TRAIN_PHOTOS[:3])
 
 
+# target="image": the target latents are a known function of the source latents of the same crops.
 TINY = {"crop": 32, "crops_per_image": 6, "epochs": 6, "patience": 3, "hidden": 16, "blocks": 1, "batch_size": 6}
+TINY["target"] = "image"
 
 
 @pytest.fixture(scope="module")
@@ -240,6 +242,19 @@ def test_fit_records_progress_and_validation_split(vae_a: VAE, vae_c: VAE, image
     assert events[2].done == events[2].total == 18
     data = result.conv.meta["data"]
     assert data["val_split_by"] == "image" and data["val_crops"] == 6 and data["train_crops"] == 12
+
+
+def test_fit_targets_image_or_reencode(vae_a: VAE, images: tuple[NamedImage, ...]) -> None:
+    """From a VAE to itself: its own latents of the crops (identity map) vs its latents of its decodes."""
+    same = fit_bridge(vae_a, vae_a, images, **{**TINY, "epochs": 1})
+    again = fit_bridge(vae_a, vae_a, images, **{**TINY, "epochs": 1, "target": "reencode"})
+    assert same.scores["nmse_identity"] == 0 and same.scores["nmse_linear"] < 1e-6  # exact up to float32 rounding
+    assert again.scores["nmse_identity"] > 0.01  # a random-weight VAE does not reproduce its own latents
+    assert same.conv.meta["data"]["target"] == "image" and again.conv.meta["data"]["target"] == "reencode"
+    with pytest.raises(IncompatibleError, match="tiny-a has no decoder, so target='reencode' cannot decode"):
+        fit_bridge(dataclasses.replace(vae_a, decode=None), vae_a, images, **{**TINY, "target": "reencode"})
+    with pytest.raises(ValueError, match=r"target must be one of \('reencode', 'image'\), got 'pixels'"):
+        fit_bridge(vae_a, vae_a, images, target="pixels")
 
 
 def test_fit_argument_errors(vae_a: VAE, vae_c: VAE, images: tuple[NamedImage, ...]) -> None:

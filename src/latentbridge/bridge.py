@@ -49,6 +49,7 @@ META_KEY = "latentbridge.bridge"
 FILE_VERSION = 1
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 BUILTIN_PREFIX = "builtin:"
+FIT_TARGETS: tuple[str, ...] = ("reencode", "image")
 
 
 # --- identity of both ends ------------------------------------------------------------------------------
@@ -534,14 +535,19 @@ def fit_bridge(
     lr: float = 2e-3,
     batch_size: int = 16,
     seed: int = 0,
+    target: str = "reencode",
     max_seconds: float | None = None,
     on_event: Callable[[FitEvent], None] | None = None,
 ) -> FitResult:
     """Fit a linear map and a conv bridge from ``src_vae``'s latents to ``dst_vae``'s.
 
     The same random crops (random scale, position and left-right flip; ``crops_per_image`` per image) are
-    encoded by both VAEs (posterior means, native spaces). Whole images are held out for validation
-    (``val_split`` of them, at least one) unless there is only one image, in which case its crops are split.
+    encoded by both VAEs (posterior means, native spaces). With ``target="reencode"`` (the default) the target
+    VAE encodes the source VAE's *decode* of each crop, so the bridge learns exactly what decode→re-encode does
+    to a latent (the transfer it replaces); with ``target="image"`` it encodes the crop itself, so the bridge
+    learns to predict what the target VAE would have made of the original picture. Whole images are held out
+    for validation (``val_split`` of them, at least one) unless there is only one image, in which case its
+    crops are split.
     The conv bridge trains with Adam on the normalised MSE, stops when the validation loss has not improved
     for ``patience`` epochs (or after ``max_seconds``), and keeps its best validation epoch.
 
@@ -553,6 +559,7 @@ def fit_bridge(
         crops_per_image: crops drawn per image.
         hidden, blocks: width and residual blocks of the conv body.
         lr, batch_size, seed: optimiser step size, crops per step, seed of data and initialisation.
+        target: "reencode" or "image": what the target latents are (see above).
         max_seconds: optional wall-clock cap on the training loop (the best epoch so far is kept).
         on_event: called with progress (encoding, then once per epoch).
 
@@ -564,6 +571,8 @@ def fit_bridge(
             f"epochs, patience, crops_per_image and batch_size must be positive, got {epochs}, {patience}, "
             f"{crops_per_image}, {batch_size}"
         )
+    if target not in FIT_TARGETS:
+        raise ValueError(f"target must be one of {FIT_TARGETS}, got {target!r}")
     src, dst = Endpoint.of(src_vae), Endpoint.of(dst_vae)
     base = BridgeConfig(src.channels, dst.channels, src.spatial_ratio, dst.spatial_ratio, hidden, blocks, "conv")
     step = max(src.spatial_ratio, dst.spatial_ratio)
@@ -584,6 +593,14 @@ def fit_bridge(
     xs, ys, done = [], [], 0
     for crops in crops_of:
         xs.append(_encode_native(src_vae, crops, 8))
+        if target == "reencode":
+            decoded = _decode_native(src_vae, xs[-1], 8)
+            if decoded is None:
+                raise IncompatibleError(
+                    f"{src_vae.name} has no decoder, so target='reencode' cannot decode its latents; pass a file "
+                    "with the decoder too, or fit with target='image'"
+                )
+            crops = decoded * 2 - 1
         ys.append(_encode_native(dst_vae, crops, 8))
         done += len(crops)
         if on_event is not None:
@@ -619,8 +636,8 @@ def fit_bridge(
         x = (x - src_mean.view(1, -1, 1, 1)) / src_std.view(1, -1, 1, 1)
         return F.pixel_unshuffle(x, base.unshuffle) if base.unshuffle > 1 else x
 
-    target = F.pixel_unshuffle(y_tr_n, base.shuffle) if base.shuffle > 1 else y_tr_n
-    weight, bias = solve_linear(features(x_tr), target)
+    goal = F.pixel_unshuffle(y_tr_n, base.shuffle) if base.shuffle > 1 else y_tr_n
+    weight, bias = solve_linear(features(x_tr), goal)
     with torch.no_grad():
         linear_net.linear.weight.copy_(weight[:, :, None, None])
         linear_net.linear.bias.copy_(bias)
@@ -687,6 +704,7 @@ def fit_bridge(
             "val_split": val_split,
             "val_split_by": split_by,
             "seed": seed,
+            "target": target,
         },
         "training": {
             "epochs_run": len(curve),

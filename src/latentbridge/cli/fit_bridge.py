@@ -59,6 +59,11 @@ def fit_bridge_command(
     blocks: int = typer.Option(2, "--blocks", help="Residual blocks of the conv bridge."),
     lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate."),
     seed: int = typer.Option(0, "--seed", help="Seed of crops, split and initialisation."),
+    target: str = typer.Option(
+        "reencode",
+        "--target",
+        help="reencode: learn what decode→re-encode does (B encodes A's decode); image: B encodes the crop itself.",
+    ),
     max_seconds: float = typer.Option(None, "--max-seconds", help="Cap on the training loop's wall time."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads for this run."),
     plot: bool = typer.Option(False, "--plot", help="Also save the validation curve as a PNG beside the output."),
@@ -110,6 +115,7 @@ def fit_bridge_command(
                 blocks=blocks,
                 lr=lr,
                 seed=seed,
+                target=target,
                 max_seconds=max_seconds,
                 on_event=on_event,
             )
