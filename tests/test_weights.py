@@ -29,6 +29,16 @@ from latentbridge.weights.keymaps import ldm_to_diffusers, remap, rename
 # Same module class, same weights, same inputs: outputs agree to float32 rounding of identical op orders.
 PARITY = 1e-5
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these small convolutions run ~100× slower when two threads contend for busy cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 # --- tiny real architectures -----------------------------------------------------------------------------
 
 
