@@ -221,7 +221,7 @@ def compare(
             if target.shape != image.shape:
                 target = _resize(target, tuple(image.shape[-2:]))
                 if "resized" not in ref_desc:
-                    ref_desc += f" (resized to {image.shape[-2]}×{image.shape[-1]})"
+                    ref_desc += " (resized to each decode's size where they differ)"
             p = float(metrics.psnr(image[None].clamp(0, 1), target[None].clamp(0, 1))[0])
         candidates.append(
             Candidate(
@@ -259,9 +259,14 @@ def _font() -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=12)
 
 
+def short_name(name: str) -> str:
+    """A VAE name without folders: "a/taef2_encoder.pth + a/taef2_decoder.pth" -> "taef2_encoder.pth + …"."""
+    return " + ".join(part.strip().replace("\\", "/").rsplit("/", 1)[-1] for part in name.split(" + "))
+
+
 def caption_lines(c: Candidate, comparison: Comparison, width: int = 36) -> list[str]:
     """The lines written under one tile (at most ``CAPTION_LINES``, each at most ``width`` characters)."""
-    lines = [c.name]
+    lines = [short_name(c.name)]
     if c.relabelled and c.image is not None:
         lines.append(f"latent read as {c.format}")
     if c.image is None:

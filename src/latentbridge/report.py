@@ -37,7 +37,7 @@ import torch
 
 from latentbridge import __version__
 from latentbridge import diagnostics as dg
-from latentbridge.compare import Comparison, compare, comparison_grid, grid_png
+from latentbridge.compare import Comparison, compare, comparison_grid, grid_png, short_name
 from latentbridge.errors import FileFormatError, LatentBridgeError
 from latentbridge.latent import Latent
 from latentbridge.preview import (
@@ -354,7 +354,7 @@ def _comparison_html(c: Comparison) -> str:
         psnr = "—" if cand.psnr is None else ("∞" if math.isinf(cand.psnr) else f"{cand.psnr:.2f}")
         note = cand.error or ("the latent read as this VAE's format" if cand.relabelled else "")
         cells = [
-            cand.name,
+            short_name(cand.name),
             cand.format or "?",
             psnr,
             _num(cand.colourfulness, 3),

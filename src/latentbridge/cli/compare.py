@@ -19,7 +19,7 @@ from rich.table import Table
 from latentbridge.cli._app import app
 from latentbridge.cli._common import fail_on_error
 from latentbridge.cli.preview import load_decoder
-from latentbridge.compare import compare, comparison_grid, grid_png
+from latentbridge.compare import compare, comparison_grid, grid_png, short_name
 from latentbridge.files import read_latent
 from latentbridge.preview import atomic_write_bytes
 
@@ -63,7 +63,7 @@ def compare_command(
     for c in result.candidates:
         psnr = "—" if c.psnr is None else ("∞" if math.isinf(c.psnr) else f"{c.psnr:.2f}")
         table.add_row(
-            c.name,
+            short_name(c.name),
             c.format or "?",
             psnr,
             "—" if c.colourfulness is None else f"{c.colourfulness:.1f}",
