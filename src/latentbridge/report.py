@@ -736,7 +736,8 @@ def report_to_tensorboard(tb: EventWriter, report: LatentReport, step: int) -> N
     Tags: ``stats/{mean,std,min,max}/chN``, ``stats/nonfinite``, ``deviation/z_mean/chN``,
     ``deviation/std_ratio/chN``, ``deviation/overall_std_ratio``, ``compare/<vae>/{psnr_db,colourfulness,
     dynamic_range}``, images ``preview/<method>``, ``diagnostics/<figure>``, ``compare/grid``, and one
-    histogram per channel ``histogram/chN``.
+    histogram per channel ``histogram/chN`` (the page's bin count over the latent's full finite range, so every
+    finite value is counted).
     """
     d = report.diagnosis
     values: list[bytes] = []
@@ -772,7 +773,11 @@ def report_to_tensorboard(tb: EventWriter, report: LatentReport, step: int) -> N
         h, w = _png_size(png)
         tb.image("compare/grid", png, h, w, step)
     channel_values = dg.channel_values(report.latent)
-    hist = d.histograms
+    finite = channel_values[torch.isfinite(channel_values)]
+    hist = d.histograms  # the page's bins (0.1–99.9 % quantiles); TensorBoard gets every value:
+    if finite.numel():
+        bins = hist.counts.shape[1]
+        hist = dg.histograms(report.latent, bins, value_range=(float(finite.min()), float(finite.max())))
     for c in range(d.stats.channels):
         tb.histogram(f"histogram/ch{c}", channel_values[c], hist.edges, hist.counts[c], step)
 
