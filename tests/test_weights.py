@@ -69,9 +69,39 @@ def _wan() -> AutoencoderKLWan:
     return AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2).eval()
 
 
+def _wan22() -> AutoencoderKLWan:
+    torch.manual_seed(5)  # Wan 2.2 TI2V's structure (residual blocks, 2×2 patchify, 48 channels), tiny widths
+    return AutoencoderKLWan(
+        base_dim=8,
+        decoder_base_dim=12,
+        z_dim=48,
+        dim_mult=[1, 2, 4, 4],
+        num_res_blocks=2,
+        is_residual=True,
+        in_channels=12,
+        out_channels=12,
+        patch_size=2,
+        scale_factor_spatial=16,
+    ).eval()
+
+
 def _dc(resample: str) -> AutoencoderDC:
     torch.manual_seed(4)
     vit = ("ResBlock",) * 3 + ("EfficientViTBlock",) * 3
+    if resample == "in":  # DC-AE f32c32-in/mix: no first-stage blocks, BatchNorm + ReLU in the decoder's first stages
+        return AutoencoderDC(  # no multiscale branch, so the head width is not in the shapes: the default 32
+            latent_channels=32,
+            encoder_block_types=vit,
+            decoder_block_types=vit,
+            encoder_block_out_channels=(8, 8, 16, 32, 32, 32),
+            decoder_block_out_channels=(8, 8, 16, 32, 32, 32),
+            encoder_layers_per_block=(0, 1, 1, 1, 1, 1),
+            decoder_layers_per_block=(0, 1, 1, 1, 1, 1),
+            encoder_qkv_multiscales=((),) * 6,
+            decoder_qkv_multiscales=((),) * 6,
+            decoder_norm_types=("batch_norm",) * 3 + ("rms_norm",) * 3,
+            decoder_act_fns=("relu",) * 3 + ("silu",) * 3,
+        ).eval()
     return AutoencoderDC(
         latent_channels=32,
         attention_head_dim=8,
@@ -218,8 +248,10 @@ CASES = {
     "flux2-bfl": (_flux2, _write_bfl_flux2, "autoencoder_kl_flux2/bfl", 32, 8, ("flux2",)),
     "wan21-diffusers": (_wan, _write_diffusers, "autoencoder_kl_wan/diffusers", 16, 8, ("wan21",)),
     "wan21-original": (_wan, _write_wan_original, "autoencoder_kl_wan/wan", 16, 8, ("wan21",)),
+    "wan22-diffusers": (_wan22, _write_diffusers, "autoencoder_kl_wan+residual/diffusers", 48, 16, ("wan22",)),
     "dc-shuffle": (lambda: _dc("shuffle"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
     "dc-interpolate": (lambda: _dc("interpolate"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
+    "dc-in": (lambda: _dc("in"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
 }
 
 
@@ -234,7 +266,7 @@ def written(request, tmp_path_factory):
 def _latents(model, channels: int, ratio: int) -> torch.Tensor:
     torch.manual_seed(7)
     if isinstance(model, AutoencoderKLWan):
-        return torch.randn(1, channels, 2, 4, 4)  # 2 latent frames = 5 video frames
+        return torch.randn(1, channels, 2, 32 // ratio, 32 // ratio)  # 2 latent frames = 5 video frames
     return torch.randn(1, channels, 32 // ratio, 32 // ratio)
 
 
@@ -268,7 +300,7 @@ def test_identify_every_layout(written):
     name, _model, path, sig, channels, ratio, cands = written
     info = describe(path, hash=False)
     assert info.matches == (sig,)
-    assert info.architecture == sig.split("/")[0]
+    assert info.architecture == sig.split("/")[0].split("+")[0]
     assert (info.latent_channels, info.spatial_ratio) == (channels, ratio)
     assert info.has_encoder and info.has_decoder and info.has_vae
     assert info.formats == cands
@@ -291,6 +323,127 @@ def test_load_every_layout_matches_the_original_module(written):
     assert vae.native_space == "raw" and vae.channels == channels and vae.spatial_ratio == ratio
     assert vae.dims == z.ndim - 2
     assert not any(p.requires_grad for p in vae.module.parameters())
+
+
+def _meta_shapes(model) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _on_meta(cls, **config):
+    with torch.device("meta"):
+        return cls(**config)
+
+
+_SD = {"block_out_channels": (128, 256, 512, 512), "layers_per_block": 2}
+_SD["down_block_types"], _SD["up_block_types"] = ("DownEncoderBlock2D",) * 4, ("UpDecoderBlock2D",) * 4
+_DC_SANA = {"upsample_block_type": "interpolate", "downsample_block_type": "Conv"}
+_DC_SANA["encoder_block_types"] = _DC_SANA["decoder_block_types"] = ("ResBlock",) * 3 + ("EfficientViTBlock",) * 3
+_DC_IN = {**_DC_SANA, "encoder_layers_per_block": (0, 4, 8, 2, 2, 2), "decoder_layers_per_block": (0, 5, 10, 2, 2, 2)}
+_DC_IN["decoder_norm_types"] = ("batch_norm",) * 3 + ("rms_norm",) * 3
+_DC_IN["decoder_act_fns"] = ("relu",) * 3 + ("silu",) * 3
+_WAN22 = {"base_dim": 160, "decoder_base_dim": 256, "z_dim": 48, "is_residual": True, "patch_size": 2}
+_WAN22 |= {"in_channels": 12, "out_channels": 12, "scale_factor_spatial": 16}
+
+# Published configurations at full size, built on the meta device (no weights): (class, config, key rename,
+# signature, channels, ratio). The renames write the original layouts' key names.
+REAL_SCALE = {
+    "sd-vae": (AutoencoderKL, _SD, None, "autoencoder_kl/diffusers", 4, 8),
+    "sdxl-vae-ldm": (AutoencoderKL, _SD, "ldm", "autoencoder_kl/ldm", 4, 8),
+    "flux1-ae-bfl": (
+        AutoencoderKL,
+        {**_SD, "latent_channels": 16, "use_quant_conv": False, "use_post_quant_conv": False},
+        "ldm",
+        "autoencoder_kl/bfl",
+        16,
+        8,
+    ),
+    "sd3-vae": (
+        AutoencoderKL,
+        {**_SD, "latent_channels": 16, "use_quant_conv": False, "use_post_quant_conv": False},
+        None,
+        "autoencoder_kl/diffusers",
+        16,
+        8,
+    ),
+    "flux2-vae": (AutoencoderKLFlux2, {}, None, "autoencoder_kl_flux2/diffusers", 32, 8),
+    "flux2-ae-bfl": (AutoencoderKLFlux2, {}, "bfl2", "autoencoder_kl_flux2/bfl", 32, 8),
+    "wan21-vae": (AutoencoderKLWan, {}, None, "autoencoder_kl_wan/diffusers", 16, 8),
+    "wan21-vae-original": (AutoencoderKLWan, {}, "wan", "autoencoder_kl_wan/wan", 16, 8),
+    "wan22-vae": (AutoencoderKLWan, _WAN22, None, "autoencoder_kl_wan+residual/diffusers", 48, 16),
+    "dc-ae-sana": (AutoencoderDC, _DC_SANA, None, "autoencoder_dc/diffusers", 32, 32),
+    "dc-ae-in": (AutoencoderDC, _DC_IN, None, "autoencoder_dc/diffusers", 32, 32),
+}
+
+
+@pytest.mark.parametrize("name", list(REAL_SCALE))
+def test_real_scale_architectures_identify_and_derive_their_config(name, tmp_path):
+    """Full-size published configs: identified from shapes alone, and the config derived from those shapes
+    rebuilds a module with exactly the same tensors (and, for DC-AE, the same norms and activations)."""
+    from latentbridge.weights._header import Header, TensorInfo
+    from latentbridge.weights.load import dc_config, kl_config, wan_config
+
+    cls, config, rename_to, sig, channels, ratio = REAL_SCALE[name]
+    model = _on_meta(cls, **config)
+    state = model.state_dict()
+    if rename_to in ("ldm", "bfl2"):
+        state = to_ldm(state, 4, quant="inner" if rename_to == "bfl2" else "top")
+    elif rename_to == "wan":
+        state = to_wan_original(state, 2)
+    header = Header(
+        tmp_path, tmp_path, "safetensors", {k: TensorInfo(tuple(v.shape), "float16") for k, v in state.items()}
+    )
+    matches = detect(header)
+    assert [(m.name, m.channels, m.spatial_ratio) for m in matches] == [(sig, channels, ratio)]
+    shapes = _meta_shapes(model)
+    arch, _, variant = sig.split("/")[0].partition("+")
+    if arch == "autoencoder_dc":
+        derived = dc_config(shapes, channels)
+    elif arch == "autoencoder_kl_wan":
+        derived = wan_config(shapes, channels, residual=variant == "residual")
+    else:
+        derived = kl_config(shapes, channels, flux2=arch == "autoencoder_kl_flux2")
+    rebuilt = _on_meta(cls, **derived)
+    assert _meta_shapes(rebuilt) == shapes
+    if cls is AutoencoderDC:  # norms and activations: per stage, whether given as one string or a list
+        used = [i for i, n in enumerate(model.config.decoder_layers_per_block) if n]  # stages holding blocks
+
+        def per_stage(value):
+            return [((value,) * 6 if isinstance(value, str) else tuple(value))[i] for i in used]
+
+        for key in ("decoder_norm_types", "decoder_act_fns"):
+            assert per_stage(rebuilt.config[key]) == per_stage(model.config[key]), key
+        for key in ("upsample_block_type", "downsample_block_type"):
+            assert rebuilt.config[key] == model.config[key], key
+
+
+def test_stored_config_is_used(tmp_path):
+    """Zoo files store their diffusers config in the safetensors metadata: GroupNorm groups are not in shapes."""
+    torch.manual_seed(9)
+    config = {
+        "block_out_channels": [16, 32, 48, 96],
+        "down_block_types": ["DownEncoderBlock2D"] * 4,
+        "up_block_types": ["UpDecoderBlock2D"] * 4,
+        "layers_per_block": 1,
+        "latent_channels": 4,
+        "norm_num_groups": 16,
+        "mid_block_add_attention": False,
+    }
+    model = AutoencoderKL(**config).eval()
+    bare = _save(tmp_path / "bare.safetensors", model.state_dict())
+    with pytest.raises(
+        WeightsError, match=r"cannot build AutoencoderKL .* pass a diffusers folder with its config.json"
+    ):
+        load_vae(bare, hash=False)
+    path = _save(
+        tmp_path / "zoo.safetensors", model.state_dict(), {"config": json.dumps(config), "latentbridge.format": "sd1"}
+    )
+    vae = load_vae(path, hash=False)
+    z = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY
+    broken = _save(tmp_path / "broken.safetensors", model.state_dict(), {"config": "{not json"})
+    with pytest.raises(WeightsError, match=r"metadata 'config' is not valid JSON"):
+        load_vae(broken, hash=False)
 
 
 def test_flux2_stats_come_from_batchnorm(tmp_path):

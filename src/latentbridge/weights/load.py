@@ -11,6 +11,7 @@ parts must be used, or :class:`~latentbridge.errors.WeightsError` lists both, so
 from __future__ import annotations
 
 import inspect
+import json
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
@@ -202,15 +203,41 @@ def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
 
-def _folder_config(header: Header, extra_config: Mapping[str, Any] | None, class_name: str) -> dict[str, Any]:
-    config = dict(extra_config or header.config or {})
-    named = config.get("_class_name")
-    if named and named != class_name:
-        raise WeightsError(
-            f"{header.source}: config.json names {named} but the weights are {class_name}; "
-            "the folder mixes files from different models: restore its config.json"
-        )
-    return config
+CONFIG_METADATA_KEY = "config"  # safetensors metadata holding the diffusers constructor JSON (zoo files)
+
+
+def stored_config(
+    header: Header, extra_config: Mapping[str, Any] | None, class_name: str
+) -> tuple[dict[str, Any], str]:
+    """(the diffusers config stored with the weights, where it came from), or ({}, "") when none is.
+
+    In order: the zoo's zoo.json entry, a diffusers folder's config.json, the safetensors metadata ``config``.
+    A stored config is exact where shapes are not (GroupNorm groups, activations); the strict load still
+    checks it against every tensor.
+    """
+    candidates: list[tuple[Any, str]] = [(extra_config, "zoo.json"), (header.config, "config.json")]
+    raw = header.metadata.get(CONFIG_METADATA_KEY)
+    if raw:
+        try:
+            candidates.append((json.loads(raw), f"metadata '{CONFIG_METADATA_KEY}'"))
+        except json.JSONDecodeError as exc:
+            raise WeightsError(
+                f"{header.path}: its safetensors metadata '{CONFIG_METADATA_KEY}' is not valid JSON ({exc}); "
+                "remove that metadata entry (the config is then derived from the tensor shapes)"
+            ) from exc
+    for config, source in candidates:
+        if not config:
+            continue
+        if not isinstance(config, Mapping):
+            raise WeightsError(f"{header.source}: the {source} config is not a JSON object; restore or remove it")
+        named = config.get("_class_name")
+        if named and named != class_name:
+            raise WeightsError(
+                f"{header.source}: {source} names {named} but the weights are {class_name}; "
+                "the config belongs to another model: restore the right config.json"
+            )
+        return dict(config), source
+    return {}, ""
 
 
 # --- configs derived from shapes ------------------------------------------------------------------------
@@ -299,23 +326,26 @@ def wan_config(shapes: Mapping[str, tuple[int, ...]], channels: int, residual: b
 def dc_config(shapes: Mapping[str, tuple[int, ...]], channels: int) -> dict[str, Any]:
     """An AutoencoderDC config from diffusers-named tensor shapes.
 
-    Activation functions and the in/out shortcuts hold no weights, so they keep diffusers' defaults (the
-    DC-AE f32c32 Sana values); a diffusers folder's config.json overrides them.
+    Block types, widths, depths, attention scales, resampling kinds and the decoder's per-stage norm
+    (BatchNorm leaves running statistics) come from the shapes. Activations hold no weights: every released
+    DC-AE pairs BatchNorm stages with ReLU and RMSNorm stages with SiLU, and that rule is applied. The in/out
+    shortcuts keep diffusers' defaults (on in every release), and so does the attention head width (32, as in
+    every release) when no multiscale branch reveals it. A stage without blocks (f32c32-in/mix) holds no
+    tensors and its width is unused: it is set to the next stage's. A stored config overrides all this.
     """
     keys = list(shapes)
-    out: dict[str, Any] = {"latent_channels": channels, "in_channels": shapes["encoder.conv_in.weight"][1]}
+    conv_in = shapes.get("encoder.conv_in.weight") or shapes["encoder.conv_in.conv.weight"]
+    out: dict[str, Any] = {"latent_channels": channels, "in_channels": conv_in[1]}
     for side, blocks in (("encoder", "down_blocks"), ("decoder", "up_blocks")):
-        stages = count_levels(f"{side}.{blocks}.{{}}.", keys)
-        types, widths, layers, scales = [], [], [], []
-        resample = ""
+        stages = count_levels(f"{side}.{blocks}.{{}}.", keys, by_max=True)
+        types, widths, layers, scales, norms = [], [], [], [], []
         for s in range(stages):
-            n = count_levels(f"{side}.{blocks}.{s}.{{}}.", keys)
-            has_resample = s < stages - 1
-            first = 1 if side == "decoder" and has_resample else 0  # decoder stages start with their upsampler
-            idx = range(first, n - (1 if side == "encoder" and has_resample else 0))
+            n = count_levels(f"{side}.{blocks}.{s}.{{}}.", keys, by_max=True)
+            resampled = n > 0 and s < stages - 1  # encoder stages end with a downsampler, decoder ones start with one
+            idx = range(1 if side == "decoder" and resampled else 0, n - (1 if side == "encoder" and resampled else 0))
             layers.append(len(idx))
-            head = f"{side}.{blocks}.{s}.{idx[0] if len(idx) else first}"
-            if f"{head}.attn.to_q.weight" in shapes:
+            head = f"{side}.{blocks}.{s}.{idx[0]}" if len(idx) else ""
+            if head and f"{head}.attn.to_q.weight" in shapes:
                 types.append("EfficientViTBlock")
                 widths.append(shapes[f"{head}.attn.to_q.weight"][0])
                 n_scales = count_levels(f"{head}.attn.to_qkv_multiscale.{{}}.", keys)
@@ -326,23 +356,33 @@ def dc_config(shapes: Mapping[str, tuple[int, ...]], channels: int) -> dict[str,
                     out["attention_head_dim"] = shapes[f"{head}.attn.to_qkv_multiscale.0.proj_out.weight"][1]
             else:
                 types.append("ResBlock")
-                widths.append(shapes[f"{head}.conv1.weight"][0] if f"{head}.conv1.weight" in shapes else 0)
+                widths.append(shapes[f"{head}.conv1.weight"][0] if head else 0)
                 scales.append(())
+            stage_keys = [k for k in keys if k.startswith(f"{side}.{blocks}.{s}.")]
+            norms.append("batch_norm" if any(k.endswith(".running_mean") for k in stage_keys) else "rms_norm")
+        for s in reversed(range(stages - 1)):
+            widths[s] = widths[s] or widths[s + 1]  # stages without blocks: width unused
+        if 0 in widths:
+            raise WeightsError(
+                f"cannot tell the DC-AE {side} widths from its shapes: pass the diffusers folder with config.json"
+            )
         for s in range(stages - 1):
+            if layers[s] == 0:
+                continue
             if side == "encoder":
                 conv = shapes[f"encoder.down_blocks.{s}.{layers[s]}.conv.weight"]
-                resample = "pixel_unshuffle" if conv[0] * 4 == widths[s + 1] else "Conv"
+                out["downsample_block_type"] = "pixel_unshuffle" if conv[0] * 4 == widths[s + 1] else "Conv"
             else:
                 conv = shapes[f"decoder.up_blocks.{s}.0.conv.weight"]
-                resample = "pixel_shuffle" if conv[0] == 4 * widths[s] else "interpolate"
+                out["upsample_block_type"] = "pixel_shuffle" if conv[0] == 4 * widths[s] else "interpolate"
+            break
         out[f"{side}_block_types"] = tuple(types)
         out[f"{side}_block_out_channels"] = tuple(widths)
         out[f"{side}_layers_per_block"] = tuple(layers)
         out[f"{side}_qkv_multiscales"] = tuple(scales)
-        if resample:
-            out["downsample_block_type" if side == "encoder" else "upsample_block_type"] = resample
-    if any(k.startswith("decoder.") and k.endswith("norm.running_mean") for k in keys):
-        out["decoder_norm_types"] = "batch_norm"
+        if side == "decoder":
+            out["decoder_norm_types"] = tuple(norms)
+            out["decoder_act_fns"] = tuple("relu" if n == "batch_norm" else "silu" for n in norms)
     return out
 
 
@@ -411,7 +451,8 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
         ),
         "autoencoder_dc": (AutoencoderDC, lambda: dc_config(shapes, m.channels)),
     }[sig.architecture]
-    config = _folder_config(header, ctx.config, cls.__name__) or derive()
+    config, _source = stored_config(header, ctx.config, cls.__name__)
+    config = config or derive()
     fmt = ctx.format
     if fmt is not None and sig.architecture == "autoencoder_kl":
         config.setdefault("scaling_factor", fmt.scale)
@@ -698,7 +739,7 @@ def load_vae(
     fmt = get_format(fmt_names.pop()) if fmt_names else None
     patches = {get_format(c).patch for c in first.candidates} or {1}
     patch = fmt.patch if fmt is not None else (patches.pop() if len(patches) == 1 else 1)
-    headers = [files[p] for p in sorted(parts)]
+    headers = [files[p] for p in ("encoder", "decoder") if p in parts]
     sha = "+".join(dict.fromkeys(i.sha256 for _, i in headers if i.sha256))
     name = os.fspath(specs[0]) if len(specs) == 1 else " + ".join(os.fspath(s) for s in specs)
     ctx = _Ctx(name, sha, fmt, patch, device, as_dtype(dtype), extras.get("config"))

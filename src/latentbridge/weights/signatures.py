@@ -37,7 +37,10 @@ CHECKPOINT_MARKERS: tuple[str, ...] = (
 
 @dataclass(frozen=True, slots=True)
 class KeyRule:
-    """A key that must exist, with an optional shape pattern (None: any shape)."""
+    """A key that must exist, with an optional shape pattern (None: any shape).
+
+    A ``{}`` in the key stands for an integer index: some key with any index there must fit.
+    """
 
     key: str
     shape: tuple[Dim, ...] | None = None
@@ -54,6 +57,7 @@ class Part:
         forbidden: keys whose presence rules this part out (another variant's keys).
         levels: a key pattern with one ``{}`` (an integer index) whose distinct indices count the
             resolution levels; "" for fixed-ratio architectures.
+        levels_by_max: count levels as the largest index + 1 (a level may hold no tensors: DC-AE).
     """
 
     name: str
@@ -61,6 +65,7 @@ class Part:
     anchors: tuple[KeyRule, ...]
     forbidden: tuple[str, ...] = ()
     levels: str = ""
+    levels_by_max: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,26 +157,37 @@ def _bind(pattern: tuple[Dim, ...], shape: tuple[int, ...], env: dict[str, int])
     return True
 
 
+def _rule_holds(rule: KeyRule, tensors: Mapping[str, TensorInfo], env: dict[str, int]) -> bool:
+    if "{}" not in rule.key:
+        infos = [tensors[rule.key]] if rule.key in tensors else []
+    else:  # a key pattern: some key with any index there must fit
+        rx = _key_regex(rule.key)
+        infos = [info for key, info in tensors.items() if rx.fullmatch(key)]
+    for info in infos:
+        trial = dict(env)
+        if rule.shape is None or _bind(rule.shape, info.shape, trial):
+            env.update(trial)
+            return True
+    return False
+
+
 def _rules_hold(rules: tuple[KeyRule, ...], tensors: Mapping[str, TensorInfo], env: dict[str, int]) -> bool:
-    for rule in rules:
-        info = tensors.get(rule.key)
-        if info is None:
-            return False
-        if rule.shape is not None and not _bind(rule.shape, info.shape, env):
-            return False
-    return True
+    return all(_rule_holds(rule, tensors, env) for rule in rules)
 
 
 @cache
-def _level_regex(pattern: str) -> re.Pattern[str]:
-    head, _, tail = pattern.partition("{}")
-    return re.compile(re.escape(head) + r"(\d+)" + re.escape(tail))
+def _key_regex(pattern: str) -> re.Pattern[str]:
+    return re.compile(r"(\d+)".join(re.escape(p) for p in pattern.split("{}")))
 
 
-def count_levels(pattern: str, keys: list[str] | tuple[str, ...]) -> int:
-    """Number of distinct indices ``{}`` takes among ``keys`` that start with ``pattern``."""
-    rx = _level_regex(pattern)
-    return len({m.group(1) for k in keys if (m := rx.match(k))})
+def count_levels(pattern: str, keys: list[str] | tuple[str, ...], by_max: bool = False) -> int:
+    """Number of distinct indices ``{}`` takes among ``keys`` that start with ``pattern``
+    (``by_max``: the largest index + 1, for lists whose entries may hold no tensors)."""
+    rx = _key_regex(pattern)
+    found = {int(m.group(1)) for k in keys if (m := rx.match(k))}
+    if by_max:
+        return max(found) + 1 if found else 0
+    return len(found)
 
 
 def _candidates(sig: Signature, channels: int, ratio: int) -> tuple[str, ...]:
@@ -204,7 +220,7 @@ def match_signature(sig: Signature, header: Header) -> Match | None:
         env = trial
         present.append(part.name)
         if part.levels:
-            levels.append(count_levels(part.levels, keys))
+            levels.append(count_levels(part.levels, keys, part.levels_by_max))
     if not present or "C" not in env:
         return None
     if sig.ratio:
@@ -279,7 +295,7 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
     title = {
         "diffusers": "AutoencoderKL, diffusers keys (encoder.down_blocks.0.resnets.0…)",
         "ldm": "AutoencoderKL, original LDM/SGM keys (encoder.down.0.block.0…, quant_conv)",
-        "bfl": "AutoencoderKL, BFL bare keys (encoder.down.0.block.0…, no quant_conv)",
+        "bfl": "AutoencoderKL, BFL bare keys (encoder.down.0.block.0…, no quant_conv: FLUX.1 ae, SD3)",
     }[layout]
     return Signature(
         "autoencoder_kl", "", layout, title, parts, forbidden=(*forbidden, "bn.running_mean"), serves=_KL_SERVES
@@ -356,21 +372,24 @@ _DC = Signature(
             _ENC,
             ("encoder.",),
             (
-                KeyRule("encoder.conv_in.weight", ("*", 3, 3, 3)),
-                KeyRule("encoder.down_blocks.0.0.conv1.weight", ("*", "*", 3, 3)),
+                KeyRule("encoder.down_blocks.{}.{}.conv.weight", ("*", "*", 3, 3)),  # a stage's downsampler
                 KeyRule("encoder.conv_out.weight", ("C", "*", 3, 3)),
             ),
+            forbidden=("encoder.conv_norm_out.weight",),
             levels="encoder.down_blocks.{}.",
+            levels_by_max=True,  # a first stage without blocks holds no tensors (DC-AE f32c32-in/mix)
         ),
         Part(
             _DEC,
             ("decoder.",),
             (
                 KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3)),
-                KeyRule("decoder.up_blocks.0.1.conv1.weight", ("*", "*", 3, 3)),
-                KeyRule("decoder.conv_out.weight", (3, "*", 3, 3)),
+                KeyRule("decoder.up_blocks.{}.0.conv.weight", ("*", "*", 3, 3)),  # a stage's upsampler
+                KeyRule("decoder.norm_out.weight", ("*",)),  # RMSNorm (AutoencoderKL has conv_norm_out)
             ),
+            forbidden=("decoder.conv_norm_out.weight",),
             levels="decoder.up_blocks.{}.",
+            levels_by_max=True,
         ),
     ),
     serves=("sana",),
