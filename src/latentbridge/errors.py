@@ -39,3 +39,11 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
     if not close:
         return ""
     return " Did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+class NonFiniteError(LatentBridgeError, ValueError):
+    """A tensor with NaN or infinite values where finite ones are needed (a corrupt latent, a diverging VAE)."""
+
+
+class LatentBridgeWarning(UserWarning):
+    """Something latentbridge did on your behalf that you should know about (a redo in fp32, automatic tiling)."""

@@ -1,0 +1,361 @@
+"""Images in and out of the codec: PNG/JPEG/WebP in, PNG (with provenance) out.
+
+* In: :func:`load_image` / :func:`load_images` read PNG, JPEG and WebP files with Pillow (EXIF orientation
+  applied, greyscale and 16-bit files converted, an alpha channel dropped with a warning) and return float32
+  tensors [N, 3, H, W] in **[-1, 1]**, the range :func:`latentbridge.codec.encode` takes. A size the latent
+  format cannot take is an error naming the nearest valid sizes, unless ``pad=True`` (reflect-pad to the next
+  multiple, recorded in a :class:`Padding` so decode can crop it off again) or ``crop=True`` (centre crop to
+  the previous multiple).
+* Out: :func:`save_images` writes what :func:`latentbridge.codec.decode` returns (float [N, 3, H, W] in
+  **[0, 1]**, or [N, 3, T, H, W] for video) as PNG files, one per batch item (video: an animated PNG per
+  item), each with a ``latentbridge`` text chunk holding JSON provenance; every write is atomic (a temp file in
+  the same folder, then ``os.replace``). :func:`read_png_metadata` reads that chunk back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL.PngImagePlugin import PngInfo
+
+from latentbridge.errors import FileFormatError, LatentBridgeWarning, ShapeError
+from latentbridge.formats import nearest_sizes
+
+READ_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
+"""Pillow format names :func:`load_image` accepts."""
+
+PNG_KEY = "latentbridge"
+"""The PNG text-chunk key under which :func:`save_images` stores provenance JSON."""
+
+PADDING_KEY = "padding"
+"""The :class:`~latentbridge.latent.Provenance` ``extra`` key that records encode-time padding."""
+
+
+@dataclass(frozen=True, slots=True)
+class Padding:
+    """Pixels added on each side of an image before encoding (reflect padding); all zero means none."""
+
+    top: int = 0
+    bottom: int = 0
+    left: int = 0
+    right: int = 0
+
+    def __post_init__(self) -> None:
+        if min(self.top, self.bottom, self.left, self.right) < 0:
+            raise ValueError(f"padding must be non-negative pixel counts, got {self.to_text()}")
+
+    @property
+    def is_zero(self) -> bool:
+        """True when nothing was padded."""
+        return not (self.top or self.bottom or self.left or self.right)
+
+    def to_text(self) -> str:
+        """``"top,bottom,left,right"``: the form stored in a latent's provenance (``extra["padding"]``)."""
+        return f"{self.top},{self.bottom},{self.left},{self.right}"
+
+    @staticmethod
+    def parse(text: str) -> Padding:
+        """Inverse of :meth:`to_text`. Raises FileFormatError for anything else."""
+        parts = text.split(",")
+        if len(parts) != 4 or not all(p.strip().isdigit() for p in parts):
+            raise FileFormatError(
+                f"padding record {text!r} is not four non-negative integers 'top,bottom,left,right'; "
+                "the latent's provenance is damaged: remove its 'padding' entry to decode without cropping"
+            )
+        top, bottom, left, right = (int(p) for p in parts)
+        return Padding(top, bottom, left, right)
+
+    def scaled(self, numerator: int, denominator: int) -> Padding:
+        """The padding at another resolution (decoders whose output ratio differs from the encoder's)."""
+        return Padding(*(v * numerator // denominator for v in (self.top, self.bottom, self.left, self.right)))
+
+    def crop(self, images: torch.Tensor) -> torch.Tensor:
+        """Remove this padding from the last two dimensions of ``images`` (any leading dimensions)."""
+        if self.is_zero:
+            return images
+        h, w = images.shape[-2:]
+        if self.top + self.bottom >= h or self.left + self.right >= w:
+            raise ShapeError(
+                f"cannot crop padding {self.to_text()} (top,bottom,left,right) from a {h}×{w} image: "
+                "the padding is as large as the image; the latent's provenance does not match it"
+            )
+        return images[..., self.top : h - self.bottom, self.left : w - self.right]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LoadedImages:
+    """Images ready for :func:`latentbridge.codec.encode`.
+
+    Attributes:
+        tensor: float32 [N, 3, H, W] in [-1, 1], H and W multiples of the requested ``multiple``.
+        padding: what ``pad=True`` added (the same for every image), else all zero.
+        source_size: (height, width) of the files before padding or cropping.
+        paths: the files, in batch order.
+    """
+
+    tensor: torch.Tensor
+    padding: Padding
+    source_size: tuple[int, int]
+    paths: tuple[Path, ...]
+
+
+def _open_rgb(path: Path) -> np.ndarray:
+    """Read one file as float32 [H, W, 3] in [0, 1]."""
+    if not path.exists():
+        raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the path")
+    try:
+        image = Image.open(path)
+    except UnidentifiedImageError as exc:
+        raise FileFormatError(
+            f"{path}: not an image Pillow can read; expected a PNG, JPEG or WebP file (convert it to PNG)"
+        ) from exc
+    with image:
+        if image.format not in READ_FORMATS:
+            raise FileFormatError(
+                f"{path}: a {image.format} image; latentbridge reads {', '.join(READ_FORMATS)} (convert it to PNG)"
+            )
+        try:
+            image = ImageOps.exif_transpose(image)
+            image.load()
+        except OSError as exc:  # truncated or corrupt data
+            raise FileFormatError(f"{path}: the {image.format} data is damaged ({exc}); re-export the image") from exc
+        if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+            warnings.warn(
+                f"{path}: has an alpha channel ({image.mode}); dropped it and kept the colour values "
+                "(VAEs take RGB). Composite it onto a background first if transparent areas matter.",
+                LatentBridgeWarning,
+                stacklevel=3,
+            )
+        if image.mode.startswith("I;16"):  # 16-bit greyscale PNG: keep the precision
+            grey = np.asarray(image, dtype=np.float32) / 65535.0
+            return np.repeat(grey[:, :, None], 3, axis=2)
+        if image.mode in ("I", "F"):
+            raise FileFormatError(
+                f"{path}: a 32-bit {'integer' if image.mode == 'I' else 'float'} image (mode {image.mode}); "
+                "latentbridge reads 8- and 16-bit images: save it as an 8- or 16-bit PNG"
+            )
+        if image.mode == "P":
+            image = image.convert("RGBA")
+        rgb = image.convert("RGB")
+        return np.asarray(rgb, dtype=np.float32) / 255.0
+
+
+def fit_size(
+    images: torch.Tensor, multiple: int, *, pad: bool = False, crop: bool = False, what: str = "image"
+) -> tuple[torch.Tensor, Padding]:
+    """Make H and W of ``images`` multiples of ``multiple``: unchanged, reflect-padded, or centre-cropped.
+
+    Args:
+        images: [N, C, H, W], any value range.
+        multiple: the pixel multiple the latent format needs (``LatentFormat.size_multiple``).
+        pad: reflect-pad to the next multiple (split evenly, the extra pixel at the bottom/right).
+        crop: centre-crop to the previous multiple.
+        what: how to name the images in an error ("image cat.png").
+
+    Returns:
+        (images, padding): the fitted tensor and what was padded (all zero for crop / no change).
+
+    Raises:
+        ShapeError: a size that is not a multiple and neither ``pad`` nor ``crop`` is set (the message names
+            the nearest valid sizes), or both are set, or the image is too small for the fix asked for.
+    """
+    if multiple < 1:
+        raise ValueError(f"multiple must be a positive number of pixels, got {multiple}")
+    if pad and crop:
+        raise ShapeError("pad and crop were both requested; choose one (--pad keeps every pixel, --crop cuts edges)")
+    h, w = images.shape[-2:]
+    if h % multiple == 0 and w % multiple == 0:
+        return images, Padding()
+    (h_lo, h_hi), (w_lo, w_hi) = nearest_sizes(multiple, h), nearest_sizes(multiple, w)
+    h_lo, w_lo = (h if h % multiple == 0 else h_lo), (w if w % multiple == 0 else w_lo)
+    h_hi, w_hi = (h if h % multiple == 0 else h_hi), (w if w % multiple == 0 else w_hi)
+    if pad:
+        dh, dw = h_hi - h, w_hi - w
+        padding = Padding(dh // 2, dh - dh // 2, dw // 2, dw - dw // 2)
+        if max(padding.top, padding.bottom) >= h or max(padding.left, padding.right) >= w:
+            raise ShapeError(
+                f"{what} is {h}×{w}: too small to reflect-pad to {h_hi}×{w_hi}; resize it to at least {multiple} px"
+            )
+        out = F.pad(images, (padding.left, padding.right, padding.top, padding.bottom), mode="reflect")
+        return out, padding
+    if crop:
+        if h < multiple or w < multiple:
+            raise ShapeError(f"{what} is {h}×{w}: smaller than one {multiple}-px cell, nothing is left to crop to")
+        top, left = (h - h_lo) // 2, (w - w_lo) // 2
+        return images[..., top : top + h_lo, left : left + w_lo], Padding()
+    raise ShapeError(
+        f"{what} is {h}×{w} but this latent format needs sizes that are multiples of {multiple}; "
+        f"the nearest valid sizes are {h_lo}×{w_lo} and {h_hi}×{w_hi}: resize it, or pass --pad "
+        f"(reflect-pad to {h_hi}×{w_hi}, cropped off again at decode) or --crop (centre-crop to {h_lo}×{w_lo})"
+    )
+
+
+def load_images(
+    paths: Sequence[str | os.PathLike[str]], *, multiple: int = 1, pad: bool = False, crop: bool = False
+) -> LoadedImages:
+    """Read image files into one batch for :func:`latentbridge.codec.encode`.
+
+    Args:
+        paths: PNG, JPEG or WebP files, all of one size (a batch is one tensor).
+        multiple: H and W must be multiples of this (``LatentFormat.size_multiple``; 1 = any size).
+        pad: reflect-pad sizes that are not multiples (recorded in the returned ``padding``).
+        crop: centre-crop sizes that are not multiples.
+
+    Returns:
+        :class:`LoadedImages` with ``tensor`` float32 [N, 3, H, W] in [-1, 1].
+
+    Raises:
+        FileNotFoundError, FileFormatError: a missing, unreadable or unsupported file.
+        ShapeError: images of different sizes, or a size the format cannot take (see :func:`fit_size`).
+    """
+    if not paths:
+        raise ValueError("no image files given: pass at least one PNG, JPEG or WebP file")
+    files = tuple(Path(p) for p in paths)
+    arrays = [_open_rgb(p) for p in files]
+    sizes = [a.shape[:2] for a in arrays]
+    if len(set(sizes)) > 1:
+        listed = ", ".join(f"{p.name} {h}×{w}" for p, (h, w) in zip(files, sizes, strict=True))
+        raise ShapeError(
+            f"images of different sizes cannot share a batch ({listed}); "
+            "encode them in separate calls or resize them to one size first"
+        )
+    tensor = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous() * 2.0 - 1.0
+    what = f"image {files[0].name}" if len(files) == 1 else f"images {files[0].name}…"
+    tensor, padding = fit_size(tensor, multiple, pad=pad, crop=crop, what=what)
+    return LoadedImages(tensor=tensor.contiguous(), padding=padding, source_size=sizes[0], paths=files)
+
+
+def load_image(
+    path: str | os.PathLike[str], *, multiple: int = 1, pad: bool = False, crop: bool = False
+) -> LoadedImages:
+    """Read one image file: :func:`load_images` with a single path (``tensor`` is [1, 3, H, W] in [-1, 1])."""
+    return load_images([path], multiple=multiple, pad=pad, crop=crop)
+
+
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Float images in [0, 1] (any leading dims, channels at dim -3) -> uint8 [..., H, W, 3], rounded."""
+    x = images.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
+    return x.movedim(-3, -1).numpy()
+
+
+def output_paths(path: str | os.PathLike[str], count: int) -> list[Path]:
+    """Where :func:`save_images` writes ``count`` items: ``out.png``, or ``out-0.png``, ``out-1.png``, …"""
+    path = Path(path)
+    if count == 1:
+        return [path]
+    return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(count)]
+
+
+def _atomic_save(path: Path, save: Any) -> None:
+    """Call ``save(file)`` on a temp file beside ``path``, then move it over ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as file:
+            save(file)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_images(
+    images: torch.Tensor,
+    path: str | os.PathLike[str],
+    *,
+    metadata: Mapping[str, Any] | None = None,
+    fps: float = 16.0,
+) -> list[Path]:
+    """Write decoded images as PNG files with provenance, atomically.
+
+    Args:
+        images: float [N, 3, H, W] in [0, 1] (what :func:`latentbridge.codec.decode` returns), or video
+            [N, 3, T, H, W] in [0, 1]: each item becomes an animated PNG (APNG) of its T frames.
+        path: the output file; it must end in ``.png``. With N > 1 the items go to ``<stem>-<i>.png``.
+        metadata: JSON-serialisable provenance, stored in the text chunk ``latentbridge`` of every file
+            (with ``"batch_index"`` added when N > 1).
+        fps: frame rate of animated PNGs.
+
+    Returns:
+        The files written, in batch order.
+
+    Raises:
+        ShapeError: not [N, 3, H, W] / [N, 3, T, H, W]. ValueError: a path not ending in ``.png``.
+        FileNotFoundError: the output folder does not exist.
+    """
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"output {str(path)!r} is not a .png file; images are written as PNG: name it e.g. out.png")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"output folder {str(path.parent)!r} does not exist; create it first")
+    if images.ndim not in (4, 5) or images.shape[1] != 3:
+        raise ShapeError(
+            f"images to save are [N, 3, H, W] or [N, 3, T, H, W] in [0, 1], got shape {tuple(images.shape)}"
+        )
+    if fps <= 0:
+        raise ValueError(f"fps must be positive, got {fps}")
+    pixels = to_uint8(images.movedim(1, -3) if images.ndim == 5 else images)  # [N, (T,) H, W, 3]
+    written = []
+    for i, out in enumerate(output_paths(path, images.shape[0])):
+        meta = dict(metadata or {})
+        if images.shape[0] > 1:
+            meta["batch_index"] = i
+        info = PngInfo()
+        info.add_text(PNG_KEY, json.dumps(meta, sort_keys=True))
+        if images.ndim == 4:
+            frame = Image.fromarray(pixels[i])
+            _atomic_save(out, lambda f, frame=frame, info=info: frame.save(f, format="PNG", pnginfo=info))
+        else:
+            frames = [Image.fromarray(a) for a in pixels[i]]
+
+            def save_apng(f: Any, frames: list[Image.Image] = frames, info: PngInfo = info) -> None:
+                frames[0].save(
+                    f,
+                    format="PNG",
+                    pnginfo=info,
+                    save_all=True,
+                    append_images=frames[1:],
+                    duration=1000.0 / fps,
+                    loop=0,
+                )
+
+            _atomic_save(out, save_apng)
+        written.append(out)
+    return written
+
+
+def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The provenance JSON :func:`save_images` stored in a PNG (``{}`` when the file has none).
+
+    Raises:
+        FileFormatError: not a PNG, or a ``latentbridge`` chunk that is not JSON.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG":
+                raise FileFormatError(f"{path}: a {image.format} file; provenance is read from PNG files only")
+            text = image.text.get(PNG_KEY)  # type: ignore[attr-defined]
+    except UnidentifiedImageError as exc:
+        raise FileFormatError(f"{path}: not an image Pillow can read; expected a PNG written by latentbridge") from exc
+    if text is None:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FileFormatError(f"{path}: its '{PNG_KEY}' text chunk is not JSON ({exc}); the file was edited") from exc
+    if not isinstance(data, dict):
+        raise FileFormatError(f"{path}: its '{PNG_KEY}' text chunk holds a {type(data).__name__}, expected an object")
+    return data
