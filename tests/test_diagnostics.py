@@ -159,6 +159,8 @@ def test_measured_profiles_come_first_when_available():
     ref = dg.reference_profile(get_format(key[0]), key[1])
     assert ref.source.startswith("latentbridge.profiles") and ref.mean_spread is not None
     assert ref.mean == tuple(available[key].pooled_mean)
+    if available[key].logstd is not None:  # one latent's channel std: exp of the measured log-std centre
+        assert ref.typical_std == pytest.approx(tuple(math.exp(v) for v in available[key].logstd.center))
 
 
 def test_deviation_flags_a_shifted_channel_and_a_wrong_scale():

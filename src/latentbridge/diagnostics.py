@@ -352,6 +352,17 @@ class Reference:
         """Number of channels."""
         return len(self.std)
 
+    @property
+    def typical_std(self) -> tuple[float, ...]:
+        """The std one latent's channel typically has: ``exp(logstd)`` when measured, else the pooled ``std``.
+
+        The pooled std also holds the image-to-image spread of the channel means, so one photo's latent is
+        narrower than it (SD1: about half).
+        """
+        if self.logstd is None:
+            return self.std
+        return tuple(math.exp(v) for v in self.logstd)
+
 
 def _zoo_entry(name: str) -> dict | None:
     from latentbridge import zoo  # local import: reads a package data file on first use
@@ -472,7 +483,7 @@ class Deviation:
             of channel means when it has one (``z_unit == "image-to-image spread"``), else its pooled std
             (``"reference std"``); None when the reference has no means.
         z_logstd: per channel ``(log std - ref.logstd) / ref.logstd_spread``, or None without those numbers.
-        std_ratio: per channel ``std / ref.std`` (for a global reference: against the global spread).
+        std_ratio: per channel ``std / ref.typical_std`` (for a global reference: against the global spread).
         overall_std_ratio: the pooled std of all channels over the reference's pooled std.
         z_unit: see ``z_mean``.
         z_limit: the |z| above which a channel is flagged (3 for image-to-image spreads, 1 for the pooled std).
@@ -507,7 +518,7 @@ def deviation(stats: ChannelStats, ref: Reference) -> Deviation:
     ref_std = np.asarray(ref.std, dtype=np.float64)
     mean = np.asarray(stats.mean, dtype=np.float64)
     std = np.asarray(stats.std, dtype=np.float64)
-    ratio = std / ref_std
+    ratio = std / np.asarray(ref.typical_std, dtype=np.float64)
     spread = ref.mean_spread is not None
     unit = np.asarray(ref.mean_spread if spread else ref.std, dtype=np.float64)
     z = None if ref.mean is None else (mean - np.asarray(ref.mean, dtype=np.float64)) / unit

@@ -273,14 +273,15 @@ def _stats_html(d: dg.Diagnosis) -> str:
     s, dev = d.stats, d.deviation
     head = ["channel", "mean", "std", "min", "max"]
     if dev is not None:
-        head += ["ref mean", "ref std", "z of mean", "std / ref"]
+        head += ["ref mean", "ref std", "z of mean", "typical std", "std / typical"]
     rows = []
     for c in range(s.channels):
         cells = [str(c), _num(s.mean[c]), _num(s.std[c]), _num(s.min[c]), _num(s.max[c])]
         if dev is not None:
             p = dev.reference
             z = dev.z_mean[c] if dev.z_mean is not None else None
-            cells += [_num(p.mean[c]) if p.mean is not None else "—", _num(p.std[c]), _num(z, 3)]
+            ref_mean = _num(p.mean[c]) if p.mean is not None else "—"
+            cells += [ref_mean, _num(p.std[c]), _num(z, 3), _num(p.typical_std[c])]
             cells.append(_num(dev.std_ratio[c], 3))
         cls = ' class="bad"' if dev is not None and c in dev.flagged else ""
         rows.append(f"<tr{cls}>" + "".join(f'<td class="n">{_e(x)}</td>' for x in cells) + "</tr>")
