@@ -283,6 +283,19 @@ def test_choose_previewer_auto_prefers_a_fit_then_published_factors(tmp_path):
     assert previewer is P.rgb_preview
 
 
+def test_choose_previewer_auto_with_a_vae_prefers_its_fit_then_the_decoder(tmp_path):
+    from latentbridge.vae import VAE
+
+    lat = _model_latent(get_format("sd1"), batch=1)
+    decoder = VAE("toy.pt", SHA_B, "toy", get_format("sd1"), "model", 4, 8, 2, None, lambda z: z[:, :3].tanh())
+    P.save_fit(_fit(SHA_A), tmp_path)  # a fit for another sd1 VAE: not this decoder's
+    _, why = P.choose_previewer(lat, "auto", vae=decoder, fits_dir=tmp_path)
+    assert why == "decoder toy.pt (toy)"
+    P.save_fit(_fit(SHA_B), tmp_path)
+    _, why = P.choose_previewer(lat, "auto", vae=decoder, fits_dir=tmp_path)
+    assert why == f"fitted factors: fit for VAE vae-{SHA_B[:4]}"
+
+
 def test_choose_previewer_errors(tmp_path):
     lat = _model_latent(get_format("sd1"), batch=1)
     with pytest.raises(ValueError, match="unknown preview method 'fast'"):

@@ -592,8 +592,9 @@ def choose_previewer(
 ) -> tuple[Previewer, str]:
     """Pick the previewer for ``latent`` and say which one and why.
 
-    ``auto`` prefers a stored fit (:func:`find_fit`), then the published factors, then ``vae`` as a tiny
-    decoder; ``rgb``, ``fitted`` and ``tiny`` insist on that method and raise when it is unavailable.
+    ``auto``: with a ``vae``, its stored fit (:func:`fit_for_vae`) or else the VAE itself as a tiny decoder;
+    without one, a stored fit for the latent (:func:`find_fit`: its provenance's VAE, then its format) or else the
+    published factors. ``rgb``, ``fitted`` and ``tiny`` insist on that method and raise when it is unavailable.
 
     Returns:
         (previewer, a one-line description of the choice).
@@ -601,30 +602,28 @@ def choose_previewer(
     if method not in METHODS:
         raise ValueError(f"unknown preview method {method!r}: expected one of {', '.join(METHODS)}")
     folder = Path(fits_dir) if fits_dir is not None else None
-    if method in ("auto", "fitted"):
-        found = None
-        own = fit_for_vae(folder, vae.sha256) if vae is not None and folder is not None else None
-        if own is not None:
-            found = (own, f"fit for VAE {own.vae_name}")
-        elif folder is not None:
+    if method in ("auto", "fitted") and folder is not None:
+        own = fit_for_vae(folder, vae.sha256) if vae is not None else None
+        found = (own, f"fit for VAE {own.vae_name}") if own is not None else None
+        if found is None and (vae is None or method == "fitted"):
             found = find_fit(latent, folder)
         if found is not None:
             return fitted_previewer(found[0]), f"fitted factors: {found[1]}"
-        if method == "fitted":
-            where = str(folder) if folder is not None else "(no fits folder given)"
-            raise LatentBridgeError(
-                f"no fitted preview factors for this latent (format {latent.format_name or 'unknown'}, "
-                f"VAE {latent.provenance.vae_sha256[:12] or 'not recorded'}) in {where}; run "
-                "`latentbridge fit-preview --vae FILE --images DIR` first, or use --method rgb"
-            )
-    if method == "rgb" or (method == "auto" and latent.format is not None and has_published_factors(latent.format)):
-        fmt = latent.format
-        why = f"published factors for {fmt.name} ({fmt.source('rgb')})" if fmt is not None else "published factors"
-        return rgb_preview, why
+    if method == "fitted":
+        where = str(folder) if folder is not None else "(no fits folder given)"
+        raise LatentBridgeError(
+            f"no fitted preview factors for this latent (format {latent.format_name or 'unknown'}, "
+            f"VAE {latent.provenance.vae_sha256[:12] or 'not recorded'}) in {where}; run "
+            "`latentbridge fit-preview --vae FILE --images DIR` first, or use --method rgb"
+        )
     if method == "tiny" or (method == "auto" and vae is not None):
         if vae is None:
             raise ValueError("--method tiny needs --vae FILE: a tiny decoder (TAESD family, TAEF2, VAEApprox)")
         return tiny_previewer(vae), f"decoder {vae.name} ({vae.architecture})"
+    if method == "rgb" or (latent.format is not None and has_published_factors(latent.format)):
+        fmt = latent.format
+        why = f"published factors for {fmt.name} ({fmt.source('rgb')})" if fmt is not None else "published factors"
+        return rgb_preview, why
     fmt_name = latent.format_name or "unknown"
     raise LatentBridgeError(
         f"no preview for this {fmt_name} latent: its format has no published factors, no fit is stored and no "

@@ -2,8 +2,9 @@
 
 Methods: ``rgb`` (the format's published latent→RGB factors), ``fitted`` (factors fitted for a VAE with
 ``latentbridge fit-preview``, found by the latent's provenance or format), ``tiny`` (a small decoder given with
-``--vae``: TAESD family incl. TAEF2, VAEApprox), ``auto`` (a stored fit, else published factors, else ``--vae``;
-it says which). Video latents are written as one grid: a row per batch item, a column per latent frame.
+``--vae``: TAESD family incl. TAEF2, VAEApprox), ``auto`` (with ``--vae``: that VAE's stored fit, else the VAE
+as a tiny decoder; without: a stored fit for the latent's VAE or format, else the published factors — it says
+which). Video latents are written as one grid: a row per batch item, a column per latent frame.
 """
 
 from __future__ import annotations
