@@ -471,8 +471,9 @@ def test_detect_reports_every_match(tmp_path):
     kl = _kl(4)
     state = {**kl.state_dict(), **to_ldm(kl.state_dict(), 4)}
     path = _save(tmp_path / "mixed.safetensors", state)
-    matches = detect(read_header(path))
+    matches = detect(path)
     assert sorted(m.name for m in matches) == ["autoencoder_kl/diffusers", "autoencoder_kl/ldm"]
+    assert [m.name for m in detect(read_header(path))] == [m.name for m in matches]
     info = describe(path, hash=False)
     assert info.architecture is None and "2 signatures match" in info.notes[0]
     with pytest.raises(WeightsError, match=r"2 signatures match .*will not guess"):
@@ -561,6 +562,17 @@ def test_checkpoint_with_vae_says_where(tmp_path):
     assert info.checkpoint and info.has_vae and info.container == "pickle"
     assert "its VAE sits under 'first_stage_model.'" in info.notes[0]
     assert "VAE: under 'first_stage_model.'" in info.render()
+    # an all-in-one FLUX.1 checkpoint: BFL transformer keys and the VAE under "vae."
+    model = _kl(16, quant=False)
+    state = {f"vae.{k}": v for k, v in to_ldm(model.state_dict(), 4).items()}
+    state["model.diffusion_model.double_blocks.0.img_attn.qkv.weight"] = torch.zeros(6, 2)
+    path = _save(tmp_path / "flux1-dev-all-in-one.safetensors", state)
+    info = describe(path, hash=False)
+    assert (info.prefix, info.layout, info.formats) == ("vae.", "bfl", ("sd3", "flux1"))
+    vae = load_vae(path, format="flux1", hash=False)
+    z = torch.randn(1, 16, 4, 4)
+    with torch.no_grad():
+        assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY
 
 
 def test_decoder_only_file(tmp_path):

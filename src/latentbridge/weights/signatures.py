@@ -12,13 +12,14 @@ and ``"2C"`` / ``"4C"`` bind it through a multiple; every binding of one variabl
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 
 from latentbridge.formats import formats
-from latentbridge.weights._header import Header, TensorInfo
+from latentbridge.weights._header import Header, TensorInfo, read_header
 
 Dim = int | str
 VAE_PREFIXES: tuple[str, ...] = ("", "first_stage_model.", "vae.")  # bare VAE, SD/SDXL checkpoints, others
@@ -232,8 +233,13 @@ def match_signature(sig: Signature, header: Header) -> Match | None:
     return Match(sig, header.prefix, tuple(present), env["C"], ratio, _candidates(sig, env["C"], ratio))
 
 
-def detect(header: Header) -> list[Match]:
-    """Every (signature, VAE prefix) that fits ``header``; the caller reports zero or several plainly."""
+def detect(source: Header | str | os.PathLike[str]) -> list[Match]:
+    """Every (signature, VAE prefix) that fits a weight file's header; the caller reports zero or several plainly.
+
+    Args:
+        source: a :class:`Header`, or a path (file or diffusers folder) whose header is read.
+    """
+    header = source if isinstance(source, Header) else read_header(source)
     out = []
     for prefix in VAE_PREFIXES:
         sub = header.sub(prefix)
