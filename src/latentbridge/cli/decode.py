@@ -1,0 +1,150 @@
+"""`latentbridge decode LATENT --vae VAE -o out.png`: a latent file to PNG images, with the right VAE and space.
+
+One PNG per batch item (``out.png``, or ``out-0.png``, ``out-1.png``, … for a batch); a video latent gives one
+animated PNG per item with every frame (APNG: lossless, and the provenance chunk survives). Each PNG carries
+a ``latentbridge`` text chunk with the latent's provenance and how it was decoded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from latentbridge.cli._app import app
+from latentbridge.cli._common import fail_on_error, parse_bytes
+from latentbridge.errors import LatentBridgeError, LatentBridgeWarning
+
+_err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+VAE_HELP = "VAE: a weight file, a diffusers folder, a zoo name (zoo-a), or ENCODER,DECODER files joined by a comma."
+
+
+def load_vae_spec(spec: str, vae_format: str | None, device: str, part: str) -> Any:
+    """Load what a ``--vae`` value names (fp32 weights; the codec casts for reduced precision)."""
+    from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
+
+    files = [p.strip() for p in spec.split(",") if p.strip()]
+    if not files:
+        raise typer.BadParameter(f"--vae {spec!r} names no file: expected FILE, a zoo name, or ENCODER,DECODER")
+    return load_vae(files[0] if len(files) == 1 else files, format=vae_format, device=device, part=part)
+
+
+def memory_budget(text: str, device: str) -> int | None:
+    """``--max-memory``: "auto" (75 % of the memory available now), "none", or a size such as 2GB."""
+    if text.strip().lower() == "none":
+        return None
+    if text.strip().lower() != "auto":
+        return parse_bytes(text)
+    if device.startswith("cuda"):
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free * 0.75)
+    try:
+        with open("/proc/meminfo") as f:
+            info = dict(line.split(":", 1) for line in f)
+        return int(int(info["MemAvailable"].split()[0]) * 1024 * 0.75)
+    except (OSError, KeyError, ValueError):
+        pages = os.sysconf("SC_AVPHYS_PAGES") if hasattr(os, "sysconf") else 0
+        return int(pages * os.sysconf("SC_PAGE_SIZE") * 0.75) if pages > 0 else None
+
+
+@contextmanager
+def warnings_as_lines() -> Iterator[None]:
+    """Show latentbridge's warnings (automatic tiling, fp32 redo, dropped alpha) as yellow lines on stderr."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", LatentBridgeWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, LatentBridgeWarning):
+                    _err.print(f"[yellow]warning:[/yellow] {w.message}", markup=True)
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+
+
+def refuse_existing(paths: list[Path], overwrite: bool) -> None:
+    """Fail before any work when an output exists and --overwrite was not given."""
+    existing = [str(p) for p in paths if p.exists()]
+    if existing and not overwrite:
+        raise LatentBridgeError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose -o")
+
+
+@app.command("decode")
+@fail_on_error
+def decode_command(
+    latent_file: Path = typer.Argument(
+        ..., help="Latent file (.latent, safetensors, pt, npy/npz, kohya cache).", show_default=False
+    ),
+    vae: str = typer.Option(..., "--vae", help=VAE_HELP, show_default=False),
+    output: Path = typer.Option(
+        ..., "-o", "--output", help="Output .png (a batch writes out-0.png, out-1.png, …).", show_default=False
+    ),
+    format: str = typer.Option(None, "--format", help="The latent's format, when the file does not record it."),
+    space: str = typer.Option(None, "--space", help="raw|model: the latent's space, when the file does not record it."),
+    key: str = typer.Option(None, "--key", help="Which array of the file holds the latent."),
+    vae_format: str = typer.Option(None, "--vae-format", help="The format the VAE serves, when its file cannot tell."),
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps …"),
+    dtype: str = typer.Option(
+        "fp32", "--dtype", help="fp32 (exact), bf16 or fp16; NaN/inf samples are redone in fp32."
+    ),
+    channels_last: bool = typer.Option(
+        False, "--channels-last", help="Channels-last convolutions (fast with bf16 on CPU)."
+    ),
+    tile: int = typer.Option(None, "--tile", help="Decode in overlapping tiles of this many pixels."),
+    overlap: int = typer.Option(None, "--overlap", help="Tile overlap in pixels (default: a quarter of the tile)."),
+    max_memory: str = typer.Option(
+        "auto", "--max-memory", help="Tile when the estimated peak passes this (2GB, auto = 75 % of free memory, none)."
+    ),
+    batch_size: int = typer.Option(1, "--batch-size", help="Samples (or tiles) per network call."),
+    no_crop: bool = typer.Option(False, "--no-crop", help="Keep the padding `encode --pad` added."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+) -> None:
+    """Decode a latent to PNG images with the right VAE, converting raw/model space as its format says."""
+    from latentbridge import __version__, codec
+    from latentbridge.files import read_latent
+    from latentbridge.images import output_paths, save_images
+
+    if output.suffix.lower() != ".png":
+        raise LatentBridgeError(
+            f"-o {output}: images are written as PNG; name the output e.g. {output.with_suffix('.png').name}"
+        )
+    latent = read_latent(latent_file, key=key, format=format, space=space)
+    refuse_existing(output_paths(output, latent.dim("N")), overwrite)
+    model = load_vae_spec(vae, vae_format, device, "decoder")
+    budget = memory_budget(max_memory, device) if tile is None else None
+    with warnings_as_lines():
+        images = codec.decode(
+            model,
+            latent,
+            batch_size=batch_size,
+            device=device,
+            dtype=dtype,
+            tile=tile,
+            overlap=overlap,
+            max_memory=budget,
+            channels_last=channels_last,
+            crop_padding=not no_crop,
+        )
+    fmt = latent.format or model.format
+    metadata = {
+        "tool": f"latentbridge {__version__} decode",
+        "latent_file": latent_file.name,
+        "format": fmt.name if fmt is not None else "",
+        "space": latent.space,
+        "vae_name": model.name,
+        "vae_sha256": model.sha256,
+        "dtype": dtype,
+        "tile": tile,
+        "provenance": latent.provenance.to_dict(),
+    }
+    for path in save_images(images.cpu(), output, metadata=metadata):
+        typer.echo(str(path))

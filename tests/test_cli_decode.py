@@ -1,0 +1,142 @@
+"""`latentbridge encode` and `latentbridge decode` end to end, as a user types them (real TAEF2 weights, zoo)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from latentbridge import codec, zoo
+from latentbridge.cli import app
+from latentbridge.files import read_latent, write_latent
+from latentbridge.formats import get_format
+from latentbridge.images import read_png_metadata, to_uint8
+from latentbridge.latent import Latent
+from latentbridge.metrics import psnr
+from latentbridge.photos import load_photo
+
+pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) is not in this checkout yet")
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def taef2_spec(shared_weights) -> str:
+    folder = shared_weights / "taef2"
+    return f"{folder / 'taef2_encoder.pth'},{folder / 'taef2_decoder.pth'}"
+
+
+@pytest.fixture
+def photo_png(tmp_path) -> tuple:
+    """chelsea (300×451: not a multiple of 16 either way) as a PNG file, and its pixels."""
+    pixels = load_photo("chelsea")
+    path = tmp_path / "chelsea.png"
+    Image.fromarray(pixels).save(path)
+    return path, pixels
+
+
+def invoke(*args: str):
+    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
+
+
+def test_encode_then_decode_round_trip_with_padding(tmp_path, taef2_spec, photo_png):
+    image, pixels = photo_png
+    lat_path = tmp_path / "cat.safetensors"
+    result = invoke("encode", image, "--vae", taef2_spec, "-o", lat_path, "--pad", "--container", "safetensors")
+    assert result.exit_code == 0, result.output
+    assert "flux2 model-space latent 1×128×19×29" in result.output
+    latent = read_latent(lat_path)
+    assert latent.format_name == "flux2" and latent.space == "model"
+    assert latent.provenance.vae_sha256 and "taef2_encoder.pth" in latent.provenance.vae_name
+    assert dict(latent.provenance.extra)["padding"] == "2,2,6,7"  # 300×451 -> 304×464
+
+    out = tmp_path / "cat.png"
+    result = invoke("decode", lat_path, "--vae", taef2_spec, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == str(out)
+    with Image.open(out) as im:
+        decoded = np.asarray(im)
+    assert decoded.shape == pixels.shape  # the padding was cropped off again
+    err = decoded.astype(np.float64) - pixels
+    # TAEF2 reconstructs photos at ~30 dB (FACTS.md); 25 dB leaves room, a wrong space or crop gives < 15 dB
+    assert 10 * np.log10(255.0**2 / (err**2).mean()) > 25
+    meta = read_png_metadata(out)
+    assert meta["format"] == "flux2" and meta["space"] == "model" and meta["vae_sha256"]
+    assert meta["provenance"]["source_image"] == "chelsea.png"
+
+
+def test_decode_png_equals_the_library_decode(tmp_path, taef2_spec):
+    from latentbridge.weights import load_vae
+
+    g = torch.Generator().manual_seed(0)
+    latent = Latent(torch.randn(2, 128, 8, 8, generator=g), format=get_format("flux2"), space="model")
+    path = write_latent(latent, tmp_path / "two.safetensors", container="safetensors")
+    result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "two.png", "--batch-size", "2")
+    assert result.exit_code == 0, result.output
+    expected = codec.decode(load_vae(taef2_spec.split(",")), latent, batch_size=2, progress=False)
+    for i in range(2):
+        with Image.open(tmp_path / f"two-{i}.png") as im:
+            np.testing.assert_array_equal(np.asarray(im), to_uint8(expected)[i])  # bit-exact 8-bit output
+        assert read_png_metadata(tmp_path / f"two-{i}.png")["batch_index"] == i
+
+
+def test_memory_budget_tiles_and_says_so(tmp_path, taef2_spec):
+    latent = Latent(torch.randn(1, 128, 16, 16), format=get_format("flux2"), space="model")
+    path = write_latent(latent, tmp_path / "big.safetensors", container="safetensors")
+    from latentbridge.weights import load_vae
+
+    need = codec.estimate_memory(load_vae(taef2_spec.split(",")), latent.shape)
+    result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "big.png", "--max-memory", str(need // 2))
+    assert result.exit_code == 0, result.output
+    assert "warning: decode of a 256×256-px image" in result.output and "runs in tiles of" in result.output
+    with Image.open(tmp_path / "big.png") as im:
+        assert im.size == (256, 256)
+
+
+def test_errors_are_one_red_line(tmp_path, taef2_spec, photo_png, shared_weights):
+    image, _ = photo_png
+    result = invoke("encode", image, "--vae", taef2_spec, "-o", tmp_path / "x.latent")
+    assert result.exit_code == 1
+    assert "error: image chelsea.png is 300×451 but this latent format needs sizes that are multiples of 16" in (
+        result.output
+    )
+    result = invoke("encode", image, "--vae", taef2_spec, "-o", tmp_path / "x.latent", "--crop")
+    assert result.exit_code == 1  # a .latent file holds raw latents; TAEF2 alone cannot tell raw from model
+    assert "cannot convert this model-space flux2 latent to raw space" in result.output
+    assert not (tmp_path / "x.latent").exists()
+
+    latent = Latent(torch.randn(1, 128, 4, 4), format=get_format("flux2"), space="model")
+    path = write_latent(latent, tmp_path / "f2.safetensors", container="safetensors")
+    approx = shared_weights / "vaeapprox" / "vaeapprox-sd1.pt"
+    result = invoke("decode", path, "--vae", approx, "-o", tmp_path / "f2.png")
+    assert result.exit_code == 1
+    assert "error: the latent is flux2 but VAE" in result.output and "reads sd1 latents" in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+    (tmp_path / "f2.png").write_bytes(b"")
+    result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "f2.png")
+    assert result.exit_code == 1 and "already exist(s); pass --overwrite" in result.output
+    result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "f2.jpg")
+    assert result.exit_code == 1 and "images are written as PNG; name the output e.g. f2.png" in result.output
+    result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "g.png", "--dtype", "fp8")
+    assert result.exit_code == 1 and "unknown compute dtype 'fp8'" in result.output
+
+
+@pytest.mark.parametrize("name", zoo.ZOO_NAMES)
+def test_zoo_round_trip(tmp_path, name):
+    if not zoo.zoo_path(name).is_file():
+        pytest.skip(f"zoo VAE {name} is not built in this checkout ({zoo.zoo_path(name)} missing)")
+    pixels = load_photo("astronaut")[:256, :256]
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    result = invoke("encode", tmp_path / "a.png", "--vae", name, "-o", tmp_path / "a.latent")
+    assert result.exit_code == 0, result.output
+    latent = read_latent(tmp_path / "a.latent")
+    assert latent.format_name == name and latent.space == "raw"
+    result = invoke("decode", tmp_path / "a.latent", "--vae", name, "-o", tmp_path / "a.png", "--overwrite")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "a.png") as im:
+        got = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None] / 255
+    ref = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None] / 255
+    assert psnr(got, ref).item() > 20  # zoo VAEs reconstruct held-out photos well above 20 dB (zoo.json)
