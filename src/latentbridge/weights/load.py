@@ -10,6 +10,7 @@ parts must be used, or :class:`~latentbridge.errors.WeightsError` lists both, so
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import math
@@ -160,7 +161,8 @@ def load_strict(module: nn.Module, state: dict[str, torch.Tensor], *, what: str,
     if bad:
         raise WeightsError(
             f"strict load of {what} failed: {len(bad)} tensors have the wrong shape {_listed(sorted(bad))}; "
-            "the configuration derived from the file does not fit it: pass a diffusers folder with its config.json"
+            "the configuration (stored with the file, or derived from its shapes) does not fit its tensors: "
+            "pass the diffusers folder with the model's own config.json"
         )
     module.load_state_dict(state, strict=False, assign=True)
     left = [n for n, t in [*module.named_parameters(), *module.named_buffers()] if t.is_meta]
@@ -473,8 +475,7 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
         vae = _dc_value(model, ctx, m)
     else:
         vae = from_autoencoder_kl(model, name=ctx.name, fmt=fmt, sha256=ctx.sha256, architecture=sig.architecture)
-    spatial = m.spatial_ratio
-    return _replace(vae, parts, spatial_ratio=spatial, channels=m.channels, dims=sig.dims, stats=stats)
+    return _replace(vae, parts, spatial_ratio=m.spatial_ratio, channels=m.channels, dims=sig.dims, stats=stats)
 
 
 def _dc_value(model: nn.Module, ctx: _Ctx, m: Match) -> VAE:
@@ -490,8 +491,6 @@ def _dc_value(model: nn.Module, ctx: _Ctx, m: Match) -> VAE:
 
 
 def _replace(vae: VAE, parts: set[str], **changes: Any) -> VAE:
-    import dataclasses
-
     if "encoder" not in parts:
         changes["encode"] = None
     if "decoder" not in parts:
