@@ -661,6 +661,23 @@ def test_unexpected_keys_are_listed_sorted(tmp_path):
         load_vae(path, hash=False)
 
 
+def test_training_only_tensors_are_dropped(tmp_path):
+    """Original LDM checkpoints may carry their loss (discriminator, LPIPS) and EMA counters: declared and dropped."""
+    model = _kl(4)
+    state = to_ldm(model.state_dict(), 4)
+    state["loss.discriminator.main.0.weight"] = torch.zeros(8, 3, 4, 4)
+    state["loss.logvar"] = torch.zeros(())
+    state["model_ema.num_updates"] = torch.zeros((), dtype=torch.int64)
+    path = _save(tmp_path / "kl-f8.safetensors", state)
+    info = describe(path, hash=False)
+    assert info.parameters == sum(v.numel() for v in model.state_dict().values())
+    assert any("3 tensors under the VAE's keys belong to no part of it (loss.discriminator" in n for n in info.notes)
+    vae = load_vae(path, hash=False)
+    z = torch.randn(1, 4, 4, 4)
+    with torch.no_grad():
+        assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY
+
+
 def test_keys_of_no_part_are_unexpected(tmp_path):
     state = {**_kl(4).state_dict(), "text_projection.weight": torch.zeros(2)}
     path = _save(tmp_path / "vae.safetensors", state)

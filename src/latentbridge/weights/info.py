@@ -17,7 +17,7 @@ from latentbridge.errors import IncompatibleError
 from latentbridge.formats import LatentFormat, formats, get_format
 from latentbridge.weights._header import ONNX_INPUT, ONNX_OUTPUT, Header, read_header
 from latentbridge.weights.hashes import AUTO_HASH_LIMIT, known_file, sha256_file
-from latentbridge.weights.signatures import SIGNATURES, Match, checkpoint_markers, detect
+from latentbridge.weights.signatures import SIGNATURES, Match, checkpoint_markers, detect, owner
 
 # modelspec.architecture prefixes (kohya / SAI model spec) -> latent format
 MODELSPEC_FORMATS: tuple[tuple[str, str], ...] = (
@@ -221,11 +221,14 @@ def _dtype_summary(counts: Counter[str]) -> str:
     return "+".join(d for d, _ in counts.most_common())
 
 
-def _vae_keys(header: Header, m: Match | None) -> list[str]:
+def _vae_keys(header: Header, m: Match | None) -> tuple[list[str], list[str]]:
+    """(keys of the VAE's parts, keys under its prefix that belong to no part); all stored keys without a match."""
     keys = [k for k in header.tensors if not k.startswith((ONNX_INPUT, ONNX_OUTPUT))]
-    if m is None or not m.prefix:
-        return keys
-    return [k for k in keys if k.startswith(m.prefix)]
+    if m is None:
+        return keys, []
+    n = len(m.prefix)
+    under = [k for k in keys if k.startswith(m.prefix)]
+    return [k for k in under if owner(m, k[n:])], [k for k in under if not owner(m, k[n:])]
 
 
 def _hash(header: Header, hash: bool | None) -> tuple[str, str]:
@@ -247,7 +250,13 @@ def identify(header: Header, format: str | LatentFormat | None = None, *, hash: 
     known = known_file(sha) if sha else None
     notes: list[str] = [hash_note] if hash_note else []
     m = matches[0] if len(matches) == 1 else None
-    keys = _vae_keys(header, m)
+    keys, unowned = _vae_keys(header, m)
+    if unowned:
+        notes.append(
+            f"{len(unowned)} tensors under the VAE's keys belong to no part of it ({', '.join(unowned[:3])}"
+            f"{' …' if len(unowned) > 3 else ''}): load_vae drops declared training-only tensors (loss.*, "
+            "model_ema.*) and refuses any other"
+        )
     counted = [k for k in keys if not k.endswith("num_batches_tracked")]
     parameters = sum(header.tensors[k].numel for k in counted)
     dtype = _dtype_summary(Counter(header.tensors[k].dtype for k in counted))

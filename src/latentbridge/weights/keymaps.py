@@ -96,6 +96,11 @@ def _mid(side: str) -> dict[str, str | None]:
     return out
 
 
+# Training-only tensors that original LDM checkpoints may carry: the discriminator and LPIPS of the loss,
+# and the EMA bookkeeping. They are not part of the VAE and are dropped.
+TRAINING_ONLY: dict[str, str | None] = {"loss.{...}": None, "model_ema.{...}": None}
+
+
 def ldm_to_diffusers(levels: int) -> dict[str, str | None]:
     """Original LDM/SGM (and BFL) AutoencoderKL keys -> diffusers keys, for a VAE with ``levels`` levels.
 
@@ -119,6 +124,7 @@ def ldm_to_diffusers(levels: int) -> dict[str, str | None]:
         **_resnet("encoder.down.{}.block.{}", "encoder.down_blocks.{}.resnets.{}"),
         **_mid("encoder"),
         **_mid("decoder"),
+        **TRAINING_ONLY,
     }
     for i in range(levels):
         j = levels - 1 - i

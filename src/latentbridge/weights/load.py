@@ -28,7 +28,7 @@ from latentbridge.vae import VAE, from_autoencoder_kl
 from latentbridge.weights import keymaps as K
 from latentbridge.weights._header import Header, load_tensors, read_header
 from latentbridge.weights.info import WeightsInfo, identify
-from latentbridge.weights.signatures import Match, Signature, count_levels
+from latentbridge.weights.signatures import Match, Signature, count_levels, owner
 
 PartName = Literal["both", "encoder", "decoder"]
 PARTS: tuple[str, ...] = ("both", "encoder", "decoder")
@@ -186,17 +186,23 @@ def _build_meta(cls: type[nn.Module], config: dict[str, Any], what: str) -> nn.M
 # --- reading the file -----------------------------------------------------------------------------------
 
 
-def _file_state(header: Header, info: WeightsInfo, parts: set[str]) -> tuple[dict[str, torch.Tensor], list[str]]:
-    """Tensors of the requested parts (keys with the VAE prefix stripped), and keys that belong to no part."""
+def _file_state(
+    header: Header, info: WeightsInfo, parts: set[str], keymap: K.KeyMap | None = None
+) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Tensors of the requested parts (keys with the VAE prefix stripped), and keys that belong to no part.
+
+    Keys the layout's key map drops (``None``: training-only tensors) are neither loaded nor stray.
+    """
     m = _must_identify(info)
     sub = header.sub(m.prefix)
-    sig = m.signature
     wanted, stray = [], []
     for key in sub.tensors:
-        owner = [p.name for p in sig.parts if p.name in m.parts and key.startswith(p.prefixes)]
-        if key.startswith(sig.shared_prefixes) or (owner and owner[0] in parts):
+        if keymap and K.rename(key, keymap) is None:
+            continue
+        part = owner(m, key)
+        if part == "shared" or part in parts:
             wanted.append(key)
-        elif not owner:
+        elif part is None:
             stray.append(key)
     return load_tensors(sub, wanted), sorted(stray)
 
@@ -424,8 +430,8 @@ def _diffusers_state(
         while f"encoder.downsamples.{n_res}.residual.2.weight" in tensors:
             n_res += 1
         keymap = K.wan_to_diffusers(count_levels("encoder.downsamples.{}.resample.1.weight", keys) + 1, n_res)
-    state, stray = _file_state(header, info, parts)
-    shapes = {K.rename(k, keymap) or k: v.shape for k, v in tensors.items()}
+    state, stray = _file_state(header, info, parts, keymap)
+    shapes = {new: v.shape for k, v in tensors.items() if (new := K.rename(k, keymap)) is not None}
     return K.remap(state, keymap), shapes, stray
 
 

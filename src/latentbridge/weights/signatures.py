@@ -252,6 +252,16 @@ def detect(source: Header | str | os.PathLike[str]) -> list[Match]:
     return out
 
 
+def owner(m: Match, key: str) -> str | None:
+    """Which part of a matched VAE a key (prefix stripped) belongs to: a part name, "shared", or None."""
+    if key.startswith(m.signature.shared_prefixes):
+        return "shared"
+    for part in m.signature.parts:
+        if part.name in m.parts and key.startswith(part.prefixes):
+            return part.name
+    return None
+
+
 def checkpoint_markers(header: Header) -> tuple[str, ...]:
     """The diffusion-checkpoint key prefixes present in ``header`` (empty for a bare VAE file)."""
     return tuple(p for p in CHECKPOINT_MARKERS if any(k.startswith(p) for k in header.tensors))
