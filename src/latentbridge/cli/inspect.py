@@ -13,13 +13,11 @@ from typing import Any
 
 import typer
 from rich.console import Console
-from rich.pretty import Pretty
 from rich.table import Table
 from rich.text import Text
 
 from latentbridge.cli._app import app
 from latentbridge.cli._common import fail_on_error
-from latentbridge.errors import WeightsError
 from latentbridge.files import LatentFile, classify, latent_stats, open_latent
 
 UNKNOWN_FORMAT = "unknown — run `latentbridge identify`"
@@ -86,26 +84,13 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _describe_weights(path: Path, fmt: str | None, as_json: bool, console: Console) -> None:
-    try:
-        from latentbridge import weights
-    except ImportError as exc:
-        raise WeightsError(
-            f"{path} is a weight file, but latentbridge.weights cannot be imported ({exc}): reinstall latentbridge"
-        ) from exc
-    describe = getattr(weights, "describe", None)
-    if describe is None:
-        raise WeightsError(
-            f"{path} is a weight file, and this latentbridge has no weights.describe yet to inspect it; "
-            "upgrade latentbridge"
-        )
-    described = _jsonable(describe(path, format=fmt))
+    from latentbridge.weights import describe
+
+    info = describe(path, format=fmt)
     if as_json:
-        payload = described if isinstance(described, dict) else {"description": described}
-        typer.echo(json.dumps({"file": str(path), "kind": "weights", **payload}, indent=1, default=str))
-    elif isinstance(described, str):
-        console.print(Text(described))
+        typer.echo(json.dumps({"file": str(path), "kind": "weights", **info.to_dict()}, indent=1, default=str))
     else:
-        console.print(Pretty(described))
+        console.print(Text(info.render()))
 
 
 @app.command("inspect")
