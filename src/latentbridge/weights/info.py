@@ -276,7 +276,9 @@ def identify(header: Header, format: str | LatentFormat | None = None, *, hash: 
             "or holds several VAEs, so latentbridge will not guess which to load; extract one VAE into its own file",
         )
     elif markers:
-        notes.insert(0, f"this checkpoint has no VAE (it holds {', '.join(markers)} …): load a separate VAE file")
+        notes.insert(
+            0, f"this checkpoint has no VAE: load a separate VAE file (it holds only {', '.join(markers)} … tensors)"
+        )
     else:
         first = ", ".join(list(header.tensors)[:4])
         notes.insert(
