@@ -54,7 +54,6 @@ from latentbridge.profiles import (  # noqa: E402
     build_profile,
     latent_features,
     native_profile_space,
-    pooled_stats,
     profile_from_published,
     profile_set,
     sample_crops,
@@ -175,12 +174,32 @@ def to_model(enc: Encoder, z: torch.Tensor) -> torch.Tensor | None:
 # ------------------------------------------------------------------------------------------ profiles
 
 
-def measured_profile(enc: Encoder, latents: dict[str, list[torch.Tensor]], skip: str = "") -> Profile:
+@dataclass(frozen=True)
+class PhotoStats:
+    """Features and pooled sums of one photo's latents (so that leave-one-photo-out profiles are cheap)."""
+
+    features: list[Features]
+    sums: torch.Tensor  # [C] sum of values
+    squares: torch.Tensor  # [C] sum of squared values
+    count: int
+
+
+def photo_stats(latents: dict[str, list[torch.Tensor]]) -> dict[str, PhotoStats]:
+    out = {}
+    for photo, zs in latents.items():
+        feats = [f for z in zs for f in latent_features(z)]
+        flat = torch.cat([z.double().transpose(0, 1).reshape(z.shape[1], -1) for z in zs], 1)
+        out[photo] = PhotoStats(feats, flat.sum(1), flat.square().sum(1), flat.shape[1])
+    return out
+
+
+def measured_profile(enc: Encoder, stats: dict[str, PhotoStats], skip: str = "") -> Profile:
     """The profile of an encoder's latents over every photo except ``skip``."""
-    chosen = [z for photo, zs in latents.items() if photo != skip for z in zs]
-    feats: list[Features] = [f for z in chosen for f in latent_features(z)]
-    mean, std = pooled_stats(chosen)
-    photos = [p for p in latents if p != skip]
+    chosen = [s for photo, s in stats.items() if photo != skip]
+    feats: list[Features] = [f for s in chosen for f in s.features]
+    count = sum(s.count for s in chosen)
+    mean = sum(s.sums for s in chosen) / count
+    std = (sum(s.squares for s in chosen) / count - mean.square()).clamp_min(0).sqrt()
     fmt = get_format(enc.format)
     ratio = fmt.space_shape(enc.space)[1]
     return build_profile(
@@ -190,10 +209,10 @@ def measured_profile(enc: Encoder, latents: dict[str, list[torch.Tensor]], skip:
         spatial_ratio=ratio,
         dims=2,
         kind="measured",
-        source=f"{enc.name}: {len(photos)} training photos × sizes {list(CALIBRATION_SIZES)} × {CROPS_PER_SIZE} "
+        source=f"{enc.name}: {len(chosen)} training photos × sizes {list(CALIBRATION_SIZES)} × {CROPS_PER_SIZE} "
         f"crops ({len(feats)} latents)",
-        pooled_mean=mean,
-        pooled_std=std,
+        pooled_mean=mean.tolist(),
+        pooled_std=std.tolist(),
     )
 
 
@@ -255,8 +274,9 @@ def lopo_rows(
     """Leave-one-photo-out identification rows: per latent, every candidate's loglik and the true label."""
     rows = []
     for enc in encs:
+        stats = photo_stats(latents[enc.name])
         for photo in latents[enc.name]:
-            held = measured_profile(enc, latents[enc.name], skip=photo)
+            held = measured_profile(enc, stats, skip=photo)
             others = [p for p in base if p.key != held.key]
             profiles = profile_set([*others, held], include_builtin=False)
             for z in latents[enc.name][photo]:
@@ -372,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
     for enc in encs:
         latents[enc.name] = encode_photos(enc, TRAIN_PHOTOS, CALIBRATION_SIZES, CROPS_PER_SIZE, SEED)
         log(f"encoded {enc.name}: {sum(len(v) for v in latents[enc.name].values())} batches")
-    measured = [measured_profile(enc, latents[enc.name]) for enc in encs]
+    measured = [measured_profile(enc, photo_stats(latents[enc.name])) for enc in encs]
     raw_measured = [p for p in measured if p.space == "raw"]
     transfer = fit_transfer(raw_measured)
     population = fit_population(measured)

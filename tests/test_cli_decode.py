@@ -112,7 +112,7 @@ def test_errors_are_one_red_line(tmp_path, taef2_spec, photo_png, shared_weights
     approx = shared_weights / "vaeapprox" / "vaeapprox-sd1.pt"
     result = invoke("decode", path, "--vae", approx, "-o", tmp_path / "f2.png")
     assert result.exit_code == 1
-    assert "error: the latent is flux2 but VAE" in result.output and "reads sd1 latents" in result.output
+    assert "error: refusing to decode, `latentbridge check` found channel-mismatch: the latent has 128" in result.output
     assert len(result.output.strip().splitlines()) == 1
 
     (tmp_path / "f2.png").write_bytes(b"")

@@ -331,22 +331,22 @@ _LAYOUT_NAMES = {
 def _alternative_layouts(shape: tuple[int, ...], channels: set[int], vae_dims: int) -> list[str]:
     """Layouts (other than canonical) under which the channel dimension has an accepted size.
 
-    A channels-last reading also needs the channel count to be no larger than the spatial sizes (a latent of
-    4 channels and 64×64 cells: [1, 64, 64, 4]); otherwise [1, 4, 4, 64] would read as channels-last too.
+    A channels-last reading also needs the channel count to be smaller than the spatial sizes (a latent of
+    4 channels and 64×64 cells: [1, 64, 64, 4]); otherwise [1, 128, 4, 4] would read as channels-last too.
     """
     out = []
     n = len(shape)
     if n == 4:
-        if shape[3] in channels and shape[3] <= min(shape[1], shape[2]):
+        if shape[3] in channels and shape[3] < min(shape[1], shape[2]):
             out.append("NHWC")
         if vae_dims == 3 and shape[1] in channels:
             out.append("TCHW")
     elif n == 5:
         if shape[2] in channels:
             out.append("NTCHW")
-        if shape[4] in channels and shape[4] <= min(shape[2], shape[3]):
+        if shape[4] in channels and shape[4] < min(shape[2], shape[3]):
             out.append("NTHWC")
-    elif n == 3 and shape[2] in channels and shape[2] <= min(shape[0], shape[1]):
+    elif n == 3 and shape[2] in channels and shape[2] < min(shape[0], shape[1]):
         out.append("HWC")
     return out
 
@@ -575,7 +575,8 @@ def check(
     # 2. layout and rank
     accepted = _accepted_channels(facts)
     shape = tuple(lat.tensor.shape)
-    if "C" not in lat.layout or lat.dim("C") not in accepted:
+    own_channels = {lat.format.channels, lat.format.model_channels} if lat.format is not None else set()
+    if "C" not in lat.layout or (lat.dim("C") not in accepted and lat.dim("C") not in own_channels):
         alternatives = _alternative_layouts(shape, set(accepted), facts.dims)
         if alternatives and (not declared or lat.layout in ("NCHW", "NCTHW", "CHW")):
             alt = alternatives[0]
@@ -1011,8 +1012,6 @@ def _family_findings(
     vae_p = ident.family_probability(vae_fmt.name) + sum(
         ident.family_probability(n) for n, o in SAME_RAW_SPACE.items() if o == vae_fmt.name
     )
-    if not ident.candidates:
-        return
     if not has_profile:
         add(
             Finding(

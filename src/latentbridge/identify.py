@@ -355,7 +355,7 @@ def identify(
     }
     scored: list[tuple[Candidate, Profile, list[Features]]] = []
     shape_only: list[Candidate] = []
-    if flags and flags[0] in ("non-finite", "all-zero", "constant"):
+    if flags:
         return Identification(candidates=(), shape_only=tuple(hypotheses), groups=(), **base)
     features = latent_features(x)
     packed_features: dict[int, list[Features]] = {}

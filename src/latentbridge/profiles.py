@@ -96,7 +96,8 @@ def spectral_slope(x: torch.Tensor) -> torch.Tensor:
 
     Returns:
         [N, C] float64 slopes of log power against log spatial frequency over 8 log-spaced bands between
-        1/min(H, W) and 0.5 cycles per cell, after removing the mean and applying a Hann window.
+        1/min(H, W) and 0.5 cycles per cell (least squares weighted by the coefficients per band), after
+        removing the mean and applying a Hann window.
     """
     x = x.double()
     h, w = x.shape[-2:]
@@ -111,16 +112,20 @@ def spectral_slope(x: torch.Tensor) -> torch.Tensor:
     fx = torch.fft.fftfreq(w, dtype=torch.float64)[None, :]
     radius = (fy.square() + fx.square()).sqrt()
     edges = torch.logspace(math.log10(1.0 / min(h, w)), math.log10(0.5), 9, dtype=torch.float64)
-    centres, levels = [], []
+    centres, levels, counts = [], [], []
     for lo, hi in itertools.pairwise(edges.tolist()):
         mask = (radius >= lo) & (radius < hi)
         if mask.any():
             centres.append(math.sqrt(lo * hi))
             levels.append(power[..., mask].mean(-1).clamp_min(1e-30).log())
+            counts.append(float(mask.sum()))
+    # weighted least squares: the log of a mean over n periodogram values has variance ∝ 1/n
+    weight = torch.tensor(counts, dtype=torch.float64)
     logf = torch.tensor(centres, dtype=torch.float64).log()
     logp = torch.stack(levels, -1)  # [N, C, bins]
-    logf = logf - logf.mean()
-    return ((logp - logp.mean(-1, keepdim=True)) * logf).sum(-1) / logf.square().sum()
+    logf = logf - (weight * logf).sum() / weight.sum()
+    logp = logp - (weight * logp).sum(-1, keepdim=True) / weight.sum()
+    return (weight * logp * logf).sum(-1) / (weight * logf.square()).sum()
 
 
 def latent_features(x: torch.Tensor) -> list[Features]:

@@ -16,6 +16,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from latentbridge.cli._app import app
 from latentbridge.cli._common import fail_on_error, parse_bytes
@@ -78,6 +79,22 @@ def refuse_existing(paths: list[Path], overwrite: bool) -> None:
         raise LatentBridgeError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose -o")
 
 
+def preflight_check(latent: Any, model: Any, force: bool) -> None:
+    """Run `latentbridge check` first: its warnings as yellow lines; an error refuses (one line) unless ``force``."""
+    from latentbridge.check import check
+
+    report = check(latent, model)
+    for f in report.findings:
+        if f.severity == "warn" or (f.severity == "error" and force):
+            fix = f" Fix: {f.fix}" if f.fix else ""
+            _err.print(f"[yellow]warning:[/yellow] check {escape(f.code)}: {escape(f.message)}.{escape(fix)}")
+    if report.verdict == "error" and not force:
+        found = "; ".join(f"{f.code}: {f.message} (fix: {f.fix})" for f in report.findings if f.severity == "error")
+        raise LatentBridgeError(
+            f"refusing to decode, `latentbridge check` found {found}. Pass --force to decode anyway"
+        )
+
+
 @app.command("decode")
 @fail_on_error
 def decode_command(
@@ -107,6 +124,7 @@ def decode_command(
     batch_size: int = typer.Option(1, "--batch-size", help="Samples (or tiles) per network call."),
     no_crop: bool = typer.Option(False, "--no-crop", help="Keep the padding `encode --pad` added."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing output files."),
+    force: bool = typer.Option(False, "--force", help="Decode even when `latentbridge check` finds an error."),
 ) -> None:
     """Decode a latent to PNG images with the right VAE, converting raw/model space as its format says."""
     from latentbridge import __version__, codec
@@ -120,6 +138,7 @@ def decode_command(
     latent = read_latent(latent_file, key=key, format=format, space=space)
     refuse_existing(output_paths(output, latent.dim("N")), overwrite)
     model = load_vae_spec(vae, vae_format, device, "decoder")
+    preflight_check(latent, model, force)
     budget = memory_budget(max_memory, device) if tile is None else None
     with warnings_as_lines():
         images = codec.decode(

@@ -1,0 +1,467 @@
+"""Measure identification and mismatch detection on held-out latents; write benchmarks/results/identify.{json,md}.
+
+Latents: the held-out photos (``latentbridge.photos.HELDOUT_PHOTOS``; the shipped profiles were built on the
+training photos only) cut into random crops at 128, 256 and 384 px, encoded by every encoder that runs here
+(zoo-a/b/c, VAElight SD1, TAEF2), in raw and model space, as single latents, batches of 4 and non-square
+latents (the top half of 256-px latents). Random-weight diffusers architectures stand in for families with no
+runnable encoder (their statistics mean nothing: only shape-level answers are scored for them).
+
+Measured:
+
+* identification — top-1 (format and space) accuracy, how often the answer is confident, and calibration (mean
+  confidence against accuracy per confidence bin);
+* mismatch detection — every (latent, VAE) pair over the registry, with three amounts of metadata (none;
+  space only; format and space): recall of shape-level mismatches, of same-shape family mismatches among
+  families with profiles, and the false-alarm rate on matching pairs (any warning or error);
+* preflight — how often the rgb-preview scores flag a same-shape family mismatch, and falsely flag a match.
+
+Usage::
+
+    python benchmarks/bench_identify.py              # about 10 min on 2 cores
+    python benchmarks/bench_identify.py --quick      # fewer crops, for a smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "scripts"))
+
+import build_profiles as B  # noqa: E402
+
+from latentbridge.check import VaeFacts, check, run_preflight  # noqa: E402
+from latentbridge.formats import LatentFormat, formats, get_format, pack  # noqa: E402
+from latentbridge.identify import identify  # noqa: E402
+from latentbridge.latent import Latent  # noqa: E402
+from latentbridge.photos import HELDOUT_PHOTOS  # noqa: E402
+from latentbridge.profiles import profile_set, raw_owner  # noqa: E402
+
+SIZES = (128, 256, 384)
+EVAL_SEED = 777
+OUT = REPO / "benchmarks" / "results"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One evaluation latent."""
+
+    encoder: str
+    format: str
+    space: str
+    tensor: torch.Tensor  # canonical, [N, C, (T,) H, W]
+    kind: str  # "single", "batch4", "nonsquare", "random-weights"
+    size: int
+    profiled: bool  # statistics are meaningful (a trained encoder)
+
+
+def vae_facts_for(fmt: LatentFormat) -> VaeFacts:
+    """What a full VAE file of ``fmt`` tells the check (raw native space, the file's format known)."""
+    c, r = fmt.space_shape("raw")
+    return VaeFacts(f"{fmt.name}.safetensors", "", "autoencoder_kl", fmt, "raw", c, r, fmt.dims)
+
+
+# --------------------------------------------------------------------------------------------- samples
+
+
+def trained_samples(encs: list, crops: int, log) -> list[Sample]:
+    out = []
+    for enc in encs:
+        started = time.perf_counter()
+        latents = B.encode_photos(enc, HELDOUT_PHOTOS, SIZES, crops, EVAL_SEED)
+        fmt = get_format(enc.format)
+        for per_size in latents.values():
+            for size, z in zip(SIZES, per_size, strict=True):
+                spaces = {enc.space: z}
+                model = B.to_model(enc, z)
+                if model is not None:
+                    spaces["model"] = model
+                for space, t in spaces.items():
+                    out.extend(
+                        Sample(enc.name, fmt.name, space, t[i : i + 1], "single", size, True) for i in range(len(t))
+                    )
+                    if len(t) >= 4:
+                        out.append(Sample(enc.name, fmt.name, space, t[:4], "batch4", size, True))
+                    if size == 256:
+                        h = t.shape[-2] // 2
+                        out.append(Sample(enc.name, fmt.name, space, t[:1, ..., :h, :], "nonsquare", size, True))
+        count = sum(1 for s in out if s.encoder == enc.name)
+        log(f"{enc.name}: {count} samples in {time.perf_counter() - started:.0f}s")
+    return out
+
+
+@torch.no_grad()
+def random_weight_samples(log) -> list[Sample]:
+    """Latents from random-weight diffusers architectures of families with no runnable encoder (shapes only)."""
+    from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLWan
+
+    torch.manual_seed(0)
+    image = B.photo_image("astronaut")[None, :, :256, :256]
+    out = []
+
+    def add(name: str, fmt: str, space: str, z: torch.Tensor) -> None:
+        out.append(Sample(name, fmt, space, z.float(), "random-weights", 256, False))
+
+    kl16 = AutoencoderKL(
+        latent_channels=16,
+        block_out_channels=(8, 8, 8, 8),
+        norm_num_groups=4,
+        layers_per_block=1,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+    ).eval()
+    add("random AutoencoderKL 16 ch", "flux1", "raw", kl16.encode(image).latent_dist.mean)
+    flux2 = AutoencoderKLFlux2(block_out_channels=(8, 8, 8, 8), norm_num_groups=4, layers_per_block=1).eval()
+    z = flux2.encode(image).latent_dist.mean
+    add("random AutoencoderKLFlux2", "flux2", "raw", z)
+    add("random AutoencoderKLFlux2 (packed)", "flux2", "model", pack(z, 2))
+    dc = AutoencoderDC(
+        latent_channels=32,
+        attention_head_dim=8,
+        encoder_block_types="ResBlock",
+        decoder_block_types="ResBlock",
+        encoder_block_out_channels=(8, 8, 8, 8, 8, 8),
+        decoder_block_out_channels=(8, 8, 8, 8, 8, 8),
+        encoder_layers_per_block=(1, 1, 1, 1, 1, 1),
+        decoder_layers_per_block=(1, 1, 1, 1, 1, 1),
+        encoder_qkv_multiscales=((),) * 6,
+        decoder_qkv_multiscales=((),) * 6,
+        decoder_norm_types="rms_norm",
+        decoder_act_fns="silu",
+        upsample_block_type="interpolate",
+        downsample_block_type="Conv",
+    ).eval()
+    add("random AutoencoderDC f32c32", "sana", "raw", dc.encode(image).latent)
+    wan = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1).eval()
+    video = image[:, :, None].repeat(1, 1, 5, 1, 1)[..., :64, :64]
+    add("random AutoencoderKLWan", "wan21", "raw", wan.encode(video).latent_dist.mean)
+    log(f"random-weight samples: {[(s.encoder, tuple(s.tensor.shape)) for s in out]}")
+    return out
+
+
+# ------------------------------------------------------------------------------------------ identification
+
+
+def identification(samples: list[Sample], log) -> dict:
+    rows = []
+    for s in samples:
+        ident = identify(s.tensor)
+        best = ident.best
+        by_shape = [c for c in (*ident.candidates, *ident.shape_only) if c.covers(s.format) and c.space == s.space]
+        rows.append(
+            {
+                "encoder": s.encoder,
+                "format": s.format,
+                "space": s.space,
+                "kind": s.kind,
+                "size": s.size,
+                "profiled": s.profiled,
+                "in_shape_candidates": bool(by_shape),
+                "shape_candidates": len(ident.candidates) + len(ident.shape_only),
+                "top1": best is not None and best.covers(s.format) and best.space == s.space,
+                "top1_family": best is not None and raw_owner(best.format) == raw_owner(s.format),
+                "confidence": best.probability if best else 0.0,
+                "confident": ident.confident,
+                "fits": ident.fits_any,
+                "summary": ident.summary,
+            }
+        )
+    trained = [r for r in rows if r["profiled"]]
+    groups = defaultdict(list)
+    for r in trained:
+        groups[(r["encoder"], r["space"], r["kind"])].append(r)
+    table = []
+    for (enc, space, kind), rs in sorted(groups.items()):
+        table.append(
+            {
+                "encoder": enc,
+                "space": space,
+                "kind": kind,
+                "n": len(rs),
+                "top1_accuracy": _mean(r["top1"] for r in rs),
+                "family_accuracy": _mean(r["top1_family"] for r in rs),
+                "confident_rate": _mean(r["confident"] for r in rs),
+                "confident_accuracy": _mean(r["top1"] for r in rs if r["confident"]),
+                "mean_confidence": _mean(r["confidence"] for r in rs),
+                "fits_rate": _mean(r["fits"] for r in rs),
+            }
+        )
+    by_size = {size: _mean(r["top1"] for r in trained if r["size"] == size and r["kind"] == "single") for size in SIZES}
+    singles = [r for r in trained if r["kind"] == "single"]
+    bins = []
+    for lo, hi in ((0.0, 0.6), (0.6, 0.8), (0.8, 0.9), (0.9, 0.99), (0.99, 1.01)):
+        rs = [r for r in singles if lo <= r["confidence"] < hi and r["shape_candidates"] > 1]
+        if rs:
+            bins.append(
+                {
+                    "range": [lo, min(hi, 1.0)],
+                    "n": len(rs),
+                    "mean_confidence": _mean(r["confidence"] for r in rs),
+                    "accuracy": _mean(r["top1"] for r in rs),
+                }
+            )
+    random_rows = [r for r in rows if not r["profiled"]]
+    log(f"identification: {len(trained)} trained-encoder samples, top-1 {_mean(r['top1'] for r in trained):.3f}")
+    return {
+        "overall": {
+            "samples": len(trained),
+            "top1_accuracy": _mean(r["top1"] for r in trained),
+            "family_accuracy": _mean(r["top1_family"] for r in trained),
+            "confident_rate": _mean(r["confident"] for r in trained),
+            "confident_accuracy": _mean(r["top1"] for r in trained if r["confident"]),
+            "mean_confidence_single": _mean(r["confidence"] for r in singles if r["shape_candidates"] > 1),
+            "accuracy_single": _mean(r["top1"] for r in singles if r["shape_candidates"] > 1),
+        },
+        "by_group": table,
+        "by_size_single": by_size,
+        "reliability_single": bins,
+        "random_weights": [
+            {k: r[k] for k in ("encoder", "format", "space", "in_shape_candidates", "shape_candidates", "summary")}
+            for r in random_rows
+        ],
+        "examples": [r["summary"] for r in trained[:: max(1, len(trained) // 12)]],
+    }
+
+
+# ----------------------------------------------------------------------------------------------- checks
+
+
+def pair_kind(s: Sample, vfmt: LatentFormat) -> str:
+    """How a latent of sample ``s`` relates to a VAE of ``vfmt``."""
+    fmt = get_format(s.format)
+    if vfmt.name == fmt.name:
+        return "match"
+    if raw_owner(vfmt.name) == raw_owner(fmt.name):
+        return "shared-raw"
+    c = s.tensor.shape[1]
+    accepted = {vfmt.channels, vfmt.model_channels}
+    if c not in accepted or vfmt.dims != fmt.dims:
+        return "shape"
+    if (vfmt.spatial_ratio, vfmt.temporal_ratio) != (fmt.spatial_ratio, fmt.temporal_ratio):
+        return "ratio"  # same channels, different ratio: invisible in the tensor's shape
+    return "family"
+
+
+def mismatch(samples: list[Sample], log) -> dict:
+    profiles = profile_set()
+    profiled_formats = {raw_owner(name) for name, _ in profiles}
+    registry = list(formats().values())
+    counts: dict[tuple[str, str, str], Counter] = defaultdict(Counter)
+    false_alarm_codes: dict[str, Counter] = defaultdict(Counter)
+    missed: list[str] = []
+    started = time.perf_counter()
+    n_checks = 0
+    for s in samples:
+        if s.kind not in ("single", "random-weights"):
+            continue
+        fmt = get_format(s.format)
+        for vfmt in registry:
+            kind = pair_kind(s, vfmt)
+            if kind == "shared-raw":
+                continue
+            if kind == "family" and not (
+                raw_owner(fmt.name) in profiled_formats and raw_owner(vfmt.name) in profiled_formats
+            ):
+                kind = "family-unprofiled"
+            if not s.profiled and kind not in ("shape",):
+                continue  # random weights: only shape-level answers mean anything
+            for meta in ("none", "space", "full"):
+                lat = Latent(
+                    s.tensor,
+                    fmt if meta == "full" else None,
+                    s.space if meta in ("space", "full") else "unknown",
+                    "NCTHW" if s.tensor.ndim == 5 else "NCHW",
+                )
+                report = check(lat, vae_facts_for(vfmt), profiles=profiles)
+                n_checks += 1
+                counts[(kind, meta, "all")][report.verdict] += 1
+                if kind == "match" and report.verdict != "ok":
+                    false_alarm_codes[meta].update(f.code for f in report.findings if f.severity != "info")
+                if kind in ("shape", "family") and report.verdict != "error" and len(missed) < 40:
+                    missed.append(
+                        f"{kind}/{meta}: {s.encoder} {s.space} {s.size}px vs {vfmt.name}: {report.verdict} "
+                        f"{[f.code for f in report.findings]}"
+                    )
+    log(f"mismatch: {n_checks} checks in {time.perf_counter() - started:.0f}s")
+    summary = {}
+    for (kind, meta, _), c in sorted(counts.items()):
+        total = sum(c.values())
+        summary.setdefault(kind, {})[meta] = {
+            "pairs": total,
+            "error": c["error"] / total,
+            "warn_or_error": (c["error"] + c["warn"]) / total,
+            "ok": c["ok"] / total,
+        }
+    return {
+        "by_kind": summary,
+        "false_alarm_codes": {k: dict(v) for k, v in false_alarm_codes.items()},
+        "missed_examples": missed,
+        "profiled_families": sorted(profiled_formats),
+    }
+
+
+def preflight_eval(samples: list[Sample], log) -> dict:
+    """rgb-preview preflight on single raw latents against every same-geometry family with rgb factors."""
+    counts: dict[str, Counter] = defaultdict(Counter)
+    for s in samples:
+        if s.kind != "single" or not s.profiled or s.tensor.ndim != 4 or s.size != 256:
+            continue
+        fmt = get_format(s.format)
+        for vfmt in formats().values():
+            if (
+                vfmt.dims != 2
+                or not vfmt.rgb_factors
+                or (raw_owner(vfmt.name) == raw_owner(fmt.name) and vfmt.name != fmt.name)
+            ):
+                continue
+            if s.tensor.shape[1] not in (vfmt.channels, vfmt.model_channels):
+                continue
+            kind = "match" if vfmt.name == fmt.name else "family"
+            lat = Latent(s.tensor, None, s.space)
+            report = check(lat, vae_facts_for(vfmt))
+            _, findings = run_preflight(s.tensor, vae_facts_for(vfmt), report)
+            flagged = any(f.code == "preflight-mismatch" for f in findings)
+            counts[kind]["flagged" if flagged else "quiet"] += 1
+    out = {k: {"pairs": sum(c.values()), "flagged": c["flagged"] / max(1, sum(c.values()))} for k, c in counts.items()}
+    log(f"preflight: {out}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- report
+
+
+def _mean(values) -> float:
+    v = [float(x) for x in values]
+    return float(np.mean(v)) if v else math.nan
+
+
+def markdown(result: dict) -> str:
+    ident, mm = result["identification"], result["mismatch"]
+    o = ident["overall"]
+    lines = [
+        "# identify / check benchmark",
+        "",
+        f"Held-out photos {', '.join(HELDOUT_PHOTOS)}; crops at {', '.join(map(str, SIZES))} px; "
+        f"encoders: {', '.join(result['encoders'])}. {result['machine']}; {result['seconds']:.0f} s.",
+        "",
+        "## Identification (trained encoders)",
+        "",
+        f"- top-1 (format + space): **{o['top1_accuracy']:.3f}** over {o['samples']} latents; family only "
+        f"{o['family_accuracy']:.3f}",
+        f"- confident answers: {o['confident_rate']:.3f} of latents, {o['confident_accuracy']:.3f} of them right",
+        f"- single latents with a choice: mean confidence {o['mean_confidence_single']:.3f} vs accuracy "
+        f"{o['accuracy_single']:.3f}",
+        "",
+        "| encoder | space | kind | n | top-1 | family | confident | conf. acc. | mean conf. | fits |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for g in ident["by_group"]:
+        lines.append(
+            f"| {g['encoder']} | {g['space']} | {g['kind']} | {g['n']} | {g['top1_accuracy']:.3f} | "
+            f"{g['family_accuracy']:.3f} | {g['confident_rate']:.3f} | {g['confident_accuracy']:.3f} | "
+            f"{g['mean_confidence']:.3f} | {g['fits_rate']:.3f} |"
+        )
+    lines += [
+        "",
+        "Top-1 by crop size (single latents): "
+        + ", ".join(f"{k} px {v:.3f}" for k, v in ident["by_size_single"].items()),
+        "",
+        "Reliability (single latents with more than one candidate):",
+        "",
+        "| confidence | n | mean confidence | accuracy |",
+        "|---|---|---|---|",
+    ]
+    for b in ident["reliability_single"]:
+        lines.append(
+            f"| {b['range'][0]:.2f}–{b['range'][1]:.2f} | {b['n']} | {b['mean_confidence']:.3f} | {b['accuracy']:.3f} |"
+        )
+    lines += ["", "Random-weight architectures (shape only):", ""]
+    for r in ident["random_weights"]:
+        lines.append(
+            f"- {r['encoder']} ({r['format']} {r['space']}): in shape candidates: {r['in_shape_candidates']}; "
+            f'"{r["summary"]}"'
+        )
+    lines += [
+        "",
+        "## Mismatch detection over (latent, VAE) pairs",
+        "",
+        "metadata: none = bare tensor; space = space recorded; full = format and space recorded.",
+        "",
+        "| pair kind | metadata | pairs | error | warn or error | ok |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind, per in mm["by_kind"].items():
+        for meta, v in per.items():
+            lines.append(
+                f"| {kind} | {meta} | {v['pairs']} | {v['error']:.3f} | {v['warn_or_error']:.3f} | {v['ok']:.3f} |"
+            )
+    lines += [
+        "",
+        "For a match, the columns error / warn or error are false alarms.",
+        "",
+        f"False-alarm findings on matching pairs: {json.dumps(mm['false_alarm_codes'])}",
+        "",
+        f"Families with profiles: {', '.join(mm['profiled_families'])}",
+        "",
+    ]
+    if mm["missed_examples"]:
+        lines += ["Missed (first few):", ""] + [f"- {m}" for m in mm["missed_examples"][:12]] + [""]
+    lines += ["## Preflight (rgb previews, 256-px latents)", ""]
+    for kind, v in result["preflight"].items():
+        lines.append(f"- {kind}: {v['pairs']} pairs, flagged {v['flagged']:.3f}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--zoo-dir", type=Path, default=REPO / "src" / "latentbridge" / "zoo")
+    parser.add_argument("--weights", type=Path, default=B.WEIGHTS)
+    parser.add_argument("--crops", type=int, default=6, help="crops per held-out photo and size")
+    parser.add_argument("--quick", action="store_true", help="2 crops per photo and size")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=OUT)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        print(f"[{time.perf_counter() - started:6.1f}s] {message}", flush=True)
+
+    encs = B.encoders(args.zoo_dir, args.weights, log)
+    samples = trained_samples(encs, 2 if args.quick else args.crops, log) + random_weight_samples(log)
+    result = {
+        "encoders": [e.name for e in encs],
+        "machine": f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU",
+        "heldout_photos": list(HELDOUT_PHOTOS),
+        "sizes": list(SIZES),
+        "identification": identification(samples, log),
+        "mismatch": mismatch(samples, log),
+        "preflight": preflight_eval(samples, log),
+    }
+    result["seconds"] = time.perf_counter() - started
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("identify.json", json.dumps(result, indent=1, default=str) + "\n"),
+        ("identify.md", markdown(result)),
+    ):
+        tmp = args.out / f".{name}.tmp"
+        tmp.write_text(text)
+        tmp.replace(args.out / name)
+    log(f"wrote {args.out / 'identify.json'} and identify.md")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,319 @@
+"""identify(): format and space from the values, calibrated confidence, honest ambiguity; profiles; calibrate."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from latentbridge.cli import app
+from latentbridge.formats import formats, get_format, raw_to_model
+from latentbridge.identify import Identification, identify, shape_candidates
+from latentbridge.latent import Latent
+from latentbridge.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, photo_tensor
+from latentbridge.profiles import (
+    Profile,
+    affine,
+    builtin_profiles,
+    calibrate,
+    calibration,
+    is_identity,
+    latent_features,
+    load_user_profiles,
+    profile_set,
+    save_user_profile,
+    spectral_slope,
+    transform_profile,
+)
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def light(shared_weights):
+    """VAElight's SD1 encoder (raw SD1 latents) — the real SD1 encoder that runs here."""
+    from latentbridge.weights import load_vae
+
+    return load_vae([str(shared_weights / "vaelight-sd1" / "VAEencoder.onnx")], part="encoder")
+
+
+@pytest.fixture(scope="module")
+def sd1_heldout(light) -> list[torch.Tensor]:
+    """Raw SD1 latents of the held-out photos at 256 px (never used to build the profiles)."""
+    return [light.encode(photo_tensor(name, 256)) for name in HELDOUT_PHOTOS]
+
+
+def _zoo(name: str):
+    from latentbridge import zoo
+
+    if not zoo.zoo_path(name).is_file() or name not in formats():
+        pytest.skip(f"zoo VAE {name} is not built yet ({zoo.zoo_path(name)} / zoo.json missing)")
+    from latentbridge.weights import load_vae
+
+    return load_vae(name, part="encoder")
+
+
+# --- the registry walk: every format is a shape candidate of its own geometry -------------------------------
+
+
+@pytest.mark.parametrize("fmt", list(formats().values()), ids=list(formats()))
+@pytest.mark.parametrize("space", ["raw", "model"])
+def test_every_format_is_a_candidate_of_its_shape(fmt, space):
+    channels, _ = fmt.space_shape(space)
+    cands = shape_candidates(channels, fmt.dims)
+    covered = [c for c in cands if c.covers(fmt.name) and (c.space == space or c.same_spaces)]
+    # playground25's raw space is sdxl's: one hypothesis, "sdxl raw (= playground25 raw)"
+    assert covered, f"{fmt.name} {space} missing from {[c.label for c in cands]}"
+    assert all(c.spatial_ratio == fmt.space_shape(c.space)[1] for c in covered if not c.unpacked)
+
+
+def test_packed_formats_offer_the_unpacked_model_hypothesis():
+    labels = [c.label for c in shape_candidates(32, 2)]
+    assert "flux2 model (unpacked)" in labels and "flux2 raw" in labels and "sana raw" in labels
+
+
+# --- features and profile maths ----------------------------------------------------------------------------
+
+
+def test_spectral_slope_tells_noise_from_image_like_fields():
+    g = torch.Generator().manual_seed(0)
+    white = torch.randn(4, 3, 64, 64, generator=g)
+    # 1/f amplitude (power ∝ f^-2): shape white noise in the Fourier domain
+    fy = torch.fft.fftfreq(64)[:, None]
+    fx = torch.fft.fftfreq(64)[None, :]
+    radius = (fy**2 + fx**2).sqrt().clamp_min(1 / 64)
+    pink = torch.fft.ifft2(torch.fft.fft2(white) / radius).real
+    # tolerance: one slope of a 64² field scatters with a std of about 0.10 (measured over 150 fields);
+    # 0.4 is four of those for the largest of 12 estimates
+    assert spectral_slope(white).abs().max() < 0.4
+    assert (spectral_slope(pink) + 2).abs().max() < 0.4
+
+
+@pytest.mark.parametrize(
+    "fmt",
+    [f for f in formats().values() if f.patch == 1 and f.norm_source != "vae" and not is_identity(f)],
+    ids=lambda f: f.name,
+)
+def test_derived_model_profile_matches_features_of_converted_latents(fmt):
+    """transform_profile's per-channel affine algebra equals converting the latent and measuring again."""
+    g = torch.Generator().manual_seed(1)
+    shape = (2, fmt.channels, 3, 16, 16) if fmt.dims == 3 else (2, fmt.channels, 16, 16)
+    raw = torch.randn(shape, generator=g, dtype=torch.float64).cumsum(-1) + 2
+    a, b = affine(fmt)
+    f_raw, f_model = latent_features(raw)[0], latent_features(raw_to_model(raw, fmt))[0]
+    # raw_to_model computes in float32: the identities hold to float32 rounding (~1e-7 relative, summed over
+    # 256-value means), so 1e-5
+    np.testing.assert_allclose(f_model.mean, a * f_raw.mean + b, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f_model.logstd, f_raw.logstd + np.log(a), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(f_model.corr, f_raw.corr, atol=1e-4)
+    np.testing.assert_allclose(f_model.slope, f_raw.slope, atol=1e-4)
+
+
+def test_transform_profile_round_trips_and_twice_is_scale_squared():
+    prof = next(p for p in builtin_profiles() if p.key == ("sd1", "raw"))
+    fmt = get_format("sd1")
+    back = transform_profile(transform_profile(prof, fmt, 1), fmt, -1)
+    assert back.space == "raw"
+    np.testing.assert_allclose(back.mean.center, prof.mean.center, rtol=1e-12)
+    twice = transform_profile(prof, fmt, 2)
+    assert twice.space == "raw"  # two applications of raw→model land on the "raw" label: the check names them
+    np.testing.assert_allclose(np.asarray(twice.pooled_std), np.asarray(prof.pooled_std) * 0.18215**2, rtol=1e-12)
+
+
+def test_profile_json_round_trip_and_validation():
+    for prof in builtin_profiles():
+        again = Profile.from_dict(json.loads(json.dumps(prof.to_dict())))
+        assert again.key == prof.key and again.groups == prof.groups
+        np.testing.assert_allclose(again.pooled_std, prof.pooled_std, rtol=1e-5)  # stored to 6 digits
+    with pytest.raises(ValueError, match=r"unknown keys \['colour'\]"):
+        Profile.from_dict({**builtin_profiles()[0].to_dict(), "colour": 1})
+    with pytest.raises(ValueError, match="space must be 'raw' or 'model', got 'latent'"):
+        dataclasses.replace(builtin_profiles()[0], space="latent")
+
+
+def test_shipped_profiles_cover_every_encoder_that_runs_here():
+    keys = {p.key for p in builtin_profiles()}
+    assert {("sd1", "raw"), ("sdxl", "raw"), ("wan21", "raw"), ("mochi", "raw")} <= keys
+    sdxl = next(p for p in builtin_profiles() if p.key == ("sdxl", "raw"))
+    assert sdxl.kind == "published" and "Playground" in sdxl.source
+
+
+def test_shipped_calibration_is_honest():
+    """On leave-one-photo-out latents the confidence is not above the accuracy (the point of the temperature)."""
+    report = calibration().report
+    assert report["rows"] > 100
+    # tolerance: over-confidence is the harmful direction; 0.03 is about two standard errors of an accuracy
+    # near 0.9 on a few hundred rows. Under-confidence is allowed up to 0.1 (a cautious answer stays usable).
+    assert report["mean_confidence"] <= report["accuracy"] + 0.03
+    assert report["accuracy"] - report["mean_confidence"] < 0.1
+    assert report["log_loss"] <= report["log_loss_T1"]
+
+
+# --- identification on real latents -----------------------------------------------------------------------
+
+
+def test_sd1_latents_identified_in_both_spaces(sd1_heldout):
+    """SD1 vs SDXL (published statistics only) is often close on one latent: said so, never wrongly confident."""
+    fmt = get_format("sd1")
+    for z in sd1_heldout:
+        for space, x in (("raw", z), ("model", raw_to_model(z, fmt))):
+            ident = identify(x)
+            assert ident.best.space == space, ident.summary
+            top2 = [c.format for c in ident.candidates[:2]]
+            assert "sd1" in top2 and ident.family_probability("sd1") > 0.3, ident.summary
+            if ident.confident:
+                assert ident.best.format == "sd1", ident.summary
+            else:
+                assert " or " in ident.summary  # "sd1 raw or sdxl raw (= playground25 raw), 73/27"
+        raw = identify(z)
+        # the 4× formats share the channel count: listed, never hidden
+        assert {"sd_x4_upscaler", "cascade_b"} <= {c.format for c in raw.shape_only}
+        assert set(raw.ratios()) == {4, 8}
+
+
+def test_zoo_a_and_zoo_b_told_apart_on_heldout_photos():
+    encoders = {name: _zoo(name) for name in ("zoo-a", "zoo-b")}
+    for name, vae in encoders.items():
+        for photo in HELDOUT_PHOTOS:
+            for size in (128, 256):
+                ident = identify(vae.encode(photo_tensor(photo, size)))
+                assert ident.best.format == name, f"{name} {photo} {size}: {ident.summary}"
+                assert ident.family_probability(name) > 0.5
+
+
+def test_batch_evidence_adds_up(sd1_heldout):
+    batch = torch.cat(sd1_heldout)
+    single = min(identify(z).best.probability for z in sd1_heldout)
+    joint = identify(batch)
+    assert joint.best.format == "sd1" and joint.best.probability >= single
+
+
+def test_layouts_of_a_latent_value_are_honoured(sd1_heldout):
+    z = sd1_heldout[0]
+    nhwc = Latent(z.permute(0, 2, 3, 1), get_format("sdxl"), "model", "NHWC")  # recorded metadata is ignored
+    ident = identify(nhwc)
+    assert ident.channels == 4 and ident.best.format == "sd1" and ident.best.space == "raw"
+    assert identify(z[0]).shape == (1, 4, 32, 32)  # CHW gets a batch of one
+
+
+@pytest.mark.parametrize(
+    ("tensor", "flag", "text"),
+    [
+        (torch.zeros(1, 4, 16, 16), "all-zero", "all zeros: nothing to fingerprint"),
+        (torch.full((1, 4, 16, 16), 0.5), "constant", "constant: nothing to fingerprint"),
+        (torch.tensor(float("nan")).expand(1, 4, 16, 16).clone(), "non-finite", "contains NaN/inf"),
+        (torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(3)), "noise-like", "i.i.d. noise"),
+    ],
+    ids=["zeros", "constant", "nan", "noise"],
+)
+def test_values_that_cannot_be_fingerprinted_say_so(tensor, flag, text):
+    ident = identify(tensor)
+    assert ident.flags == (flag,)
+    assert text in ident.summary and "sd1 raw" in ident.summary
+    assert ident.candidates == ()
+
+
+def test_ambiguity_is_reported_not_guessed(sd1_heldout):
+    base = profile_set(include_builtin=True)
+    twin = dataclasses.replace(base[("sd1", "raw")], format="sd1-twin")
+    ident = identify(sd1_heldout[0], profiles={("sd1", "raw"): base[("sd1", "raw")], ("sd1-twin", "raw"): twin})
+    assert not ident.confident
+    assert ident.summary.startswith("sd1 raw or sd1-twin raw, 50/50") or ident.summary.startswith(
+        "sd1-twin raw or sd1 raw, 50/50"
+    )
+
+
+def test_unprofiled_candidates_are_listed_as_such():
+    g = torch.Generator().manual_seed(4)
+    smooth = torch.randn(1, 16, 32, 32, generator=g).cumsum(-1).cumsum(-2)
+    ident = identify(smooth, profiles={})
+    assert ident.candidates == ()
+    assert ident.summary.startswith("possible by shape, no profile: sd3 raw, sd3 model, flux1 raw, flux1 model")
+
+
+def test_a_latent_far_from_every_profile_matches_none(sd1_heldout):
+    # squeezed and shifted: shapes fit, statistics (std 0.1, means near 6) fit no profile in either space
+    odd = sd1_heldout[0] * 0.02 + 6
+    ident = identify(odd)
+    assert not ident.fits_any
+    assert ident.summary.startswith("matches no profile well (nearest: ")
+
+
+def test_identification_to_dict_is_json(sd1_heldout):
+    data = json.loads(json.dumps(identify(sd1_heldout[0]).to_dict()))
+    assert data["candidates"][0]["format"] == "sd1" and data["geometry"].startswith("4-ch image latent (4×:")
+    assert math.isclose(sum(c["probability"] for c in data["candidates"]), 1.0, abs_tol=1e-3)  # rounded to 4
+
+
+# --- calibrate: user profiles ----------------------------------------------------------------------------
+
+
+def test_calibrate_builds_a_profile_identify_then_uses(light, tmp_path, sd1_heldout):
+    images = [photo_tensor(name, 200)[0] for name in TRAIN_PHOTOS[:6]]
+    prof = calibrate(light, images, format="my-light", sizes=(128,), crops=2, seed=5)
+    assert prof.key == ("my-light", "raw") and prof.kind == "user" and prof.samples == 12
+    path = save_user_profile(prof, tmp_path)
+    assert path.name == "my-light.raw.json" and not list(tmp_path.glob(".tmp-*"))
+    assert load_user_profiles(tmp_path)[0].key == prof.key
+    ident = identify(sd1_heldout[0], user_dir=tmp_path)
+    assert {"my-light", "sd1"} <= {c.format for c in ident.candidates}
+    with pytest.raises(ValueError, match="calibration size 100 is not a multiple of the VAE's ratio 8"):
+        calibrate(light, images, sizes=(100,))
+
+
+def test_a_broken_user_profile_is_named(tmp_path):
+    (tmp_path / "bad.raw.json").write_text("{}")
+    with pytest.raises(Exception, match=r"bad.raw.json is not a latentbridge profile .*calibrate again"):
+        load_user_profiles(tmp_path)
+
+
+def test_calibrate_and_identify_commands(shared_weights, tmp_path, light):
+    from PIL import Image
+
+    from latentbridge.files import write_latent
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in TRAIN_PHOTOS[:4]:
+        array = ((photo_tensor(name, 160)[0].permute(1, 2, 0) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        Image.fromarray(array).save(folder / f"{name}.png")
+    env = {"LATENTBRIDGE_HOME": str(tmp_path / "home")}
+    encoder = str(shared_weights / "vaelight-sd1" / "VAEencoder.onnx")
+    result = runner.invoke(
+        app,
+        ["calibrate", "--vae", encoder, "--images", str(folder), "--format", "cli-light", "--sizes", "128"],
+        env=env,
+    )
+    assert result.exit_code == 0, result.output
+    assert "profile cli-light raw: 8 latents" in result.output
+    assert (tmp_path / "home" / "profiles" / "cli-light.raw.json").is_file()
+
+    latent_file = tmp_path / "a.safetensors"
+    write_latent(
+        Latent(light.encode(photo_tensor("chelsea", 256)), get_format("sdxl"), "raw"),
+        latent_file,
+        container="safetensors",
+    )
+    result = runner.invoke(app, ["identify", str(latent_file), "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data["recorded"] == "sdxl raw"  # shown, not used
+    assert data["candidates"][0]["format"] in ("sd1", "cli-light")
+    assert "cli-light" in {c["format"] for c in data["candidates"]}
+    result = runner.invoke(app, ["identify", str(latent_file)], env={**env, "COLUMNS": "200"})
+    assert result.exit_code == 0 and "possible by shape, no profile: sd_x4_upscaler raw" in result.output
+
+    result = runner.invoke(app, ["calibrate", "--vae", encoder, "--images", str(tmp_path / "none")], env=env)
+    assert result.exit_code == 1 and "not a folder; pass a folder of PNG/JPEG/WebP photos" in result.output
+
+
+def test_identification_dataclass_is_frozen(sd1_heldout):
+    ident = identify(sd1_heldout[0])
+    assert isinstance(ident, Identification)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ident.channels = 3  # type: ignore[misc]
