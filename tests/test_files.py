@@ -534,8 +534,8 @@ def test_npy_sidecar_counts_as_existing(tmp_path):
 def test_model_space_of_unknown_format_cannot_become_a_comfyui_file(tmp_path):
     with pytest.raises(IncompatibleError, match=r"model-space latent of unknown format to a \.latent file.*--format"):
         write_latent(Latent(torch.zeros(1, 4, 2, 2), space="model"), tmp_path / "m.latent")
-    with pytest.raises(IncompatibleError, match=r"model-space flux2 latent to raw.*stats=NormStats"):
-        write_latent(Latent(torch.zeros(1, 128, 2, 2), get_format("flux2"), "model"), tmp_path / "f.latent")
+    with pytest.raises(IncompatibleError, match=r"raw-space flux2 latent to model space.*stats=NormStats"):
+        write_latent(Latent(torch.zeros(1, 32, 4, 4), get_format("flux2"), "raw"), tmp_path / "f.latent")
     assert list(tmp_path.iterdir()) == []
 
 
@@ -645,16 +645,30 @@ def test_real_latent_through_every_container_and_comfyui(tmp_path, real_sd1_late
     torch.testing.assert_close(old.to_space("raw").tensor, real_sd1_latent, rtol=1e-6, atol=1e-6)
 
 
-def test_flux2_model_space_with_vae_stats_becomes_raw_for_comfyui(tmp_path):
+def test_flux2_is_written_in_comfyui_space_packed_and_normalised(tmp_path):
+    """ComfyUI's FLUX.2 LATENT is 128 ch / 16× (its VAE packs and normalises): raw latents are converted."""
     from latentbridge.formats import NormStats, raw_to_model
 
     fmt = get_format("flux2")
     g = torch.Generator().manual_seed(3)
     stats = NormStats.from_running(torch.randn(128, generator=g), torch.rand(128, generator=g) + 0.5, 1e-4, "test")
     raw = torch.randn(1, 32, 8, 8, generator=g)
-    model = raw_to_model(raw, fmt, stats)  # [1, 128, 4, 4]
-    path = write_latent(Latent(model, fmt, "model", stats=stats), tmp_path / "f2.latent")
+    path = write_latent(Latent(raw, fmt, "raw", stats=stats), tmp_path / "f2.latent")
     back = read_latent(path)
-    assert (back.format_name, back.space, back.shape) == ("flux2", "raw", (1, 32, 8, 8))
-    # float32 round trip through (x - mean) / std and back: a few ulp of values with |x| ≲ 5
-    torch.testing.assert_close(back.tensor, raw, rtol=1e-5, atol=1e-5)
+    assert (back.format_name, back.space, back.shape) == ("flux2", "model", (1, 128, 4, 4))
+    # float32 (x - mean) / std: a few ulp of values with |x| ≲ 5
+    torch.testing.assert_close(back.tensor, raw_to_model(raw, fmt, stats), rtol=1e-5, atol=1e-5)
+    # a model-space FLUX.2 latent (what TAEF2 encodes) needs no statistics to be written
+    model = Latent(back.tensor, fmt, "model")
+    again = read_latent(write_latent(model, tmp_path / "m.latent"))
+    assert torch.equal(again.tensor, back.tensor) and again.space == "model"
+
+
+def test_comfyui_flux2_latent_reads_in_comfyui_space(tmp_path):
+    """A ComfyUI-written FLUX.2 .latent is 128 ch / 16×: with --format flux2 it is model space, not raw."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "flux2.latent"
+    save_file({"latent_tensor": torch.randn(1, 128, 4, 4), "latent_format_version_0": torch.tensor([])}, str(path))
+    lat = read_latent(path, format="flux2")
+    assert (lat.format_name, lat.space, lat.shape) == ("flux2", "model", (1, 128, 4, 4))

@@ -120,6 +120,17 @@ class LatentFormat:
         return "NCHW" if self.dims == 2 else "NCTHW"
 
     @property
+    def comfy_space(self) -> str:
+        """The space ComfyUI's ``LATENT`` (and its ``.latent`` files) holds for this format.
+
+        ComfyUI's VAE objects output raw latents and its latent formats' ``process_in`` applies scale/shift or
+        mean/std — except where the statistics live in the VAE file (FLUX.2's BatchNorm, LTX-Video's
+        per-channel statistics): there ComfyUI's VAE normalises (and packs) itself, ``process_in`` is the
+        identity and the LATENT holds the model-space tensor (FLUX.2: 128 ch / 16×).
+        """
+        return "model" if self.norm_source == "vae" else "raw"
+
+    @property
     def frame_rule(self) -> str:
         """The pixel-frame counts this video format takes ("4n+1"), or "" for images."""
         if self.dims == 2:

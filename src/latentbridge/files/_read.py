@@ -173,6 +173,7 @@ class _Reading:
     recorded: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     legacy_comfy: bool = False
+    comfy: bool = False  # written by ComfyUI: the space follows the format's comfy_space once it is known
     kohya: bool = False
 
 
@@ -204,7 +205,7 @@ def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
         r.provenance = Provenance(tool="ComfyUI SaveLatent")
         if COMFY_MARKER in names:
             r.writer = "ComfyUI SaveLatent"
-            r.space = "raw"
+            r.space, r.comfy = "raw", True
             r.notes.append("ComfyUI .latent files hold raw VAE latents; the family is not recorded")
         else:
             r.writer = "ComfyUI SaveLatent (legacy)"
@@ -232,7 +233,7 @@ def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
     if contents.kind == "pt" and "samples" in names and names - {"samples"} <= _COMFY_DICT_EXTRAS:
         r.writer = "ComfyUI LATENT dict"
         r.preferred = "samples"
-        r.space = "raw"
+        r.space, r.comfy = "raw", True
         r.notes.append("a ComfyUI LATENT dict: 'samples' holds raw VAE latents; the family is not recorded")
     return r
 
@@ -327,6 +328,11 @@ def open_latent(
         elif fmt is not None and fmt.name != user_fmt.name:
             r.notes.append(f"format {user_fmt.name} as asked (the file's convention implied {fmt.name})")
         fmt = user_fmt
+        if r.comfy and space is None and sp != fmt.comfy_space:
+            sp = fmt.comfy_space
+            r.notes.append(
+                f"ComfyUI holds {fmt.name} latents in {sp} space (its VAE applies the statistics in the VAE file)"
+            )
         if r.kohya and space is None and sp == "unknown":
             sp = KOHYA_SPACE.get(fmt.name, "unknown")
             if sp == "unknown":

@@ -42,16 +42,19 @@ def record(latent: Latent) -> dict[str, str]:
 
 
 def comfy_ready(latent: Latent) -> Latent:
-    """The latent as ComfyUI's LoadLatent expects it: raw space, canonical layout (NCHW, or NCTHW for video).
+    """The latent as ComfyUI's LoadLatent expects it, in canonical layout (NCHW, or NCTHW for video).
 
-    A model-space latent is converted with its format (``Latent.to_space("raw")``); an unknown space is kept
-    as is and recorded as unknown.
+    ComfyUI's LATENT holds raw VAE latents, except for formats whose normalisation statistics live in the
+    VAE file (FLUX.2, LTX-Video), where ComfyUI's VAE normalises and packs itself and the LATENT holds the
+    model-space tensor (:attr:`LatentFormat.comfy_space`). The latent is converted to that space with its
+    format; an unknown space is kept as is and recorded as unknown.
 
     Raises:
-        IncompatibleError: a model-space latent whose format is unknown, or one that needs VAE statistics
-            (FLUX.2, LTX-Video) that the Latent does not carry.
+        IncompatibleError: a model-space latent whose format is unknown, or a conversion that needs VAE
+            statistics the Latent does not carry.
     """
-    if latent.space == "model":
+    target = latent.format.comfy_space if latent.format is not None else "raw"
+    if latent.space not in ("unknown", target):
         if latent.format is None:
             raise IncompatibleError(
                 "cannot write a model-space latent of unknown format to a .latent file: ComfyUI expects raw VAE "
@@ -59,10 +62,11 @@ def comfy_ready(latent: Latent) -> Latent:
                 "formats`), or write container='safetensors'/'pt'/'npz', which keep the model space as is"
             )
         try:
-            latent = latent.to_space("raw")
+            latent = latent.to_space(target)
         except ValueError as exc:
             raise IncompatibleError(
-                f"cannot convert this model-space {latent.format_name} latent to raw space for a .latent file: {exc}"
+                f"cannot convert this {latent.space}-space {latent.format_name} latent to {target} space for a "
+                f".latent file: {exc}"
             ) from exc
     if latent.format is not None:
         return latent.canonical()
