@@ -28,7 +28,7 @@ from latentbridge.bridge import (
     load_bridge,
     load_images,
     plot_curve,
-    random_crops,
+    random_views,
     save_bridge,
     solve_linear,
 )
@@ -120,9 +120,9 @@ def images() -> tuple[NamedImage, ...]:
     return tuple(NamedImage(n, small_photo(n)) for n in TRAIN_PHOTOS[:3])
 
 
-# target="image": the target latents are a known function of the source latents of the same crops.
-TINY = {"crop": 32, "crops_per_image": 6, "epochs": 6, "patience": 3, "hidden": 16, "blocks": 1, "batch_size": 6}
-TINY["target"] = "image"
+# target="image": the target latents are a known function of the source latents of the same views.
+TINY = {"view_size": 48, "views_per_image": 2, "crop": 32, "windows_per_view": 6, "epochs": 6, "patience": 3}
+TINY.update(hidden=16, blocks=1, batch_size=6, target="image")
 
 
 @pytest.fixture(scope="module")
@@ -170,17 +170,21 @@ def test_config_refuses_ratios_that_do_not_divide() -> None:
 # --- data -----------------------------------------------------------------------------------------------
 
 
-def test_random_crops_are_reproducible_and_in_range() -> None:
-    image = load_photo("coffee")
-    a = random_crops(image, 5, 48, torch.Generator().manual_seed(7))
-    b = random_crops(image, 5, 48, torch.Generator().manual_seed(7))
-    assert a.shape == (5, 3, 48, 48) and torch.equal(a, b)
-    assert a.min() >= -1 and a.max() <= 1 and a.std() > 0.05  # real photo content, not a blank
+def test_random_views_are_reproducible_and_in_range() -> None:
+    image = load_photo("coffee")  # 400×600
+    a = random_views(image, 3, 64, 16, torch.Generator().manual_seed(7))
+    b = random_views(image, 3, 64, 16, torch.Generator().manual_seed(7))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert a[0].shape == (1, 3, 64, 96)  # the first view: short side 64, long side cut to 1.5×, no flip
+    for v in a:
+        h, w = v.shape[-2:]
+        assert h % 16 == 0 and w % 16 == 0 and 64 <= min(h, w) <= 96 and max(h, w) <= 1.5 * min(h, w)
+        assert v.min() >= -1 and v.max() <= 1 and v.std() > 0.05  # real photo content, not a blank
 
 
-def test_random_crops_upscale_small_images() -> None:
-    small = np.zeros((20, 30, 3), dtype=np.uint8)
-    assert random_crops(small, 2, 32, torch.Generator().manual_seed(0)).shape == (2, 3, 32, 32)
+def test_random_views_upscale_small_images() -> None:
+    small = np.full((20, 30, 3), 128, dtype=np.uint8)
+    assert random_views(small, 1, 32, 8, torch.Generator().manual_seed(0))[0].shape == (1, 3, 32, 48)
 
 
 def test_load_images_builtin_and_folders(tmp_path: Path) -> None:
@@ -238,14 +242,14 @@ def test_fit_across_spatial_ratios(vae_a: VAE, images: tuple[NamedImage, ...]) -
 def test_fit_records_progress_and_validation_split(vae_a: VAE, vae_c: VAE, images: tuple[NamedImage, ...]) -> None:
     events = []
     result = fit_bridge(vae_a, vae_c, images, **{**TINY, "epochs": 2}, on_event=events.append)
-    assert [e.stage for e in events] == ["encode"] * 3 + ["train"] * 2
-    assert events[2].done == events[2].total == 18
+    assert [e.stage for e in events] == ["encode"] * 6 + ["train"] * 2
+    assert events[5].done == events[5].total == 6
     data = result.conv.meta["data"]
-    assert data["val_split_by"] == "image" and data["val_crops"] == 6 and data["train_crops"] == 12
+    assert data["val_split_by"] == "image" and data["val_views"] == 2 and data["train_views"] == 4
 
 
 def test_fit_targets_image_or_reencode(vae_a: VAE, images: tuple[NamedImage, ...]) -> None:
-    """From a VAE to itself: its own latents of the crops (identity map) vs its latents of its decodes."""
+    """From a VAE to itself: its own latents of the views (identity map) vs its latents of its decodes."""
     same = fit_bridge(vae_a, vae_a, images, **{**TINY, "epochs": 1})
     again = fit_bridge(vae_a, vae_a, images, **{**TINY, "epochs": 1, "target": "reencode"})
     assert same.scores["nmse_identity"] == 0 and same.scores["nmse_linear"] < 1e-6  # exact up to float32 rounding
@@ -377,7 +381,7 @@ def test_zoo_bridge_quality(tmp_path: Path) -> None:
     if not zoo.zoo_info() or not zoo.zoo_path("zoo-a").exists():
         pytest.skip("zoo VAEs not trained yet (src/latentbridge/zoo/zoo.json and zoo-*.safetensors missing)")
     a, b = load_vae.load_vae("zoo-a"), load_vae.load_vae("zoo-b")
-    result = fit_bridge(a, b, "builtin:train", crop=64, crops_per_image=3, epochs=8, patience=4, hidden=32)
+    result = fit_bridge(a, b, "builtin:train", view_size=128, crop=64, epochs=8, patience=4, hidden=32)
     s = result.scores
     assert s["nmse_linear"] < 0.5 * s["nmse_zero"]
     assert s["nmse_conv"] <= s["nmse_linear"]
@@ -404,7 +408,7 @@ def test_cli_fit_bridge_then_transfer(shared_weights: Path, tmp_path: Path) -> N
         Image.fromarray(small_photo(name, 80)).save(folder / f"{name}.png")
     out = tmp_path / "sd1-to-flux2.safetensors"
     args = ["fit-bridge", "--src-vae", sd1, "--dst-vae", flux2, "--images", str(folder), "-o", str(out)]
-    args += ["--epochs", "3", "--crop", "32", "--crops-per-image", "3", "--hidden", "16", "--blocks", "1", "--plot"]
+    args += ["--epochs", "3", "--view-size", "64", "--crop", "32", "--hidden", "16", "--blocks", "1", "--plot"]
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for text in ("epoch    1", "linear map (closed form)", "conv bridge", "val NMSE", "validation curve ->"):

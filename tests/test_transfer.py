@@ -188,7 +188,7 @@ def bridge_file(vae_a: VAE, vae_c: VAE, tmp_path_factory: pytest.TempPathFactory
     from latentbridge.photos import TRAIN_PHOTOS, load_photo
 
     images = [NamedImage(n, load_photo(n)[:96, :96]) for n in TRAIN_PHOTOS[:2]]
-    result = fit_bridge(vae_a, vae_c, images, crop=32, crops_per_image=3, epochs=2, hidden=8, blocks=1)
+    result = fit_bridge(vae_a, vae_c, images, view_size=32, crop=32, epochs=2, hidden=8, blocks=1)
     return save_bridge(result, tmp_path_factory.mktemp("bridge") / "a2c.safetensors")
 
 

@@ -362,36 +362,40 @@ def load_images(spec: str | Path) -> tuple[NamedImage, ...]:
     return tuple(out)
 
 
-def random_crops(image: np.ndarray, count: int, crop: int, generator: torch.Generator) -> torch.Tensor:
-    """``count`` random crops of one image at random scales, randomly flipped left-right.
+def random_views(image: np.ndarray, count: int, size: int, step: int, generator: torch.Generator) -> list[torch.Tensor]:
+    """``count`` views of one image: resized, cropped and flipped at random, whole-image scale.
 
-    The scale is drawn uniformly between "the short side becomes ``crop``" and the original size, so the
-    crops see both the overall layout and the fine texture. Images smaller than ``crop`` are upscaled.
+    View 0 has its short side at ``size`` and is not flipped; the others have it at a random size in
+    [``size``, 1.5·``size``] and are flipped left-right with probability 1/2. The long side is cut to at most 1.5×
+    the short side at a random position, and both sides to a multiple of ``step``.
 
     Args:
         image: uint8 RGB [H, W, 3].
-        count: number of crops.
-        crop: crop side in pixels.
+        count: number of views.
+        size: short side of the first view in pixels.
+        step: both sides become multiples of this (the VAEs' spatial ratios).
         generator: seeded torch generator (reproducible data).
 
     Returns:
-        float32 [count, 3, crop, crop] in [-1, 1].
+        ``count`` float32 tensors [1, 3, h, w] in [-1, 1] (sizes differ).
     """
     pil = Image.fromarray(image)
     h, w = image.shape[:2]
-    lo = crop / min(h, w)
     out = []
-    for _ in range(count):
+    for i in range(count):
         u = torch.rand(4, generator=generator).tolist()
-        scale = lo + (max(1.0, lo) - lo) * u[0]
-        sw, sh = max(crop, round(w * scale)), max(crop, round(h * scale))
+        short = size if i == 0 else size * (1 + 0.5 * u[0])
+        scale = short / min(h, w)
+        sw, sh = max(step, round(w * scale)), max(step, round(h * scale))
         scaled = pil if (sw, sh) == (w, h) else pil.resize((sw, sh), Image.Resampling.BICUBIC)
-        left, top = int(u[1] * (sw - crop + 1)), int(u[2] * (sh - crop + 1))
-        patch = np.asarray(scaled.crop((left, top, left + crop, top + crop)), dtype=np.float32)
-        if u[3] < 0.5:
-            patch = patch[:, ::-1]
-        out.append(torch.from_numpy(patch.copy()).permute(2, 0, 1))
-    return torch.stack(out) / 127.5 - 1.0
+        cap = int(1.5 * (min(sw, sh) // step * step))
+        cw, ch = min(sw, cap) // step * step, min(sh, cap) // step * step
+        left, top = int(u[1] * (sw - cw + 1)), int(u[3] * (sh - ch + 1))
+        view = np.asarray(scaled.crop((left, top, left + cw, top + ch)), dtype=np.float32)
+        if i > 0 and u[2] < 0.5:  # flip
+            view = view[:, ::-1]
+        out.append(torch.from_numpy(view.copy()).permute(2, 0, 1)[None] / 127.5 - 1.0)
+    return out
 
 
 def _encode_native(vae: VAE, images: torch.Tensor, batch_size: int) -> torch.Tensor:
@@ -484,40 +488,74 @@ def solve_linear(x: torch.Tensor, y: torch.Tensor, ridge: float = 1e-6) -> tuple
     Returns:
         (weight [C_out, C_in], bias [C_out]), float32.
     """
-    xs = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double()
-    ys = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1]).double()
-    design = torch.cat([xs, torch.ones(len(xs), 1, dtype=torch.float64)], 1)
+    xs = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+    ys = y.permute(0, 2, 3, 1).reshape(-1, y.shape[1])
+    return _solve_flat(xs, ys, ridge)
+
+
+def _solve_flat(xs: torch.Tensor, ys: torch.Tensor, ridge: float = 1e-6) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`solve_linear` on flattened positions: xs [P, C_in], ys [P, C_out]."""
+    design = torch.cat([xs.double(), torch.ones(len(xs), 1, dtype=torch.float64)], 1)
     gram = design.T @ design
     gram += torch.eye(len(gram), dtype=torch.float64) * ridge * gram.diagonal().mean()
-    sol = torch.linalg.solve(gram, design.T @ ys)  # [C_in + 1, C_out]
+    sol = torch.linalg.solve(gram, design.T @ ys.double())  # [C_in + 1, C_out]
     return sol[:-1].T.float().contiguous(), sol[-1].float().contiguous()
 
 
-def _channel_stats(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    flat = z.transpose(0, 1).reshape(z.shape[1], -1).double()
+Views = list[torch.Tensor]  # latents of whole-image views, [1, C, h, w] each (sizes differ)
+
+
+def _channel_stats(views: Views) -> tuple[torch.Tensor, torch.Tensor]:
+    flat = torch.cat([v.flatten(2)[0] for v in views], 1).double()  # [C, positions]
     return flat.mean(1).float(), flat.std(1).clamp_min(1e-6).float()
 
 
-def _nmse(net: BridgeNet, x: torch.Tensor, y_norm: torch.Tensor, batch_size: int = 64) -> float:
+def _nmse(net: BridgeNet, xs: Views, ys_norm: Views) -> float:
+    """Normalised MSE of ``net`` over whole views (what inference on whole images sees)."""
     with torch.no_grad():
-        errs = [
-            (net.normalised(xb) - yb).pow(2).sum().item()
-            for xb, yb in zip(x.split(batch_size), y_norm.split(batch_size), strict=True)
-        ]
-    return sum(errs) / y_norm.numel()
+        err = sum((net.normalised(x) - y).pow(2).sum().item() for x, y in zip(xs, ys_norm, strict=True))
+    return err / sum(y.numel() for y in ys_norm)
 
 
 def _split(n_images: int, val_split: float, generator: torch.Generator) -> tuple[list[int], list[int], str]:
-    """(train image indices, val image indices, "image"), or all indices twice and "crop" for one image."""
+    """(train image indices, val image indices, "image"), or ([0], [0], "view") for a single image."""
     if not 0.0 < val_split < 1.0:
         raise ValueError(
             f"val_split must be between 0 and 1 (exclusive), got {val_split}: early stopping needs validation data"
         )
     if n_images < 2:
-        return [0], [0], "crop"
+        return [0], [0], "view"
     order = torch.randperm(n_images, generator=generator).tolist()
     n_val = min(n_images - 1, max(1, round(val_split * n_images)))
     return sorted(order[n_val:]), sorted(order[:n_val]), "image"
+
+
+@dataclass(frozen=True, slots=True)
+class _Windows:
+    """Aligned random windows of source/target latent pairs (same pixels on both sides)."""
+
+    xs: Views
+    ys: Views
+    crop: int  # window side in pixels
+    src_ratio: int
+    dst_ratio: int
+    step: int  # window offsets are multiples of this many pixels (the coarser ratio)
+
+    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        areas = torch.tensor([float(x.shape[-1] * x.shape[-2]) for x in self.xs])
+        picks = torch.multinomial(areas, count, replacement=True, generator=generator).tolist()
+        ws, wd = self.crop // self.src_ratio, self.crop // self.dst_ratio
+        bx, by = [], []
+        for v in picks:
+            x, y = self.xs[v], self.ys[v]
+            rows = (x.shape[-2] * self.src_ratio - self.crop) // self.step + 1
+            cols = (x.shape[-1] * self.src_ratio - self.crop) // self.step + 1
+            oy = int(torch.randint(rows, (1,), generator=generator)) * self.step
+            ox = int(torch.randint(cols, (1,), generator=generator)) * self.step
+            sy, sx, dy, dx = oy // self.src_ratio, ox // self.src_ratio, oy // self.dst_ratio, ox // self.dst_ratio
+            bx.append(x[0, :, sy : sy + ws, sx : sx + ws])
+            by.append(y[0, :, dy : dy + wd, dx : dx + wd])
+        return torch.stack(bx), torch.stack(by)
 
 
 def fit_bridge(
@@ -525,11 +563,13 @@ def fit_bridge(
     dst_vae: VAE,
     images: str | Path | Sequence[NamedImage] = "builtin:train",
     *,
-    epochs: int = 150,
+    epochs: int = 200,
     val_split: float = 0.2,
-    patience: int = 12,
+    patience: int = 15,
+    view_size: int = 256,
+    views_per_image: int = 2,
     crop: int = 128,
-    crops_per_image: int = 8,
+    windows_per_view: int = 8,
     hidden: int = 64,
     blocks: int = 2,
     lr: float = 2e-3,
@@ -541,24 +581,31 @@ def fit_bridge(
 ) -> FitResult:
     """Fit a linear map and a conv bridge from ``src_vae``'s latents to ``dst_vae``'s.
 
-    The same random crops (random scale, position and left-right flip; ``crops_per_image`` per image) are
-    encoded by both VAEs (posterior means, native spaces). With ``target="reencode"`` (the default) the target
-    VAE encodes the source VAE's *decode* of each crop, so the bridge learns exactly what decode→re-encode does
-    to a latent (the transfer it replaces); with ``target="image"`` it encodes the crop itself, so the bridge
-    learns to predict what the target VAE would have made of the original picture. Whole images are held out
-    for validation (``val_split`` of them, at least one) unless there is only one image, in which case its
-    crops are split.
-    The conv bridge trains with Adam on the normalised MSE, stops when the validation loss has not improved
-    for ``patience`` epochs (or after ``max_seconds``), and keeps its best validation epoch.
+    Data: each image gives ``views_per_image`` whole-image views (short side ``view_size`` px for the first,
+    up to 1.5× that for the others, random position, the others flipped left-right at random), and each view
+    is encoded by both VAEs (posterior means, native spaces). With ``target="reencode"`` (the default) the
+    target VAE encodes the source VAE's *decode* of the view, so the bridge learns exactly what decode→re-encode
+    does to a latent (the transfer it replaces); with ``target="image"`` it encodes the view itself, so the
+    bridge learns what the target VAE would have made of the original picture.
+
+    Training: the closed-form linear map is solved over every position of every training view. The conv bridge
+    trains with Adam on the normalised MSE of aligned random ``crop``-pixel windows of the views
+    (``windows_per_view`` per view and epoch; the cells whose receptive field reaches the window's zero padding
+    are left out of the loss), validates on whole held-out views — as inference sees whole images — stops when
+    the validation loss has not improved for ``patience`` epochs (or after ``max_seconds``), and keeps its best
+    validation epoch. Whole images are held out for validation (``val_split`` of them, at least one); a single
+    image is split by views instead.
 
     Args:
-        src_vae, dst_vae: loaded VAEs with encoders (decoders are used for the validation PSNR/SSIM).
+        src_vae, dst_vae: loaded VAEs with encoders (decoders: the source's for ``target="reencode"``, both for
+            the validation PSNR/SSIM).
         images: a folder of PNG/JPEG files, ``builtin:train``, or images from :func:`load_images`.
         epochs, val_split, patience: training length, validation fraction, early-stopping patience (epochs).
-        crop: crop side in pixels (a multiple of both VAEs' spatial ratios).
-        crops_per_image: crops drawn per image.
+        view_size, views_per_image: short side in pixels and count of the views of each image.
+        crop, windows_per_view: training window side in pixels (a multiple of both VAEs' spatial ratios, at most
+            ``view_size``) and windows per view and epoch.
         hidden, blocks: width and residual blocks of the conv body.
-        lr, batch_size, seed: optimiser step size, crops per step, seed of data and initialisation.
+        lr, batch_size, seed: optimiser step size, windows per step, seed of data and initialisation.
         target: "reencode" or "image": what the target latents are (see above).
         max_seconds: optional wall-clock cap on the training loop (the best epoch so far is kept).
         on_event: called with progress (encoding, then once per epoch).
@@ -566,10 +613,11 @@ def fit_bridge(
     Returns:
         A FitResult with both bridges, the validation curve and the scores.
     """
-    if epochs < 1 or patience < 1 or crops_per_image < 1 or batch_size < 1:
+    counts = (epochs, patience, views_per_image, windows_per_view, batch_size)
+    if min(counts) < 1:
         raise ValueError(
-            f"epochs, patience, crops_per_image and batch_size must be positive, got {epochs}, {patience}, "
-            f"{crops_per_image}, {batch_size}"
+            "epochs, patience, views_per_image, windows_per_view and batch_size must be positive, got "
+            + ", ".join(map(str, counts))
         )
     if target not in FIT_TARGETS:
         raise ValueError(f"target must be one of {FIT_TARGETS}, got {target!r}")
@@ -581,38 +629,42 @@ def fit_bridge(
         raise ShapeError(
             f"crop must be a multiple of {step} px (both VAEs' spatial ratios), got {crop}; use {lo} or {hi}"
         )
+    if view_size < crop:
+        raise ShapeError(f"view_size ({view_size} px) must be at least the training crop ({crop} px)")
     named = load_images(images) if isinstance(images, (str, Path)) else tuple(images)
     if not named:
         raise LatentBridgeError("fit_bridge got no images; pass a folder of PNG/JPEG files or builtin:train")
     gen = torch.Generator().manual_seed(seed)
     train_idx, val_idx, split_by = _split(len(named), val_split, gen)
+    if split_by == "view" and views_per_image < 2:
+        raise ValueError("with a single image, views_per_image must be at least 2 (one view is held out)")
 
-    # Encode the same crops with both VAEs.
-    crops_of = [random_crops(img.pixels, crops_per_image, crop, gen) for img in named]
-    total = len(named) * crops_per_image
-    xs, ys, done = [], [], 0
-    for crops in crops_of:
-        xs.append(_encode_native(src_vae, crops, 8))
-        if target == "reencode":
-            decoded = _decode_native(src_vae, xs[-1], 8)
-            if decoded is None:
-                raise IncompatibleError(
-                    f"{src_vae.name} has no decoder, so target='reencode' cannot decode its latents; pass a file "
-                    "with the decoder too, or fit with target='image'"
-                )
-            crops = decoded * 2 - 1
-        ys.append(_encode_native(dst_vae, crops, 8))
-        done += len(crops)
-        if on_event is not None:
-            on_event(FitEvent("encode", done, total))
+    # Encode the same views with both VAEs.
+    xs: list[Views] = []
+    ys: list[Views] = []
+    total, done = len(named) * views_per_image, 0
+    for img in named:
+        xs.append([])
+        ys.append([])
+        for view in random_views(img.pixels, views_per_image, view_size, step, gen):
+            xs[-1].append(_encode_native(src_vae, view, 1))
+            if target == "reencode":
+                decoded = _decode_native(src_vae, xs[-1][-1], 1)
+                if decoded is None:
+                    raise IncompatibleError(
+                        f"{src_vae.name} has no decoder, so target='reencode' cannot decode its latents; pass a "
+                        "file with the decoder too, or fit with target='image'"
+                    )
+                view = decoded * 2 - 1
+            ys[-1].append(_encode_native(dst_vae, view, 1))
+            done += 1
+            if on_event is not None:
+                on_event(FitEvent("encode", done, total))
     if split_by == "image":
-        x_tr, y_tr = torch.cat([xs[i] for i in train_idx]), torch.cat([ys[i] for i in train_idx])
-        x_va, y_va = torch.cat([xs[i] for i in val_idx]), torch.cat([ys[i] for i in val_idx])
+        x_tr, y_tr = [v for i in train_idx for v in xs[i]], [v for i in train_idx for v in ys[i]]
+        x_va, y_va = [v for i in val_idx for v in xs[i]], [v for i in val_idx for v in ys[i]]
     else:
-        n_val = min(crops_per_image - 1, max(1, round(val_split * crops_per_image)))
-        if crops_per_image < 2:
-            raise ValueError("with a single image, crops_per_image must be at least 2 (one is held out for validation)")
-        x_tr, y_tr, x_va, y_va = xs[0][n_val:], ys[0][n_val:], xs[0][:n_val], ys[0][:n_val]
+        x_tr, y_tr, x_va, y_va = xs[0][1:], ys[0][1:], xs[0][:1], ys[0][:1]
 
     # Normalisation statistics and the closed-form linear map (in normalised units).
     src_mean, src_std = _channel_stats(x_tr)
@@ -628,43 +680,55 @@ def fit_bridge(
         net.dst_std.copy_(dst_std)
         return net
 
-    linear_net = prepared(dataclasses.replace(base, blocks=0, kind="linear"))
-    y_tr_n = (y_tr - dst_mean.view(1, -1, 1, 1)) / dst_std.view(1, -1, 1, 1)
-    y_va_n = (y_va - dst_mean.view(1, -1, 1, 1)) / dst_std.view(1, -1, 1, 1)
+    def dst_norm(views: Views) -> Views:
+        return [(y - dst_mean.view(1, -1, 1, 1)) / dst_std.view(1, -1, 1, 1) for y in views]
 
     def features(x: torch.Tensor) -> torch.Tensor:
         x = (x - src_mean.view(1, -1, 1, 1)) / src_std.view(1, -1, 1, 1)
         return F.pixel_unshuffle(x, base.unshuffle) if base.unshuffle > 1 else x
 
-    goal = F.pixel_unshuffle(y_tr_n, base.shuffle) if base.shuffle > 1 else y_tr_n
-    weight, bias = solve_linear(features(x_tr), goal)
+    def goal(y: torch.Tensor) -> torch.Tensor:
+        return F.pixel_unshuffle(y, base.shuffle) if base.shuffle > 1 else y
+
+    y_tr_n, y_va_n = dst_norm(y_tr), dst_norm(y_va)
+    linear_net = prepared(dataclasses.replace(base, blocks=0, kind="linear"))
+    design = torch.cat([features(x).flatten(2)[0].T for x in x_tr])
+    wanted = torch.cat([goal(y).flatten(2)[0].T for y in y_tr_n])
+    weight, bias = _solve_flat(design, wanted)
     with torch.no_grad():
         linear_net.linear.weight.copy_(weight[:, :, None, None])
         linear_net.linear.bias.copy_(bias)
     linear_net.eval()
 
-    # The conv bridge: the linear map plus a residual body that starts at zero.
+    # The conv bridge: the linear map plus a residual body that starts at zero, trained on random windows.
     net = prepared(base)
     net.linear.load_state_dict(linear_net.linear.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=lr)
+    windows = _Windows(x_tr, y_tr_n, crop, src.spatial_ratio, dst.spatial_ratio, step)
+    reach = 1 + 2 * blocks  # receptive-field radius of the body, in (unshuffled) source cells
+    margin = min(math.ceil(reach * max(src.spatial_ratio, dst.spatial_ratio) / dst.spatial_ratio),
+                 (crop // dst.spatial_ratio) // 4)  # fmt: skip
+    steps = math.ceil(windows_per_view * len(x_tr) / batch_size)
     best_val, since_best, curve = _nmse(net, x_va, y_va_n), 0, []
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     start, stopped_early = time.perf_counter(), False
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         net.train()
-        order = torch.randperm(len(x_tr), generator=gen)
-        seen, loss_sum = 0, 0.0
-        for idx in order.split(batch_size):
-            loss = (net.normalised(x_tr[idx]) - y_tr_n[idx]).pow(2).mean()
+        loss_sum = 0.0
+        for _ in range(steps):
+            bx, by = windows.sample(batch_size, gen)
+            err = net.normalised(bx) - by
+            if margin:
+                err = err[..., margin:-margin, margin:-margin]
+            loss = err.pow(2).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            loss_sum += loss.item() * len(idx)
-            seen += len(idx)
+            loss_sum += loss.item()
         net.eval()
         val = _nmse(net, x_va, y_va_n)
-        log = EpochLog(epoch, loss_sum / seen, val, time.perf_counter() - t0)
+        log = EpochLog(epoch, loss_sum / steps, val, time.perf_counter() - t0)
         curve.append(log)
         if on_event is not None:
             on_event(FitEvent("train", epoch, epochs, log))
@@ -680,10 +744,15 @@ def fit_bridge(
     net.load_state_dict(best_state)
     net.eval()
 
+    same_shape = all(x.shape == y.shape for x, y in zip(x_va, y_va, strict=True))
+    identity = [(x - dst_mean.view(1, -1, 1, 1)) / dst_std.view(1, -1, 1, 1) for x in x_va] if same_shape else []
     scores: dict[str, float] = {
-        "nmse_zero": float(y_va_n.pow(2).mean()),
+        "nmse_zero": sum(y.pow(2).sum().item() for y in y_va_n) / sum(y.numel() for y in y_va_n),
         "nmse_identity": (
-            float(((x_va - y_va) / dst_std.view(1, -1, 1, 1)).pow(2).mean()) if x_va.shape == y_va.shape else math.nan
+            sum((a - b).pow(2).sum().item() for a, b in zip(identity, y_va_n, strict=True))
+            / sum(y.numel() for y in y_va_n)
+            if same_shape
+            else math.nan
         ),
         "nmse_linear": _nmse(linear_net, x_va, y_va_n),
         "nmse_conv": _nmse(net, x_va, y_va_n),
@@ -697,10 +766,13 @@ def fit_bridge(
         "data": {
             "images": len(named),
             "image_names": [img.name for img in named][:64],
+            "views_per_image": views_per_image,
+            "view_size_px": view_size,
+            "train_views": len(x_tr),
+            "val_views": len(x_va),
+            "train_positions": int(sum(x.shape[-1] * x.shape[-2] for x in x_tr)),
             "crop_px": crop,
-            "crops_per_image": crops_per_image,
-            "train_crops": len(x_tr),
-            "val_crops": len(x_va),
+            "windows_per_view": windows_per_view,
             "val_split": val_split,
             "val_split_by": split_by,
             "seed": seed,
@@ -714,6 +786,7 @@ def fit_bridge(
             "lr": lr,
             "batch_size": batch_size,
             "patience": patience,
+            "loss_margin_cells": margin,
             "loss": "MSE of per-channel normalised target latents (1.0 = predicting the mean)",
         },
         "scores": {k: (None if math.isnan(v) else round(v, 6)) for k, v in scores.items()},
@@ -728,23 +801,25 @@ def fit_bridge(
     )
 
 
-def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: torch.Tensor, nets: Mapping[str, BridgeNet]) -> dict[str, float]:
-    """PSNR/SSIM of the target decode of each converter's output against the source decode (≤ 16 val crops)."""
+def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: Views, nets: Mapping[str, BridgeNet]) -> dict[str, float]:
+    """Mean PSNR/SSIM of the target decode of each converter's output against the source decode (≤ 4 views)."""
     from latentbridge.metrics import fidelity
 
-    x = x_va[:16]
-    reference = _decode_native(src_vae, x, 8)
-    if reference is None or dst_vae.decode is None:
+    if src_vae.decode is None or dst_vae.decode is None:
         return {}
-    out: dict[str, float] = {}
-    for kind, net in nets.items():
-        with torch.no_grad():
-            decoded = _decode_native(dst_vae, net(x), 8)
-        if decoded is None or decoded.shape != reference.shape:
-            return {}
-        fid = fidelity(decoded, reference)
-        out[f"psnr_{kind}"], out[f"ssim_{kind}"] = fid.psnr, fid.ssim
-    return out
+    sums: dict[str, float] = {}
+    views = x_va[:4]
+    for x in views:
+        reference = _decode_native(src_vae, x, 1)
+        for kind, net in nets.items():
+            with torch.no_grad():
+                decoded = _decode_native(dst_vae, net(x), 1)
+            if decoded is None or reference is None or decoded.shape != reference.shape:
+                return {}
+            fid = fidelity(decoded, reference)
+            sums[f"psnr_{kind}"] = sums.get(f"psnr_{kind}", 0.0) + fid.psnr / len(views)
+            sums[f"ssim_{kind}"] = sums.get(f"ssim_{kind}", 0.0) + fid.ssim / len(views)
+    return sums
 
 
 # --- files ----------------------------------------------------------------------------------------------

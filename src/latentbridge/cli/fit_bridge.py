@@ -1,6 +1,6 @@
 """`latentbridge fit-bridge --src-vae A --dst-vae B --images DIR|builtin:train -o bridge.safetensors`.
 
-Encodes the same image crops with both VAEs, solves the per-pixel linear map in closed form, trains a small
+Encodes the same image views with both VAEs, solves the per-pixel linear map in closed form, trains a small
 conv bridge with early stopping, prints the validation curve and both bridges' scores, and saves one file
 that `latentbridge transfer --bridge` reads.
 """
@@ -50,15 +50,17 @@ def fit_bridge_command(
         "builtin:train", "--images", help="Folder of PNG/JPEG images, or builtin:train (bundled photos, offline)."
     ),
     output: Path = typer.Option(..., "-o", "--output", help="Bridge file to write (.safetensors)."),
-    epochs: int = typer.Option(150, "--epochs", help="Most training epochs."),
+    epochs: int = typer.Option(200, "--epochs", help="Most training epochs."),
     val_split: float = typer.Option(0.2, "--val-split", help="Fraction of images held out for validation."),
-    patience: int = typer.Option(12, "--patience", help="Stop after this many epochs without a better val loss."),
-    crop: int = typer.Option(128, "--crop", help="Crop side in pixels."),
-    crops_per_image: int = typer.Option(8, "--crops-per-image", help="Random crops per image."),
+    patience: int = typer.Option(15, "--patience", help="Stop after this many epochs without a better val loss."),
+    view_size: int = typer.Option(256, "--view-size", help="Short side in pixels of each image view."),
+    views_per_image: int = typer.Option(2, "--views-per-image", help="Views (scale, position, flip) per image."),
+    crop: int = typer.Option(128, "--crop", help="Training window side in pixels."),
+    windows_per_view: int = typer.Option(8, "--windows-per-view", help="Random windows per view and epoch."),
     hidden: int = typer.Option(64, "--hidden", help="Width of the conv bridge."),
     blocks: int = typer.Option(2, "--blocks", help="Residual blocks of the conv bridge."),
     lr: float = typer.Option(2e-3, "--lr", help="Adam learning rate."),
-    seed: int = typer.Option(0, "--seed", help="Seed of crops, split and initialisation."),
+    seed: int = typer.Option(0, "--seed", help="Seed of views, windows, split and initialisation."),
     target: str = typer.Option(
         "reencode",
         "--target",
@@ -88,7 +90,7 @@ def fit_bridge_command(
         if threads is not None:
             torch.set_num_threads(threads)
         with Progress(*columns, TextColumn("{task.fields[info]}"), console=console) as bar:
-            encode_task = bar.add_task("encode crops", total=None, info="")
+            encode_task = bar.add_task("encode views", total=None, info="")
             train_task = bar.add_task("train", total=epochs, info="", visible=False)
 
             def on_event(event: Any) -> None:
@@ -109,8 +111,10 @@ def fit_bridge_command(
                 epochs=epochs,
                 val_split=val_split,
                 patience=patience,
+                view_size=view_size,
+                views_per_image=views_per_image,
                 crop=crop,
-                crops_per_image=crops_per_image,
+                windows_per_view=windows_per_view,
                 hidden=hidden,
                 blocks=blocks,
                 lr=lr,
@@ -128,8 +132,8 @@ def fit_bridge_command(
     console.print(
         f"best epoch {training['best_epoch']} of {training['epochs_run']}"
         + (" (stopped early)" if result.stopped_early else "")
-        + f"; {meta['data']['train_crops']} train / {meta['data']['val_crops']} val crops of {crop} px "
-        f"(held out by {meta['data']['val_split_by']}) -> {path}",
+        + f"; {meta['data']['train_views']} train / {meta['data']['val_views']} validation views "
+        f"(held out by {meta['data']['val_split_by']}), {crop} px windows -> {path}",
         highlight=False,
     )
     if plot:
