@@ -435,7 +435,7 @@ def test_cli_transfer_file_with_report(real_specs: dict[str, str], real_vaes: di
     from latentbridge.cli import app
     from latentbridge.images import to_uint8
 
-    image = photo_tensor("chelsea", 128)
+    image = photo_tensor("chelsea", 64)
     Image.fromarray(to_uint8((image[0] + 1) / 2)).save(tmp_path / "chelsea.png")
     write_latent(codec.encode(real_vaes["sd1"], image, progress=False), tmp_path / "in.latent")
     args = ["transfer", str(tmp_path / "in.latent"), "--from-vae", real_specs["sd1"], "--to-vae", real_specs["flux2"]]
