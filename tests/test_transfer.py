@@ -151,6 +151,26 @@ def test_video_latents_go_frame_by_frame(latent_a: Latent, vae_a: VAE, vae_c: VA
     assert torch.allclose(frame, expect, atol=1e-5)  # frame-wise: the same as each frame alone (float32 reorder)
 
 
+def tiny_wan(seed: int, name: str, fmt: str) -> VAE:
+    """A random-weight diffusers AutoencoderKLWan (causal 3-D VAE: 8× spatial, 4× temporal) as a VAE value."""
+    from diffusers import AutoencoderKLWan
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = AutoencoderKLWan(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1)
+    return from_autoencoder_kl(model, name=name, fmt=get_format(fmt), sha256=name[-1] * 64)
+
+
+def test_video_latents_go_through_a_3d_vae_whole() -> None:
+    wan, cog = tiny_wan(1, "wan-a", "wan21"), tiny_wan(2, "cog-b", "cogvideox")
+    clip = torch.rand(1, 3, 5, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1  # 5 frames: 4n+1
+    latent = codec.encode(wan, clip, progress=False)
+    out = transfer(latent, wan, cog)
+    assert out.format_name == "cogvideox" and out.layout == "NCTHW" and out.shape == (1, 16, 2, 4, 4)
+    by_hand = codec.encode(cog, codec.decode(wan, latent, progress=False) * 2 - 1, progress=False)
+    assert torch.allclose(out.tensor, by_hand.tensor, atol=1e-5)  # the same clip-level decode and encode
+
+
 def test_mixing_image_and_video_vaes_is_refused(latent_a: Latent, vae_a: VAE) -> None:
     video_vae = dataclasses.replace(vae_a, name="clip-vae", dims=3)
     clip = Latent(latent_a.tensor.unsqueeze(2), latent_a.format, "raw", "NCTHW")
