@@ -164,10 +164,22 @@ def run_demo(
 
     # 3. check against zoo-b and zoo-c ---------------------------------------------------------------------
     rep_b, rep_c = check(back, vae_b), check(back, vae_c)
+    # The same values with every label stripped (what a bare tensor or a ComfyUI .latent gives us): the
+    # family must now come from the values themselves.
+    bare = Latent(back.to_space("raw").tensor, None, "unknown")
+    rep_bare = check(bare, vae_b)
     numbers["check_zoo_b"], numbers["check_zoo_c"] = rep_b.verdict, rep_c.verdict
+    numbers["check_zoo_b_unlabelled"] = rep_bare.verdict
     step(
         "Checked against zoo-b (same shape!) and zoo-c (channels differ)",
-        ["zoo-a latent vs zoo-b:", *_report_lines(rep_b), "zoo-a latent vs zoo-c:", *_report_lines(rep_c)],
+        [
+            "zoo-a latent vs zoo-b:",
+            *_report_lines(rep_b),
+            "zoo-a latent vs zoo-c:",
+            *_report_lines(rep_c),
+            "the same tensor with no labels at all (format and space unknown) vs zoo-b — fingerprinted:",
+            *_report_lines(rep_bare),
+        ],
     )
 
     # 4. decode anyway with zoo-b, and with zoo-a ------------------------------------------------------------
@@ -217,7 +229,8 @@ def run_demo(
     prev = preview.preview(back)
     preview_ms = (time.perf_counter() - t0) * 1000
     up = torch.nn.functional.interpolate(prev, size=(size, size), mode="nearest")
-    p_prev = float(psnr(up, original)[0])
+    small = torch.nn.functional.interpolate(original, size=tuple(prev.shape[-2:]), mode="area")
+    p_prev = float(psnr(prev.clamp(0, 1), small)[0])
     numbers["preview_psnr_db"], numbers["preview_ms"] = round(p_prev, 2), round(preview_ms, 2)
     prev_png = _save_png(_side_by_side([original, up]), out / "preview.png", {"step": 6})
     step(
@@ -225,7 +238,7 @@ def run_demo(
         [
             "per-channel mean/std of the zoo-a latent against zoo-a's reference statistics (z-scores)",
             f"latent→RGB preview with zoo-a's fitted factors: {preview_ms:.1f} ms, {p_prev:.2f} dB against the "
-            "photo at latent resolution (upscaled for display)",
+            "photo downsampled to the latent's size (shown upscaled)",
         ],
         [("channel statistics", stats_png.name), ("original | preview (no decoder)", prev_png)],
     )

@@ -779,12 +779,13 @@ def _zoo_formats() -> tuple[LatentFormat, ...]:
 
     out = []
     for name, info in zoo.zoo_info().items():
+        channels = int(info["config"]["latent_channels"])
         out.append(
             _fmt(
                 name,
-                f"latentbridge zoo VAE {name} ({info['channels']} ch, 8×), trained by scripts/train_zoo.py",
+                f"latentbridge zoo VAE {name} ({channels} ch, 8×), trained by scripts/train_zoo.py",
                 (f"latentbridge {name}",),
-                info["channels"],
+                channels,
                 8,
                 scale=info["scale"],
                 rgb_factors=tuple(tuple(r) for r in info["rgb_factors"]),

@@ -23,8 +23,8 @@ def zoo_info() -> dict[str, dict]:
     path = resources.files(__package__).joinpath("zoo.json")
     if not path.is_file():
         return {}
-    data = json.loads(path.read_text())
-    return {name: data[name] for name in ZOO_NAMES if name in data}
+    vaes = json.loads(path.read_text())["vaes"]
+    return {name: vaes[name] for name in ZOO_NAMES if name in vaes}
 
 
 def zoo_path(name: str) -> Path:
