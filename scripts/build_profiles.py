@@ -358,7 +358,7 @@ def reliability(rows: list[dict], temperature: float) -> dict:
 
 
 def natural_reference(photos: Iterable[str], seed: int) -> dict:
-    """Image scores of training-photo crops at 1/8 resolution (what rgb previews approximate)."""
+    """Image scores of training-photo crops at 1/8 resolution (what a decode, pooled to latent size, resembles)."""
     generator = torch.Generator().manual_seed(seed)
     scores = []
     for photo in photos:
@@ -372,6 +372,32 @@ def natural_reference(photos: Iterable[str], seed: int) -> dict:
         "source": f"training photos, {len(scores)} crops at 128/256/384 px, average-pooled 8×",
         "samples": {k: [round(s[k], 5) for s in scores] for k in keys},
     }
+
+
+def preview_reference(encs: list[Encoder], latents: dict[str, dict[str, list[torch.Tensor]]]) -> dict:
+    """Image scores of each measured family's rgb previews of its own training latents (what "right" looks like)."""
+    from latentbridge.check import rgb_preview_of
+
+    out = {}
+    for enc in encs:
+        fmt = get_format(enc.format)
+        if not fmt.rgb_factors:
+            continue
+        scores = []
+        for zs in latents[enc.name].values():
+            for z in zs:
+                if min(z.shape[-2:]) < 8:
+                    continue
+                model = z if enc.space == "model" else to_model(enc, z)
+                if model is None:
+                    continue
+                scores.extend(image_scores(rgb_preview_of(model, fmt)))
+        if scores:
+            out[fmt.name] = {
+                "source": f"rgb previews of {len(scores)} {enc.name} latents of the training photos",
+                "samples": {k: [round(s[k], 5) for s in scores] for k in scores[0]},
+            }
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -427,7 +453,7 @@ def main(argv: list[str] | None = None) -> int:
             "report": report,
             "method": "leave-one-photo-out over the training photos; softmax(loglik / T); T minimises log loss",
         },
-        "natural": natural_reference(TRAIN_PHOTOS, SEED + 1),
+        "natural": {**natural_reference(TRAIN_PHOTOS, SEED + 1), "previews": preview_reference(encs, latents)},
         "profiles": [p.to_dict() for p in base],
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

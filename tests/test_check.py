@@ -338,6 +338,17 @@ def test_family_without_profile_says_it_cannot_confirm():
     assert report.verdict == "ok"
 
 
+def test_a_confident_fingerprint_doubts_an_unprofiled_vae(sd1_raw):
+    # three SD1 latents (a batch: the evidence adds up) against a 4-channel 4× VAE with no profile
+    report = check(Latent(sd1_raw, None, "raw"), facts("cascade_b"))
+    f = report.finding("family-doubt")
+    assert f.severity == "warn"
+    # and the spread (std ≈ 5) is nothing like cascade_b raw latents (std ≈ 0.43, the inverse of its scale)
+    assert report.verdict == "error" and "scaled-twice" in report.codes("error")  # cascade_b scales up by 2.33
+    assert "the latent's statistics fit sd1 raw well (" in f.message and "(sd1 is 8×, cascade_b 4×)" in f.message
+    assert "cascade_b has no reference profile to compare" in f.message and "latentbridge calibrate" in f.fix
+
+
 def test_decoder_missing():
     f = check(smooth((1, 4, 16, 16), scale=5), dataclass_replace(facts("sd1"), has_decoder=False)).finding("no-decoder")
     assert f.severity == "warn" and f.fix == "pass the full VAE file or a decoder file of the same family"

@@ -1013,13 +1013,30 @@ def _family_findings(
         ident.family_probability(n) for n, o in SAME_RAW_SPACE.items() if o == vae_fmt.name
     )
     if not has_profile:
+        calibrate = f"latentbridge calibrate --vae {facts.name or 'FILE'} --images DIR --format {vae_fmt.name}"
+        if best is not None and ident.confident and raw_owner(best.format) != raw_owner(vae_fmt.name):
+            fmt_best = formats().get(best.format)
+            ratio = ""
+            if fmt_best is not None and fmt_best.spatial_ratio != vae_fmt.spatial_ratio:
+                ratio = f" ({best.format} is {fmt_best.spatial_ratio}×, {vae_fmt.name} {vae_fmt.spatial_ratio}×)"
+            add(
+                Finding(
+                    "family-doubt",
+                    "warn",
+                    f"the latent's statistics fit {best.label} well ({best.probability:.0%}){ratio}; "
+                    f"{vae_fmt.name} has no reference profile to compare, so the pairing is unconfirmed",
+                    f"check where the latent came from; to compare properly, build a profile: {calibrate}",
+                    evidence,
+                )
+            )
+            return
         add(
             Finding(
                 "no-profile",
                 "info",
                 f"no reference profile for {vae_fmt.name}, so the statistics cannot confirm the pairing "
                 f"(fingerprint: {ident.summary})",
-                f"build one: latentbridge calibrate --vae {facts.name or 'FILE'} --images DIR --format {vae_fmt.name}",
+                f"build one: {calibrate}",
                 evidence,
             )
         )
@@ -1120,6 +1137,8 @@ class PreflightScore:
         scores: :func:`image_scores` of the decode at latent resolution.
         z: each score's z against the training photos at the same resolution.
         penalty: sum of squared z; ≤ ``PREFLIGHT_NATURAL`` looks natural.
+        reference: what the scores are compared with: rgb previews of the family's own latents of real photos
+            (measured families), or the photos themselves at latent resolution.
     """
 
     label: str
@@ -1129,6 +1148,7 @@ class PreflightScore:
     scores: tuple[tuple[str, float], ...]
     z: tuple[tuple[str, float], ...]
     penalty: float
+    reference: str = "photos"
 
     @property
     def natural(self) -> bool:
@@ -1146,6 +1166,7 @@ class PreflightScore:
             "z": {k: round(v, 3) for k, v in self.z},
             "penalty": round(self.penalty, 3),
             "natural": self.natural,
+            "reference": self.reference,
         }
 
 
@@ -1181,11 +1202,20 @@ def _score(images: torch.Tensor, reference: Mapping) -> tuple[tuple[tuple[str, f
     return tuple(scores.items()), tuple(z.items()), float(sum(v * v for v in z.values()))
 
 
-def _rgb(model_unpacked: torch.Tensor, fmt: LatentFormat) -> torch.Tensor:
-    """Latent→RGB factors of ``fmt`` applied to a model-space (unpacked) latent: [N, 3, h, w] in [0, 1]."""
+def rgb_preview_of(model: torch.Tensor, fmt: LatentFormat) -> torch.Tensor:
+    """Latent→RGB factors of ``fmt`` applied to a model-space latent: [N, 3, h, w] in [0, 1].
+
+    Args:
+        model: [N, C, h, w] model-space latent of ``fmt`` (packed latents are unpacked first).
+        fmt: a format with rgb factors.
+    """
+    from latentbridge.formats import unpack
+
+    if model.shape[1] == fmt.model_channels and fmt.patch > 1:
+        model = unpack(model, fmt.patch)
     factors = torch.tensor(fmt.rgb_factors, dtype=torch.float64)
     bias = torch.tensor(fmt.rgb_bias, dtype=torch.float64)
-    rgb = torch.einsum("nchw,ck->nkhw", model_unpacked.double(), factors) + bias[None, :, None, None]
+    rgb = torch.einsum("nchw,ck->nkhw", model.double(), factors) + bias[None, :, None, None]
     return ((rgb + 1) / 2).clamp(0, 1)
 
 
@@ -1257,8 +1287,11 @@ def run_preflight(
                 continue  # this family cannot read the crop in this space (statistics in a file we lack)
             if model.shape[1] != fmt.channels or model.shape[-1] < 8 or model.shape[-2] < 8:
                 continue
-            values, z, penalty = _score(_rgb(model, fmt), reference)
-            scores.append(PreflightScore(f"{fmt.name} rgb preview ({sp})", fmt.name, "rgb", sp, values, z, penalty))
+            own = reference.get("previews", {}).get(fmt.name)
+            values, z, penalty = _score(rgb_preview_of(model, fmt), own or reference)
+            ref_name = f"{fmt.name} previews of real latents" if own else "photos"
+            label = f"{fmt.name} rgb preview ({sp})"
+            scores.append(PreflightScore(label, fmt.name, "rgb", sp, values, z, penalty, ref_name))
     if isinstance(vae, VAE) and vae.decode is not None and facts.dims == 2:
         fmt = lat_fmt or vae_fmt
         for sp in spaces:
