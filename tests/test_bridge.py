@@ -122,7 +122,7 @@ def images() -> tuple[NamedImage, ...]:
 
 # target="image": the target latents are a known function of the source latents of the same views.
 TINY = {"view_size": 48, "views_per_image": 2, "crop": 32, "windows_per_view": 6, "epochs": 6, "patience": 3}
-TINY.update(hidden=16, blocks=1, batch_size=6, target="image")
+TINY.update(hidden=16, blocks=1, batch_size=6, target="image", weighting="uniform")
 
 
 @pytest.fixture(scope="module")
@@ -152,6 +152,23 @@ def test_solve_linear_recovers_a_known_affine_map() -> None:
 def test_bridge_net_maps_any_ratio(src_ratio: int, dst_ratio: int, in_hw: tuple, out_hw: tuple, kind: str) -> None:
     net = BridgeNet(BridgeConfig(4, 32, src_ratio, dst_ratio, hidden=8, blocks=1, kind=kind))
     assert net(torch.randn(2, 4, *in_hw)).shape == (2, 32, *out_hw)
+
+
+@pytest.mark.parametrize(
+    ("cfg", "fine", "body_in", "body_out"),
+    [
+        (BridgeConfig(4, 128, 8, 16), True, 4, 32),  # zoo -> FLUX.2 model space: predict 32 ch per 8× cell, pack
+        (BridgeConfig(128, 4, 16, 8), True, 32, 4),  # FLUX.2 -> zoo: unpack to 32 ch / 8× first
+        (BridgeConfig(4, 6, 8, 16), False, 16, 6),  # 6 is no multiple of 4: the body runs on the coarse grid
+        (BridgeConfig(4, 16, 8, 8), False, 4, 16),
+    ],
+)
+def test_the_body_runs_on_the_fine_grid_when_it_can(cfg: BridgeConfig, fine: bool, body_in: int, body_out: int) -> None:
+    net = BridgeNet(cfg)
+    assert cfg.fine_body is fine
+    assert (net.body[0].in_channels, net.body[-1].out_channels) == (body_in, body_out)
+    h = 4 * max(cfg.src_ratio, cfg.dst_ratio) // cfg.src_ratio
+    assert net(torch.randn(1, cfg.src_channels, h, h)).shape[1] == cfg.dst_channels
 
 
 def test_conv_bridge_starts_at_its_linear_map() -> None:
@@ -259,6 +276,25 @@ def test_fit_targets_image_or_reencode(vae_a: VAE, images: tuple[NamedImage, ...
         fit_bridge(dataclasses.replace(vae_a, decode=None), vae_a, images, **{**TINY, "target": "reencode"})
     with pytest.raises(ValueError, match=r"target must be one of \('reencode', 'image'\), got 'pixels'"):
         fit_bridge(vae_a, vae_a, images, target="pixels")
+
+
+def test_decoder_weights_follow_what_the_decoder_sees(vae_a: VAE, vae_c: VAE) -> None:
+    """tiny-c decodes only its first 4 channels (the rotated tiny-a latent): the 12 others get the floor."""
+    from latentbridge.bridge import decoder_weights
+
+    z = vae_c.encode(torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    w = decoder_weights(vae_c, z, z.flatten(2)[0].std(1))
+    assert w.shape == (16,) and w.mean().item() == pytest.approx(1.0, abs=1e-5)  # normalised to mean 1
+    # Ignored channels (zero gain) sit at the clip floor, 1/20 of the mean before renormalising.
+    assert (w[4:] == w[4:].min()).all() and w[:4].min() > 5 * w[4:].max()
+    assert decoder_weights(dataclasses.replace(vae_c, decode=None), z, torch.ones(16)) is None
+    fitted = fit_bridge(vae_a, vae_c, [NamedImage("coffee", small_photo("coffee"))], **{**TINY, "epochs": 1,
+                        "weighting": "decoder"})  # fmt: skip
+    weights = fitted.conv.meta["training"]["channel_weights"]
+    assert len(weights) == 16 and min(weights[:4]) > max(weights[4:])
+    assert fitted.scores["wnmse_conv"] <= fitted.scores["wnmse_linear"]  # selection uses the weighted loss
+    with pytest.raises(ValueError, match=r"weighting must be one of \('decoder', 'uniform'\), got 'pixel'"):
+        fit_bridge(vae_a, vae_c, [NamedImage("coffee", small_photo("coffee"))], weighting="pixel")
 
 
 def test_fit_argument_errors(vae_a: VAE, vae_c: VAE, images: tuple[NamedImage, ...]) -> None:
@@ -409,6 +445,7 @@ def test_cli_fit_bridge_then_transfer(shared_weights: Path, tmp_path: Path) -> N
     out = tmp_path / "sd1-to-flux2.safetensors"
     args = ["fit-bridge", "--src-vae", sd1, "--dst-vae", flux2, "--images", str(folder), "-o", str(out)]
     args += ["--epochs", "3", "--view-size", "64", "--crop", "32", "--hidden", "16", "--blocks", "1", "--plot"]
+    args += ["--weighting", "uniform"]  # decoder weighting probes TAEF2's 128 channels: tested on its own below
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     for text in ("epoch    1", "linear map (closed form)", "conv bridge", "val NMSE", "validation curve ->"):

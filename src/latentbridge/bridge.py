@@ -50,6 +50,7 @@ FILE_VERSION = 1
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
 BUILTIN_PREFIX = "builtin:"
 FIT_TARGETS: tuple[str, ...] = ("reencode", "image")
+WEIGHTINGS: tuple[str, ...] = ("decoder", "uniform")
 
 
 # --- identity of both ends ------------------------------------------------------------------------------
@@ -139,6 +140,25 @@ class BridgeConfig:
         """Output pixel-shuffle factor (> 1 when the source latent is coarser than the target)."""
         return self.src_ratio // self.dst_ratio if self.src_ratio > self.dst_ratio else 1
 
+    @property
+    def fine_body(self) -> bool:
+        """True when the conv body runs on the finer of the two grids.
+
+        A packed latent (FLUX.2's 128 ch / 16× model space is a 2×2 space-to-depth of 32 ch / 8×) is best
+        predicted cell by cell on the fine grid: the body then sees (or writes) C·/k² channels per fine cell and
+        the packing is exact. That needs the coarse side's channel count to be a multiple of k²; otherwise the
+        body runs on the coarse grid, on the packed channels.
+        """
+        k = max(self.unshuffle, self.shuffle)
+        coarse_channels = self.dst_channels if self.unshuffle > 1 else self.src_channels
+        return k > 1 and coarse_channels % (k * k) == 0
+
+    @property
+    def body_ratio(self) -> int:
+        """Pixels per cell of the grid the conv body runs on."""
+        lo, hi = sorted((self.src_ratio, self.dst_ratio))
+        return lo if self.fine_body else hi
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the fields."""
         return dataclasses.asdict(self)
@@ -158,7 +178,12 @@ class _Residual(nn.Module):
 
 
 class BridgeNet(nn.Module):
-    """Normalise -> (pixel-unshuffle) -> linear 1×1 map [+ conv body] -> (pixel-shuffle) -> denormalise.
+    """Normalise -> linear 1×1 map on the coarse grid [+ residual conv body] -> denormalise.
+
+    The linear map sees the source pixel-unshuffled to the target grid (or writes the target pixel-shuffled from
+    the source grid), so it mixes every channel of every cell that covers the same pixels. The conv body runs
+    on the finer grid when the channel counts allow (see :attr:`BridgeConfig.fine_body`): a coarse source is
+    pixel-shuffled before it, a coarse target is pixel-unshuffled after it.
 
     ``forward``: source native latents [N, C_src, h, w] -> target native latents
     [N, C_dst, h·src_ratio/dst_ratio, w·src_ratio/dst_ratio].
@@ -167,34 +192,48 @@ class BridgeNet(nn.Module):
     def __init__(self, cfg: BridgeConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        cin = cfg.src_channels * cfg.unshuffle**2
-        cout = cfg.dst_channels * cfg.shuffle**2
         self.register_buffer("src_mean", torch.zeros(cfg.src_channels))
         self.register_buffer("src_std", torch.ones(cfg.src_channels))
         self.register_buffer("dst_mean", torch.zeros(cfg.dst_channels))
         self.register_buffer("dst_std", torch.ones(cfg.dst_channels))
-        self.linear = nn.Conv2d(cin, cout, 1)
+        self.linear = nn.Conv2d(cfg.src_channels * cfg.unshuffle**2, cfg.dst_channels * cfg.shuffle**2, 1)
         self.body: nn.Sequential | None = None
         if cfg.kind == "conv":
+            if cfg.fine_body:  # channels per fine cell on each side
+                bin_ = cfg.src_channels // cfg.shuffle**2
+                bout = cfg.dst_channels // cfg.unshuffle**2
+            else:
+                bin_, bout = cfg.src_channels * cfg.unshuffle**2, cfg.dst_channels * cfg.shuffle**2
             self.body = nn.Sequential(
-                nn.Conv2d(cin, cfg.hidden, 3, padding=1),
+                nn.Conv2d(bin_, cfg.hidden, 3, padding=1),
                 *[_Residual(cfg.hidden) for _ in range(cfg.blocks)],
                 nn.SiLU(),
-                nn.Conv2d(cfg.hidden, cout, 1),
+                nn.Conv2d(cfg.hidden, bout, 1),
             )
             nn.init.zeros_(self.body[-1].weight)  # start exactly at the linear map
             nn.init.zeros_(self.body[-1].bias)
 
+    def _through(self, body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+        """Normalised source -> body output on the target grid."""
+        cfg = self.cfg
+        if cfg.fine_body:
+            if cfg.shuffle > 1:
+                return body(F.pixel_shuffle(x, cfg.shuffle))
+            return F.pixel_unshuffle(body(x), cfg.unshuffle)
+        if cfg.unshuffle > 1:
+            return body(F.pixel_unshuffle(x, cfg.unshuffle))
+        y = body(x)
+        return F.pixel_shuffle(y, cfg.shuffle) if cfg.shuffle > 1 else y
+
     def normalised(self, x: torch.Tensor) -> torch.Tensor:
         """Source native latents -> the normalised target latents the network predicts (before denormalising)."""
+        cfg = self.cfg
         x = (x - self.src_mean.view(1, -1, 1, 1)) / self.src_std.view(1, -1, 1, 1)
-        if self.cfg.unshuffle > 1:
-            x = F.pixel_unshuffle(x, self.cfg.unshuffle)
-        y = self.linear(x)
+        y = self.linear(F.pixel_unshuffle(x, cfg.unshuffle) if cfg.unshuffle > 1 else x)
+        if cfg.shuffle > 1:
+            y = F.pixel_shuffle(y, cfg.shuffle)
         if self.body is not None:
-            y = y + self.body(x)
-        if self.cfg.shuffle > 1:
-            y = F.pixel_shuffle(y, self.cfg.shuffle)
+            y = y + self._through(self.body, x)
         return y
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -435,7 +474,8 @@ def _decode_native(vae: VAE | None, latents: torch.Tensor, batch_size: int) -> t
 
 @dataclass(frozen=True, slots=True)
 class EpochLog:
-    """One epoch of bridge training: normalised MSE (1.0 = predicting the per-channel mean)."""
+    """One epoch of bridge training: the loss, normalised MSE weighted per channel (about 1.0 = predicting the
+    per-channel mean; see ``fit_bridge``'s ``weighting``)."""
 
     epoch: int
     train_nmse: float
@@ -510,11 +550,44 @@ def _channel_stats(views: Views) -> tuple[torch.Tensor, torch.Tensor]:
     return flat.mean(1).float(), flat.std(1).clamp_min(1e-6).float()
 
 
-def _nmse(net: BridgeNet, xs: Views, ys_norm: Views) -> float:
-    """Normalised MSE of ``net`` over whole views (what inference on whole images sees)."""
+def _nmse(net: BridgeNet, xs: Views, ys_norm: Views, weights: torch.Tensor | None = None) -> float:
+    """Normalised MSE of ``net`` over whole views (what inference on whole images sees), optionally weighted
+    per target channel (``weights`` [C_dst] with mean 1)."""
+    w = 1.0 if weights is None else weights.view(1, -1, 1, 1)
     with torch.no_grad():
-        err = sum((net.normalised(x) - y).pow(2).sum().item() for x, y in zip(xs, ys_norm, strict=True))
+        err = sum(((net.normalised(x) - y).pow(2) * w).sum().item() for x, y in zip(xs, ys_norm, strict=True))
     return err / sum(y.numel() for y in ys_norm)
+
+
+def decoder_weights(vae: VAE, latent: torch.Tensor, std: torch.Tensor, eps: float = 0.05) -> torch.Tensor | None:
+    """How much each latent channel moves the decoded image: a per-channel weight for the bridge loss.
+
+    For each channel c, a random ±``eps``·std[c] change of channel c alone is decoded and the pixel MSE it
+    causes is divided by the latent MSE (finite differences: the decoder's squared gain per normalised unit,
+    channel by channel). Normalised to mean 1 and clipped to [0.05, 20] so no channel is ignored outright.
+
+    Args:
+        vae: the target VAE (its decoder).
+        latent: [1, C, h, w] native latents to probe around (a small window keeps this cheap).
+        std: [C] per-channel standard deviation of the target latents (the normalisation unit).
+        eps: change size in normalised units (small: the linear regime of the decoder).
+
+    Returns:
+        float32 [C] weights with mean 1, or None when the VAE has no decoder.
+    """
+    base = _decode_native(vae, latent, 1)
+    if base is None:
+        return None
+    gen = torch.Generator().manual_seed(0)
+    gains = []
+    for c in range(latent.shape[1]):
+        probe = latent.clone()
+        probe[:, c] += eps * std[c] * (torch.randint(0, 2, latent[:, c].shape, generator=gen) * 2 - 1)
+        moved = _decode_native(vae, probe, 1)
+        gains.append(float((moved - base).pow(2).mean()) / eps**2)  # type: ignore[operator]
+    w = torch.tensor(gains, dtype=torch.float64)
+    w = w / w.mean().clamp_min(1e-12)
+    return w.clamp(0.05, 20.0).div(w.clamp(0.05, 20.0).mean()).float()
 
 
 def _split(n_images: int, val_split: float, generator: torch.Generator) -> tuple[list[int], list[int], str]:
@@ -576,6 +649,7 @@ def fit_bridge(
     batch_size: int = 16,
     seed: int = 0,
     target: str = "reencode",
+    weighting: str = "decoder",
     max_seconds: float | None = None,
     on_event: Callable[[FitEvent], None] | None = None,
 ) -> FitResult:
@@ -607,6 +681,8 @@ def fit_bridge(
         hidden, blocks: width and residual blocks of the conv body.
         lr, batch_size, seed: optimiser step size, windows per step, seed of data and initialisation.
         target: "reencode" or "image": what the target latents are (see above).
+        weighting: "decoder" (default) weights each target channel's error by how much it moves the target
+            decode (:func:`decoder_weights`; uniform when the target VAE has no decoder), "uniform" does not.
         max_seconds: optional wall-clock cap on the training loop (the best epoch so far is kept).
         on_event: called with progress (encoding, then once per epoch).
 
@@ -621,6 +697,8 @@ def fit_bridge(
         )
     if target not in FIT_TARGETS:
         raise ValueError(f"target must be one of {FIT_TARGETS}, got {target!r}")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
     src, dst = Endpoint.of(src_vae), Endpoint.of(dst_vae)
     base = BridgeConfig(src.channels, dst.channels, src.spatial_ratio, dst.spatial_ratio, hidden, blocks, "conv")
     step = max(src.spatial_ratio, dst.spatial_ratio)
@@ -691,6 +769,11 @@ def fit_bridge(
         return F.pixel_unshuffle(y, base.shuffle) if base.shuffle > 1 else y
 
     y_tr_n, y_va_n = dst_norm(y_tr), dst_norm(y_va)
+    weights, weights_note = None, "uniform"
+    if weighting == "decoder":
+        cells = max(1, 64 // dst.spatial_ratio)  # probe a 64-px window: cheap, and enough texture
+        weights = decoder_weights(dst_vae, y_tr[0][..., :cells, :cells], dst_std)
+        weights_note = "decoder gain per channel" if weights is not None else "uniform (the target has no decoder)"
     linear_net = prepared(dataclasses.replace(base, blocks=0, kind="linear"))
     design = torch.cat([features(x).flatten(2)[0].T for x in x_tr])
     wanted = torch.cat([goal(y).flatten(2)[0].T for y in y_tr_n])
@@ -705,11 +788,11 @@ def fit_bridge(
     net.linear.load_state_dict(linear_net.linear.state_dict())
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     windows = _Windows(x_tr, y_tr_n, crop, src.spatial_ratio, dst.spatial_ratio, step)
-    reach = 1 + 2 * blocks  # receptive-field radius of the body, in (unshuffled) source cells
-    margin = min(math.ceil(reach * max(src.spatial_ratio, dst.spatial_ratio) / dst.spatial_ratio),
-                 (crop // dst.spatial_ratio) // 4)  # fmt: skip
+    reach = 1 + 2 * blocks  # receptive-field radius of the body, in cells of its grid
+    margin = min(math.ceil(reach * base.body_ratio / dst.spatial_ratio), (crop // dst.spatial_ratio) // 4)
     steps = math.ceil(windows_per_view * len(x_tr) / batch_size)
-    best_val, since_best, curve = _nmse(net, x_va, y_va_n), 0, []
+    best_val, since_best, curve = _nmse(net, x_va, y_va_n, weights), 0, []
+    w4 = 1.0 if weights is None else weights.view(1, -1, 1, 1)
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     start, stopped_early = time.perf_counter(), False
     for epoch in range(1, epochs + 1):
@@ -718,16 +801,16 @@ def fit_bridge(
         loss_sum = 0.0
         for _ in range(steps):
             bx, by = windows.sample(batch_size, gen)
-            err = net.normalised(bx) - by
+            err = (net.normalised(bx) - by).pow(2) * w4
             if margin:
                 err = err[..., margin:-margin, margin:-margin]
-            loss = err.pow(2).mean()
+            loss = err.mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             loss_sum += loss.item()
         net.eval()
-        val = _nmse(net, x_va, y_va_n)
+        val = _nmse(net, x_va, y_va_n, weights)
         log = EpochLog(epoch, loss_sum / steps, val, time.perf_counter() - t0)
         curve.append(log)
         if on_event is not None:
@@ -757,6 +840,10 @@ def fit_bridge(
         "nmse_linear": _nmse(linear_net, x_va, y_va_n),
         "nmse_conv": _nmse(net, x_va, y_va_n),
     }
+    if weights is not None:
+        scores["wnmse_zero"] = sum((y.pow(2) * w4).sum().item() for y in y_va_n) / sum(y.numel() for y in y_va_n)
+        scores["wnmse_linear"] = _nmse(linear_net, x_va, y_va_n, weights)
+        scores["wnmse_conv"] = _nmse(net, x_va, y_va_n, weights)
     scores.update(_decoded_scores(src_vae, dst_vae, x_va, {"linear": linear_net, "conv": net}))
     meta = {
         "version": FILE_VERSION,
@@ -787,7 +874,9 @@ def fit_bridge(
             "batch_size": batch_size,
             "patience": patience,
             "loss_margin_cells": margin,
-            "loss": "MSE of per-channel normalised target latents (1.0 = predicting the mean)",
+            "loss": "MSE of per-channel normalised target latents (1.0 = predicting the mean), each channel "
+            "weighted by " + weights_note,
+            "channel_weights": None if weights is None else [round(float(v), 4) for v in weights],
         },
         "scores": {k: (None if math.isnan(v) else round(v, 6)) for k, v in scores.items()},
         "curve": [[e.epoch, round(e.train_nmse, 6), round(e.val_nmse, 6)] for e in curve],
@@ -929,10 +1018,11 @@ def plot_curve(result: FitResult, path: str | Path) -> Path:
     epochs = [e.epoch for e in result.curve]
     ax.plot(epochs, [e.train_nmse for e in result.curve], label="train (conv)")
     ax.plot(epochs, [e.val_nmse for e in result.curve], label="validation (conv)")
-    ax.axhline(result.scores["nmse_linear"], color="grey", linestyle="--", label="validation (linear map)")
+    linear = result.scores.get("wnmse_linear", result.scores["nmse_linear"])
+    ax.axhline(linear, color="grey", linestyle="--", label="validation (linear map)")
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
-    ax.set_ylabel("normalised MSE")
+    ax.set_ylabel("weighted normalised MSE")
     ax.set_title(f"bridge {result.conv.src.vae_name} -> {result.conv.dst.vae_name}")
     ax.legend()
     fig.tight_layout()

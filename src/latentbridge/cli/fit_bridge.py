@@ -66,6 +66,9 @@ def fit_bridge_command(
         "--target",
         help="reencode: learn what decode→re-encode does (B encodes A's decode); image: B encodes the crop itself.",
     ),
+    weighting: str = typer.Option(
+        "decoder", "--weighting", help="decoder: weight channels by how much they move B's decode; uniform."
+    ),
     max_seconds: float = typer.Option(None, "--max-seconds", help="Cap on the training loop's wall time."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads for this run."),
     plot: bool = typer.Option(False, "--plot", help="Also save the validation curve as a PNG beside the output."),
@@ -120,6 +123,7 @@ def fit_bridge_command(
                 lr=lr,
                 seed=seed,
                 target=target,
+                weighting=weighting,
                 max_seconds=max_seconds,
                 on_event=on_event,
             )
