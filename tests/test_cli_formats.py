@@ -39,3 +39,11 @@ def test_unknown_name_exits_1_with_suggestion():
     result = runner.invoke(app, ["formats", "sdx1"])
     assert result.exit_code == 1
     assert "unknown latent format 'sdx1'" in result.output and "Did you mean" in result.output
+
+
+def test_markdown_has_one_row_per_format():
+    result = runner.invoke(app, ["formats", "--markdown"])
+    assert result.exit_code == 0
+    rows = [line for line in result.output.splitlines() if line.startswith("| `")]
+    assert [r.split("`")[1] for r in rows] == list(formats())
+    assert all(r.count(" | ") == 5 for r in rows)  # six cells: no stray '|' inside a cell

@@ -81,11 +81,34 @@ def format_detail(fmt: LatentFormat) -> Table:
     return table
 
 
+def format_markdown(registry: dict[str, LatentFormat]) -> str:
+    """The registry as a GitHub markdown table (used for the README; sources: `latentbridge formats NAME`)."""
+    rows = [
+        "| name | geometry | model = … | size multiple | preview | shared by |",
+        "|---|---|---|---|---|---|",
+    ]
+    for fmt in registry.values():
+        preview = ("rgb factors" if fmt.rgb_factors else "") + (
+            f", {fmt.preview_decoder}" if fmt.preview_decoder else ""
+        )
+        cells = [
+            f"`{fmt.name}`",
+            _geometry(fmt),
+            _space_rule(fmt).replace("|", "\\|"),
+            str(fmt.size_multiple),
+            preview.strip(", ") or "—",
+            ", ".join(fmt.aliases),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
 @app.command("formats")
 @fail_on_error
 def formats_command(
     name: str = typer.Argument(None, help="Show one format in full, with the source of every number."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for machines."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the table as markdown."),
 ) -> None:
     """List the latent formats latentbridge knows, or show one with every number and its source."""
     console = Console()
@@ -93,6 +116,8 @@ def formats_command(
         registry = formats()
         if as_json:
             typer.echo(json.dumps([f.to_dict() for f in registry.values()], indent=1))
+        elif markdown:
+            typer.echo(format_markdown(registry))
         else:
             console.print(format_table(registry))
         return
