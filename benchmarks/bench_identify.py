@@ -75,11 +75,11 @@ def vae_facts_for(fmt: LatentFormat) -> VaeFacts:
 # --------------------------------------------------------------------------------------------- samples
 
 
-def trained_samples(encs: list, crops: int, log) -> list[Sample]:
+def trained_samples(encs: list, crops: int, log, cache: Path | None = None) -> list[Sample]:
     out = []
     for enc in encs:
         started = time.perf_counter()
-        latents = B.encode_photos(enc, HELDOUT_PHOTOS, SIZES, crops, EVAL_SEED)
+        latents = B.encode_photos(enc, HELDOUT_PHOTOS, SIZES, crops, EVAL_SEED, cache)
         fmt = get_format(enc.format)
         for per_size in latents.values():
             for size, z in zip(SIZES, per_size, strict=True):
@@ -431,6 +431,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2 crops per photo and size")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--cache", type=Path, default=None, help="keep encoded latents here between runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", flush=True)
 
     encs = B.encoders(args.zoo_dir, args.weights, log)
-    samples = trained_samples(encs, 2 if args.quick else args.crops, log) + random_weight_samples(log)
+    samples = trained_samples(encs, 2 if args.quick else args.crops, log, args.cache) + random_weight_samples(log)
     result = {
         "encoders": [e.name for e in encs],
         "machine": f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU",

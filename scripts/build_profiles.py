@@ -24,6 +24,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import sys
@@ -46,6 +47,7 @@ from latentbridge.photos import TRAIN_PHOTOS, load_photo  # noqa: E402
 from latentbridge.profiles import (  # noqa: E402
     CALIBRATION_SIZES,
     DATA_FILE,
+    JOINT_SHRINK,
     Calibration,
     Features,
     Population,
@@ -96,7 +98,8 @@ def _zoo_vae(path: Path, name: str) -> VAE:
     model = AutoencoderKL(**config)
     model.load_state_dict({k: v.float() for k, v in load_file(str(path)).items()}, strict=True)
     fmt = formats().get(name)
-    return from_autoencoder_kl(model.eval(), name=name, fmt=fmt, architecture="autoencoder_kl")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    return from_autoencoder_kl(model.eval(), name=name, fmt=fmt, sha256=sha, architecture="autoencoder_kl")
 
 
 def _vaelight_vae(path: Path) -> VAE:
@@ -146,11 +149,22 @@ def encoders(zoo_dir: Path, weights: Path, log: Callable[[str], None]) -> list[E
 
 @torch.no_grad()
 def encode_photos(
-    enc: Encoder, photos: Iterable[str], sizes: Iterable[int], crops: int, seed: int
+    enc: Encoder, photos: Iterable[str], sizes: Iterable[int], crops: int, seed: int, cache: Path | None = None
 ) -> dict[str, list[torch.Tensor]]:
-    """photo -> latents [crops, C, h, w] per size, in the encoder's profile space (packed if needed)."""
+    """photo -> latents [crops, C, h, w] per size, in the encoder's profile space (packed if needed).
+
+    ``cache``: a folder where the latents are kept between runs, keyed by encoder, weights hash, photos, sizes,
+    crops and seed (a development convenience; the results are identical either way).
+    """
     from latentbridge.formats import pack
 
+    photos, sizes = list(photos), list(sizes)
+    path = None
+    if cache is not None:
+        key = json.dumps([enc.name, enc.vae.sha256, photos, sizes, crops, seed, enc.pack])
+        path = cache / f"{enc.name}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.pt"
+        if path.is_file():
+            return torch.load(path, weights_only=True)
     out: dict[str, list[torch.Tensor]] = {}
     for index, photo in enumerate(photos):
         image = photo_image(photo)
@@ -160,6 +174,9 @@ def encode_photos(
             z = enc.vae.encode(sample_crops(image, size, crops, generator)).float()
             latents.append(pack(z, 2) if enc.pack else z)
         out[photo] = latents
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(out, path)
     return out
 
 
@@ -226,10 +243,17 @@ def fit_transfer(measured: list[Profile]) -> Transfer:
         mean_ratio.extend(np.asarray(p.mean.spread) / s)
         within.extend(np.exp(np.asarray(p.logstd.center)) / s)
         logstd.extend(p.logstd.spread)
+    corr = []
+    for p in measured:
+        if p.joint_corr:
+            c = p.channels
+            block = np.asarray(p.joint_corr).reshape(2 * c, 2 * c)[c:, c:]
+            corr.extend(block[np.triu_indices(c, 1)] / (1 - JOINT_SHRINK))  # undo the stored shrinkage
     return Transfer(
         mean_spread=float(np.median(mean_ratio)),
         within=float(np.median(within)),
         logstd_spread=float(np.median(logstd)),
+        logstd_corr=float(np.median(corr)) if corr else 0.0,
     )
 
 
@@ -406,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--weights", type=Path, default=WEIGHTS)
     parser.add_argument("--out", type=Path, default=REPO / "src" / "latentbridge" / DATA_FILE)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--cache", type=Path, default=None, help="keep encoded latents here between runs")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
@@ -416,7 +441,7 @@ def main(argv: list[str] | None = None) -> int:
     encs = encoders(args.zoo_dir, args.weights, log)
     latents = {}
     for enc in encs:
-        latents[enc.name] = encode_photos(enc, TRAIN_PHOTOS, CALIBRATION_SIZES, CROPS_PER_SIZE, SEED)
+        latents[enc.name] = encode_photos(enc, TRAIN_PHOTOS, CALIBRATION_SIZES, CROPS_PER_SIZE, SEED, args.cache)
         log(f"encoded {enc.name}: {sum(len(v) for v in latents[enc.name].values())} batches")
     measured = [measured_profile(enc, photo_stats(latents[enc.name])) for enc in encs]
     raw_measured = [p for p in measured if p.space == "raw"]
@@ -443,6 +468,7 @@ def main(argv: list[str] | None = None) -> int:
                 "mean_spread": round(transfer.mean_spread, 5),
                 "within": round(transfer.within, 5),
                 "logstd_spread": round(transfer.logstd_spread, 5),
+                "logstd_corr": round(transfer.logstd_corr, 5),
             },
             "population": {
                 "corr_center": round(population.corr_center, 5),

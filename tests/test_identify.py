@@ -136,6 +136,21 @@ def test_profile_json_round_trip_and_validation():
         dataclasses.replace(builtin_profiles()[0], space="latent")
 
 
+def test_means_and_stds_are_scored_jointly():
+    """An image's contrast moves every channel's std together: the profiles know it and do not count it 4×."""
+    from latentbridge.profiles import JOINT_SHRINK
+
+    profiles = {p.key: p for p in builtin_profiles()}
+    sd1 = np.asarray(profiles[("sd1", "raw")].joint_corr).reshape(8, 8)
+    np.testing.assert_allclose(sd1, sd1.T, atol=1e-5)  # stored to 6 digits
+    assert np.linalg.eigvalsh(sd1).min() > 0.05  # shrinkage keeps it well conditioned
+    assert sd1[4:, 4:][np.triu_indices(4, 1)].mean() > 0.5
+    sdxl = np.asarray(profiles[("sdxl", "raw")].joint_corr).reshape(8, 8)
+    np.testing.assert_allclose(sdxl[:4, :4], np.eye(4))  # published: channel means carry no transferable link
+    rho = (1 - JOINT_SHRINK) * calibration().transfer.logstd_corr
+    np.testing.assert_allclose(sdxl[4:, 4:][np.triu_indices(4, 1)], rho, rtol=1e-4)
+
+
 def test_shipped_profiles_cover_every_encoder_that_runs_here():
     keys = {p.key for p in builtin_profiles()}
     assert {("sd1", "raw"), ("sdxl", "raw"), ("wan21", "raw"), ("mochi", "raw")} <= keys

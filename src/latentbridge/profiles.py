@@ -43,6 +43,8 @@ GROUPS: tuple[str, ...] = ("mean", "logstd", "corr", "slope")
 PROFILE_KINDS: tuple[str, ...] = ("published", "measured", "derived", "user")
 MAX_CORR_CHANNELS = 32  # above this the C(C-1)/2 correlations would dominate the file and the likelihood
 MIN_SLOPE_SIDE = 8  # latents smaller than 8 cells on a side have too few frequency bins for a slope
+MAX_JOINT_CHANNELS = 16  # joint (mean, log-std) correlations up to 32×32; beyond, too many for ~200 latents
+JOINT_SHRINK = 0.1  # correlation shrinkage towards the identity: keeps a 32×32 estimate from 200 latents stable
 STUDENT_NU = 5.0  # degrees of freedom of the per-feature Student-t: heavy tails for photos unlike the profile's
 DATA_FILE = "profiles.json"
 
@@ -192,6 +194,10 @@ class Profile:
             carry no correlations or spectra).
         pooled_mean, pooled_std: per-channel mean and std over every value of every latent.
         vae_sha256: the VAE file a user profile was calibrated on ("" otherwise).
+        joint_corr: correlation matrix (row-major, 2C × 2C) of the per-image [means, log-stds]: an image's
+            colour moves the channel means together and its contrast moves every std together, so these
+            features are scored jointly; () for none (published numbers: see :func:`profile_from_published`;
+            more than ``MAX_JOINT_CHANNELS`` channels: scored one by one).
     """
 
     format: str
@@ -209,8 +215,14 @@ class Profile:
     pooled_mean: tuple[float, ...]
     pooled_std: tuple[float, ...]
     vae_sha256: str = ""
+    joint_corr: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.joint_corr and len(self.joint_corr) != (2 * self.channels) ** 2:
+            raise ValueError(
+                f"profile {self.format!r}: joint_corr needs (2·{self.channels})² = {(2 * self.channels) ** 2} values, "
+                f"got {len(self.joint_corr)}"
+            )
         if self.space not in ("raw", "model"):
             raise ValueError(f"profile {self.format!r}: space must be 'raw' or 'model', got {self.space!r}")
         if self.kind not in PROFILE_KINDS:
@@ -280,6 +292,7 @@ class Profile:
             kwargs[group] = None if value is None else Stat(tuple(value["center"]), tuple(value["spread"]))
         kwargs["pooled_mean"] = tuple(kwargs["pooled_mean"])
         kwargs["pooled_std"] = tuple(kwargs["pooled_std"])
+        kwargs["joint_corr"] = tuple(kwargs.get("joint_corr", ()))
         return Profile(**kwargs)
 
 
@@ -335,6 +348,15 @@ def build_profile(
             continue
         floor = SPREAD_FLOOR[group] * np.asarray(pooled_std) if group == "mean" else SPREAD_FLOOR[group]
         stats[group] = _stat(np.stack(arrays), floor)
+    joint: tuple[float, ...] = ()
+    if channels <= MAX_JOINT_CHANNELS and len(features) > 4 * channels:
+        values = np.stack([np.concatenate([f.mean, f.logstd]) for f in features])
+        spread = np.asarray(stats["mean"].spread + stats["logstd"].spread)  # type: ignore[union-attr]
+        cov = np.cov(values.T, ddof=1)
+        corr = cov / spread[:, None] / spread[None, :]  # the floors in the spreads keep |corr| < 1
+        corr = (1 - JOINT_SHRINK) * corr + JOINT_SHRINK * np.eye(len(corr))
+        np.fill_diagonal(corr, 1.0)
+        joint = tuple(float(v) for v in corr.ravel())
     return Profile(
         format=format,
         space=space,
@@ -347,6 +369,7 @@ def build_profile(
         pooled_mean=tuple(float(v) for v in pooled_mean),
         pooled_std=pooled_std,
         vae_sha256=vae_sha256,
+        joint_corr=joint,
         **stats,
     )
 
@@ -356,12 +379,15 @@ class Transfer:
     """How pooled, published mean/std turn into per-image feature spreads, fitted on measured profiles.
 
     For a channel with pooled mean m and std s (over a data set): per-image means scatter by ``mean_spread·s``
-    around m, per-image stds are ``within·s`` on average, and log-stds scatter by ``logstd_spread``.
+    around m, per-image stds are ``within·s`` on average, log-stds scatter by ``logstd_spread`` and two channels'
+    log-stds correlate by ``logstd_corr`` (channel means: no transferable correlation, their meaning differs
+    from VAE to VAE).
     """
 
     mean_spread: float
     within: float
     logstd_spread: float
+    logstd_corr: float = 0.0  # typical correlation between two channels' log-stds (an image's contrast)
 
 
 # The population of features over the measured VAEs: used for groups a profile does not know (published
@@ -408,7 +434,19 @@ def profile_from_published(
         slope=None,
         pooled_mean=tuple(m.tolist()),
         pooled_std=tuple(s.tolist()),
+        joint_corr=_published_joint(channels, transfer.logstd_corr),
     )
+
+
+def _published_joint(channels: int, logstd_corr: float) -> tuple[float, ...]:
+    """[means, log-stds] correlation for published numbers: independent means, equicorrelated log-stds."""
+    if channels > MAX_JOINT_CHANNELS or logstd_corr == 0.0:
+        return ()
+    corr = np.eye(2 * channels)
+    block = np.full((channels, channels), (1 - JOINT_SHRINK) * logstd_corr)
+    np.fill_diagonal(block, 1.0)
+    corr[channels:, channels:] = block
+    return tuple(float(v) for v in corr.ravel())
 
 
 def profile_from_norm_stats(fmt: LatentFormat, stats: NormStats, transfer: Transfer) -> Profile:
@@ -520,6 +558,11 @@ def feature_fit(
         (log-likelihood summed over the features, mean squared z-score, number of features).
     """
     total, sq, n = 0.0, 0.0, 0
+    groups = list(groups)
+    if profile.joint_corr and "mean" in groups and "logstd" in groups and profile.mean and profile.logstd:
+        ll, d2, p = _joint_fit(features, profile)
+        total, sq, n = ll, d2, p
+        groups = [g for g in groups if g not in ("mean", "logstd")]
     for group in groups:
         values = features.group(group)
         stat = _group_stat(profile, group, population, values.size)
@@ -535,6 +578,25 @@ def feature_fit(
         sq += float(np.square(z).sum())
         n += values.size
     return total, sq / max(n, 1), n
+
+
+def _joint_fit(features: Features, profile: Profile) -> tuple[float, float, int]:
+    """Multivariate Student-t of [means, log-stds] with scale D·R·D: (log-likelihood, Mahalanobis², dims)."""
+    if profile.mean is None or profile.logstd is None:
+        raise ValueError(f"profile {profile.label} has joint correlations but no mean/logstd statistics")
+    x = np.concatenate([features.mean, features.logstd])
+    mu = np.asarray(profile.mean.center + profile.logstd.center)
+    d = np.asarray(profile.mean.spread + profile.logstd.spread)
+    p = len(x)
+    corr = np.asarray(profile.joint_corr).reshape(p, p)
+    z = (x - mu) / d
+    chol = np.linalg.cholesky(corr)
+    w = np.linalg.solve(chol, z)
+    m2 = float(w @ w)
+    logdet = 2 * float(np.log(np.diag(chol)).sum()) + 2 * float(np.log(d).sum())
+    nu = STUDENT_NU
+    const = math.lgamma((nu + p) / 2) - math.lgamma(nu / 2) - p / 2 * math.log(nu * math.pi)
+    return const - 0.5 * logdet - (nu + p) / 2 * math.log1p(m2 / nu), m2, p
 
 
 # --- stored calibration and profiles ---------------------------------------------------------------------
