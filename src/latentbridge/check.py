@@ -469,6 +469,131 @@ def _as_latent(latent: Latent | torch.Tensor, vae: VaeFacts) -> tuple[Latent, bo
     return Latent(latent, layout=layout), False
 
 
+def _value_findings(flags: tuple[str, ...], flag_evidence: tuple[tuple[str, float], ...]) -> list[Finding]:
+    """Findings for values that cannot be decoded into an image (NaN/inf, zeros, a constant, noise)."""
+    out: list[Finding] = []
+    if "non-finite" in flags:
+        ev = dict(flag_evidence)
+        out.append(
+            Finding(
+                "non-finite",
+                "error",
+                f"the latent has {int(ev['non_finite_values'])} NaN/inf values out of {int(ev['values'])}; "
+                "a decoder turns them into a black or garbage image",
+                "re-encode in float32 (fp16 VAE encoders overflow: SDXL's VAE in fp16 is the classic case) or "
+                "re-run the sampler; latentbridge cannot repair missing values",
+                flag_evidence,
+            )
+        )
+    elif "all-zero" in flags:
+        out.append(
+            Finding(
+                "all-zero",
+                "error",
+                "the latent is all zeros: an empty latent sent to decode (a fresh EmptyLatentImage is all zeros); "
+                "it decodes to a flat grey/brown image",
+                "sample it first (connect the KSampler output, not the EmptyLatentImage), or check that the file "
+                "is the one you meant",
+                flag_evidence,
+            )
+        )
+    elif "constant" in flags:
+        out.append(
+            Finding(
+                "constant",
+                "error",
+                f"every value of the latent is {dict(flag_evidence)['value']:g}: not an encoded image",
+                "check the file (a placeholder or a failed write) and encode or sample again",
+                flag_evidence,
+            )
+        )
+    elif "noise-like" in flags:
+        out.append(
+            Finding(
+                "noise-like",
+                "warn",
+                "the latent looks like i.i.d. noise (neighbouring cells and channels are uncorrelated), "
+                "not an encoded image: decoding it gives noise",
+                "decode the sampler's output after denoising, not the initial noise or an intermediate step",
+                flag_evidence,
+            )
+        )
+    return out
+
+
+def _layout_findings(
+    lat: Latent, facts: VaeFacts, declared: bool, accepted: Mapping[int, str]
+) -> tuple[Latent, torch.Tensor, list[Finding]]:
+    """Layout (missing batch, channels-last, frames-first) and rank (image vs video) against the VAE.
+
+    Returns:
+        (the latent with the layout the check will use, its tensor in canonical NCHW / NCTHW order — with a
+        time axis of one added for a video VAE —, findings).
+    """
+    out: list[Finding] = []
+    shape = tuple(lat.tensor.shape)
+    own_channels = {lat.format.channels, lat.format.model_channels} if lat.format is not None else set()
+    if "C" not in lat.layout or (lat.dim("C") not in accepted and lat.dim("C") not in own_channels):
+        alternatives = _alternative_layouts(shape, set(accepted), facts.dims)
+        if alternatives and (not declared or lat.layout in ("NCHW", "NCTHW", "CHW")):
+            alt = alternatives[0]
+            code, described, permute = _LAYOUT_NAMES[alt]
+            out.append(
+                Finding(
+                    code,
+                    "error",
+                    f"shape {list(shape)} read as {lat.layout} has {lat.dim('C')} channels, which {facts.name} "
+                    f"does not take, but read as {described} it has {shape[alt.index('C')]} channels, which it "
+                    "does",
+                    f"declare the layout (Latent(..., layout={alt!r})) or permute it: {permute}",
+                    (("shape", list(shape)), ("declared_layout", lat.layout), ("detected_layout", alt)),
+                )
+            )
+            lat = Latent(lat.tensor, lat.format, lat.space, alt, lat.provenance, lat.stats)
+    if len(lat.layout) == 3 or "N" not in lat.layout:
+        out.append(
+            Finding(
+                "missing-batch",
+                "warn",
+                f"the tensor {list(shape)} has no batch dimension ({lat.layout}); decoders take "
+                f"{'[N, C, H, W]' if facts.dims == 2 else '[N, C, T, H, W]'}",
+                "add it with x[None] (or x.unsqueeze(0)); latentbridge adds it itself when the layout is declared",
+                (("shape", list(shape)), ("layout", lat.layout)),
+            )
+        )
+    canonical = "NCTHW" if "T" in lat.layout else "NCHW"
+    x = to_layout(lat.tensor, lat.layout, canonical)
+    is_video = "T" in lat.layout
+    frames = lat.dim("T")
+    if facts.dims == 2 and is_video:
+        sev = "warn" if frames == 1 else "error"
+        out.append(
+            Finding(
+                "video-to-image-vae",
+                sev,
+                f"a video latent ({frames} latent frames, {canonical}) given to an image VAE ({facts.name})",
+                "decode it with the video VAE of its family"
+                + (", or drop the time axis: x[:, :, 0]" if frames == 1 else "")
+                + f" (video formats with {x.shape[1]} channels: "
+                + f"{', '.join(f.name for f in find_formats(channels=x.shape[1], dims=3)) or 'none'})",
+                (("frames", frames), ("vae_dims", 2)),
+            )
+        )
+    elif facts.dims == 3 and not is_video:
+        out.append(
+            Finding(
+                "image-to-video-vae",
+                "error",
+                f"an image latent ({canonical} {list(x.shape)}) given to a video VAE ({facts.name}), which takes "
+                "[N, C, T, H, W]",
+                "decode it with an image VAE of its family, or add a time axis of one latent frame: x[:, :, None]",
+                (("shape", list(x.shape)), ("vae_dims", 3)),
+            )
+        )
+        x = x[:, :, None]
+    return lat, x, out
+
+
 def check(
     latent: Latent | torch.Tensor,
     vae: VAE | VaeFacts | Any,
@@ -523,119 +648,16 @@ def check(
     findings: list[Finding] = []
     add = findings.append
 
-    # 1. values
-    flags, flag_evidence = value_flags(lat.tensor)
-    if "non-finite" in flags:
-        ev = dict(flag_evidence)
-        add(
-            Finding(
-                "non-finite",
-                "error",
-                f"the latent has {int(ev['non_finite_values'])} NaN/inf values out of {int(ev['values'])}; "
-                "a decoder turns them into a black or garbage image",
-                "re-encode in float32 (fp16 VAE encoders overflow: SDXL's VAE in fp16 is the classic case) or "
-                "re-run the sampler; latentbridge cannot repair missing values",
-                flag_evidence,
-            )
-        )
-    elif "all-zero" in flags:
-        add(
-            Finding(
-                "all-zero",
-                "error",
-                "the latent is all zeros: an empty latent sent to decode (a fresh EmptyLatentImage is all zeros); "
-                "it decodes to a flat grey/brown image",
-                "sample it first (connect the KSampler output, not the EmptyLatentImage), or check that the file "
-                "is the one you meant",
-                flag_evidence,
-            )
-        )
-    elif "constant" in flags:
-        add(
-            Finding(
-                "constant",
-                "error",
-                f"every value of the latent is {dict(flag_evidence)['value']:g}: not an encoded image",
-                "check the file (a placeholder or a failed write) and encode or sample again",
-                flag_evidence,
-            )
-        )
-    elif "noise-like" in flags:
-        add(
-            Finding(
-                "noise-like",
-                "warn",
-                "the latent looks like i.i.d. noise (neighbouring cells and channels are uncorrelated), "
-                "not an encoded image: decoding it gives noise",
-                "decode the sampler's output after denoising, not the initial noise or an intermediate step",
-                flag_evidence,
-            )
-        )
-
-    # 2. layout and rank
+    # layout and rank, then the values (on the canonical layout)
     accepted = _accepted_channels(facts)
     shape = tuple(lat.tensor.shape)
-    own_channels = {lat.format.channels, lat.format.model_channels} if lat.format is not None else set()
-    if "C" not in lat.layout or (lat.dim("C") not in accepted and lat.dim("C") not in own_channels):
-        alternatives = _alternative_layouts(shape, set(accepted), facts.dims)
-        if alternatives and (not declared or lat.layout in ("NCHW", "NCTHW", "CHW")):
-            alt = alternatives[0]
-            code, described, permute = _LAYOUT_NAMES[alt]
-            add(
-                Finding(
-                    code,
-                    "error",
-                    f"shape {list(shape)} read as {lat.layout} has {lat.dim('C')} channels, which {facts.name} "
-                    f"does not take, but read as {described} it has {shape[alt.index('C')]} channels, which it "
-                    "does",
-                    f"declare the layout (Latent(..., layout={alt!r})) or permute it: {permute}",
-                    (("shape", list(shape)), ("declared_layout", lat.layout), ("detected_layout", alt)),
-                )
-            )
-            lat = Latent(lat.tensor, lat.format, lat.space, alt, lat.provenance, lat.stats)
-    if len(lat.layout) == 3 or "N" not in lat.layout:
-        add(
-            Finding(
-                "missing-batch",
-                "warn",
-                f"the tensor {list(shape)} has no batch dimension ({lat.layout}); decoders take "
-                f"{'[N, C, H, W]' if facts.dims == 2 else '[N, C, T, H, W]'}",
-                "add it with x[None] (or x.unsqueeze(0)); latentbridge adds it itself when the layout is declared",
-                (("shape", list(shape)), ("layout", lat.layout)),
-            )
-        )
-    canonical = "NCTHW" if "T" in lat.layout else "NCHW"
-    x = to_layout(lat.tensor, lat.layout, canonical)
-    is_video = "T" in lat.layout
+    lat, x, layout_findings = _layout_findings(lat, facts, declared, accepted)
+    findings.extend(layout_findings)
     frames = lat.dim("T")
-    if facts.dims == 2 and is_video:
-        sev = "warn" if frames == 1 else "error"
-        add(
-            Finding(
-                "video-to-image-vae",
-                sev,
-                f"a video latent ({frames} latent frames, {canonical}) given to an image VAE ({facts.name})",
-                "decode it with the video VAE of its family"
-                + (", or drop the time axis: x[:, :, 0]" if frames == 1 else "")
-                + f" (video formats with {x.shape[1]} channels: "
-                + f"{', '.join(f.name for f in find_formats(channels=x.shape[1], dims=3)) or 'none'})",
-                (("frames", frames), ("vae_dims", 2)),
-            )
-        )
-    elif facts.dims == 3 and not is_video:
-        add(
-            Finding(
-                "image-to-video-vae",
-                "error",
-                f"an image latent ({canonical} {list(x.shape)}) given to a video VAE ({facts.name}), which takes "
-                "[N, C, T, H, W]",
-                "decode it with an image VAE of its family, or add a time axis of one latent frame: x[:, :, None]",
-                (("shape", list(x.shape)), ("vae_dims", 3)),
-            )
-        )
-        x = x[:, :, None]
+    flags, flag_evidence = value_flags(x)  # on the canonical layout: the lags run along H and W
+    findings.extend(_value_findings(flags, flag_evidence))
 
-    # 3. channels, packing, space from shape
+    # channels, packing, space from shape
     channels = int(x.shape[1])
     lat_fmt = lat.format
     vae_fmt = facts.format
@@ -675,8 +697,8 @@ def check(
                     "error",
                     f"the latent is recorded as {vae_fmt.name} model space but has {channels} channels at "
                     f"{vae_fmt.spatial_ratio}×: model space is packed {vae_fmt.patch}×{vae_fmt.patch} to "
-                    f"{packed_c} ch / {vae_fmt.model_spatial_ratio}× (an unpacked normalised latent is what TAEF2 "
-                    "reads and writes)",
+                    f"{packed_c} ch / {vae_fmt.model_spatial_ratio}× (the unpacked normalised layout is what the TAEF2 "
+                    "network itself reads and writes)",
                     f"if it is raw VAE output, pass --space raw; if it is normalised but unpacked, pack it: "
                     f"latentbridge.formats.pack(x, {vae_fmt.patch})",
                     (("channels", channels), ("recorded_space", "model"), ("model_channels", packed_c)),
@@ -696,7 +718,7 @@ def check(
                 )
             )
 
-    # 4. recorded family, ratios
+    # recorded family, ratios, sizes
     if lat_fmt is not None and vae_fmt is not None and lat_fmt.name != vae_fmt.name:
         same_raw = raw_owner(lat_fmt.name) == raw_owner(vae_fmt.name)
         lat_c, lat_r = lat_fmt.space_shape("raw")
@@ -779,7 +801,7 @@ def check(
                 )
             )
 
-    # 5. space from statistics, family from the fingerprint
+    # space from statistics, family from the fingerprint
     ident: Identification | None = None
     fingerprintable = not (set(flags) & {"non-finite", "all-zero", "constant", "noise-like"})
     if fingerprintable and channels in accepted:
