@@ -219,7 +219,8 @@ def _bridge(latent: Latent, bridge: Bridge, src_vae: VAE | None, dst_vae: VAE | 
     x = latent if latent.format is None else latent.to_space(bridge.src.space, stats)
     y = bridge.map(x.tensor)
     fmt = get_format(bridge.dst.format) if bridge.dst.format else None
-    return Latent(y.to(latent.tensor.dtype), fmt, bridge.dst.space, "NCHW", latent.provenance)
+    stats = dst_vae.stats if dst_vae is not None else None  # FLUX.2-like targets convert spaces with them
+    return Latent(y.to(latent.tensor.dtype), fmt, bridge.dst.space, "NCHW", latent.provenance, stats)
 
 
 def transfer(
