@@ -22,6 +22,15 @@ from latentbridge.vae import VAE, from_autoencoder_kl
 IMAGE_FORMATS = [f for f in formats().values() if f.dims == 2]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One intra-op thread: these are small tensors on a shared 2-core machine, where 1 thread is 1.4-5× faster."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_kl(channels: int = 4, seed: int = 0) -> AutoencoderKL:
     """A small random AutoencoderKL with the SD layout: 4 blocks (8×), GroupNorm, mid-block attention."""
     torch.manual_seed(seed)
@@ -179,22 +188,38 @@ def test_tiling_a_pointwise_decoder_changes_nothing():
     assert (lat.tensor - lat_tiled.tensor).abs().max() <= 1e-6
 
 
-def test_tiled_decode_matches_untiled_on_real_weights(taef2):
-    """Seams on a real decoder: TAEF2 has GroupNorm, so this also checks the whole-image statistics."""
-    x = photo_tensor("astronaut", 512)
-    lat = codec.encode(taef2, x, progress=False)
+def test_tiled_decode_matches_untiled_on_real_weights(taef2, astronaut256):
+    """Seams on a real decoder: TAEF2 has GroupNorm, so this also checks the whole-image statistics passes."""
+    lat = codec.encode(taef2, astronaut256, progress=False)
     whole = codec.decode(taef2, lat, progress=False)
-    tiled = codec.decode(taef2, lat, tile=256, overlap=64, progress=False)
-    # measured 58 dB (per-tile GroupNorm statistics give 27 dB); the spec's floor for seams is 35 dB
+    tiled = codec.decode(taef2, lat, tile=128, overlap=64, progress=False)
+    one_pass = codec.decode(taef2, lat, tile=128, overlap=64, tile_passes=1, progress=False)
+    # measured 40.9 dB with the default 2 passes and 26 dB with per-tile statistics; the spec's seam floor is 35
     assert psnr(tiled, whole).item() >= 35
+    assert psnr(tiled, whole).item() > psnr(one_pass, whole).item() + 5
+
+
+def test_statistics_passes_converge_on_a_deep_groupnorm_decoder(sd1_vae):
+    """A random SD-layout decoder (20 GroupNorms in a row): more passes must not make it worse.
+
+    Replacing tile statistics outright by the previous pass's image statistics diverges on such networks;
+    the codec's correction converges (see codec._TileNorm).
+    """
+    z = torch.randn(1, 4, 32, 32, generator=torch.Generator().manual_seed(12))
+    whole = codec.decode(sd1_vae, raw(z), progress=False)
+    scores = [
+        psnr(codec.decode(sd1_vae, raw(z), tile=128, overlap=32, tile_passes=p, progress=False), whole).item()
+        for p in (1, 2, 3)
+    ]
+    assert scores[0] < scores[1] <= scores[2] + 0.5  # 0.5 dB: later passes may plateau
 
 
 def test_tiled_encode_matches_untiled_on_real_weights(taef2, astronaut256):
     lat = codec.encode(taef2, astronaut256, progress=False)
-    tiled = codec.encode(taef2, astronaut256, tile=128, overlap=32, progress=False)
+    tiled = codec.encode(taef2, astronaut256, tile=128, overlap=64, progress=False)
     a = codec.decode(taef2, lat, progress=False)
     b = codec.decode(taef2, tiled, progress=False)
-    assert psnr(b, a).item() >= 35  # the spec's seam floor, measured on the decoded images
+    assert psnr(b, a).item() >= 35  # the spec's seam floor on the decoded images (measured 40.3 dB)
 
 
 def test_max_memory_turns_tiling_on_and_says_so():

@@ -18,7 +18,11 @@ NaN or inf in reduced precision is computed again in fp32 with a :class:`LatentB
 
 Tiling: ``tile=`` (pixels) splits the image into overlapping tiles, runs each through the network and blends
 the overlaps with a raised-cosine ramp whose outer quarter is dropped (tile borders see zero padding; the
-ramp keeps them out). Without ``tile``, a ``max_memory`` budget (bytes) turns tiling on when the estimated
+ramp keeps them out). GroupNorm normalises over the whole image, so networks that have it run
+``tile_passes`` times (default 2) and each pass corrects every tile's statistics towards the whole image's
+(:class:`_TileNorm`; TAEF2 at 512² in 256-px tiles: 26.9 dB against the untiled decode with per-tile
+statistics, 45 dB with 2 passes, 63 dB with 3). Attention blocks (the SD mid-block) still see one tile: that
+part of the difference remains. Without ``tile``, a ``max_memory`` budget (bytes) turns tiling on when the estimated
 peak passes it, announced with a warning. The estimate (:func:`estimate_memory`) runs the network once on a
 16×16-cell probe with forward hooks, takes the largest activation per latent cell and multiplies it by
 ``ACTIVATION_FACTOR`` (peak RSS over largest activation, measured on the SD KL f8 decoder: 3.8–4.6 for
@@ -61,6 +65,9 @@ PROBE_CELLS = 16
 
 RAMP_MARGIN = 0.25
 """Fraction of each tile overlap, on the tile's own border side, that gets zero blending weight."""
+
+TILE_PASSES = 2
+"""Default passes of a tiled run through a network with GroupNorm (see :class:`_TileNorm`); 1 = per-tile stats."""
 
 _ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float": "fp32"}
 
@@ -307,15 +314,23 @@ _Unit = tuple[int, int, int]  # (sample, tile row, tile column)
 
 
 class _TileNorm:
-    """GroupNorm with whole-image statistics while a network runs tile by tile.
+    """GroupNorm with whole-image statistics while a network runs tile by tile, over several passes.
 
-    GroupNorm normalises with the mean and variance of the *whole* feature map; a tile alone gets other
-    statistics, which shows as a colour/contrast shift per tile (TAEF2 decodes at 27 dB against the untiled
-    result with per-tile statistics, 63 dB with whole-image ones). So tiled runs take several passes: each
-    pass collects, for every GroupNorm call, the statistics of the region each tile *owns* (a partition of
-    the image, split at the middle of the overlaps), and the next pass normalises every tile with the
-    whole-image statistics of the pass before. Deeper layers' statistics converge as earlier layers get
-    theirs right; the codec runs ``TILE_NORM_PASSES`` passes.
+    GroupNorm normalises with the mean and variance of the *whole* feature map; a tile alone has other
+    statistics, which shows as a colour/contrast shift per tile (TAEF2 at 512² in 256-px tiles: 26.9 dB
+    against the untiled decode with per-tile statistics). Each pass records, for every GroupNorm call and
+    tile, the statistics of the whole tile and of the region the tile *owns* (a partition of the image split
+    at the middle of the overlaps); the owned regions add up to the whole-image statistics. The next pass
+    normalises each tile with its own current statistics corrected by the gap the previous pass measured::
+
+        mean = tile_mean_now + (image_mean_before - tile_mean_before)
+        var  = tile_var_now * (image_var_before + eps) / (tile_var_before + eps)
+
+    Replacing the tile statistics outright by the image statistics of the previous pass diverges on deep
+    networks (each layer's statistics were measured under the previous layers' old normalisation: a random
+    SD-layout decoder fell from 30 dB to 19 dB at 2 passes and 6 dB at 3); the correction keeps each layer
+    self-normalising while removing the tile-to-tile gap, and converges (measured at 512² in 256-px tiles:
+    TAEF2 26.9 → 45.0 → 62.9 dB for 1, 2, 3 passes; the random SD-layout decoder 29.9 → 35.0 → 35.5 dB).
 
     While active, each ``nn.GroupNorm`` of the module gets an instance-level ``forward``; leaving the context
     puts back what was there.
@@ -328,7 +343,10 @@ class _TileNorm:
         self.own_cols = _owned(plan.cols, tw, w_cells)
         self.sums: dict[tuple[int, int], dict[int, torch.Tensor]] = {}  # key -> sample -> [G, 3]
         self.pending: dict[tuple[int, int], torch.Tensor] = {}  # key -> [B, G, 3]: (count, mean, M2) per row
+        self.pending_local: dict[tuple[int, int], torch.Tensor] = {}  # key -> [B, G, 2]: whole-tile (mean, var)
+        self.local: dict[tuple[tuple[int, int], _Unit], torch.Tensor] = {}  # (key, unit) -> [G, 2]
         self.frozen: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # key -> (mean, var) [N, G]
+        self.frozen_local: dict[tuple[tuple[int, int], _Unit], torch.Tensor] = {}
         self.rows: Sequence[_Unit] = ()
         self.calls: dict[int, int] = {}
         self.saved: list[object] = []
@@ -348,7 +366,7 @@ class _TileNorm:
 
     def begin(self, rows: Sequence[_Unit]) -> None:
         """A batch of tiles starts: ``rows`` says which (sample, row, column) each batch row is."""
-        self.rows, self.pending, self.calls = rows, {}, {}
+        self.rows, self.pending, self.pending_local, self.calls = rows, {}, {}, {}
 
     def commit(self, indices: Sequence[int]) -> None:
         """Keep the statistics of these batch rows (their outputs were finite)."""
@@ -357,6 +375,7 @@ class _TileNorm:
             for i in indices:
                 n = self.rows[i][0]
                 per_sample[n] = _merge(per_sample[n], stats[i]) if n in per_sample else stats[i]
+                self.local[(key, self.rows[i])] = self.pending_local[key][i]
 
     def next_pass(self) -> None:
         """Freeze the statistics collected so far; the next pass normalises with them."""
@@ -365,6 +384,7 @@ class _TileNorm:
             stats = torch.stack([per_sample[n] for n in sorted(per_sample)])  # [N, G, 3]
             frozen[key] = (stats[..., 1], stats[..., 2] / stats[..., 0].clamp_min(1))
         self.frozen, self.sums = frozen, {}
+        self.frozen_local, self.local = self.local, {}
 
     def _region(self, own: tuple[float, float], start: int, cells: int, size: int) -> slice:
         scale = size / cells  # feature-map samples per latent cell at this layer
@@ -391,6 +411,7 @@ class _TileNorm:
             key = (id(m), call)
             b, c, g = x.shape[0], x.shape[1], m.num_groups
             stats = torch.zeros(b, g, 3, dtype=torch.float64)
+            local = torch.zeros(b, g, 2, dtype=torch.float64)
             spatial = self._spatial(x)
             for i, (_, r, col) in enumerate(self.rows):
                 hs = self._region(self.own_rows[r], self.plan.rows[r], self.th, spatial.shape[-2])
@@ -402,15 +423,22 @@ class _TileNorm:
                 stats[i, :, 0] = count
                 stats[i, :, 1] = mean.double().cpu()
                 stats[i, :, 2] = var.double().cpu() * count
+                whole = x[i].unflatten(0, (g, -1))
+                var, mean = torch.var_mean(whole, dim=tuple(range(1, whole.ndim)), correction=0)
+                local[i, :, 0] = mean.double().cpu()
+                local[i, :, 1] = var.double().cpu()
             self.pending[key] = stats
+            self.pending_local[key] = local
             if key not in self.frozen:
                 return torch.nn.functional.group_norm(x, g, m.weight, m.bias, m.eps)
-            mean, var = self.frozen[key]
-            # batch_norm in eval mode applies given per-channel statistics in one kernel, in x's dtype and layout
+            image_mean, image_var = self.frozen[key]
             rows = []
-            for i, (n, _, _) in enumerate(self.rows):
-                mean_c = mean[n].repeat_interleave(c // g).to(x.device, torch.float32)
-                var_c = var[n].repeat_interleave(c // g).to(x.device, torch.float32)
+            for i, unit in enumerate(self.rows):
+                before = self.frozen_local[(key, unit)]
+                mean = local[i, :, 0] + (image_mean[unit[0]] - before[:, 0])
+                var = local[i, :, 1] * (image_var[unit[0]] + m.eps) / (before[:, 1] + m.eps)
+                mean_c = mean.repeat_interleave(c // g).to(x.device, torch.float32)
+                var_c = var.repeat_interleave(c // g).to(x.device, torch.float32)
                 weight = None if m.weight is None else m.weight.float()  # float statistics and parameters:
                 bias = None if m.bias is None else m.bias.float()  # the CPU kernel's mixed bf16/fp16 mode
                 rows.append(
@@ -430,10 +458,6 @@ def _merge(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack([n, mean, m2], dim=1)
 
 
-TILE_NORM_PASSES = 2
-"""Passes of a tiled run when the network has GroupNorm layers (1 collects statistics, the last blends)."""
-
-
 def _run_tiled(
     job: _Job,
     x: torch.Tensor,
@@ -441,12 +465,13 @@ def _run_tiled(
     in_unit: int,
     out_unit: int,
     batch_size: int,
+    passes: int,
     advance: Callable[[int], None],
 ) -> torch.Tensor:
     """Run ``job`` tile by tile over the last two dims of ``x`` and blend the outputs.
 
     ``in_unit`` / ``out_unit``: samples per latent cell on the input / output side (decode: 1 / ratio;
-    encode: ratio / 1). Networks with GroupNorm run ``TILE_NORM_PASSES`` times (see :class:`_TileNorm`).
+    encode: ratio / 1). ``passes``: runs over all tiles, for networks with GroupNorm (see :class:`_TileNorm`).
     """
     h_cells, w_cells = x.shape[-2] // in_unit, x.shape[-1] // in_unit
     th, tw = min(plan.tile, h_cells), min(plan.tile, w_cells)
@@ -454,7 +479,6 @@ def _run_tiled(
     ww = _axis_weights(plan.cols, tw, out_unit)
     units = [(n, r, c) for n in range(x.shape[0]) for r in range(len(plan.rows)) for c in range(len(plan.cols))]
     with _TileNorm(job.weights.module, plan, h_cells, w_cells, th, tw) as norm:
-        passes = TILE_NORM_PASSES if norm.modules else 1
         for p in range(passes):
             out: torch.Tensor | None = None
             if p > 0:
@@ -689,9 +713,12 @@ def _execute(
     tile: int | None,
     overlap: int | None,
     max_memory: int | None,
+    tile_passes: int,
     progress: bool,
 ) -> torch.Tensor:
     op = job.what
+    if tile_passes < 1:
+        raise LatentBridgeError(f"tile_passes must be at least 1, got {tile_passes}")
     ratio = vae.output_ratio if op == "decode" else vae.spatial_ratio
     try:
         if tile is None and max_memory is not None:
@@ -702,13 +729,13 @@ def _execute(
             plan = plan_tiles(x.shape[-2] // in_unit, x.shape[-1] // in_unit, t, o)
             if plan.count == 1:
                 plan = None
-        passes = TILE_NORM_PASSES if plan and _has_group_norm(vae.module) else 1
+        passes = tile_passes if plan and _has_group_norm(vae.module) else 1
         total = x.shape[0] * (plan.count * passes if plan else 1)
         label = f"{op} {vae.name}" + (f" ({plan.count} tiles of {plan.tile * ratio} px)" if plan else "")
         with _progress_bar(progress, total, label) as advance:
             if plan is None:
                 return _run_whole(job, x, batch_size, advance)
-            return _run_tiled(job, x, plan, in_unit, out_unit, batch_size, advance)
+            return _run_tiled(job, x, plan, in_unit, out_unit, batch_size, passes, advance)
     finally:
         job.weights.restore()
 
@@ -726,6 +753,7 @@ def encode(
     tile: int | None = None,
     overlap: int | None = None,
     max_memory: int | None = None,
+    tile_passes: int = TILE_PASSES,
     progress: bool = True,
     channels_last: bool = False,
     provenance: Provenance | None = None,
@@ -744,6 +772,9 @@ def encode(
         overlap: tile overlap in pixels (default: a quarter of the tile, rounded to whole latent cells).
         max_memory: peak-memory budget in bytes; when the estimate passes it, tiling turns on (announced with a
             :class:`LatentBridgeWarning`).
+        tile_passes: passes over the tiles for networks with GroupNorm: 1 uses per-tile statistics (fastest,
+            seams show as tile-wise colour shifts); each further pass brings the statistics closer to the
+            whole image's (default 2).
         progress: show a progress bar (only on a terminal).
         channels_last: run convolutions in channels-last layout (faster with bf16 on CPU; results differ from
             the default layout by rounding only).
@@ -801,6 +832,7 @@ def encode(
         tile=tile,
         overlap=overlap,
         max_memory=max_memory,
+        tile_passes=tile_passes,
         progress=progress,
     )
     prov = dataclasses.replace(
@@ -873,6 +905,7 @@ def decode(
     tile: int | None = None,
     overlap: int | None = None,
     max_memory: int | None = None,
+    tile_passes: int = TILE_PASSES,
     progress: bool = True,
     channels_last: bool = False,
     crop_padding: bool = True,
@@ -889,6 +922,7 @@ def decode(
         tile: tile side in output pixels (a multiple of the decoder's output ratio), or None.
         overlap: tile overlap in output pixels (default: a quarter of the tile, whole latent cells).
         max_memory: peak-memory budget in bytes; tiling turns on (with a warning) when the estimate passes it.
+        tile_passes: passes over the tiles for networks with GroupNorm (1 = per-tile statistics; default 2).
         progress: show a progress bar (only on a terminal).
         channels_last: run convolutions in channels-last layout (the bf16 fast path on CPU).
         crop_padding: remove the padding recorded at encode time (``provenance.extra["padding"]``).
@@ -925,6 +959,7 @@ def decode(
         tile=tile,
         overlap=overlap,
         max_memory=max_memory,
+        tile_passes=tile_passes,
         progress=progress,
     )
     images = (images.clamp(-1.0, 1.0) + 1.0) / 2.0
