@@ -118,6 +118,9 @@ def decode_command(
     ),
     tile: int = typer.Option(None, "--tile", help="Decode in overlapping tiles of this many pixels."),
     overlap: int = typer.Option(None, "--overlap", help="Tile overlap in pixels (default: a quarter of the tile)."),
+    tile_passes: int = typer.Option(
+        2, "--tile-passes", help="Passes over the tiles for GroupNorm VAEs: 1 = per-tile statistics (fastest)."
+    ),
     max_memory: str = typer.Option(
         "auto", "--max-memory", help="Tile when the estimated peak passes this (2GB, auto = 75 % of free memory, none)."
     ),
@@ -150,6 +153,7 @@ def decode_command(
             tile=tile,
             overlap=overlap,
             max_memory=budget,
+            tile_passes=tile_passes,
             channels_last=channels_last,
             crop_padding=not no_crop,
         )

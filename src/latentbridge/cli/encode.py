@@ -40,6 +40,9 @@ def encode_command(
     ),
     tile: int = typer.Option(None, "--tile", help="Encode in overlapping tiles of this many pixels."),
     overlap: int = typer.Option(None, "--overlap", help="Tile overlap in pixels (default: a quarter of the tile)."),
+    tile_passes: int = typer.Option(
+        2, "--tile-passes", help="Passes over the tiles for GroupNorm VAEs: 1 = per-tile statistics (fastest)."
+    ),
     max_memory: str = typer.Option(
         "auto", "--max-memory", help="Tile when the estimated peak passes this (2GB, auto = 75 % of free memory, none)."
     ),
@@ -76,6 +79,7 @@ def encode_command(
             tile=tile,
             overlap=overlap,
             max_memory=budget,
+            tile_passes=tile_passes,
             channels_last=channels_last,
             provenance=prov,
         )
