@@ -349,6 +349,13 @@ def test_a_confident_fingerprint_doubts_an_unprofiled_vae(sd1_raw):
     assert "cascade_b has no reference profile to compare" in f.message and "latentbridge calibrate" in f.fix
 
 
+def test_statistics_that_fit_no_profile_neither_confirm_nor_refute(sd1_raw):
+    report = check(Latent(sd1_raw[:1] * 0.02 + 6, None, "raw"), facts("sd1"))
+    f = report.finding("no-fit")
+    assert f.severity == "info" and "fit no reference profile well (nearest: " in f.message
+    assert "family-mismatch" not in report.codes()
+
+
 def test_decoder_missing():
     f = check(smooth((1, 4, 16, 16), scale=5), dataclass_replace(facts("sd1"), has_decoder=False)).finding("no-decoder")
     assert f.severity == "warn" and f.fix == "pass the full VAE file or a decoder file of the same family"

@@ -55,7 +55,10 @@ VERDICTS: tuple[str, ...] = ("ok", "warn", "error")
 EXIT_CODES: Mapping[str, int] = {"ok": 0, "warn": 1, "error": 2}
 
 SPACE_DECISION = 0.95  # probability a space hypothesis needs before the check relies on it
-FAMILY_DOUBT = 0.2  # the VAE's family below this probability (others profiled) is worth a warning
+# The fingerprint's calibrated probability that the latent belongs to the VAE's family decides: below 5 % the
+# pairing is wrong with 95 % confidence (an error); below 20 % it is probably wrong (a warning).
+FAMILY_ERROR = 0.05
+FAMILY_DOUBT = 0.2
 # When a format has no measured profile, its scale factor is the only clue to the raw spread: most were
 # chosen as 1/std of raw latents (SD1's 0.18215, SDXL, SD3, FLUX.1, Sana …). Real images scatter around it
 # (SD1 raw std 2.5–7 over the bundled photos, i.e. ±0.45 in log), so the log-std of one latent is scored with
@@ -1063,32 +1066,43 @@ def _family_findings(
             )
         )
         return
-    if best is None or not best.fits:
+    if best is None:
         return
-    other = not best.covers(vae_fmt.name) and raw_owner(best.format) != raw_owner(vae_fmt.name)
+    if not best.fits:
+        add(
+            Finding(
+                "no-fit",
+                "info",
+                f"the latent's statistics fit no reference profile well (nearest: {best.label}, distance "
+                f"{best.distance:.1f}), so they cannot confirm or refute the pairing with {vae_fmt.name}",
+                "",
+                evidence,
+            )
+        )
+        return
     recorded_clash = lat_fmt is not None and raw_owner(lat_fmt.name) != raw_owner(vae_fmt.name)
     if recorded_clash:
         return  # the record already disagrees with the VAE (reported as a recorded family/ratio mismatch)
-    if other and ident.confident:
-        recorded = f" (recorded as {lat_fmt.name})" if lat_fmt is not None else ""
+    recorded = f" (recorded as {lat_fmt.name})" if lat_fmt is not None else ""
+    if vae_p < FAMILY_ERROR:
         add(
             Finding(
                 "family-mismatch",
                 "error",
                 f"the latent's statistics say {best.label} ({best.probability:.0%}){recorded}, but {facts.name} is "
-                f"{vae_fmt.name} ({vae_p:.0%}): same shapes, different latent spaces",
+                f"{vae_fmt.name} ({vae_p:.1%} by the same statistics): same shapes, different latent spaces",
                 f"decode with a {best.format} VAE, or move the latent with `latentbridge transfer` "
                 f"({best.format} → {vae_fmt.name})",
                 evidence,
             )
         )
-    elif other and vae_p < FAMILY_DOUBT and best.probability >= 0.5:
+    elif vae_p < FAMILY_DOUBT:
         add(
             Finding(
                 "family-doubt",
                 "warn",
-                f"the latent's statistics lean to {best.label} ({best.probability:.0%}) over {facts.name}'s "
-                f"{vae_fmt.name} ({vae_p:.0%})",
+                f"the latent's statistics lean to {best.label} ({best.probability:.0%}){recorded} over "
+                f"{facts.name}'s {vae_fmt.name} ({vae_p:.0%})",
                 "check where the latent came from, or run with --preflight to compare decodes",
                 evidence,
             )
