@@ -161,15 +161,19 @@ def test_batching_equals_unbatched(sd1_vae):
 # --- tiling ---------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size,tile,overlap", [(100, 32, 8), (64, 32, 8), (33, 32, 8), (300, 64, 16), (40, 16, 8)])
-def test_tile_starts_cover_with_at_least_the_overlap(size, tile, overlap):
-    starts = codec.tile_starts(size, tile, overlap)
-    assert starts[0] == 0 and starts[-1] + tile == size
-    assert all(b - a <= tile - overlap for a, b in itertools.pairwise(starts))
-    weights = codec._axis_weights(starts, tile, 1)
+@pytest.mark.parametrize(
+    "size,tile,overlap", [(100, 32, 8), (64, 32, 8), (33, 32, 8), (300, 64, 16), (40, 16, 8), (128, 64, 16)]
+)
+def test_tiles_cover_the_axis_with_at_least_the_overlap(size, tile, overlap):
+    length, starts = codec.tile_axis(size, tile, overlap)
+    assert length <= tile and starts[0] == 0 and starts[-1] + length == size
+    assert all(b - a <= length - overlap for a, b in itertools.pairwise(starts))
+    # the fewest tiles: one fewer could not cover the axis with the overlap
+    assert (len(starts) - 1) * (tile - overlap) + overlap < size
+    weights = codec._axis_weights(starts, length, 1)
     total = torch.zeros(size)
     for s, w in zip(starts, weights, strict=True):
-        total[s : s + tile] += w
+        total[s : s + length] += w
     # mirrored raised-cosine ramps sum to one wherever tiles overlap (float32 rounding only)
     assert (total - 1).abs().max() <= 1e-6
 
@@ -391,6 +395,8 @@ def test_option_errors(sd1_vae):
         codec.decode(sd1_vae, z, tile=64, overlap=48, progress=False)
     with pytest.raises(LatentBridgeError, match=r"batch_size must be at least 1, got 0"):
         codec.decode(sd1_vae, z, batch_size=0, progress=False)
+    with pytest.raises(LatentBridgeError, match=r"tile_passes must be at least 1, got 0"):
+        codec.decode(sd1_vae, z, tile=32, tile_passes=0, progress=False)
     onnx_like = dataclasses.replace(pointwise_vae(), module=None, architecture="vaelight")
     with pytest.raises(LatentBridgeError, match=r"runs outside torch, in float32 on the CPU; got dtype bf16"):
         codec.decode(onnx_like, z, dtype="bf16", progress=False)
