@@ -262,8 +262,9 @@ def mismatch(samples: list[Sample], log) -> dict:
     missed: list[str] = []
     started = time.perf_counter()
     n_checks = 0
+    per_pair: dict[tuple[str, str, str, str], Counter] = defaultdict(Counter)
     for s in samples:
-        if s.kind not in ("single", "random-weights"):
+        if s.kind not in ("single", "batch4", "random-weights"):
             continue
         fmt = get_format(s.format)
         for vfmt in registry:
@@ -276,6 +277,10 @@ def mismatch(samples: list[Sample], log) -> dict:
                 kind = "family-unprofiled"
             if not s.profiled and kind not in ("shape",):
                 continue  # random weights: only shape-level answers mean anything
+            if s.kind == "batch4":
+                if kind not in ("match", "family"):
+                    continue
+                kind += " (batch of 4)"
             for meta in ("none", "space", "full"):
                 lat = Latent(
                     s.tensor,
@@ -286,6 +291,8 @@ def mismatch(samples: list[Sample], log) -> dict:
                 report = check(lat, vae_facts_for(vfmt), profiles=profiles)
                 n_checks += 1
                 counts[(kind, meta, "all")][report.verdict] += 1
+                if kind == "family" and meta == "none":
+                    per_pair[(s.format, s.space, vfmt.name, s.encoder)][report.verdict] += 1
                 if kind == "match" and report.verdict != "ok":
                     false_alarm_codes[meta].update(f.code for f in report.findings if f.severity != "info")
                 if kind in ("shape", "family") and report.verdict != "error" and len(missed) < 40:
@@ -303,8 +310,19 @@ def mismatch(samples: list[Sample], log) -> dict:
             "warn_or_error": (c["error"] + c["warn"]) / total,
             "ok": c["ok"] / total,
         }
+    pairs = [
+        {
+            "latent": f"{fmt} {space} ({enc})",
+            "vae": vae,
+            "pairs": sum(c.values()),
+            "error": c["error"] / sum(c.values()),
+            "warn_or_error": (c["error"] + c["warn"]) / sum(c.values()),
+        }
+        for (fmt, space, vae, enc), c in sorted(per_pair.items())
+    ]
     return {
         "by_kind": summary,
+        "family_pairs_no_metadata": pairs,
         "false_alarm_codes": {k: dict(v) for k, v in false_alarm_codes.items()},
         "missed_examples": missed,
         "profiled_families": sorted(profiled_formats),
@@ -409,6 +427,15 @@ def markdown(result: dict) -> str:
     lines += [
         "",
         "For a match, the columns error / warn or error are false alarms.",
+        "",
+        "Same-shape family mismatches without metadata, per pair (single latents):",
+        "",
+        "| latent | VAE | pairs | error | warn or error |",
+        "|---|---|---|---|---|",
+        *(
+            f"| {r['latent']} | {r['vae']} | {r['pairs']} | {r['error']:.3f} | {r['warn_or_error']:.3f} |"
+            for r in mm["family_pairs_no_metadata"]
+        ),
         "",
         f"False-alarm findings on matching pairs: {json.dumps(mm['false_alarm_codes'])}",
         "",

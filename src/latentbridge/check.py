@@ -1159,6 +1159,9 @@ PREFLIGHT_NATURAL = 20.5
 # Another candidate's decode must be this many times closer to natural before preflight says the VAE's own
 # family looks wrong (a factor, not a difference: penalties of wrong families grow with their error).
 PREFLIGHT_MARGIN = 3.0
+# A score 10 robust standard deviations outside every reference image is "far out"; beyond that the number
+# only measures how small the reference's spread happens to be (photos are almost never clipped).
+Z_CAP = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -1210,7 +1213,8 @@ def _score_z(value: float, samples: list[float]) -> float:
     """Rank-based z of ``value`` against reference samples (skew-proof), extended linearly beyond their range.
 
     Inside the samples' range: Φ⁻¹ of the mid-rank percentile. Beyond it: the edge z plus the distance in
-    robust standard deviations (IQR / 1.349), so that a decode far outside every photo scores far out.
+    robust standard deviations (IQR / 1.349), so that a decode far outside every photo scores far out; capped
+    at ±``Z_CAP``.
     """
     ref = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(ref)
@@ -1224,7 +1228,7 @@ def _score_z(value: float, samples: list[float]) -> float:
         z -= (ref[0] - value) / scale
     elif value > ref[-1]:
         z += (value - ref[-1]) / scale
-    return z
+    return max(-Z_CAP, min(Z_CAP, z))
 
 
 def _erfinv(y: float) -> float:
