@@ -73,7 +73,7 @@ _ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "f
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """ "fp32" / "bf16" / "fp16" (or torch.float32 …) -> torch dtype; anything else is an error."""
+    """The torch dtype for "fp32" / "bf16" / "fp16" (or torch.float32 …); anything else is an error."""
     if isinstance(dtype, torch.dtype):
         if dtype in DTYPES.values():
             return dtype
