@@ -347,6 +347,15 @@ def test_video_latents_decode_frame_stacks():
     assert torch.equal(model, lat.tensor)  # NTCHW (TAEHV order) comes back canonical
 
 
+def test_layouts_are_made_canonical(sd1_vae):
+    z = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(13))
+    ref = codec.decode(sd1_vae, raw(z), progress=False)
+    nhwc = Latent(z.permute(0, 2, 3, 1), format=get_format("sd1"), space="raw", layout="NHWC")
+    chw_unlabelled = Latent(z[0], space="raw", layout="CHW")  # a kohya cache: one image, format unknown
+    assert torch.equal(codec.decode(sd1_vae, nhwc, progress=False), ref)
+    assert torch.equal(codec.decode(sd1_vae, chw_unlabelled, progress=False), ref)
+
+
 def test_wrong_pairings_are_refused(sd1_vae):
     z = torch.randn(1, 4, 8, 8)
     with pytest.raises(IncompatibleError, match=r"the latent is sdxl but VAE 'tiny-sd1' reads sd1 latents"):

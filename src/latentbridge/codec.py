@@ -893,7 +893,7 @@ def native_latent(vae: VAE, latent: Latent) -> tuple[torch.Tensor, LatentFormat 
                 f"the latent is in {latent.space} space and VAE {vae.name!r} reads {vae.native_space} space, but "
                 "neither says which latent format they are, so the conversion is unknown; pass --format NAME"
             )
-        tensor = latent.tensor
+        tensor = latent.to_layout("NCTHW" if "T" in latent.layout else "NCHW").tensor
     else:
         stats = latent.stats if latent.stats is not None else vae.stats
         tensor = latent.replace(format=fmt).to_space(vae.native_space, stats).tensor
