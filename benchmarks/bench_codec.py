@@ -100,7 +100,17 @@ def _peak(method: str) -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def _build(model: str) -> tuple[Any, Any]:
+def zoo_file(model: str, zoo_dir: str | None) -> Path:
+    """The weight file of a zoo VAE: the package's, or ``--zoo-dir``'s when the package has none."""
+    from latentbridge import zoo
+
+    packaged = zoo.zoo_path(model)
+    if packaged.is_file() or zoo_dir is None:
+        return packaged
+    return Path(zoo_dir) / f"{model}.safetensors"
+
+
+def _build(model: str, zoo_dir: str | None = None) -> tuple[Any, Any]:
     """(latentbridge VAE, diffusers module or None)."""
     from latentbridge.formats import get_format
     from latentbridge.vae import from_autoencoder_kl
@@ -114,7 +124,7 @@ def _build(model: str) -> tuple[Any, Any]:
         return from_autoencoder_kl(module, name="sd-random", fmt=get_format("sd1")), module
     if model == "taef2":
         return load_vae(list(TAEF2_FILES)), None
-    vae = load_vae(model)
+    vae = load_vae(zoo_file(model, zoo_dir))
     return vae, vae.module
 
 
@@ -159,7 +169,7 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     import warnings
 
     torch.set_num_threads(case["threads"])
-    vae, module = _build(case["model"])
+    vae, module = _build(case["model"], case["zoo_dir"])
     x = torch.load(case["input"], weights_only=True)
     run = _runner(case, vae, module)
     estimate = None
@@ -218,7 +228,7 @@ def gemm_peak(threads: int) -> dict[str, float]:
     return out
 
 
-def count_flops(model: str, op: str, size: int) -> float:
+def count_flops(model: str, op: str, size: int, config: dict[str, Any] | None = None) -> float:
     """FLOPs of one decode/encode at ``size`` px, counted on meta-device copies (no compute)."""
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -232,13 +242,7 @@ def count_flops(model: str, op: str, size: int) -> float:
         else:
             from diffusers import AutoencoderKL
 
-            if model == "sd":
-                config = SD_CONFIG
-            else:
-                from latentbridge import zoo
-
-                config = zoo.zoo_info()[model]["config"]
-            net = AutoencoderKL(**config)
+            net = AutoencoderKL(**SD_CONFIG) if config is None else AutoencoderKL.from_config(config)
             c = net.config.latent_channels
             fn = net.decode if op == "decode" else net.encode
             x = torch.empty(1, c, size // 8, size // 8) if op == "decode" else torch.empty(1, 3, size, size)
@@ -247,7 +251,7 @@ def count_flops(model: str, op: str, size: int) -> float:
     return float(counter.get_total_flops())
 
 
-def make_input(model: str, op: str, size: int, path: Path) -> None:
+def make_input(model: str, op: str, size: int, path: Path, zoo_dir: str | None) -> None:
     """The input tensor of a case: a real photo for encode (and TAEF2/zoo decode, via our fp32 encode)."""
     from latentbridge import codec
     from latentbridge.photos import photo_tensor
@@ -257,7 +261,7 @@ def make_input(model: str, op: str, size: int, path: Path) -> None:
     else:
         x = photo_tensor("astronaut", size)
         if op == "decode":
-            vae, _ = _build(model)
+            vae, _ = _build(model, zoo_dir)
             x = codec.encode(vae, x, progress=False).tensor
     torch.save(x, path)
 
@@ -268,15 +272,13 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(_psnr(a.clamp(0, 1), b.clamp(0, 1)).mean())
 
 
-def models_available(wanted: list[str]) -> tuple[list[str], dict[str, str]]:
-    from latentbridge import zoo
-
+def models_available(wanted: list[str], zoo_dir: str | None) -> tuple[list[str], dict[str, str]]:
     have, skipped = [], {}
     for m in wanted:
         if m == "taef2" and not all(p.is_file() for p in TAEF2_FILES):
             skipped[m] = f"TAEF2 weights not found under {SHARED}"
-        elif m.startswith("zoo") and not zoo.zoo_path(m).is_file():
-            skipped[m] = f"{zoo.zoo_path(m)} missing (zoo not trained in this checkout)"
+        elif m.startswith("zoo") and not zoo_file(m, zoo_dir).is_file():
+            skipped[m] = f"{zoo_file(m, zoo_dir)} missing (zoo not trained in this checkout)"
         else:
             have.append(m)
     return have, skipped
@@ -334,7 +336,9 @@ def markdown(result: dict[str, Any]) -> str:
         "# Codec benchmark",
         "",
         f"Machine: {m['cpu']}, {m['threads']} torch threads, torch {m['torch']}, diffusers {m['diffusers']}; "
-        f"load average {m['load_start']} at start, {m['load_end']} at end (shared machine: timings drift 20–35 %).",
+        f"load average {m['load_start']} at start, {m['load_end']} at end (shared machine: timings drift 20–35 %)."
+        + ("" if result["complete"] else " **Run in progress: partial results.**")
+        + (f" Zoo weights from {result['zoo_dir']}." if result.get("zoo_dir") else ""),
         f"GEMM peak (4096² matmul, median of 5): fp32 {result['gemm_gflops']['fp32']:.0f} GFLOP/s, "
         f"bf16 {result['gemm_gflops']['bf16']:.0f} GFLOP/s. Time: median of {result['repeats']} runs in a fresh "
         "process; memory: peak RSS (VmHWM, reset before the runs) minus RSS before the first run (model and input "
@@ -386,16 +390,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--zoo-dir", help="folder with zoo-*.safetensors, used when the package has none")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
         return
     if args.repeats < 3:
         parser.error("--repeats must be at least 3 (medians of fewer runs are noise on a shared machine)")
-    import diffusers
-
     sizes = args.sizes or ([256, 512] if args.quick else [256, 512, 1024])
-    models, skipped = models_available(args.models)
+    models, skipped = models_available(args.models, args.zoo_dir)
     load_start = ", ".join(f"{v:.1f}" for v in os.getloadavg())
     cpu = platform.processor() or platform.machine()
     try:
@@ -407,12 +410,15 @@ def main() -> None:
     rows: list[dict[str, Any]] = []
     outputs: dict[tuple, Path] = {}
     with tempfile.TemporaryDirectory(prefix="bench_codec.") as tmp:
-        for model in models:
-            for op in args.ops:
-                for size in sizes:
+        for size in sizes:  # smallest first: a long run has every model at 256 and 512 px early
+            for model in models:
+                for op in args.ops:
                     inp = Path(tmp) / f"{model}-{op}-{size}.pt"
-                    make_input(model, op, size, inp)
-                    flops = count_flops(model, op, size)
+                    make_input(model, op, size, inp, args.zoo_dir)
+                    config = None
+                    if model.startswith("zoo"):
+                        config = dict(_build(model, args.zoo_dir)[1].config)
+                    flops = count_flops(model, op, size, config)
                     for variant in variants_for(model, op, size):
                         save = Path(tmp) / f"{model}-{op}-{size}-{variant}.out.pt"
                         case = {
@@ -425,6 +431,7 @@ def main() -> None:
                             "repeats": args.repeats,
                             "input": str(inp),
                             "save": str(save),
+                            "zoo_dir": args.zoo_dir,
                         }
                         t0 = time.time()
                         res = run_case(case)
@@ -433,6 +440,7 @@ def main() -> None:
                         rows.append(row)
                         if "median_s" in res:
                             outputs[(model, op, size, variant)] = save
+                        write_results(args, rows, outputs, gemm, skipped, load_start, cpu, final=False)
                         print(
                             f"{model} {op} {size} {variant}: "
                             + (
@@ -443,7 +451,23 @@ def main() -> None:
                             + f" ({time.time() - t0:.0f} s wall)",
                             flush=True,
                         )
-        analyse(rows, outputs)
+        write_results(args, rows, outputs, gemm, skipped, load_start, cpu, final=True)
+
+
+def write_results(
+    args: argparse.Namespace,
+    rows: list[dict[str, Any]],
+    outputs: dict[tuple, Path],
+    gemm: dict[str, float],
+    skipped: dict[str, str],
+    load_start: str,
+    cpu: str,
+    final: bool,
+) -> None:
+    """Write codec.json / codec.md (after every case, so a long run leaves results as it goes)."""
+    import diffusers
+
+    analyse(rows, outputs)
     result = {
         "machine": {
             "cpu": cpu,
@@ -453,15 +477,18 @@ def main() -> None:
             "load_start": load_start,
             "load_end": ", ".join(f"{v:.1f}" for v in os.getloadavg()),
         },
+        "complete": final,
         "repeats": args.repeats,
         "gemm_gflops": gemm,
         "rows": rows,
         "skipped": skipped,
+        "zoo_dir": args.zoo_dir,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     _atomic_write(args.out / "codec.json", json.dumps(result, indent=1) + "\n")
     _atomic_write(args.out / "codec.md", markdown(result))
-    print(markdown(result))
+    if final:
+        print(markdown(result))
 
 
 if __name__ == "__main__":

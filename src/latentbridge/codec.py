@@ -700,10 +700,11 @@ def _tile_cells(tile: int, overlap: int | None, ratio: int, what: str) -> tuple[
     if overlap is None:
         return t, t // 4
     if overlap < 0 or overlap % ratio or 2 * overlap > tile:
-        lo = overlap - overlap % ratio if overlap > 0 else 0
+        lo = max(overlap - overlap % ratio, 0)
+        valid = sorted({min(v, t // 2 * ratio) for v in (lo, lo + ratio)})
         raise ShapeError(
             f"{what} tile overlap {overlap} px must be a multiple of {ratio} px between 0 and half the tile "
-            f"({tile // 2} px); use {min(max(lo, 0), t // 2 * ratio)}"
+            f"({tile // 2} px); use {' or '.join(str(v) for v in valid)}"
         )
     return t, overlap // ratio
 
