@@ -226,6 +226,22 @@ def test_tiled_encode_matches_untiled_on_real_weights(taef2, astronaut256):
     assert psnr(b, a).item() >= 35  # the spec's seam floor on the decoded images (measured 40.3 dB)
 
 
+def test_no_statistics_pass_when_no_groupnorm_runs():
+    """A module whose GroupNorm belongs to the other half (here: unused) costs one pass, not ``tile_passes``."""
+    calls = []
+    base = pointwise_vae()
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        calls.append(z.shape)
+        return base.decode(z)
+
+    vae = dataclasses.replace(base, decode=decode, module=torch.nn.Sequential(torch.nn.GroupNorm(1, 4)))
+    z = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(14))
+    tiled = codec.decode(vae, raw(z), tile=64, overlap=16, tile_passes=3, progress=False)
+    assert len(calls) == 9  # 3×3 tiles, once each
+    assert (tiled - codec.decode(base, raw(z), progress=False)).abs().max() <= 1e-6
+
+
 def test_max_memory_turns_tiling_on_and_says_so():
     vae = pointwise_vae()
     z = torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(6))

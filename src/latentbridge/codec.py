@@ -506,14 +506,15 @@ def _run_tiled(
                 labels = [f"sample {n} tile ({r}, {c})" for n, r, c in chunk]
                 y = job.run(tiles, labels, norm, chunk)
                 advance(len(chunk))
-                if p < passes - 1:
-                    continue
                 if out is None:
                     shape = (x.shape[0], *y.shape[1:-2], h_cells * out_unit, w_cells * out_unit)
                     out = torch.zeros(shape, device=y.device)
                 for (n, r, c), tile in zip(chunk, y, strict=True):
                     weight = wh[r].to(y.device)[:, None] * ww[c].to(y.device)[None, :]
                     out[n, ..., _span(plan.rows[r], th, out_unit), _span(plan.cols[c], tw, out_unit)] += tile * weight
+            if norm.collect and not norm.sums:  # no GroupNorm ran (e.g. only the encoder has one): done
+                advance(len(units) * (passes - 1 - p))
+                break
     assert out is not None  # at least one unit: x has N >= 1 (checked by the callers)
     # The weights of the tiles covering a point sum to 1 (mirrored ramps); normalise anyway for rounding.
     norm_h = torch.zeros(h_cells * out_unit)
