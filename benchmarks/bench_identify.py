@@ -267,6 +267,7 @@ def mismatch(samples: list[Sample], log) -> dict:
         if s.kind not in ("single", "batch4", "random-weights"):
             continue
         fmt = get_format(s.format)
+        fingerprint = identify(s.tensor, profiles=profiles)  # the same for every VAE: computed once
         for vfmt in registry:
             kind = pair_kind(s, vfmt)
             if kind == "shared-raw":
@@ -288,7 +289,7 @@ def mismatch(samples: list[Sample], log) -> dict:
                     s.space if meta in ("space", "full") else "unknown",
                     "NCTHW" if s.tensor.ndim == 5 else "NCHW",
                 )
-                report = check(lat, vae_facts_for(vfmt), profiles=profiles)
+                report = check(lat, vae_facts_for(vfmt), profiles=profiles, fingerprint=fingerprint)
                 n_checks += 1
                 counts[(kind, meta, "all")][report.verdict] += 1
                 if kind == "family" and meta == "none":
@@ -367,8 +368,24 @@ def _mean(values) -> float:
 def markdown(result: dict) -> str:
     ident, mm = result["identification"], result["mismatch"]
     o = ident["overall"]
+    by = mm["by_kind"]
+
+    def rate(kind: str, meta: str, key: str) -> str:
+        v = by.get(kind, {}).get(meta)
+        return f"{v[key]:.3f} ({v['pairs']} pairs)" if v else "n/a"
+
     lines = [
         "# identify / check benchmark",
+        "",
+        "## Goals",
+        "",
+        f"- every shape-level mismatch caught (error), bare tensors: {rate('shape', 'none', 'error')}",
+        f"- same-shape family mismatches among families with profiles, bare tensors: error "
+        f"{rate('family', 'none', 'error')}, flagged (warn or error) {rate('family', 'none', 'warn_or_error')}; "
+        f"batches of 4: flagged {rate('family (batch of 4)', 'none', 'warn_or_error')}",
+        f"- false alarms (warn or error) on matching pairs: bare {rate('match', 'none', 'warn_or_error')}, "
+        f"space recorded {rate('match', 'space', 'warn_or_error')}, "
+        f"all recorded {rate('match', 'full', 'warn_or_error')}",
         "",
         f"Held-out photos {', '.join(HELDOUT_PHOTOS)}; crops at {', '.join(map(str, SIZES))} px; "
         f"encoders: {', '.join(result['encoders'])}. {result['machine']}; {result['seconds']:.0f} s.",
@@ -459,7 +476,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--cache", type=Path, default=None, help="keep encoded latents here between runs")
+    parser.add_argument("--render", type=Path, default=None, help="only rewrite the .md from this identify.json")
     args = parser.parse_args(argv)
+    if args.render is not None:
+        (args.out / "identify.md").write_text(markdown(json.loads(args.render.read_text())))
+        return 0
     torch.set_num_threads(args.threads)
     started = time.perf_counter()
 

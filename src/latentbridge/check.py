@@ -608,6 +608,7 @@ def check(
     user_dir: Path | None = None,
     preflight: bool = False,
     preflight_cells: int = 32,
+    fingerprint: Identification | None = None,
 ) -> Report:
     """Check that a latent and a VAE belong together before decoding.
 
@@ -623,6 +624,8 @@ def check(
         preflight: also decode a small crop with every candidate family and score the images (needs a loaded
             VAE for the VAE's own decode; rgb previews for the other candidates).
         preflight_cells: side of the centre crop, in latent cells, that preflight decodes.
+        fingerprint: :func:`~latentbridge.identify.identify` of this latent, when already computed (checking
+            one latent against many VAEs); it must come from the same tensor and profiles.
 
     Returns:
         A Report; its verdict is "error" when decoding would fail or silently give a wrong image.
@@ -813,7 +816,7 @@ def check(
             test = space_test(x, space_fmt, _raw_profile(space_fmt, profiles, facts.stats, calib), calib)
             if test is not None:
                 space_now, space_source = _space_findings(test, space_fmt, space_now, space_source, add)
-        ident = identify(x, profiles=profiles, calib=calib)
+        ident = fingerprint if fingerprint is not None else identify(x, profiles=profiles, calib=calib)
         _family_findings(ident, lat_fmt, vae_fmt, facts, profiles, add)
         if lat_fmt is None and ident.confident and ident.best is not None:
             format_source = "identified"

@@ -90,7 +90,14 @@ class Features:
         return tuple(g for g in GROUPS if self.group(g).size)
 
 
-def spectral_slope(x: torch.Tensor) -> torch.Tensor:
+def _numpy64(x: torch.Tensor | np.ndarray) -> np.ndarray:
+    """float64 numpy copy (the feature maths is small and runs faster in numpy than in threaded torch ops)."""
+    if isinstance(x, torch.Tensor):
+        return x.detach().to("cpu", torch.float64).numpy()
+    return np.asarray(x, dtype=np.float64)
+
+
+def spectral_slope(x: torch.Tensor | np.ndarray) -> np.ndarray:
     """Slope of the radially averaged power spectrum of each channel.
 
     Args:
@@ -101,36 +108,32 @@ def spectral_slope(x: torch.Tensor) -> torch.Tensor:
         1/min(H, W) and 0.5 cycles per cell (least squares weighted by the coefficients per band), after
         removing the mean and applying a Hann window.
     """
-    x = x.double()
+    x = _numpy64(x)
     h, w = x.shape[-2:]
-    x = x - x.mean(dim=(-2, -1), keepdim=True)
-    window = torch.hann_window(h, periodic=False, dtype=torch.float64)[:, None] * torch.hann_window(
-        w, periodic=False, dtype=torch.float64
-    )
-    power = torch.fft.fft2(x * window).abs().square()
+    x = x - x.mean(axis=(-2, -1), keepdims=True)
+    window = np.hanning(h)[:, None] * np.hanning(w)[None, :]
+    power = np.abs(np.fft.fft2(x * window)) ** 2
     if x.ndim == 5:
-        power = power.mean(dim=2)
-    fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
-    fx = torch.fft.fftfreq(w, dtype=torch.float64)[None, :]
-    radius = (fy.square() + fx.square()).sqrt()
-    edges = torch.logspace(math.log10(1.0 / min(h, w)), math.log10(0.5), 9, dtype=torch.float64)
+        power = power.mean(axis=2)
+    radius = np.sqrt(np.fft.fftfreq(h)[:, None] ** 2 + np.fft.fftfreq(w)[None, :] ** 2)
+    edges = np.logspace(math.log10(1.0 / min(h, w)), math.log10(0.5), 9)
     centres, levels, counts = [], [], []
     for lo, hi in itertools.pairwise(edges.tolist()):
         mask = (radius >= lo) & (radius < hi)
         if mask.any():
             centres.append(math.sqrt(lo * hi))
-            levels.append(power[..., mask].mean(-1).clamp_min(1e-30).log())
+            levels.append(np.log(np.maximum(power[..., mask].mean(-1), 1e-30)))
             counts.append(float(mask.sum()))
     # weighted least squares: the log of a mean over n periodogram values has variance ∝ 1/n
-    weight = torch.tensor(counts, dtype=torch.float64)
-    logf = torch.tensor(centres, dtype=torch.float64).log()
-    logp = torch.stack(levels, -1)  # [N, C, bins]
+    weight = np.asarray(counts)
+    logf = np.log(np.asarray(centres))
+    logp = np.stack(levels, -1)  # [N, C, bins]
     logf = logf - (weight * logf).sum() / weight.sum()
-    logp = logp - (weight * logp).sum(-1, keepdim=True) / weight.sum()
-    return (weight * logp * logf).sum(-1) / (weight * logf.square()).sum()
+    logp = logp - (weight * logp).sum(-1, keepdims=True) / weight.sum()
+    return (weight * logp * logf).sum(-1) / (weight * logf**2).sum()
 
 
-def latent_features(x: torch.Tensor) -> list[Features]:
+def latent_features(x: torch.Tensor | np.ndarray) -> list[Features]:
     """Features of every batch item of a latent in canonical layout.
 
     Args:
@@ -141,23 +144,24 @@ def latent_features(x: torch.Tensor) -> list[Features]:
     """
     if x.ndim not in (4, 5):
         raise ValueError(f"latent_features needs [N, C, H, W] or [N, C, T, H, W], got shape {tuple(x.shape)}")
-    n, c = x.shape[:2]
-    flat = x.detach().double().reshape(n, c, -1)
+    arr = _numpy64(x)
+    n, c = arr.shape[:2]
+    flat = arr.reshape(n, c, -1)
     mean = flat.mean(-1)
     centred = flat - mean[..., None]
-    std = centred.square().mean(-1).sqrt()
-    logstd = std.clamp_min(1e-12).log()
+    std = np.sqrt((centred**2).mean(-1))
+    logstd = np.log(np.maximum(std, 1e-12))
     if 1 < c <= MAX_CORR_CHANNELS:
-        cov = centred @ centred.transpose(1, 2) / flat.shape[-1]
-        denom = std[:, :, None] * std[:, None, :]
-        corr = (cov / denom.clamp_min(1e-24)).clamp(-0.999, 0.999)
-        iu = torch.triu_indices(c, c, offset=1)
-        corr_z = torch.atanh(corr[:, iu[0], iu[1]])
+        cov = centred @ centred.transpose(0, 2, 1) / flat.shape[-1]
+        denom = np.maximum(std[:, :, None] * std[:, None, :], 1e-24)
+        corr = np.clip(cov / denom, -0.999, 0.999)
+        iu = np.triu_indices(c, 1)
+        corr_z = np.arctanh(corr[:, iu[0], iu[1]])
     else:
-        corr_z = torch.zeros(n, 0, dtype=torch.float64)
-    small = min(x.shape[-2:]) < MIN_SLOPE_SIDE
-    slope = torch.zeros(n, 0, dtype=torch.float64) if small else spectral_slope(x)
-    return [Features(mean[i].numpy(), logstd[i].numpy(), corr_z[i].numpy(), slope[i].numpy()) for i in range(n)]
+        corr_z = np.zeros((n, 0))
+    small = min(arr.shape[-2:]) < MIN_SLOPE_SIDE
+    slope = np.zeros((n, 0)) if small else spectral_slope(arr)
+    return [Features(mean[i], logstd[i], corr_z[i], slope[i]) for i in range(n)]
 
 
 # --- profiles ----------------------------------------------------------------------------------------------
