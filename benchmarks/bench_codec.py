@@ -32,6 +32,7 @@ GroupNorm statistics, as diffusers), ``auto-768MiB`` (ours, fp32, ``max_memory``
 Usage::
 
     python benchmarks/bench_codec.py --quick          # 256 and 512 px (about 15 min on 2 idle cores)
+    python benchmarks/bench_codec.py --ab --sizes 512 # exact/fast vs diffusers interleaved in one process
     nohup python benchmarks/bench_codec.py &          # 256, 512 and 1024 px (over an hour)
 
 Writes benchmarks/results/codec.json and codec.md atomically. Timings on a shared machine drift 20–35 %;
@@ -380,9 +381,76 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def ab_worker(spec: dict[str, Any]) -> dict[str, Any]:
+    """Interleaved timing in one process: variants run in turn (A B C A B C …) so load drift hits all alike."""
+    torch.set_num_threads(spec["threads"])
+    vae, module = _build(spec["model"], spec.get("zoo_dir"))
+    x = torch.load(spec["input"], weights_only=True)
+    runs = {v: _runner({**spec, "variant": v, "tile": None}, vae, module) for v in spec["variants"]}
+    for run in runs.values():  # warm-up
+        run(x[..., :8, :8] if spec["op"] == "decode" else x[..., :64, :64])
+    times: dict[str, list[float]] = {v: [] for v in runs}
+    for _ in range(spec["repeats"]):
+        for v, run in runs.items():
+            t = time.perf_counter()
+            run(x)
+            times[v].append(time.perf_counter() - t)
+    return {v: {"times": t, "median_s": statistics.median(t)} for v, t in times.items()}
+
+
+def run_ab(args: argparse.Namespace) -> None:
+    """``--ab``: exact and fast against diffusers, interleaved in one process; writes codec_ab.json / .md."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_codec_ab.") as tmp:
+        for size in args.sizes or [512]:
+            for op in args.ops:
+                inp = Path(tmp) / f"sd-{op}-{size}.pt"
+                make_input("sd", op, size, inp, None)
+                spec = {
+                    "model": "sd",
+                    "op": op,
+                    "size": size,
+                    "threads": args.threads,
+                    "repeats": max(args.repeats, 5),
+                    "input": str(inp),
+                    "variants": ["diffusers", "exact", "fast"],
+                }
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--ab-worker", json.dumps(spec)], capture_output=True, text=True
+                )
+                if proc.returncode != 0:
+                    raise SystemExit(proc.stderr)
+                res = json.loads(proc.stdout.strip().splitlines()[-1])
+                base = res["diffusers"]["median_s"]
+                for v, r in res.items():
+                    rows.append({"op": op, "size": size, "variant": v, **r, "speedup": base / r["median_s"]})
+                    print(f"sd {op} {size} {v}: {r['median_s']:.2f} s, ×{base / r['median_s']:.2f}", flush=True)
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    lines = [
+        "# Codec A/B timing (interleaved in one process)",
+        "",
+        f"SD-class KL f8 (random weights), {args.threads} torch thread(s), load average {load} at the end. Each "
+        "variant runs in turn (diffusers, exact, fast, diffusers, …) so machine-load drift hits all alike; "
+        "median of the runs.",
+        "",
+        "| op | px | variant | median s | × diffusers | runs (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        runs = ", ".join(f"{t:.2f}" for t in r["times"])
+        lines.append(
+            f"| {r['op']} | {r['size']} | {r['variant']} | {r['median_s']:.2f} | {r['speedup']:.2f} | {runs} |"
+        )
+    args.out.mkdir(parents=True, exist_ok=True)
+    _atomic_write(args.out / "codec_ab.json", json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
+    _atomic_write(args.out / "codec_ab.md", "\n".join(lines) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--ab-worker", help=argparse.SUPPRESS)
+    parser.add_argument("--ab", action="store_true", help="interleaved exact/fast vs diffusers timing only")
     parser.add_argument("--quick", action="store_true", help="256 and 512 px only")
     parser.add_argument("--sizes", type=int, nargs="*", help="pixel sizes (default 256 512 1024)")
     parser.add_argument("--models", nargs="*", default=["sd", "taef2", "zoo-a", "zoo-b", "zoo-c"])
@@ -394,6 +462,12 @@ def main() -> None:
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
+        return
+    if args.ab_worker:
+        print(json.dumps(ab_worker(json.loads(args.ab_worker))))
+        return
+    if args.ab:
+        run_ab(args)
         return
     if args.repeats < 3:
         parser.error("--repeats must be at least 3 (medians of fewer runs are noise on a shared machine)")
