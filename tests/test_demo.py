@@ -48,9 +48,9 @@ def test_demo_numbers_tell_the_story(demo_dir):
     out, _ = demo_dir
     n = json.loads((out / "numbers.json").read_text())
     assert n["check_zoo_b"] == "error" and n["check_zoo_c"] == "error"
-    # the wrong-VAE decode must be far below the right one: 5 dB is a visibly wrong image, while the zoo
-    # VAEs reconstruct these photos at > 20 dB (test_zoo.py)
-    assert n["psnr_right_db"] > 20 and n["psnr_wrong_db"] < n["psnr_right_db"] - 5
+    # the wrong-VAE decode must be far below the right one: 5 dB is a visibly wrong image. At 128 px the zoo
+    # reconstructs the astronaut at about 19.5 dB (256 px: 22 dB; test_zoo.py checks the 24 dB mean at 256 px)
+    assert n["psnr_right_db"] > 17 and n["psnr_wrong_db"] < n["psnr_right_db"] - 5
     # after decode→re-encode zoo-b decodes the photo again: far above the wrong decode, close to encoding the
     # photo with zoo-b directly (2 dB: one extra lossy decode/encode round of a ~24 dB VAE)
     assert n["psnr_transfer_db"] > n["psnr_wrong_db"] + 5
