@@ -37,16 +37,20 @@ Usage::
     python scripts/train_zoo.py --only zoo-b    # one of them; zoo.json keeps the others' entries
     python scripts/train_zoo.py --only zoo-a --out /tmp/zoo-try --set steps=300 lr=3e-4   # an experiment
 
-Results are reproducible for a fixed thread count (``--threads``, default 2): initialisation, data order and
-posterior noise all come from seeded generators.
+The three VAEs train at once, one single-threaded process each (``--jobs 3 --threads 1``). Results are
+reproducible for a fixed thread count: initialisation, data order and posterior noise all come from seeded
+generators, and each VAE runs alone in its process.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import dataclasses
+import importlib.metadata
 import json
 import math
+import multiprocessing
 import sys
 import tempfile
 import time
@@ -531,105 +535,133 @@ def _parse_overrides(items: Sequence[str]) -> dict[str, object]:
     return overrides
 
 
+def _log(log_path: Path, message: str) -> None:
+    line = f"[{time.strftime('%H:%M:%S')}] {message}"
+    print(line, flush=True)
+    with log_path.open("a") as file:
+        file.write(line + "\n")
+
+
+def train_and_save(spec: ZooSpec, out: Path, fp32_dir: Path, threads: int) -> dict[str, object]:
+    """Train one zoo VAE, write its fp16 safetensors to ``out`` and fp32 weights to ``fp32_dir``.
+
+    Returns:
+        Its zoo.json entry.
+    """
+    torch.set_num_threads(threads)
+    started = time.perf_counter()
+
+    def log(message: str) -> None:
+        _log(fp32_dir / "train_zoo.log", message)
+
+    crops = PhotoCrops.build(TRAIN_PHOTOS, min_side=max(spec.crop, STATS_CROP_SIZE), grey_weight=GREY_WEIGHT)
+    heldout = heldout_batch()
+    vae, history = train(spec, crops, heldout, log)
+    torch.save(vae.state_dict(), fp32_dir / f"{spec.name}.fp32.pt")
+    shipped = fp16_roundtrip(vae)
+    stats = latent_statistics(shipped, crops, spec.seed)
+    psnr32 = psnr(heldout, reconstruct(vae, heldout))
+    psnr16 = psnr(heldout, reconstruct(shipped, heldout))
+    config = spec.diffusers_config(scaling_factor=round(stats["scale"], 5))
+    metadata = {
+        "config": json.dumps(config),
+        "latentbridge.format": spec.name,
+        "latentbridge.scale": repr(config["scaling_factor"]),
+        "latentbridge.trained_by": "scripts/train_zoo.py",
+        "latentbridge.seed": str(spec.seed),
+    }
+    weights = {k: v.detach().to(torch.float16).contiguous() for k, v in vae.state_dict().items()}
+    save_file(weights, out / f"{spec.name}.safetensors", metadata=metadata)
+    settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "seed")}
+    settings.update(
+        init="carrier_init (scripts/train_zoo.py)",
+        train_photos=list(TRAIN_PHOTOS),
+        grey_photo_weight=GREY_WEIGHT,
+        pyramid_short_sides=[*PYRAMID_SHORT_SIDES, "original"],
+        autocast="bf16 (training steps only)",
+        optimizer="AdamW betas (0.9, 0.99), grad-norm clip 1.0",
+        threads=threads,
+        torch=torch.__version__,
+        diffusers=importlib.metadata.version("diffusers"),
+    )
+    entry = rounded(
+        {
+            "config": config,
+            "scale": config["scaling_factor"],
+            "mean": stats["mean"],
+            "std": stats["std"],
+            "rgb_factors": stats["rgb_factors"],
+            "rgb_bias": stats["rgb_bias"],
+            "rgb_fit_psnr_8x": stats["rgb_fit_psnr_8x"],
+            "posterior_std_mean": stats["posterior_std_mean"],
+            "heldout_photos": list(HELDOUT_PHOTOS),
+            "psnr_heldout_256": {
+                "fp32": float(np.mean(psnr32)),
+                "fp16": float(np.mean(psnr16)),
+                "fp16_per_photo": dict(zip(HELDOUT_PHOTOS, psnr16, strict=True)),
+            },
+            "curve": history["curve"],
+            "train_seconds": history["train_seconds"],
+            "wall_seconds": round(time.perf_counter() - started, 1),
+            "seed": spec.seed,
+            "settings": settings,
+        }
+    )
+    result = entry["psnr_heldout_256"]
+    log(
+        f"{spec.name} done in {entry['wall_seconds']:.0f}s: held-out PSNR fp32 {result['fp32']:.2f} dB, "
+        f"fp16 {result['fp16']:.2f} dB, scale {config['scaling_factor']}"
+    )
+    return entry
+
+
+def write_index(path: Path, entries: dict[str, dict]) -> None:
+    index = {
+        "description": "latentbridge zoo: small diffusers AutoencoderKL VAEs trained by scripts/train_zoo.py",
+        "psnr": "held-out photos at 256 px (photo_tensor), encoded to the posterior mean and decoded in fp32; "
+        "per-image PSNR with peak 1 on [0, 1], averaged over the photos",
+        "latent_stats": f"raw posterior means of {STATS_CROPS} random {STATS_CROP_SIZE}-px multi-scale crops of the "
+        "training photos through the fp16 weights; scale = 1 / std of all values",
+        "rgb_preview": "rgb = (raw * scale) @ rgb_factors + rgb_bias, in [-1, 1] at 1/8 resolution",
+        "vaes": dict(sorted(entries.items())),
+    }
+    path.write_text(json.dumps(index, indent=1) + "\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", nargs="*", choices=[s.name for s in ZOO], help="train only these")
     parser.add_argument("--out", type=Path, default=ZOO_DIR, help="where the fp16 files and zoo.json go")
     parser.add_argument("--plot", type=Path, default=None, help="default: docs/zoo_training.png, or OUT/training.png")
     parser.add_argument("--fp32-dir", type=Path, default=Path(tempfile.gettempdir()) / "latentbridge-zoo-fp32")
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=3, help="VAEs trained at once, one process each")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per job")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="override ZooSpec fields")
     args = parser.parse_args(argv)
 
-    torch.set_num_threads(args.threads)
     overrides = _parse_overrides(args.set)
     specs = [dataclasses.replace(s, **overrides) for s in ZOO if not args.only or s.name in args.only]
     args.out.mkdir(parents=True, exist_ok=True)
     args.fp32_dir.mkdir(parents=True, exist_ok=True)
     index_path = args.out / "zoo.json"
     entries = json.loads(index_path.read_text())["vaes"] if index_path.exists() else {}
-    log_path = args.fp32_dir / "train_zoo.log"
-
-    def log(message: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {message}"
-        print(line, flush=True)
-        with log_path.open("a") as file:
-            file.write(line + "\n")
-
-    run_start = time.perf_counter()
-    crops = PhotoCrops.build(TRAIN_PHOTOS, min_side=max(s.crop for s in specs), grey_weight=GREY_WEIGHT)
-    heldout = heldout_batch()
-    log(f"{len(TRAIN_PHOTOS)} training photos ({len(crops.images)} scales); held-out {', '.join(HELDOUT_PHOTOS)}")
-    for spec in specs:
-        started = time.perf_counter()
-        vae, history = train(spec, crops, heldout, log)
-        torch.save(vae.state_dict(), args.fp32_dir / f"{spec.name}.fp32.pt")
-        shipped = fp16_roundtrip(vae)
-        stats = latent_statistics(shipped, crops, spec.seed)
-        psnr32 = psnr(heldout, reconstruct(vae, heldout))
-        psnr16 = psnr(heldout, reconstruct(shipped, heldout))
-        config = spec.diffusers_config(scaling_factor=round(stats["scale"], 5))
-        metadata = {
-            "config": json.dumps(config),
-            "latentbridge.format": spec.name,
-            "latentbridge.scale": repr(config["scaling_factor"]),
-            "latentbridge.trained_by": "scripts/train_zoo.py",
-            "latentbridge.seed": str(spec.seed),
-        }
-        weights = {k: v.detach().to(torch.float16).contiguous() for k, v in vae.state_dict().items()}
-        save_file(weights, args.out / f"{spec.name}.safetensors", metadata=metadata)
-        settings = {k: v for k, v in dataclasses.asdict(spec).items() if k not in ("name", "seed")}
-        settings.update(
-            init="carrier_init (scripts/train_zoo.py)",
-            train_photos=list(TRAIN_PHOTOS),
-            grey_photo_weight=GREY_WEIGHT,
-            pyramid_short_sides=[*PYRAMID_SHORT_SIDES, "original"],
-            autocast="bf16 (training steps only)",
-            optimizer="AdamW betas (0.9, 0.99), grad-norm clip 1.0",
-            threads=args.threads,
-            torch=torch.__version__,
-        )
-        entries[spec.name] = rounded(
-            {
-                "config": config,
-                "scale": config["scaling_factor"],
-                "mean": stats["mean"],
-                "std": stats["std"],
-                "rgb_factors": stats["rgb_factors"],
-                "rgb_bias": stats["rgb_bias"],
-                "rgb_fit_psnr_8x": stats["rgb_fit_psnr_8x"],
-                "posterior_std_mean": stats["posterior_std_mean"],
-                "heldout_photos": list(HELDOUT_PHOTOS),
-                "psnr_heldout_256": {
-                    "fp32": float(np.mean(psnr32)),
-                    "fp16": float(np.mean(psnr16)),
-                    "fp16_per_photo": dict(zip(HELDOUT_PHOTOS, psnr16, strict=True)),
-                },
-                "curve": history["curve"],
-                "train_seconds": history["train_seconds"],
-                "wall_seconds": round(time.perf_counter() - started, 1),
-                "seed": spec.seed,
-                "settings": settings,
-            }
-        )
-        index = {
-            "description": "latentbridge zoo: small diffusers AutoencoderKL VAEs trained by scripts/train_zoo.py",
-            "psnr": "held-out photos at 256 px (photo_tensor), encoded to the posterior mean and decoded in fp32; "
-            "per-image PSNR with peak 1 on [0, 1], averaged over the photos",
-            "latent_stats": f"raw posterior means of {STATS_CROPS} random {STATS_CROP_SIZE}-px multi-scale crops of "
-            "the training photos through the fp16 weights; scale = 1 / std of all values",
-            "rgb_preview": "rgb = (raw * scale) @ rgb_factors + rgb_bias, in [-1, 1] at 1/8 resolution",
-            "vaes": dict(sorted(entries.items())),
-        }
-        index_path.write_text(json.dumps(index, indent=1) + "\n")
-        result = entries[spec.name]["psnr_heldout_256"]
-        log(
-            f"{spec.name} done in {entries[spec.name]['wall_seconds']:.0f}s: held-out PSNR fp32 {result['fp32']:.2f} "
-            f"dB, fp16 {result['fp16']:.2f} dB, scale {config['scaling_factor']}"
-        )
+    started = time.perf_counter()
+    _log(
+        args.fp32_dir / "train_zoo.log",
+        f"training {', '.join(s.name for s in specs)}: {args.jobs} jobs x "
+        f"{args.threads} threads; {len(TRAIN_PHOTOS)} training photos, held-out {', '.join(HELDOUT_PHOTOS)}",
+    )
+    # One thread per job: on 2 cores, three single-threaded jobs beat one two-threaded job after another (small
+    # convolutions scale poorly across threads, and a busy machine stalls OpenMP's thread barriers).
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=args.jobs, mp_context=context) as pool:
+        futures = {pool.submit(train_and_save, s, args.out, args.fp32_dir, args.threads): s for s in specs}
+        for future in concurrent.futures.as_completed(futures):
+            entries[futures[future].name] = future.result()
+            write_index(index_path, entries)
     plot_path = args.plot or (REPO / "docs" / "zoo_training.png" if args.out == ZOO_DIR else args.out / "training.png")
     plot(entries, plot_path)
-    log(f"all done in {time.perf_counter() - run_start:.0f}s")
+    _log(args.fp32_dir / "train_zoo.log", f"all done in {time.perf_counter() - started:.0f}s")
     return 0
 
 
