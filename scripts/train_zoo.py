@@ -33,7 +33,7 @@ The fp32 weights go to ``--fp32-dir`` (outside the repository; only fp16 ships),
 
 Usage::
 
-    python scripts/train_zoo.py                 # all three, 30-45 min on 2 busy CPU cores
+    python scripts/train_zoo.py                 # all three at once: 19 min on 2 busy CPU cores (load ~7)
     python scripts/train_zoo.py --only zoo-b    # one of them; zoo.json keeps the others' entries
     python scripts/train_zoo.py --only zoo-a --out /tmp/zoo-try --set steps=300 lr=3e-4   # an experiment
 
