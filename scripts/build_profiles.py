@@ -230,6 +230,7 @@ def measured_profile(enc: Encoder, stats: dict[str, PhotoStats], skip: str = "")
         f"crops ({len(feats)} latents)",
         pooled_mean=mean.tolist(),
         pooled_std=std.tolist(),
+        vae_sha256=enc.vae.sha256,
     )
 
 

@@ -151,6 +151,22 @@ def test_means_and_stds_are_scored_jointly():
     np.testing.assert_allclose(sdxl[4:, 4:][np.triu_indices(4, 1)], rho, rtol=1e-4)
 
 
+def test_shipped_zoo_profiles_belong_to_the_shipped_zoo_files():
+    """A retrained zoo VAE has a new latent space: its profile must be rebuilt (scripts/build_profiles.py)."""
+    import hashlib
+
+    from latentbridge import zoo
+
+    checked = 0
+    for prof in builtin_profiles():
+        if prof.kind == "measured" and zoo.is_zoo_name(prof.format) and zoo.zoo_path(prof.format).is_file():
+            sha = hashlib.sha256(zoo.zoo_path(prof.format).read_bytes()).hexdigest()
+            assert prof.vae_sha256 == sha, f"{prof.label} was measured on another {prof.format}: rebuild profiles.json"
+            checked += 1
+    if not checked:
+        pytest.skip("no zoo VAE files with shipped profiles in this checkout")
+
+
 def test_shipped_profiles_cover_every_encoder_that_runs_here():
     keys = {p.key for p in builtin_profiles()}
     assert {("sd1", "raw"), ("sdxl", "raw"), ("wan21", "raw"), ("mochi", "raw")} <= keys
@@ -252,8 +268,9 @@ def test_unprofiled_candidates_are_listed_as_such():
 
 
 def test_a_latent_far_from_every_profile_matches_none(sd1_heldout):
-    # squeezed and shifted: shapes fit, statistics (std 0.1, means near 6) fit no profile in either space
-    odd = sd1_heldout[0] * 0.02 + 6
+    # squeezed and shifted: shapes fit, statistics (std 0.005, means near 40) fit no profile in either space
+    # (published profiles are vague: a milder oddity can still "fit" SDXL's broad published spreads)
+    odd = sd1_heldout[0] * 0.001 + 40
     ident = identify(odd)
     assert not ident.fits_any
     assert ident.summary.startswith("matches no profile well (nearest: ")
