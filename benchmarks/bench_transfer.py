@@ -47,6 +47,7 @@ SPECS = {
     "taef2": [SHARED / "taef2" / "taef2_encoder.pth", SHARED / "taef2" / "taef2_decoder.pth"],
     "vaelight": [SHARED / "vaelight-sd1" / "VAEencoder.onnx", SHARED / "vaelight-sd1" / "VAEpreview.onnx"],
 }
+EXTRA: dict[str, list[str]] = {}  # --vae NAME=FILE[,FILE]: VAEs given on the command line
 TITLES = {
     "taef2": "TAEF2 (FLUX.2 space)",
     "vaelight": "VAElight (SD1 space)",
@@ -61,7 +62,9 @@ def load(name: str):
     from latentbridge import zoo
     from latentbridge.weights import load_vae
 
-    if name in SPECS:
+    if name in EXTRA:
+        vae = load_vae(EXTRA[name] if len(EXTRA[name]) > 1 else EXTRA[name][0])
+    elif name in SPECS:
         missing = [str(p) for p in SPECS[name] if not p.exists()]
         if missing:
             raise LookupError(f"{name}: missing {', '.join(missing)}")
@@ -85,7 +88,7 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
     from latentbridge.transfer import fidelity_report
 
     a, b = load(src_name), load(dst_name)
-    log(f"{src_name} -> {dst_name}: fitting (cap {args.fit_seconds:.0f} s of training)")
+    log(f"{src_name} -> {dst_name}: fitting (cap {args.fit_seconds:.0f} s, encoding included)")
     t0 = time.perf_counter()
     fitted = fit_bridge(
         a,
@@ -197,7 +200,8 @@ def markdown(report: dict) -> str:
             t = row["seconds_per_latent"]
             speed = fmt(re_time / t, ".0f") + "×" if t else "—"
             lines.append(
-                f"| {TITLES[pair['src']]} → {TITLES[pair['dst']]} | {m} | {fmt(row['psnr_db'], '.2f')} | "
+                f"| {TITLES.get(pair['src'], pair['src'])} → {TITLES.get(pair['dst'], pair['dst'])} | {m} | "
+                f"{fmt(row['psnr_db'], '.2f')} | "
                 f"{fmt(row['ssim'], '.4f')} | {fmt(row['image_psnr_db'], '.2f')} | {fmt(row['image_ssim'], '.4f')} | "
                 f"{fmt(t * 1000 if t else None, '.1f')} | {speed} |"
             )
@@ -245,16 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="held-out photo size in pixels")
     parser.add_argument("--repeats", type=int, default=3, help="timings per method and photo (median)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--fit-seconds", type=float, default=100.0, help="cap on each bridge's training loop")
+    parser.add_argument("--fit-seconds", type=float, default=165.0, help="cap on each bridge's whole fit")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=15)
-    parser.add_argument("--view-size", type=int, default=256)
+    parser.add_argument("--view-size", type=int, default=192)
     parser.add_argument("--views-per-image", type=int, default=2)
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--windows-per-view", type=int, default=8)
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--target", default="reencode", choices=("reencode", "image"))
+    parser.add_argument("--vae", action="append", default=[], help="NAME=FILE[,FILE]: use these weights for NAME")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.repeats < 3:
@@ -263,6 +268,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from latentbridge.metrics import LPIPS_NOTE
     from latentbridge.photos import HELDOUT_PHOTOS
 
+    for item in args.vae:
+        name, _, files = item.partition("=")
+        EXTRA[name] = files.split(",")
+        TITLES.setdefault(name, name)
     torch.set_num_threads(args.threads)  # a script, not the library: setting the process's threads is its job
 
     def log(message: str) -> None:

@@ -372,38 +372,40 @@ def test_directory_refuses_a_folder_of_another_transfer(
 # --- the zoo --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def zoo_vaes() -> dict[str, VAE]:
-    weights = pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) not landed yet")
+def zoo_vae(name: str) -> VAE:
+    """A zoo VAE, or a skip naming the missing file (the zoo is trained by scripts/train_zoo.py)."""
     from latentbridge import zoo
+    from latentbridge.weights import load_vae
 
-    if not zoo.zoo_info() or not all(zoo.zoo_path(n).exists() for n in zoo.ZOO_NAMES):
-        pytest.skip("zoo VAEs not trained yet (src/latentbridge/zoo/zoo.json and zoo-*.safetensors missing)")
-    return {n: weights.load_vae(n) for n in zoo.ZOO_NAMES}
+    if name not in zoo.zoo_info() or not zoo.zoo_path(name).exists():
+        pytest.skip(f"zoo VAE {name} not trained yet ({zoo.zoo_path(name)} or its zoo.json entry missing)")
+    return load_vae(name)
 
 
-@pytest.mark.parametrize(("src", "dst"), [("zoo-a", "zoo-b"), ("zoo-a", "zoo-c")])
-def test_zoo_reencode_is_close_to_the_best_achievable(zoo_vaes: dict[str, VAE], src: str, dst: str) -> None:
+@pytest.mark.parametrize(("src", "dst"), [("zoo-a", "zoo-b"), ("zoo-c", "zoo-a")])
+def test_zoo_reencode_is_close_to_the_best_achievable(src: str, dst: str) -> None:
+    a, b = zoo_vae(src), zoo_vae(dst)
     image = photo_tensor("astronaut", 128)
-    a, b = zoo_vaes[src], zoo_vaes[dst]
     latent = codec.encode(a, image, progress=False)
     rows = {r.method: r for r in fidelity_report(latent, a, b, image=image)}
-    # Decoding A then encoding B adds A's reconstruction error to B's; the benchmark measures about 1 dB of
-    # loss against the original image; 2.5 dB here leaves room for a single small image.
-    assert rows["reencode"].image_psnr > rows["best achievable"].image_psnr - 2.5
-    assert rows["reencode"].psnr > 22  # vs A's decode: B reproduces what A decoded (zoo VAEs: ~25-30 dB)
+    # B reproduces A's (smoother) decode at least as well as it reproduces the sharp original: the benchmark's
+    # 1 dB target, on one held-out photo.
+    assert rows["reencode"].psnr > rows["best achievable"].psnr - 1
+    # Against the original the losses of A and B add up; they stay within 3 dB of A's own reconstruction.
+    assert rows["reencode"].image_psnr > rows["source reconstruction"].image_psnr - 3
 
 
-def test_zoo_round_trip_a_b_a(zoo_vaes: dict[str, VAE]) -> None:
-    a, b = zoo_vaes["zoo-a"], zoo_vaes["zoo-b"]
+def test_zoo_round_trip(tmp_path: Path) -> None:
+    a, c = zoo_vae("zoo-a"), zoo_vae("zoo-c")
     latent = codec.encode(a, photo_tensor("chelsea", 128), progress=False)
-    back = transfer(transfer(latent, a, b), b, a)
+    back = transfer(transfer(latent, a, c), c, a)
     ref = codec.decode(a, latent, progress=False)
     from latentbridge.metrics import psnr
 
-    # Two decode→encode passes through small VAEs: each loses detail, but the picture must survive (> 20 dB).
-    assert psnr(codec.decode(a, back, progress=False), ref).item() > 20
+    # Two decode→encode passes through small VAEs each lose detail, but the picture survives (> 25 dB).
+    assert psnr(codec.decode(a, back, progress=False), ref).item() > 25
     assert [h.split(" ")[1] for h in back.provenance.history[-2:]] == ["reencode", "reencode"]
+    assert back.provenance.vae_name == "zoo-a" and back.format_name == "zoo-a"
 
 
 # --- real pretrained VAEs: VAElight (SD1 space, raw 4 ch / 8×) and TAEF2 (FLUX.2 space, model 128 ch / 16×) ---

@@ -69,7 +69,7 @@ def fit_bridge_command(
     weighting: str = typer.Option(
         "decoder", "--weighting", help="decoder: weight channels by how much they move B's decode; uniform."
     ),
-    max_seconds: float = typer.Option(None, "--max-seconds", help="Cap on the training loop's wall time."),
+    max_seconds: float = typer.Option(None, "--max-seconds", help="Cap on the whole fit's seconds (encoding too)."),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads for this run."),
     plot: bool = typer.Option(False, "--plot", help="Also save the validation curve as a PNG beside the output."),
     device: str = typer.Option("cpu", "--device", help="Where the VAEs run while encoding."),
