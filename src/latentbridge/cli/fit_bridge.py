@@ -44,8 +44,8 @@ def scores_table(scores: dict[str, float], title: str) -> Table:
 @app.command("fit-bridge")
 @fail_on_error
 def fit_bridge_command(
-    src_vae: str = typer.Option(..., "--src-vae", help="Source VAE (weight file or zoo name)."),
-    dst_vae: str = typer.Option(..., "--dst-vae", help="Target VAE (weight file or zoo name)."),
+    src_vae: str = typer.Option(..., "--src-vae", help="Source VAE: weight file, zoo name, or ENCODER,DECODER files."),
+    dst_vae: str = typer.Option(..., "--dst-vae", help="Target VAE: weight file, zoo name, or ENCODER,DECODER files."),
     images: str = typer.Option(
         "builtin:train", "--images", help="Folder of PNG/JPEG images, or builtin:train (bundled photos, offline)."
     ),

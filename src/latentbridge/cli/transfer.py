@@ -67,8 +67,8 @@ def fidelity_table(rows: Any, title: str) -> Table:
 def transfer_command(
     source: Path = typer.Argument(..., help="A latent file, or a folder of latent files.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder, for a folder input)."),
-    from_vae: str = typer.Option(None, "--from-vae", help="VAE that made the latent: a weight file or zoo name."),
-    to_vae: str = typer.Option(None, "--to-vae", help="Target VAE: a weight file or zoo name."),
+    from_vae: str = typer.Option(None, "--from-vae", help="Source VAE: weight file, zoo name, or ENCODER,DECODER."),
+    to_vae: str = typer.Option(None, "--to-vae", help="Target VAE: weight file, zoo name, or ENCODER,DECODER."),
     bridge: Path = typer.Option(None, "--bridge", help="A bridge file from `latentbridge fit-bridge` (no pixels)."),
     bridge_kind: str = typer.Option("conv", "--bridge-kind", help="Which converter of the bridge: conv or linear."),
     format: str = typer.Option(None, "--format", help="Latent format, when the file does not record it."),
