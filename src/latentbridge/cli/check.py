@@ -95,7 +95,10 @@ def check_command(
     preflight: bool = typer.Option(False, "--preflight", help="Also decode a small crop per candidate and score it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
 ) -> None:
-    """Check that a latent and a VAE belong together before decoding (exit 0 ok, 1 warn, 2 error)."""
+    """Check that a latent and a VAE belong together before decoding.
+
+    Exit codes: 0 ok, 1 warn, 2 error — 2 also when the check cannot run (unreadable file, bad option).
+    """
     from latentbridge.files import read_latent
 
     lat = read_latent(latent, key=key, format=format, space=space, layout=layout)
