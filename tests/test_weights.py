@@ -16,15 +16,30 @@ import sys
 import pytest
 import torch
 from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLWan
-from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint, convert_wan_vae_to_diffusers
+from diffusers.loaders.single_file_utils import (
+    convert_autoencoder_dc_checkpoint_to_diffusers,
+    convert_ldm_vae_checkpoint,
+    convert_wan_vae_to_diffusers,
+)
 from safetensors.torch import save_file
+from typer.testing import CliRunner
 
+from latentbridge.cli import app
 from latentbridge.errors import FileFormatError, IncompatibleError, UnknownFormatError, WeightsError
 from latentbridge.formats import formats, get_format
 from latentbridge.weights import SIGNATURES, describe, detect, load_vae, read_header, sha256_file
 from latentbridge.weights import info as info_mod
 from latentbridge.weights.hashes import KNOWN_FILES, known_file
-from latentbridge.weights.keymaps import ldm_to_diffusers, remap, rename
+from latentbridge.weights.keymaps import (
+    DCAE_FUSED,
+    ldm_to_diffusers,
+    remap,
+    rename,
+    split_fused,
+    split_fused_shapes,
+    wan22_to_diffusers,
+)
+from latentbridge.weights.load import _keymap
 
 # Same module class, same weights, same inputs: outputs agree to float32 rounding of identical op orders.
 PARITY = 1e-5
@@ -192,6 +207,106 @@ def to_wan_original(state: dict[str, torch.Tensor], num_res_blocks: int) -> dict
     return out
 
 
+def _wan_resnet_names(key: str) -> str:
+    for a, b in _WAN_RES:
+        key = key.replace(a, b)
+    return key
+
+
+def to_wan22_original(state: dict[str, torch.Tensor], num_res_blocks: int) -> dict[str, torch.Tensor]:
+    """diffusers AutoencoderKLWan (is_residual) keys -> the original Wan 2.2 release's keys (Wan2.2_VAE.pth).
+
+    Written from the public Wan 2.2 code (each level a block with its own ``downsamples``/``upsamples`` list:
+    resnets, then the resample) and diffusers' convert_vae_22 mapping; independent of latentbridge's key map.
+    """
+    out = {}
+    for key, value in state.items():
+        new = key
+        for a, b in (
+            ("encoder.conv_in.", "encoder.conv1."),
+            ("decoder.conv_in.", "decoder.conv1."),
+            ("post_quant_conv.", "conv2."),
+            ("quant_conv.", "conv1."),
+        ):
+            if new.startswith(a):
+                new = b + new[len(a) :]
+        new = new.replace("norm_out.gamma", "head.0.gamma").replace("conv_out.", "head.2.")
+        new = new.replace("mid_block.resnets.0.", "middle.0.").replace("mid_block.resnets.1.", "middle.2.")
+        new = new.replace("mid_block.attentions.0.", "middle.1.")
+        if m := re.fullmatch(r"encoder\.down_blocks\.(\d+)\.(?:resnets\.(\d+)\.(.+)|downsampler\.(.+))", new):
+            new = (
+                f"encoder.downsamples.{m[1]}.downsamples.{m[2]}.{_wan_resnet_names(m[3])}"
+                if m[2] is not None
+                else f"encoder.downsamples.{m[1]}.downsamples.{num_res_blocks}.{m[4]}"
+            )
+        if m := re.fullmatch(r"decoder\.up_blocks\.(\d+)\.(?:resnets\.(\d+)\.(.+)|upsampler\.(.+))", new):
+            new = (
+                f"decoder.upsamples.{m[1]}.upsamples.{m[2]}.{_wan_resnet_names(m[3])}"
+                if m[2] is not None
+                else f"decoder.upsamples.{m[1]}.upsamples.{num_res_blocks + 1}.{m[4]}"
+            )
+        if re.match(r"(encoder|decoder)\.middle\.[02]\.", new):
+            new = _wan_resnet_names(new)
+        out[new] = value.contiguous()
+    return out
+
+
+# diffusers AutoencoderDC names -> original efficientvit names, inside one stage entry (ResBlock, EfficientViT
+# block, resampler); from efficientvit's dc_ae.py / ops.py module structure.
+_DC_ENTRY = (
+    (r"conv1\.(\w+)", "main.conv1.conv.{}"),
+    (r"conv2\.(\w+)", "main.conv2.conv.{}"),
+    (r"norm\.(\w+)", "main.conv2.norm.{}"),
+    (r"attn\.to_qkv_multiscale\.(\d+)\.proj_in\.(\w+)", "context_module.main.aggreg.{}.0.{}"),
+    (r"attn\.to_qkv_multiscale\.(\d+)\.proj_out\.(\w+)", "context_module.main.aggreg.{}.1.{}"),
+    (r"attn\.to_out\.(\w+)", "context_module.main.proj.conv.{}"),
+    (r"attn\.norm_out\.(\w+)", "context_module.main.proj.norm.{}"),
+    (r"conv_out\.conv_inverted\.(\w+)", "local_module.main.inverted_conv.conv.{}"),
+    (r"conv_out\.conv_depth\.(\w+)", "local_module.main.depth_conv.conv.{}"),
+    (r"conv_out\.conv_point\.(\w+)", "local_module.main.point_conv.conv.{}"),
+    (r"conv_out\.norm\.(\w+)", "local_module.main.point_conv.norm.{}"),
+)
+_DC_TOP = {
+    "encoder.conv_in.": "encoder.project_in.conv.",  # also encoder.conv_in.conv.* -> project_in.conv.conv.*
+    "encoder.conv_out.": "encoder.project_out.main.op_list.0.conv.",
+    "decoder.conv_in.": "decoder.project_in.main.conv.",
+    "decoder.norm_out.": "decoder.project_out.op_list.0.",
+    "decoder.conv_out.": "decoder.project_out.op_list.2.conv.",
+}
+
+
+def to_dc_original(state: dict[str, torch.Tensor], conv_down: bool) -> dict[str, torch.Tensor]:
+    """diffusers AutoencoderDC keys -> the original mit-han-lab/efficientvit DC-AE keys.
+
+    ``conv_down``: the encoder resamples with a plain strided ConvLayer (Sana's DC-AE) instead of a
+    conv + pixel-unshuffle layer (which nests one more ``.conv``). q, k and v are fused into one 1×1 conv,
+    linear layers become 1×1 convs, as efficientvit stores them.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        m = re.fullmatch(r"(encoder|decoder)\.(?:down|up)_blocks\.(\d+)\.(\d+)\.(.+)", key)
+        if m is None:
+            top = next(t for t in _DC_TOP if key.startswith(t))
+            out[_DC_TOP[top] + key[len(top) :]] = value.contiguous()
+            continue
+        head, rest = f"{m[1]}.stages.{m[2]}.op_list.{m[3]}", m[4]
+        if rest.startswith("attn.to_k.") or rest.startswith("attn.to_v."):
+            continue  # fused with to_q below
+        if rest == "attn.to_q.weight":
+            qkv = [state[key.replace("to_q", n)] for n in ("to_q", "to_k", "to_v")]
+            out[f"{head}.context_module.main.qkv.conv.weight"] = torch.cat(qkv)[:, :, None, None].contiguous()
+            continue
+        if rest.startswith("conv."):  # a resampler
+            nested = m[1] == "decoder" or not conv_down
+            out[f"{head}.main.conv.{'conv.' if nested else ''}{rest[5:]}"] = value.contiguous()
+            continue
+        pattern, target = next((p, t) for p, t in _DC_ENTRY if re.fullmatch(p, rest))
+        if rest == "attn.to_out.weight":
+            value = value[:, :, None, None]
+        out[f"{head}.{target.format(*re.fullmatch(pattern, rest).groups())}"] = value.contiguous()
+    return out
+
+
 def _save(path, state, metadata=None):
     save_file({k: v.detach().clone() for k, v in state.items()}, str(path), metadata=metadata)
     return path
@@ -214,6 +329,15 @@ def _write_bfl_flux2(model, tmp):
 
 def _write_wan_original(model, tmp):
     return _save(tmp / "wan_2.1_vae.safetensors", to_wan_original(model.state_dict(), 2))
+
+
+def _write_wan22_original(model, tmp):
+    return _save(tmp / "wan2.2_vae.safetensors", to_wan22_original(model.state_dict(), 2))
+
+
+def _write_dc_original(model, tmp):
+    conv_down = model.config.downsample_block_type.lower() == "conv"
+    return _save(tmp / "model.safetensors", to_dc_original(model.state_dict(), conv_down))
 
 
 def _write_ckpt(model, tmp):
@@ -249,9 +373,27 @@ CASES = {
     "wan21-diffusers": (_wan, _write_diffusers, "autoencoder_kl_wan/diffusers", 16, 8, ("wan21",)),
     "wan21-original": (_wan, _write_wan_original, "autoencoder_kl_wan/wan", 16, 8, ("wan21",)),
     "wan22-diffusers": (_wan22, _write_diffusers, "autoencoder_kl_wan+residual/diffusers", 48, 16, ("wan22",)),
+    "wan22-original": (_wan22, _write_wan22_original, "autoencoder_kl_wan+residual/wan", 48, 16, ("wan22",)),
     "dc-shuffle": (lambda: _dc("shuffle"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
     "dc-interpolate": (lambda: _dc("interpolate"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
     "dc-in": (lambda: _dc("in"), _write_diffusers, "autoencoder_dc/diffusers", 32, 32, ("sana",)),
+    "dc-shuffle-original": (
+        lambda: _dc("shuffle"),
+        _write_dc_original,
+        "autoencoder_dc/efficientvit",
+        32,
+        32,
+        ("sana",),
+    ),
+    "dc-interpolate-original": (
+        lambda: _dc("interpolate"),
+        _write_dc_original,
+        "autoencoder_dc/efficientvit",
+        32,
+        32,
+        ("sana",),
+    ),
+    "dc-in-original": (lambda: _dc("in"), _write_dc_original, "autoencoder_dc/efficientvit", 32, 32, ("sana",)),
 }
 
 
@@ -294,6 +436,59 @@ def test_written_layouts_are_the_real_ones():
     want = wan.state_dict()
     assert sorted(back) == sorted(want)
     assert all(torch.equal(back[k], want[k]) for k in want)
+
+
+@pytest.mark.parametrize("resample", ["shuffle", "interpolate", "in"])
+def test_written_dc_original_layout_is_the_real_one(resample):
+    """diffusers' own DC-AE converter (efficientvit keys -> AutoencoderDC) reads our written file back exactly."""
+    dc = _dc(resample)
+    original = to_dc_original(dc.state_dict(), conv_down=dc.config.downsample_block_type.lower() == "conv")
+    assert "encoder.stages.0.op_list.0.main.conv1.conv.weight" in original or resample == "in"
+    back = convert_autoencoder_dc_checkpoint_to_diffusers(dict(original))
+    want = dc.state_dict()
+    assert sorted(back) == sorted(want)
+    assert all(torch.equal(back[k].reshape(want[k].shape), want[k]) for k in want)
+
+
+def test_written_wan22_original_layout_has_the_release_names():
+    """No converter for Wan 2.2's original keys ships with diffusers, so the names are checked one by one against
+    the public Wan 2.2 module structure (Encoder3d/Decoder3d with Down_/Up_ResidualBlock lists; temporal
+    down-sampling [False, True, True], so time convs sit in encoder levels 1-2 and decoder levels 0-1)."""
+    keys = set(to_wan22_original(_wan22().state_dict(), 2))
+    present = [
+        "encoder.conv1.weight",
+        "encoder.downsamples.0.downsamples.0.residual.0.gamma",
+        "encoder.downsamples.0.downsamples.1.residual.6.weight",
+        "encoder.downsamples.0.downsamples.2.resample.1.weight",
+        "encoder.downsamples.1.downsamples.0.shortcut.weight",
+        "encoder.downsamples.1.downsamples.2.time_conv.weight",
+        "encoder.downsamples.3.downsamples.1.residual.3.gamma",
+        "encoder.middle.1.to_qkv.weight",
+        "encoder.middle.2.residual.2.bias",
+        "encoder.head.0.gamma",
+        "encoder.head.2.weight",
+        "conv1.weight",
+        "conv2.weight",
+        "decoder.conv1.weight",
+        "decoder.middle.0.residual.0.gamma",
+        "decoder.upsamples.0.upsamples.2.residual.6.bias",
+        "decoder.upsamples.0.upsamples.3.time_conv.weight",
+        "decoder.upsamples.2.upsamples.0.shortcut.weight",
+        "decoder.upsamples.2.upsamples.3.resample.1.weight",
+        "decoder.head.2.weight",
+    ]
+    absent = [
+        "encoder.downsamples.0.downsamples.2.time_conv.weight",
+        "encoder.downsamples.3.downsamples.2.resample.1.weight",
+        "decoder.upsamples.2.upsamples.3.time_conv.weight",
+        "decoder.upsamples.3.upsamples.3.resample.1.weight",
+    ]
+    assert [k for k in present if k not in keys] == []
+    assert [k for k in absent if k in keys] == []
+    assert all(
+        re.fullmatch(r"(encoder|decoder)\.(conv1|head|middle|downsamples|upsamples)\..+|conv[12]\.(weight|bias)", k)
+        for k in keys
+    )
 
 
 def test_identify_every_layout(written):
@@ -372,6 +567,9 @@ REAL_SCALE = {
     "wan22-vae": (AutoencoderKLWan, _WAN22, None, "autoencoder_kl_wan+residual/diffusers", 48, 16),
     "dc-ae-sana": (AutoencoderDC, _DC_SANA, None, "autoencoder_dc/diffusers", 32, 32),
     "dc-ae-in": (AutoencoderDC, _DC_IN, None, "autoencoder_dc/diffusers", 32, 32),
+    "wan22-vae-original": (AutoencoderKLWan, _WAN22, "wan22", "autoencoder_kl_wan+residual/wan", 48, 16),
+    "dc-ae-sana-original": (AutoencoderDC, _DC_SANA, "efficientvit", "autoencoder_dc/efficientvit", 32, 32),
+    "dc-ae-in-original": (AutoencoderDC, _DC_IN, "efficientvit", "autoencoder_dc/efficientvit", 32, 32),
 }
 
 
@@ -389,12 +587,22 @@ def test_real_scale_architectures_identify_and_derive_their_config(name, tmp_pat
         state = to_ldm(state, 4, quant="inner" if rename_to == "bfl2" else "top")
     elif rename_to == "wan":
         state = to_wan_original(state, 2)
+    elif rename_to == "wan22":
+        state = to_wan22_original(state, 2)
+    elif rename_to == "efficientvit":
+        state = to_dc_original(state, conv_down=config.get("downsample_block_type") == "Conv")
     header = Header(
         tmp_path, tmp_path, "safetensors", {k: TensorInfo(tuple(v.shape), "float16") for k, v in state.items()}
     )
     matches = detect(header)
     assert [(m.name, m.channels, m.spatial_ratio) for m in matches] == [(sig, channels, ratio)]
     shapes = _meta_shapes(model)
+    if rename_to in ("wan22", "efficientvit"):  # the original names map back onto every diffusers tensor
+        keymap, fused = _keymap(matches[0].signature, list(state))
+        renamed = split_fused_shapes({rename(k, keymap): tuple(v.shape) for k, v in state.items()}, fused)
+        assert sorted(renamed) == sorted(shapes)
+        for key, want in shapes.items():  # efficientvit stores linear layers as 1×1 convolutions
+            assert renamed[key][: len(want)] == want and set(renamed[key][len(want) :]) <= {1}, key
     arch, _, variant = sig.split("/")[0].partition("+")
     if arch == "autoencoder_dc":
         derived = dc_config(shapes, channels)
@@ -846,3 +1054,98 @@ def test_key_map_errors():
         rename("a.b", {"{...}.b": "x"})
     with pytest.raises(ValueError, match=r"both map to 'x.w'"):
         remap({"a.w": torch.zeros(1), "b.w": torch.zeros(1)}, {"a.{}": "x.{}", "b.{}": "x.{}"})
+
+
+def test_wan22_map_nests_levels():
+    keymap = wan22_to_diffusers(2)
+    assert (
+        rename("encoder.downsamples.1.downsamples.0.shortcut.weight", keymap)
+        == "encoder.down_blocks.1.resnets.0.conv_shortcut.weight"
+    )
+    assert (
+        rename("encoder.downsamples.2.downsamples.2.time_conv.bias", keymap)
+        == "encoder.down_blocks.2.downsampler.time_conv.bias"
+    )
+    assert (
+        rename("decoder.upsamples.0.upsamples.2.residual.3.gamma", keymap)
+        == "decoder.up_blocks.0.resnets.2.norm2.gamma"
+    )
+    assert (
+        rename("decoder.upsamples.1.upsamples.3.resample.1.weight", keymap)
+        == "decoder.up_blocks.1.upsampler.resample.1.weight"
+    )
+    assert rename("conv1.weight", keymap) == "quant_conv.weight"
+    assert rename("encoder.conv1.weight", keymap) == "encoder.conv_in.weight"
+
+
+def test_fused_qkv_split():
+    qkv = torch.arange(12.0).reshape(6, 2, 1, 1)
+    out = split_fused({"x.attn.to_qkv.weight": qkv, "x.attn.to_out.weight": torch.zeros(2, 2)}, DCAE_FUSED)
+    assert sorted(out) == ["x.attn.to_k.weight", "x.attn.to_out.weight", "x.attn.to_q.weight", "x.attn.to_v.weight"]
+    assert torch.equal(out["x.attn.to_k.weight"], qkv[2:4])
+    assert split_fused_shapes({"x.attn.to_qkv.weight": (6, 2, 1, 1)}, DCAE_FUSED)["x.attn.to_v.weight"] == (2, 2, 1, 1)
+    with pytest.raises(WeightsError, match=r"x\.attn\.to_qkv\.weight has shape \(7, 2\).*3 equal parts"):
+        split_fused({"x.attn.to_qkv.weight": torch.zeros(7, 2)}, DCAE_FUSED)
+    with pytest.raises(ValueError, match=r"splits onto 'x\.attn\.to_q\.weight', which the file also holds"):
+        split_fused({"x.attn.to_q.weight": torch.zeros(2, 2), "x.attn.to_qkv.weight": torch.zeros(6, 2)}, DCAE_FUSED)
+
+
+# --- original layouts of Wan 2.2 and DC-AE: the CLI and strictness -----------------------------------------
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize(
+    ("build", "write", "lines"),
+    [
+        (
+            _wan22,
+            _write_wan22_original,
+            (
+                "architecture  Wan 2.2 causal 3-D VAE with 2×2 patchify (AutoencoderKLWan, is_residual), original keys",
+                "signature     autoencoder_kl_wan+residual/wan",
+                "latent        48 channels, 16× spatial, 3-D (raw)",
+                "format        wan22 (from geometry)",
+            ),
+        ),
+        (
+            lambda: _dc("in"),
+            _write_dc_original,
+            (
+                "signature     autoencoder_dc/efficientvit",
+                "latent        32 channels, 32× spatial, 2-D (raw)",
+                "format        sana (from geometry)",
+            ),
+        ),
+    ],
+    ids=["wan22-original", "dc-original"],
+)
+def test_inspect_names_original_layouts(tmp_path, build, write, lines):
+    path = write(build(), tmp_path)
+    result = runner.invoke(app, ["inspect", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output.splitlines()
+    assert [line for line in lines if not any(o.startswith(line) for o in out)] == []
+    data = json.loads(runner.invoke(app, ["inspect", str(path), "--json"]).stdout)
+    assert data["kind"] == "weights" and data["layout"] in ("wan", "efficientvit") and data["parameters"] > 0
+
+
+def test_original_dc_file_missing_a_tensor_is_refused(tmp_path):
+    dc = _dc("shuffle")
+    state = to_dc_original(dc.state_dict(), conv_down=False)
+    del state["decoder.project_out.op_list.0.bias"]
+    del state["encoder.stages.3.op_list.0.context_module.main.proj.norm.weight"]
+    path = _save(tmp_path / "model.safetensors", state)
+    with pytest.raises(
+        WeightsError,
+        match=r"2 missing keys \[decoder\.norm_out\.bias, encoder\.down_blocks\.3\.0\.attn\.norm_out\.weight\]",
+    ):
+        load_vae(path, hash=False)
+
+
+def test_original_wan22_file_with_a_foreign_tensor_is_refused(tmp_path):
+    state = to_wan22_original(_wan22().state_dict(), 2)
+    state["decoder.upsamples.0.upsamples.9.extra.weight"] = torch.zeros(2)
+    path = _save(tmp_path / "wan2.2_vae.safetensors", state)
+    with pytest.raises(WeightsError, match=r"1 unexpected keys \[decoder\.upsamples\.0\.upsamples\.9\.extra\.weight\]"):
+        load_vae(path, hash=False)

@@ -39,6 +39,7 @@ _SHORT = {
     "autoencoder_kl_wan": "Wan 3-D KL",
     "autoencoder_dc": "DC-AE",
     "taesd": "TAESD",
+    "taehv": "TAEHV",
     "vaeapprox": "VAEApprox",
     "vaelight": "VAElight",
 }
@@ -267,6 +268,17 @@ def identify(header: Header, format: str | LatentFormat | None = None, *, hash: 
     if m is not None:
         fmt_name, fmt_source, fmt_notes = resolve_format(m, header, format, known.format if known else "")
         notes += fmt_notes
+        held = [k for k in m.signature.format_scalars if m.prefix + k in header.tensors]
+        if held and fmt_name is None:
+            notes.append(
+                f"the file carries {' and '.join(held)} (ComfyUI's latent scaling): load_vae reads their values "
+                "to tell these formats apart; describe reads headers only"
+            )
+        if not m.signature.loadable:
+            notes.append(
+                f"latentbridge identifies {_SHORT[m.signature.architecture]} files but cannot load them yet: "
+                "run this one with its own code"
+            )
         if m.prefix:
             notes.insert(0, f"full checkpoint: its VAE sits under {m.prefix!r} ({len(keys)} tensors)")
     elif matches:

@@ -5,6 +5,7 @@ A key map is a dict ``source template -> target template`` (``None`` drops the k
 the target reuses the captured pieces in order. A key that no template matches is kept as it is,
 so it surfaces by name in the strict load's "unexpected keys" list. Maps whose indices depend on the
 network's depth (the LDM decoder counts its levels in reverse) are built by small functions of that depth.
+Fused tensors that the target keeps apart (DC-AE's ``qkv`` projection) are split by a declared table after renaming.
 """
 
 from __future__ import annotations
@@ -15,7 +16,11 @@ from functools import cache
 
 import torch
 
+from latentbridge.errors import WeightsError
+
 KeyMap = Mapping[str, str | None]
+# fused tensor name suffix -> the names (same suffix position) of its equal chunks along dim 0
+FusedMap = Mapping[str, tuple[str, ...]]
 
 
 @cache
@@ -66,6 +71,57 @@ def remap(state: Mapping[str, torch.Tensor], keymap: KeyMap) -> dict[str, torch.
             raise ValueError(f"keys {origin[new]!r} and {key!r} both map to {new!r}: the file holds a key twice")
         out[new], origin[new] = value, key
     return out
+
+
+def _fused_targets(key: str, fused: FusedMap) -> tuple[str, tuple[str, ...]] | None:
+    for suffix, targets in fused.items():
+        if key == suffix or key.endswith("." + suffix):
+            return key[: len(key) - len(suffix)], targets
+    return None
+
+
+def split_fused(state: Mapping[str, torch.Tensor], fused: FusedMap) -> dict[str, torch.Tensor]:
+    """Split each fused tensor (a key ending in a ``fused`` suffix) into equal chunks along dim 0.
+
+    ``{"attn.to_qkv.weight": ("attn.to_q.weight", "attn.to_k.weight", "attn.to_v.weight")}`` turns
+    ``x.attn.to_qkv.weight`` [3n, …] into ``x.attn.to_q.weight`` … [n, …]. Raises WeightsError when a fused
+    tensor does not split evenly, ValueError when a chunk's name is already taken.
+    """
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        hit = _fused_targets(key, fused)
+        if hit is None:
+            _put(out, key, value, key)
+            continue
+        head, targets = hit
+        if value.ndim == 0 or value.shape[0] % len(targets):
+            raise WeightsError(
+                f"{key} has shape {tuple(value.shape)}, but a fused {'/'.join(targets)} tensor must split into "
+                f"{len(targets)} equal parts along its first dimension; the file is damaged: use the original file"
+            )
+        for name, chunk in zip(targets, value.chunk(len(targets), 0), strict=True):
+            _put(out, head + name, chunk.contiguous(), key)
+    return out
+
+
+def split_fused_shapes(shapes: Mapping[str, tuple[int, ...]], fused: FusedMap) -> dict[str, tuple[int, ...]]:
+    """:func:`split_fused` for shapes only (headers), so configs can be derived before loading tensors."""
+    out: dict[str, tuple[int, ...]] = {}
+    for key, shape in shapes.items():
+        hit = _fused_targets(key, fused)
+        if hit is None or not shape:
+            out[key] = tuple(shape)
+            continue
+        head, targets = hit
+        for name in targets:
+            out[head + name] = (shape[0] // len(targets), *shape[1:])
+    return out
+
+
+def _put(out: dict[str, torch.Tensor], key: str, value: torch.Tensor, origin: str) -> None:
+    if key in out:
+        raise ValueError(f"{origin!r} splits onto {key!r}, which the file also holds: the file holds a key twice")
+    out[key] = value
 
 
 # --- AutoencoderKL: original LDM/SGM and BFL keys -> diffusers ------------------------------------------
@@ -185,6 +241,83 @@ def wan_to_diffusers(levels: int, num_res_blocks: int) -> dict[str, str | None]:
     return out
 
 
+# --- Wan 2.2: original release keys -> diffusers AutoencoderKLWan (is_residual) --------------------------
+
+
+def wan22_to_diffusers(num_res_blocks: int) -> dict[str, str | None]:
+    """Original Wan 2.2 VAE keys (``Wan2.2_VAE.pth``) -> diffusers AutoencoderKLWan keys (``is_residual=True``).
+
+    Each level holds its own list: ``encoder.downsamples.{level}.downsamples.{j}`` are ``num_res_blocks``
+    resnets and then the level's resample (index ``num_res_blocks``); the decoder's
+    ``upsamples.{level}.upsamples.{j}`` hold ``num_res_blocks + 1`` resnets and then the resample. diffusers
+    names them ``resnets.{j}`` and ``downsampler`` / ``upsampler``. The stem, head, middle and the two 1×1
+    quant convs are named as in Wan 2.1.
+    """
+    out: dict[str, str | None] = {
+        "encoder.conv1.{}": "encoder.conv_in.{}",
+        "decoder.conv1.{}": "decoder.conv_in.{}",
+        "conv1.{}": "quant_conv.{}",
+        "conv2.{}": "post_quant_conv.{}",
+        "encoder.head.0.gamma": "encoder.norm_out.gamma",
+        "encoder.head.2.{}": "encoder.conv_out.{}",
+        "decoder.head.0.gamma": "decoder.norm_out.gamma",
+        "decoder.head.2.{}": "decoder.conv_out.{}",
+        **_wan_block("encoder.downsamples.{}.downsamples.{}", "encoder.down_blocks.{}.resnets.{}"),
+        **_wan_block("decoder.upsamples.{}.upsamples.{}", "decoder.up_blocks.{}.resnets.{}"),
+    }
+    for side in ("encoder", "decoder"):
+        out.update(_wan_block(f"{side}.middle.0", f"{side}.mid_block.resnets.0"))
+        out.update(_wan_block(f"{side}.middle.2", f"{side}.mid_block.resnets.1"))
+        out.update({f"{side}.middle.1.{a}": f"{side}.mid_block.attentions.0.{a}" for a in _WAN_ATTN})
+    for sub in ("resample.1.{}", "time_conv.{}"):
+        out[f"encoder.downsamples.{{}}.downsamples.{num_res_blocks}.{sub}"] = (
+            f"encoder.down_blocks.{{}}.downsampler.{sub}"
+        )
+        out[f"decoder.upsamples.{{}}.upsamples.{num_res_blocks + 1}.{sub}"] = f"decoder.up_blocks.{{}}.upsampler.{sub}"
+    return out
+
+
+# --- DC-AE: original mit-han-lab/efficientvit keys -> diffusers AutoencoderDC -----------------------------
+
+
+def _dc_entry(src: str, dst: str) -> dict[str, str | None]:
+    """One stage entry: a ResBlock, an EfficientViT block (attention + GLU conv) or a resampling conv."""
+    ctx, loc = f"{src}.context_module.main", f"{src}.local_module.main"
+    return {
+        f"{src}.main.conv1.conv.{{}}": f"{dst}.conv1.{{}}",
+        f"{src}.main.conv2.conv.{{}}": f"{dst}.conv2.{{}}",
+        f"{src}.main.conv2.norm.{{}}": f"{dst}.norm.{{}}",
+        f"{src}.main.conv.{{}}": f"{dst}.conv.{{}}",  # strided-conv downsampler
+        f"{src}.main.conv.conv.{{}}": f"{dst}.conv.{{}}",  # pixel-(un)shuffle or interpolating resampler
+        f"{ctx}.qkv.conv.{{}}": f"{dst}.attn.to_qkv.{{}}",  # fused: split by DCAE_FUSED
+        f"{ctx}.aggreg.{{}}.0.{{}}": f"{dst}.attn.to_qkv_multiscale.{{}}.proj_in.{{}}",
+        f"{ctx}.aggreg.{{}}.1.{{}}": f"{dst}.attn.to_qkv_multiscale.{{}}.proj_out.{{}}",
+        f"{ctx}.proj.conv.{{}}": f"{dst}.attn.to_out.{{}}",
+        f"{ctx}.proj.norm.{{}}": f"{dst}.attn.norm_out.{{}}",
+        f"{loc}.inverted_conv.conv.{{}}": f"{dst}.conv_out.conv_inverted.{{}}",
+        f"{loc}.depth_conv.conv.{{}}": f"{dst}.conv_out.conv_depth.{{}}",
+        f"{loc}.point_conv.conv.{{}}": f"{dst}.conv_out.conv_point.{{}}",
+        f"{loc}.point_conv.norm.{{}}": f"{dst}.conv_out.norm.{{}}",
+    }
+
+
+DCAE_EFFICIENTVIT: dict[str, str | None] = {
+    "encoder.project_in.conv.{}": "encoder.conv_in.{}",
+    "encoder.project_in.conv.conv.{}": "encoder.conv_in.conv.{}",  # f32c32-in/mix: pixel-unshuffle stem
+    "encoder.project_out.main.op_list.0.conv.{}": "encoder.conv_out.{}",
+    "decoder.project_in.main.conv.{}": "decoder.conv_in.{}",
+    "decoder.project_out.op_list.0.{}": "decoder.norm_out.{}",
+    "decoder.project_out.op_list.2.conv.{}": "decoder.conv_out.{}",
+    "decoder.project_out.op_list.2.conv.conv.{}": "decoder.conv_out.conv.{}",  # f32c32-in/mix: pixel-shuffle head
+    **_dc_entry("encoder.stages.{}.op_list.{}", "encoder.down_blocks.{}.{}"),
+    **_dc_entry("decoder.stages.{}.op_list.{}", "decoder.up_blocks.{}.{}"),
+}
+# efficientvit's LiteMLA projects q, k and v with one 1×1 conv; diffusers keeps three linear layers
+DCAE_FUSED: dict[str, tuple[str, ...]] = {
+    "attn.to_qkv.weight": ("attn.to_q.weight", "attn.to_k.weight", "attn.to_v.weight"),
+}
+
+
 # --- TAESD family: layouts -> our module (models/taesd.py: encoder.{i} / decoder.{i}) --------------------
 
 TAESD_DIFFUSERS: dict[str, str | None] = {
@@ -193,6 +326,8 @@ TAESD_DIFFUSERS: dict[str, str | None] = {
     **{f"decoder.layers.{i}.{{...}}": f"decoder.{i + 1}.{{...}}" for i in range(40)},
 }
 TAESD_MODULE: dict[str, str | None] = {"encoder.{...}": "encoder.{...}", "decoder.{...}": "decoder.{...}"}
+# ComfyUI's combined state dict; its vae_scale / vae_shift scalars are read by the loader, not loaded
+TAESD_COMFYUI: dict[str, str | None] = {"taesd_encoder.{...}": "encoder.{...}", "taesd_decoder.{...}": "decoder.{...}"}
 
 
 def taesd_sequential(part: str) -> dict[str, str | None]:

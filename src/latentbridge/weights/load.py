@@ -418,21 +418,32 @@ def _diffusers_state(
     """(state dict in diffusers names for ``parts``, all shapes in diffusers names, stray keys)."""
     m = _must_identify(info)
     tensors = header.sub(m.prefix).tensors
-    keys = list(tensors)
-    keymap: K.KeyMap = {}
-    if m.signature.layout in ("ldm", "bfl"):
+    keymap, fused = _keymap(m.signature, list(tensors))
+    state, stray = _file_state(header, info, parts, keymap)
+    shapes = {new: v.shape for k, v in tensors.items() if (new := K.rename(k, keymap)) is not None}
+    return K.split_fused(K.remap(state, keymap), fused), K.split_fused_shapes(shapes, fused), stray
+
+
+def _keymap(sig: Signature, keys: list[str]) -> tuple[K.KeyMap, K.FusedMap]:
+    """(key map to diffusers names, fused tensors to split) for a signature's layout; depth read from ``keys``."""
+    if sig.layout in ("ldm", "bfl"):
         levels = count_levels("encoder.down.{}.block.0.conv1.weight", keys) or count_levels(
             "decoder.up.{}.block.0.conv1.weight", keys
         )
-        keymap = K.ldm_to_diffusers(levels)
-    elif m.signature.layout == "wan":
+        return K.ldm_to_diffusers(levels), {}
+    if sig.layout == "wan" and sig.variant == "residual":
+        # resnets per encoder level; a decoder-only file has num_res_blocks + 1 per level
+        n_res = count_levels("encoder.downsamples.0.downsamples.{}.residual.2.weight", keys)
+        n_res = n_res or count_levels("decoder.upsamples.0.upsamples.{}.residual.2.weight", keys) - 1
+        return K.wan22_to_diffusers(n_res), {}
+    if sig.layout == "wan":
         n_res = 0  # resnets before the first resample of the flat encoder list
-        while f"encoder.downsamples.{n_res}.residual.2.weight" in tensors:
+        while f"encoder.downsamples.{n_res}.residual.2.weight" in keys:
             n_res += 1
-        keymap = K.wan_to_diffusers(count_levels("encoder.downsamples.{}.resample.1.weight", keys) + 1, n_res)
-    state, stray = _file_state(header, info, parts, keymap)
-    shapes = {new: v.shape for k, v in tensors.items() if (new := K.rename(k, keymap)) is not None}
-    return K.remap(state, keymap), shapes, stray
+        return K.wan_to_diffusers(count_levels("encoder.downsamples.{}.resample.1.weight", keys) + 1, n_res), {}
+    if sig.layout == "efficientvit":
+        return K.DCAE_EFFICIENTVIT, K.DCAE_FUSED
+    return {}, {}
 
 
 def _check_stray(stray: list[str], what: str) -> None:
@@ -512,16 +523,22 @@ def _build_taesd(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str
     with torch.device("meta"):
         model = TAESD(cfg, encoder="encoder" in parts, decoder="decoder" in parts)
     state: dict[str, torch.Tensor] = {}
+    scalars: dict[str, float] = {}
     for part in sorted(parts):
         header, info = files[part]
         got, stray = _file_state(header, info, {part})
         _check_stray(stray, str(header.source))
-        layout = info.match.signature.layout if info.match else ""
-        keymap = {"sequential": K.taesd_sequential(part), "module": K.TAESD_MODULE, "diffusers": K.TAESD_DIFFUSERS}[
-            layout
-        ]
+        file_sig = _must_identify(info).signature
+        scalars.update(_read_scalars(got, file_sig, header))
+        keymap = {
+            "sequential": K.taesd_sequential(part),
+            "module": K.TAESD_MODULE,
+            "diffusers": K.TAESD_DIFFUSERS,
+            "comfyui": K.TAESD_COMFYUI,
+        }[file_sig.layout]
         state.update(K.remap(got, keymap))
     what = " + ".join(str(files[p][0].source) for p in sorted(parts)) + f" ({sig.name})"
+    fmt = _format_from_scalars(scalars, m, ctx.format, what)
     load_strict(model, _cast(state, ctx.dtype), what=what, keep=tuple(f"{p}." for p in parts))
     model.to(ctx.device).eval().requires_grad_(False)
     patch = ctx.patch
@@ -542,7 +559,7 @@ def _build_taesd(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str
         ctx.name,
         ctx.sha256,
         "taesd",
-        ctx.format,
+        fmt,
         "model",
         native_c,
         native_r,
@@ -551,6 +568,58 @@ def _build_taesd(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str
         decode if "decoder" in parts else None,
         model,
     )
+
+
+def _read_scalars(state: dict[str, torch.Tensor], sig: Signature, header: Header) -> dict[str, float]:
+    """Pop the signature's format scalars (ComfyUI's vae_scale / vae_shift) from ``state`` as floats."""
+    out = {}
+    for key in sig.format_scalars:
+        if key not in state:
+            continue
+        value = state.pop(key)
+        if value.numel() != 1 or not value.is_floating_point():
+            raise WeightsError(
+                f"{header.source}: {key} should hold one floating-point number (the latent format's "
+                f"{'scale' if key == sig.format_scalars[0] else 'shift'}), got a {value.dtype} tensor of shape "
+                f"{tuple(value.shape)}; the file is damaged or not ComfyUI's TAESD: use the original file"
+            )
+        out[key] = float(value.reshape(()))
+    return out
+
+
+# ComfyUI stores the scalars in the file's dtype: bf16 keeps 8 bits of mantissa (relative error ≤ 2⁻⁸ ≈ 0.4%),
+# while the formats a TAESD can serve differ by far more (sd1 0.18215 vs sdxl 0.13025; sd3 1.5305 vs flux1 0.3611).
+SCALAR_RTOL = 0.01
+SCALAR_ATOL = 1e-3  # for shifts of 0
+
+
+def _format_from_scalars(
+    scalars: Mapping[str, float], m: Match, chosen: LatentFormat | None, what: str
+) -> LatentFormat | None:
+    """The format named by a file's (scale, shift) scalars, checked against the one already chosen.
+
+    Returns ``chosen`` when the file carries no scalars or they name no candidate format; the scalars' format
+    when nothing was chosen. Raises IncompatibleError when they name a different candidate than ``chosen``.
+    """
+    if not scalars:
+        return chosen
+    scale_key, shift_key = m.signature.format_scalars
+    scale, shift = scalars.get(scale_key, 1.0), scalars.get(shift_key, 0.0)
+    named = [
+        f
+        for f in (get_format(c) for c in m.candidates)
+        if math.isclose(f.scale, scale, rel_tol=SCALAR_RTOL, abs_tol=SCALAR_ATOL)
+        and math.isclose(f.shift, shift, rel_tol=SCALAR_RTOL, abs_tol=SCALAR_ATOL)
+    ]
+    if len(named) != 1:
+        return chosen
+    if chosen is not None and chosen.name != named[0].name:
+        raise IncompatibleError(
+            f"{what} carries {scale_key}={scale:.5g}, {shift_key}={shift:.5g}, the scaling of {named[0].name!r}, "
+            f"but format {chosen.name!r} was chosen (scale {chosen.scale:.5g}, shift {chosen.shift:.5g}); "
+            f"pass format={named[0].name!r} or leave format out"
+        )
+    return named[0]
 
 
 def _build_vaeapprox(header: Header, info: WeightsInfo, ctx: _Ctx, m: Match) -> VAE:
@@ -740,6 +809,12 @@ def load_vae(
         raise IncompatibleError(f"the files serve different formats {sorted(fmt_names)}: pass files of one network")
     names = " + ".join(str(h.source) for h, _ in dict.fromkeys(files.values()))
     sig = first.signature
+    if not sig.loadable:
+        raise WeightsError(
+            f"{names} is a {sig.title.split(';')[0]} ({first.channels} latent channels, {first.spatial_ratio}× "
+            f"spatial); latentbridge identifies it but cannot load this architecture yet: run it with its own code "
+            "(madebyollin/taehv's taehv.py, or ComfyUI), or pass a VAE latentbridge loads"
+        )
     parts = _parts_wanted(sig, set(files), part, names)
     fmt = get_format(fmt_names.pop()) if fmt_names else None
     patches = {get_format(c).patch for c in first.candidates} or {1}

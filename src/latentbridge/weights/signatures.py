@@ -75,9 +75,11 @@ class Signature:
 
     Attributes:
         architecture: the network ("autoencoder_kl", "autoencoder_kl_flux2", "autoencoder_kl_wan",
-            "autoencoder_dc", "taesd", "vaeapprox", "vaelight").
-        variant: architecture variant ("" or "pool" (TAEF2), "f32" (TAESana), "residual" (Wan 2.2)).
-        layout: key layout ("diffusers", "ldm", "bfl", "wan", "sequential", "module", "a1111", "onnx").
+            "autoencoder_dc", "taesd", "taehv", "vaeapprox", "vaelight").
+        variant: architecture variant ("" or "pool" (TAEF2), "f32" (TAESana), "residual" (Wan 2.2),
+            "p2"/"p4" (TAEHV with a 2×2/4×4 pixel patchify)).
+        layout: key layout ("diffusers", "ldm", "bfl", "wan", "efficientvit", "sequential", "module", "comfyui",
+            "a1111", "onnx").
         title: one line for humans.
         parts: encoder/decoder parts; a file matches when at least one part is present.
         required: whole-file keys that must be present (FLUX.2's BatchNorm statistics).
@@ -89,6 +91,9 @@ class Signature:
         native_space: "raw" or "model": the latent space the network reads/writes.
         serves: latent formats the architecture may serve; filtered by geometry on a match.
         container: "tensors" or "onnx".
+        format_scalars: keys of 0-d tensors holding the latent format's (scale, shift) when a file carries them
+            (ComfyUI's ``vae_scale`` / ``vae_shift``); their values are read when loading, never by ``detect``.
+        loadable: False for architectures latentbridge identifies but cannot run yet (TAEHV).
     """
 
     architecture: str
@@ -105,6 +110,8 @@ class Signature:
     native_space: str = "raw"
     serves: tuple[str, ...] = field(default=())
     container: str = "tensors"
+    format_scalars: tuple[str, ...] = ()
+    loadable: bool = True
 
     @property
     def name(self) -> str:
@@ -346,7 +353,25 @@ def _wan(layout: str, residual: bool) -> Signature:
             else "decoder.up_blocks.{}.upsamplers.0.resample.1.weight"
         )
         enc_prefixes, dec_prefixes = ("encoder.", "quant_conv."), ("decoder.", "post_quant_conv.")
-    else:  # the original Wan release (wan_2.1_vae.safetensors / Wan2.1_VAE.pth)
+    elif residual:  # the original Wan 2.2 release (Wan2.2_VAE.pth / ComfyUI's wan2.2_vae.safetensors)
+        # Each level is a block holding its own list: downsamples.{level}.downsamples.{j} (resnets, then the
+        # resample), and upsamples.{level}.upsamples.{j} in the decoder; 12 = 3 RGB channels × the 2×2 patchify.
+        enc = (
+            KeyRule("encoder.conv1.weight", ("*", 12, 3, 3, 3)),
+            KeyRule("encoder.downsamples.0.downsamples.0.residual.2.weight", five),
+            KeyRule("encoder.head.2.weight", ("2C", "*", 3, 3, 3)),
+            KeyRule("conv1.weight", ("2C", "2C", 1, 1, 1)),
+        )
+        dec = (
+            KeyRule("decoder.conv1.weight", ("*", "C", 3, 3, 3)),
+            KeyRule("decoder.upsamples.0.upsamples.0.residual.2.weight", five),
+            KeyRule("decoder.head.2.weight", (12, "*", 3, 3, 3)),
+            KeyRule("conv2.weight", ("C", "C", 1, 1, 1)),
+        )
+        down = "encoder.downsamples.{}.downsamples.{}.resample.1.weight"
+        up = "decoder.upsamples.{}.upsamples.{}.resample.1.weight"
+        enc_prefixes, dec_prefixes = ("encoder.", "conv1."), ("decoder.", "conv2.")
+    else:  # the original Wan 2.1 release (wan_2.1_vae.safetensors / Wan2.1_VAE.pth)
         enc = (
             KeyRule("encoder.conv1.weight", ("*", 3, 3, 3, 3)),
             KeyRule("encoder.downsamples.0.residual.2.weight", five),
@@ -361,10 +386,11 @@ def _wan(layout: str, residual: bool) -> Signature:
         )
         down, up = "encoder.downsamples.{}.resample.1.weight", "decoder.upsamples.{}.resample.1.weight"
         enc_prefixes, dec_prefixes = ("encoder.", "conv1."), ("decoder.", "conv2.")
+    keys = "diffusers" if layout == "diffusers" else "original"
     title = (
-        "Wan 2.2 causal 3-D VAE with 2×2 patchify (diffusers AutoencoderKLWan, is_residual)"
+        f"Wan 2.2 causal 3-D VAE with 2×2 patchify (AutoencoderKLWan, is_residual), {keys} keys"
         if residual
-        else f"Wan 2.1 causal 3-D VAE (AutoencoderKLWan), {'diffusers' if layout == 'diffusers' else 'original'} keys"
+        else f"Wan 2.1 causal 3-D VAE (AutoencoderKLWan), {keys} keys"
     )
     return Signature(
         "autoencoder_kl_wan",
@@ -405,6 +431,39 @@ _DC = Signature(
             ),
             forbidden=("decoder.conv_norm_out.weight",),
             levels="decoder.up_blocks.{}.",
+            levels_by_max=True,
+        ),
+    ),
+    serves=("sana",),
+)
+
+# DC-AE in the original mit-han-lab/efficientvit layout (dc-ae-f32c32-sana-1.0, dc-ae-f32c32-in/mix-1.0): stages of
+# ``op_list`` entries; residual wrappers add ``main.``; every conv sits in a ``ConvLayer`` (``.conv``/``.norm``).
+_DC_EFFICIENTVIT = Signature(
+    "autoencoder_dc",
+    "",
+    "efficientvit",
+    "DC-AE deep-compression autoencoder (AutoencoderDC), original efficientvit keys (encoder.stages.0.op_list.0.main…)",
+    (
+        Part(
+            _ENC,
+            ("encoder.",),
+            (
+                KeyRule("encoder.stages.{}.op_list.{}.main.conv1.conv.weight", ("*", "*", 3, 3)),  # a ResBlock
+                KeyRule("encoder.project_out.main.op_list.0.conv.weight", ("C", "*", 3, 3)),
+            ),
+            levels="encoder.stages.{}.",
+            levels_by_max=True,  # a first stage without blocks holds no tensors (f32c32-in/mix)
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.project_in.main.conv.weight", ("*", "C", 3, 3)),
+                KeyRule("decoder.stages.{}.op_list.{}.main.conv1.conv.weight", ("*", "*", 3, 3)),
+                KeyRule("decoder.project_out.op_list.0.weight", ("*",)),  # the output norm
+            ),
+            levels="decoder.stages.{}.",
             levels_by_max=True,
         ),
     ),
@@ -452,7 +511,10 @@ _TAESD_LAYOUTS: tuple[tuple[str, str, str, int], ...] = (
     ("sequential", "", "", 0),  # taesd_encoder.pth / taesd_decoder.pth: one nn.Sequential per file
     ("module", "encoder.", "decoder.", 0),  # a TAESD module's state_dict: both halves in one file
     ("diffusers", "encoder.layers.", "decoder.layers.", -1),  # diffusers AutoencoderTiny
+    ("comfyui", "taesd_encoder.", "taesd_decoder.", 0),  # ComfyUI's combined TAESD state dict (+ vae_scale/shift)
 )
+# ComfyUI's combined form stores the latent format's scale and shift as 0-d tensors: decode((raw - shift) * scale)
+COMFYUI_TAESD_SCALARS: tuple[str, str] = ("vae_scale", "vae_shift")
 
 
 def _shift(rule: KeyRule, prefix: str, shift: int) -> KeyRule:
@@ -467,6 +529,8 @@ def _taesd() -> tuple[Signature, ...]:
         for layout, ep, dp, dshift in _TAESD_LAYOUTS:
             if layout == "diffusers" and variant:
                 continue  # AutoencoderTiny cannot hold TAEF2's pool branch or the f32 variant
+            if layout == "comfyui" and variant == "f32":
+                continue  # ComfyUI builds the combined form for taesd/taesdxl/taesd3/taef1/taef2, not TAESana
             no_pool = variant == ""  # plain TAESD must not carry TAEF2's pool branch
             parts = (
                 Part(
@@ -487,6 +551,7 @@ def _taesd() -> tuple[Signature, ...]:
                 "pool": "TAEF2 tiny autoencoder (TAESD with pool blocks)",
                 "f32": "TAESana tiny autoencoder (TAESD, 32× variant)",
             }[variant]
+            scalars = COMFYUI_TAESD_SCALARS if layout == "comfyui" else ()
             out.append(
                 Signature(
                     "taesd",
@@ -494,11 +559,64 @@ def _taesd() -> tuple[Signature, ...]:
                     layout,
                     f"{title}, {layout} keys",
                     parts,
+                    shared_prefixes=scalars,
                     ratio=ratio,
                     native_space="model",
                     serves=serves,
+                    format_scalars=scalars,
                 )
             )
+    return tuple(out)
+
+
+# TAEHV (madebyollin/taehv: taehv, taew2_1, taew2_2, taecvx, taehv1_5, …): TAESD-like video autoencoders whose
+# MemBlocks read each frame beside its predecessor (a 3×3 conv over 2× the channels) and whose TPool/TGrow
+# 1×1 convs fold time into channels. Encoder and decoder share one file (``encoder.{i}`` / ``decoder.{i}``).
+# Three stride-2 stages give 8× spatially, times the pixel patchify (3·p² image channels); time shrinks 4×.
+_TAEHV_SERVES = ("wan21", "hunyuan_video", "cogvideox", "cogvideox_2b", "wan22", "hunyuan_video15", "ltxv")
+
+
+def _taehv() -> tuple[Signature, ...]:
+    out = []
+    for patch in (1, 2, 4):
+        pixels = 3 * patch * patch
+        patchify = f", {patch}×{patch} patchify" if patch > 1 else ""
+        parts = (
+            Part(
+                _ENC,
+                ("encoder.",),
+                (
+                    KeyRule("encoder.0.weight", (64, pixels, 3, 3)),
+                    KeyRule("encoder.2.conv.weight", (64, "*", 1, 1)),  # TPool
+                    KeyRule("encoder.4.conv.0.weight", (64, 128, 3, 3)),  # MemBlock: frame + its past
+                    KeyRule("encoder.17.weight", ("C", 64, 3, 3)),
+                ),
+            ),
+            Part(
+                _DEC,
+                ("decoder.",),
+                (
+                    KeyRule("decoder.1.weight", ("*", "C", 3, 3)),
+                    KeyRule("decoder.3.conv.0.weight", ("D", "2D", 3, 3)),  # MemBlock
+                    KeyRule("decoder.22.weight", (pixels, "*", 3, 3)),
+                ),
+            ),
+        )
+        out.append(
+            Signature(
+                "taehv",
+                f"p{patch}" if patch > 1 else "",
+                "module",
+                f"TAEHV tiny video autoencoder (taehv/taew2_1/taew2_2/taecvx…){patchify}; "
+                "identified only: latentbridge cannot load TAEHV yet",
+                parts,
+                ratio=8 * patch,
+                dims=3,
+                native_space="model",
+                serves=_TAEHV_SERVES,
+                loadable=False,
+            )
+        )
     return tuple(out)
 
 
@@ -562,8 +680,11 @@ SIGNATURES: tuple[Signature, ...] = (
     _wan("diffusers", residual=False),
     _wan("diffusers", residual=True),
     _wan("wan", residual=False),
+    _wan("wan", residual=True),
     _DC,
+    _DC_EFFICIENTVIT,
     *_taesd(),
+    *_taehv(),
     _VAEAPPROX,
     _VAELIGHT,
 )
