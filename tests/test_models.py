@@ -1,7 +1,9 @@
 """latentbridge.models: our own small architectures, on real pretrained weights from ../shared/weights.
 
 TAEF2 (TAESD with pool blocks), the A1111 VAEApprox previews and VAElight's ONNX pair are loaded
-through ``load_vae`` (so strictly, with identity from the file) and judged on real photos.
+through ``load_vae`` (so strictly, with identity from the file) and judged on real photos. The TAESD family is
+also written in every key layout (ComfyUI's combined form included) and must compute what its source module
+(and ComfyUI's scaling) computes; TAEHV files are identified but refused by ``load_vae``.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderTiny
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+from torch import nn
+from typer.testing import CliRunner
 
-from latentbridge.errors import ShapeError
-from latentbridge.formats import get_format, raw_to_model
+from latentbridge.cli import app
+from latentbridge.errors import IncompatibleError, ShapeError, WeightsError
+from latentbridge.formats import get_format, model_to_raw, raw_to_model
 from latentbridge.models import TAESD, TAESDConfig, VAEApprox
 from latentbridge.models.taesd import build_decoder, build_encoder
 from latentbridge.photos import photo_tensor
@@ -24,6 +29,7 @@ from latentbridge.weights import describe, load_vae
 
 # Same weights, same ops, same order: only float32 rounding of identical computations can differ.
 PARITY = 1e-5
+runner = CliRunner()
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -140,6 +146,163 @@ def test_diffusers_autoencoder_tiny_layout(tmp_path):
     with torch.no_grad():
         assert (vae.encode(x) - tiny.encode(x).latents).abs().max() <= PARITY
         assert (vae.decode(z) - tiny.decode(z).sample).abs().max() <= PARITY
+
+
+# --- ComfyUI's combined TAESD state dict -------------------------------------------------------------------
+
+
+def comfy_taesd_file(path, model: TAESD, scalars: tuple[float, float] | None):
+    """Write ``model`` the way ComfyUI's VAELoader assembles a TAESD (taesd_encoder./taesd_decoder. + scalars)."""
+    state = {f"taesd_encoder.{k}": v for k, v in model.encoder.state_dict().items()}
+    state |= {f"taesd_decoder.{k}": v for k, v in model.decoder.state_dict().items()}
+    if scalars is not None:
+        state["vae_scale"], state["vae_shift"] = torch.tensor(scalars[0]), torch.tensor(scalars[1])
+    save_file(state, str(path))
+    return path
+
+
+# ComfyUI's VAELoader: (name, latent channels, vae_scale, vae_shift) -> the format those scalings are
+COMFY_TAESDS = [
+    ("taesd", 4, (0.18215, 0.0), "sd1", ("sd1", "sdxl")),
+    ("taesdxl", 4, (0.13025, 0.0), "sdxl", ("sd1", "sdxl")),
+    ("taesd3", 16, (1.5305, 0.0609), "sd3", ("sd3", "flux1")),
+    ("taef1", 16, (0.3611, 0.1159), "flux1", ("sd3", "flux1")),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "channels", "scalars", "fmt", "candidates"), COMFY_TAESDS, ids=[c[0] for c in COMFY_TAESDS]
+)
+def test_comfyui_combined_taesd(tmp_path, name, channels, scalars, fmt, candidates):
+    """The header says only "sd1 or sdxl"; loading reads vae_scale/vae_shift and computes what ComfyUI computes."""
+    torch.manual_seed(channels)
+    model = TAESD(TAESDConfig(channels)).eval()
+    path = comfy_taesd_file(tmp_path / f"{name}.safetensors", model, scalars)
+    info = describe(path)
+    assert info.matches == ("taesd/comfyui",) and info.has_encoder and info.has_decoder
+    assert (info.latent_channels, info.spatial_ratio, info.formats, info.format) == (channels, 8, candidates, None)
+    assert any(
+        "also carries vae_scale and vae_shift (ComfyUI's latent scaling), whose values name the format" in n
+        for n in info.notes
+    )
+    vae = load_vae(path)
+    assert vae.format is get_format(fmt) and vae.native_space == "model"
+    scale, shift = (torch.tensor(v) for v in scalars)  # as ComfyUI holds them: float32 tensors
+    torch.manual_seed(1)
+    raw = torch.randn(1, channels, 4, 4) * 3
+    x = torch.rand(1, 3, 32, 32) * 2 - 1
+    with torch.no_grad():
+        comfy_decoded = model.decode((raw - shift) * scale) * 2 - 1  # ComfyUI's TAESD.decode on raw latents
+        comfy_encoded = model.encode(x * 0.5 + 0.5) / scale + shift  # ComfyUI's TAESD.encode -> raw latents
+        assert (vae.decode(raw_to_model(raw, vae.format)) - comfy_decoded).abs().max() <= PARITY
+        assert (model_to_raw(vae.encode(x), vae.format) - comfy_encoded).abs().max() <= PARITY
+
+
+def test_comfyui_combined_taef2_and_no_scalars(tmp_path):
+    torch.manual_seed(3)
+    taef2 = TAESD(TAESDConfig(32, "pool")).eval()
+    info = describe(comfy_taesd_file(tmp_path / "taef2.safetensors", taef2, None))
+    assert info.matches == ("taesd+pool/comfyui",) and info.format == "flux2"
+    vae = load_vae(tmp_path / "taef2.safetensors", part="decoder")
+    z = torch.randn(1, 128, 2, 2)
+    with torch.no_grad():
+        assert (vae.decode(z) - (taef2.decode(model_unpack(z)) * 2 - 1)).abs().max() <= PARITY
+    plain = comfy_taesd_file(tmp_path / "taesd.safetensors", TAESD(TAESDConfig(4)).eval(), None)
+    info = describe(plain)
+    assert info.formats == ("sd1", "sdxl") and not any("vae_scale" in n for n in info.notes)
+    assert load_vae(plain).format is None  # nothing in the file tells sd1 from sdxl: said, not guessed
+
+
+def test_comfyui_scalars_contradicting_the_format_are_refused(tmp_path):
+    path = comfy_taesd_file(tmp_path / "taesd.safetensors", TAESD(TAESDConfig(4)).eval(), (0.18215, 0.0))
+    with pytest.raises(
+        IncompatibleError, match=r"carries vae_scale=0\.18215, vae_shift=0, the scaling of 'sd1', but format 'sdxl'"
+    ):
+        load_vae(path, format="sdxl")
+    assert load_vae(path, format="sd1").format is get_format("sd1")
+
+
+def test_comfyui_damaged_scalar_is_refused(tmp_path):
+    model = TAESD(TAESDConfig(4)).eval()
+    path = comfy_taesd_file(tmp_path / "taesd.safetensors", model, (0.18215, 0.0))
+    state = {**load_file(str(path)), "vae_scale": torch.ones(2)}
+    save_file(state, str(path))
+    with pytest.raises(WeightsError, match=r"vae_scale should hold one floating-point number .* shape \(2,\)"):
+        load_vae(path)
+
+
+def test_inspect_comfyui_taesd(tmp_path):
+    path = comfy_taesd_file(tmp_path / "taesdxl.safetensors", TAESD(TAESDConfig(4)).eval(), (0.13025, 0.0))
+    result = runner.invoke(app, ["inspect", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    out = result.output.splitlines()
+    want = ("signature     taesd/comfyui", "latent        4 channels, 8× spatial", "format        one of sd1, sdxl")
+    assert [w for w in want if not any(o.startswith(w) for o in out)] == []
+
+
+# --- TAEHV: identified, not loadable ---------------------------------------------------------------------
+
+
+def _conv3(c_in: int, c_out: int, stride: int = 1, bias: bool = True) -> nn.Conv2d:
+    return nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=bias)
+
+
+class _MemBlock(nn.Module):
+    """TAEHV's MemBlock parameters: a 3×3 conv over the frame and its predecessor, then two more (skip: identity)."""
+
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv = nn.Sequential(_conv3(2 * c, c), nn.ReLU(), _conv3(c, c), nn.ReLU(), _conv3(c, c))
+
+
+class _TimeConv(nn.Module):
+    """TAEHV's TPool / TGrow parameters: one 1×1 conv folding frames into channels (or back)."""
+
+    def __init__(self, c_in: int, c_out: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 1, bias=False)
+
+
+def taehv_state(latent: int, patch: int) -> dict[str, torch.Tensor]:
+    """A TAEHV state dict with madebyollin/taehv's layer layout (taehv.py), zero-filled: detection reads shapes."""
+    pixels = 3 * patch * patch
+    encoder: list[nn.Module] = [_conv3(pixels, 64), nn.ReLU()]
+    for time_stride in (2, 2, 1):
+        encoder += [_TimeConv(64 * time_stride, 64), _conv3(64, 64, 2, bias=False)]
+        encoder += [_MemBlock(64), _MemBlock(64), _MemBlock(64)]
+    encoder.append(_conv3(64, latent))
+    widths = (256, 128, 64, 64)
+    decoder: list[nn.Module] = [nn.Identity(), _conv3(latent, 256), nn.ReLU()]  # Identity: the soft clamp
+    for stage, time_stride in enumerate((1, 2, 2)):
+        w = widths[stage]
+        decoder += [_MemBlock(w), _MemBlock(w), _MemBlock(w), nn.Upsample(scale_factor=2)]
+        decoder += [_TimeConv(w, w * time_stride), _conv3(w, widths[stage + 1], bias=False)]
+    decoder += [nn.ReLU(), _conv3(64, pixels)]
+    with torch.device("meta"):
+        module = nn.ModuleDict({"encoder": nn.Sequential(*encoder), "decoder": nn.Sequential(*decoder)})
+    return {k: torch.zeros(v.shape, dtype=torch.float16) for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize(
+    ("latent", "patch", "signature", "ratio", "formats"),
+    [
+        (16, 1, "taehv/module", 8, ("wan21", "hunyuan_video", "cogvideox", "cogvideox_2b")),  # taehv, taew2_1, taecvx
+        (48, 2, "taehv+p2/module", 16, ("wan22",)),  # taew2_2
+    ],
+)
+def test_taehv_is_identified_and_not_loaded(tmp_path, latent, patch, signature, ratio, formats):
+    path = tmp_path / "taehv.safetensors"
+    save_file(taehv_state(latent, patch), str(path))
+    info = describe(path)
+    assert info.matches == (signature,) and info.architecture == "taehv"
+    assert (info.latent_channels, info.spatial_ratio, info.dims, info.native_space) == (latent, ratio, 3, "model")
+    assert info.formats == formats and info.format == (formats[0] if len(formats) == 1 else None)
+    assert any("latentbridge identifies TAEHV files but cannot load them yet" in n for n in info.notes)
+    with pytest.raises(WeightsError, match=r"TAEHV tiny video autoencoder .* cannot load this architecture yet"):
+        load_vae(path)
+    result = runner.invoke(app, ["inspect", str(path)], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert f"signature     {signature}" in result.output and "identified only" in result.output
 
 
 # --- VAElight --------------------------------------------------------------------------------------------

@@ -271,8 +271,8 @@ def identify(header: Header, format: str | LatentFormat | None = None, *, hash: 
         held = [k for k in m.signature.format_scalars if m.prefix + k in header.tensors]
         if held and fmt_name is None:
             notes.append(
-                f"the file carries {' and '.join(held)} (ComfyUI's latent scaling): load_vae reads their values "
-                "to tell these formats apart; describe reads headers only"
+                f"its header cannot tell, but the file also carries {' and '.join(held)} (ComfyUI's latent "
+                "scaling), whose values name the format: load_vae reads them (describe reads headers only)"
             )
         if not m.signature.loadable:
             notes.append(
