@@ -21,7 +21,7 @@ from diffusers.loaders.single_file_utils import (
     convert_ldm_vae_checkpoint,
     convert_wan_vae_to_diffusers,
 )
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from latentbridge.cli import app
@@ -1149,3 +1149,21 @@ def test_original_wan22_file_with_a_foreign_tensor_is_refused(tmp_path):
     path = _save(tmp_path / "wan2.2_vae.safetensors", state)
     with pytest.raises(WeightsError, match=r"1 unexpected keys \[decoder\.upsamples\.0\.upsamples\.9\.extra\.weight\]"):
         load_vae(path, hash=False)
+
+
+@pytest.mark.parametrize("name", ["wan21-diffusers", "wan21-original", "wan22-diffusers", "wan22-original"])
+def test_decoder_only_wan_files(tmp_path, name):
+    """A Wan decoder alone: its config (widths, depth, temporal up-sampling, patchify) comes from decoder shapes."""
+    build, write, sig, channels, ratio, _ = CASES[name]
+    model = build()
+    full = read_header(write(model, tmp_path))
+    state = load_file(str(full.path))
+    state = {k: v for k, v in state.items() if k.startswith(("decoder.", "post_quant_conv.", "conv2."))}
+    path = _save(tmp_path / "decoder.safetensors", state)
+    info = describe(path, hash=False)
+    assert info.matches == (sig,) and info.has_decoder and not info.has_encoder
+    assert (info.latent_channels, info.spatial_ratio) == (channels, ratio)
+    vae = load_vae(path, part="decoder", hash=False)
+    z = _latents(model, channels, ratio)
+    with torch.no_grad():
+        assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY

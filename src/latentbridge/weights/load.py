@@ -15,6 +15,7 @@ import inspect
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -286,6 +287,8 @@ def kl_config(shapes: Mapping[str, tuple[int, ...]], channels: int, flux2: bool)
 
 def wan_config(shapes: Mapping[str, tuple[int, ...]], channels: int, residual: bool) -> dict[str, Any]:
     """An AutoencoderKLWan config from diffusers-named tensor shapes (Wan 2.1 flat, Wan 2.2 residual)."""
+    if "encoder.conv_in.weight" not in shapes:
+        return wan_decoder_config(shapes, channels, residual)
     keys = list(shapes)
     base = shapes["encoder.conv_in.weight"][0]
     in_ch = shapes["encoder.conv_in.weight"][1]
@@ -328,6 +331,37 @@ def wan_config(shapes: Mapping[str, tuple[int, ...]], channels: int, residual: b
         "patch_size": patch if patch > 1 else None,
         "scale_factor_spatial": 2 ** len(temporal) * patch,
         "scale_factor_temporal": 2 ** sum(temporal),
+    }
+
+
+def wan_decoder_config(shapes: Mapping[str, tuple[int, ...]], channels: int, residual: bool) -> dict[str, Any]:
+    """An AutoencoderKLWan config from a decoder alone (a decoder-only file; the encoder is built, then dropped).
+
+    Level widths come from each up block's first resnet, relative to the last one's: ``dim_mult[0] = 1`` as in
+    every Wan release (the strict load checks every tensor against the result). Temporal down-sampling is the
+    decoder's temporal up-sampling reversed.
+    """
+    keys = list(shapes)
+    levels = count_levels("decoder.up_blocks.{}.resnets.0.conv1.weight", keys)
+    widths = [shapes[f"decoder.up_blocks.{levels - 1 - j}.resnets.0.conv1.weight"][0] for j in range(levels)]
+    time_up = "upsampler.time_conv" if residual else "upsamplers.0.time_conv"
+    temporal_up = [f"decoder.up_blocks.{i}.{time_up}.weight" in shapes for i in range(levels - 1)]
+    out_ch = shapes["decoder.conv_out.weight"][0]
+    patch = math.isqrt(out_ch // 3)
+    return {
+        "base_dim": widths[0],
+        "decoder_base_dim": None,
+        "z_dim": channels,
+        "dim_mult": [w // widths[0] for w in widths],
+        "num_res_blocks": count_levels("decoder.up_blocks.0.resnets.{}.conv1.weight", keys) - 1,
+        "attn_scales": [],
+        "temperal_downsample": temporal_up[::-1],
+        "is_residual": residual,
+        "in_channels": out_ch,
+        "out_channels": out_ch,
+        "patch_size": patch if patch > 1 else None,
+        "scale_factor_spatial": 2 ** len(temporal_up) * patch,
+        "scale_factor_temporal": 2 ** sum(temporal_up),
     }
 
 
@@ -436,11 +470,16 @@ def _keymap(sig: Signature, keys: list[str]) -> tuple[K.KeyMap, K.FusedMap]:
         n_res = count_levels("encoder.downsamples.0.downsamples.{}.residual.2.weight", keys)
         n_res = n_res or count_levels("decoder.upsamples.0.upsamples.{}.residual.2.weight", keys) - 1
         return K.wan22_to_diffusers(n_res), {}
-    if sig.layout == "wan":
+    if sig.layout == "wan" and any(k.startswith("encoder.") for k in keys):
         n_res = 0  # resnets before the first resample of the flat encoder list
         while f"encoder.downsamples.{n_res}.residual.2.weight" in keys:
             n_res += 1
         return K.wan_to_diffusers(count_levels("encoder.downsamples.{}.resample.1.weight", keys) + 1, n_res), {}
+    if sig.layout == "wan":  # decoder only: each level's num_res_blocks + 1 resnets, then its upsampler
+        ups = sorted(
+            {int(m[1]) for k in keys if (m := re.fullmatch(r"decoder\.upsamples\.(\d+)\.resample\.1\.weight", k))}
+        )
+        return K.wan_to_diffusers(len(ups) + 1, ups[0] - 1 if ups else 0), {}
     if sig.layout == "efficientvit":
         return K.DCAE_EFFICIENTVIT, K.DCAE_FUSED
     return {}, {}
