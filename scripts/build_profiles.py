@@ -42,7 +42,7 @@ sys.path.insert(0, str(REPO / "src"))
 from latentbridge import _format_data as D  # noqa: E402
 from latentbridge.check import image_scores  # noqa: E402
 from latentbridge.formats import formats, get_format, raw_to_model  # noqa: E402
-from latentbridge.identify import identify  # noqa: E402
+from latentbridge.identify import family_log_prior, identify  # noqa: E402
 from latentbridge.photos import TRAIN_PHOTOS, load_photo  # noqa: E402
 from latentbridge.profiles import (  # noqa: E402
     CALIBRATION_SIZES,
@@ -328,8 +328,9 @@ def lopo_rows(
     return rows
 
 
-def _probs(loglik: list[float], temperature: float) -> np.ndarray:
-    v = np.asarray(loglik) / temperature
+def _probs(loglik: list[float], temperature: float, labels: list[tuple[str, str]]) -> np.ndarray:
+    """The probabilities identify() gives: softmax of loglik / T plus the prior over latent spaces."""
+    v = np.asarray(loglik) / temperature + family_log_prior([tuple(label) for label in labels])
     p = np.exp(v - v.max())
     return p / p.sum()
 
@@ -341,7 +342,12 @@ def fit_temperature(rows: list[dict]) -> tuple[float, dict]:
 
     def loss(t: float) -> float:
         return float(
-            np.mean([-math.log(max(_probs(r["loglik"], t)[r["labels"].index(r["truth"])], 1e-12)) for r in useful])
+            np.mean(
+                [
+                    -math.log(max(_probs(r["loglik"], t, r["labels"])[r["labels"].index(r["truth"])], 1e-12))
+                    for r in useful
+                ]
+            )
         )
 
     losses = [loss(t) for t in grid]
@@ -355,7 +361,7 @@ def reliability(rows: list[dict], temperature: float) -> dict:
     """Accuracy and mean confidence of the top candidate, overall and per confidence bin."""
     conf, correct = [], []
     for r in rows:
-        p = _probs(r["loglik"], temperature)
+        p = _probs(r["loglik"], temperature, r["labels"])
         i = int(np.argmax(p))
         conf.append(float(p[i]))
         correct.append(r["labels"][i] == r["truth"])

@@ -11,8 +11,10 @@ from typer.testing import CliRunner
 from latentbridge.check import EXIT_CODES, Report, VaeFacts, check, image_scores, vae_facts
 from latentbridge.cli import app
 from latentbridge.formats import formats, get_format, raw_to_model
+from latentbridge.identify import Identification
 from latentbridge.latent import Latent, Provenance
 from latentbridge.photos import HELDOUT_PHOTOS, photo_tensor
+from latentbridge.profiles import GROUPS
 
 runner = CliRunner()
 
@@ -207,17 +209,128 @@ def test_frames_first_video_is_detected():
     assert "x.permute(0, 2, 1, 3, 4)" in f.fix
 
 
-def test_video_latent_to_image_vae():
-    f = check(Latent(smooth((1, 16, 5, 16, 16)), get_format("wan21"), "raw", "NCTHW"), facts("flux1")).finding(
-        "video-to-image-vae"
+# --- video geometry, walked over the registry ----------------------------------------------------------------
+
+VIDEO = [f for f in formats().values() if f.dims == 3]
+IMAGE = [f for f in formats().values() if f.dims == 2]
+# every ordered pair of video formats with the same channels and spatial ratio but another temporal compression
+# (ratio or frame rule): Wan 2.1 / HunyuanVideo / CogVideoX (4×, 4n+1) against Cosmos (8×, 8n+1)
+TEMPORAL_PAIRS = [
+    (a, b)
+    for a in VIDEO
+    for b in VIDEO
+    if a.channels == b.channels
+    and a.spatial_ratio == b.spatial_ratio
+    and (a.temporal_ratio, a.causal_first_frame) != (b.temporal_ratio, b.causal_first_frame)
+]
+VIDEO_TO_IMAGE = [(v, i) for v in VIDEO for i in IMAGE if v.channels == i.channels]
+
+
+def _ids(pairs):
+    return [f"{a.name}->{b.name}" for a, b in pairs]
+
+
+def test_the_registry_has_pairs_to_walk():
+    # the parametrized tests below must not pass vacuously: wan21, hunyuan_video, cogvideox, cogvideox_2b vs cosmos
+    assert {(a.name, b.name) for a, b in TEMPORAL_PAIRS} >= {("wan21", "cosmos"), ("cosmos", "hunyuan_video")}
+    assert len(TEMPORAL_PAIRS) == 8 and len(VIDEO_TO_IMAGE) >= 10
+
+
+@pytest.mark.parametrize(("lat_fmt", "vae_fmt"), TEMPORAL_PAIRS, ids=_ids(TEMPORAL_PAIRS))
+@pytest.mark.parametrize("frames", [5, 1])
+def test_temporal_mismatch_for_every_video_pair(lat_fmt, vae_fmt, frames):
+    from latentbridge.formats import pixel_frames
+
+    x = smooth((1, lat_fmt.channels, frames, 16, 16), scale=1 / lat_fmt.scale)
+    report = check(Latent(x, lat_fmt, "raw", "NCTHW"), facts(vae_fmt.name))
+    f = report.finding("temporal-mismatch")
+    assert f.severity == "error" and report.verdict == "error"
+    assert f.message.startswith(
+        f"the latent is recorded as {lat_fmt.name} but {vae_fmt.name}-vae.safetensors is {vae_fmt.name}: same "
+        "channels and spatial ratio, different temporal compression — "
+        f"{lat_fmt.name} is {lat_fmt.temporal_ratio}× in time (frames {lat_fmt.frame_rule}), {vae_fmt.name} "
+        f"{vae_fmt.temporal_ratio}× ({vae_fmt.frame_rule})"
     )
-    assert f.severity == "error" and "a video latent (5 latent frames, NCTHW) given to an image VAE" in f.message
+    ours, theirs = pixel_frames(lat_fmt, frames), pixel_frames(vae_fmt, frames)
+    if frames == 5:
+        assert ours != theirs  # 17 vs 33 frames
+        assert f"5 latent frames are {ours} frames in {lat_fmt.name} but would decode to {theirs} frames" in f.message
+    else:  # one latent frame is one frame in both causal VAEs: still another network's latent space
+        assert "1 latent frame decodes to 1 frame in both, but through another VAE's latent space" in f.message
+    assert f.fix.startswith(f"decode with a {lat_fmt.name} VAE ({lat_fmt.temporal_ratio}× in time")
+    assert dict(f.evidence)["pixel_frames"] == [ours, theirs]
+    assert "family-mismatch" not in report.codes()  # one finding for one cause
+
+
+def test_a_frame_rule_difference_alone_is_a_temporal_mismatch():
+    # no registered pair differs only in the frame rule; a 4×, 4n (no causal first frame) variant of Wan 2.1 does
+    wan = get_format("wan21")
+    plain = dataclass_replace(wan, name="wan21-4n", causal_first_frame=False)
+    f = check(Latent(smooth((1, 16, 5, 16, 16)), plain, "raw", "NCTHW"), facts("wan21")).finding("temporal-mismatch")
+    assert "wan21-4n is 4× in time (frames 4n), wan21 4× (4n+1): 5 latent frames are 20 frames in wan21-4n but " in (
+        f.message
+    )
+    assert "would decode to 17 frames with wan21" in f.message
+
+
+def test_spatial_and_temporal_ratio_both_named():
+    wan = get_format("wan21")
+    coarse = dataclass_replace(wan, name="wan21-16x", spatial_ratio=16, temporal_ratio=8, size_multiple=16)
+    f = check(Latent(smooth((1, 16, 3, 16, 16)), coarse, "raw", "NCTHW"), facts("wan21")).finding("ratio-mismatch")
+    assert "same channels, different spatial ratio — a 16×16 latent is 256×256 px in wan21-16x" in f.message
+    assert "; and in time: wan21-16x is 8× in time (frames 8n+1), wan21 4× (4n+1): 3 latent frames are 17" in (
+        f.message
+    )
+
+
+@pytest.mark.parametrize(("video", "image"), VIDEO_TO_IMAGE, ids=_ids(VIDEO_TO_IMAGE))
+@pytest.mark.parametrize("frames", [5, 1])
+def test_recorded_video_latent_to_image_vae(video, image, frames):
+    x = smooth((1, video.channels, frames, 16, 16))
+    report = check(Latent(x, video, "raw", "NCTHW"), facts(image.name))
+    f = report.finding("video-to-image-vae")
+    # even one latent frame: dropping the time axis does not move a video VAE's latent into an image VAE's space
+    assert f.severity == "error" and report.verdict == "error"
+    frame_word = "frame" if frames == 1 else "frames"
+    assert f.message == (
+        f"a video latent ({frames} latent {frame_word}, NCTHW, recorded as {video.name}) given to an image VAE "
+        f"({image.name}-vae.safetensors)"
+    )
+    assert f.fix.startswith(f"decode it with a {video.name} VAE (a video VAE: {video.temporal_ratio}× in time")
+    assert f"does not make a {video.name} latent one of {image.name} ({image.name}-vae.safetensors)" in f.fix
+
+
+@pytest.mark.parametrize("frames", [5, 1])
+def test_bare_video_latent_to_image_vae(frames):
+    report = check(smooth((1, 16, frames, 16, 16)), facts("flux1"))
+    f = report.finding("video-to-image-vae")
+    # a bare [1, 16, 1, h, w] may be an image latent with a stray time axis: a warning, with that fix
+    assert f.severity == ("warn" if frames == 1 else "error")
     assert "video formats with 16 channels: wan21, hunyuan_video, cogvideox, cogvideox_2b, cosmos" in f.fix
+    assert ("drop the time axis: x[:, :, 0]" in f.fix) == (frames == 1)
 
 
-def test_image_latent_to_video_vae():
-    f = check(Latent(smooth((1, 16, 16, 16)), get_format("flux1"), "raw"), facts("wan21")).finding("image-to-video-vae")
-    assert "given to a video VAE" in f.message and "x[:, :, None]" in f.fix
+@pytest.mark.parametrize(("video", "image"), VIDEO_TO_IMAGE, ids=_ids(VIDEO_TO_IMAGE))
+def test_image_latent_to_video_vae(video, image):
+    x = smooth((1, image.channels, 16, 16))
+    f = check(Latent(x, image, "raw"), facts(video.name)).finding("image-to-video-vae")
+    assert f.severity == "error"
+    assert f.message.startswith(f"an image latent (NCHW [1, {image.channels}, 16, 16], recorded as {image.name})")
+    assert f"given to a video VAE ({video.name}-vae.safetensors), which takes [N, C, T, H, W]" in f.message
+    assert f.fix.startswith(f"decode it with a {image.name} VAE (an image VAE); a time axis does not make")
+    bare = check(x, facts(video.name)).finding("image-to-video-vae")
+    assert bare.fix.endswith("or add a time axis of one latent frame: x[:, :, None]")
+
+
+def test_bare_video_latent_frames_against_the_vae_frame_rule():
+    # 17 source frames (provenance) and 5 latent frames: 4n+1 at 4×; a Cosmos VAE (8n+1 at 8×) expects 3
+    lat = Latent(smooth((1, 16, 5, 16, 16)), None, "raw", "NCTHW", Provenance(extra=(("frames", "17"),)))
+    f = check(lat, facts("cosmos")).finding("frame-rule")
+    assert f.severity == "error"
+    assert f.message == (
+        "17 pixel frames make 3 latent frames in cosmos (8n+1), but the latent has 5: it was made with another "
+        "temporal ratio"
+    )
 
 
 def test_frame_rule_from_provenance():
@@ -315,6 +428,48 @@ def test_zoo_a_latent_with_zoo_b_vae():
     z = enc.encode(photo_tensor("chelsea", 256))
     assert check(Latent(z, None, "raw"), facts("zoo-b")).finding("family-mismatch").severity == "error"
     assert check(Latent(z, None, "raw"), facts("zoo-a")).verdict == "ok"
+
+
+def fingerprint_of(x: torch.Tensor, shares: dict[tuple[str, str], float]) -> Identification:
+    """A fingerprint with given (format, space) -> probability, every candidate fitting its profile."""
+    from latentbridge.identify import Candidate
+
+    cands = []
+    for (name, space), p in sorted(shares.items(), key=lambda kv: -kv[1]):
+        also = ("playground25",) if (name, space) == ("sdxl", "raw") else ()
+        cands.append(Candidate(name, space, 8, probability=p, loglik=0.0, distance=1.0, fits=True, also=also))
+    return Identification(tuple(x.shape), x.shape[1], 2, tuple(cands), (), GROUPS, 1.0, 7.6)
+
+
+def test_the_vae_family_counts_each_hypothesis_once():
+    # sdxl raw is also playground25 raw: it was counted twice for an SDXL VAE (12 % read as 24 %, no warning)
+    x = smooth((1, 4, 32, 32), scale=5.0)
+    fp = fingerprint_of(x, {("sd1", "raw"): 0.88, ("sdxl", "raw"): 0.12})
+    f = check(Latent(x, None, "raw"), facts("sdxl"), fingerprint=fp).finding("family-doubt")
+    assert f.severity == "warn"
+    assert f.message.startswith(
+        "sd1 raw or sdxl — the statistics cannot tell for sure: sd1 raw 88% of raw latents, "
+        "sdxl-vae.safetensors's sdxl 12%; sdxl is known only from published statistics"
+    )
+    # playground25's VAE is the SDXL VAE: the same raw space, the same probability, the same doubt
+    pg = check(Latent(x, None, "raw"), facts("playground25"), fingerprint=fp).finding("family-doubt")
+    assert "playground25 12%" in pg.message
+
+
+def test_a_recorded_space_conditions_the_family_probability():
+    # sd1 overall is 5 % (raw 3 %, model 2 %) — an error on its own; among raw latents it is 3/13 = 23 %: fine
+    x = smooth((1, 4, 32, 32), scale=5.0)
+    fp = fingerprint_of(
+        x, {("sd1", "raw"): 0.03, ("sdxl", "raw"): 0.10, ("sd1", "model"): 0.02, ("sdxl", "model"): 0.85}
+    )
+    bare = check(x, facts("sd1"), fingerprint=fp)
+    assert "family-doubt" in bare.codes("warn") or "family-mismatch" in bare.codes("error")
+    raw = check(Latent(x, None, "raw"), facts("sd1"), fingerprint=fp)
+    assert not {"family-doubt", "family-mismatch"} & set(raw.codes()), raw.findings
+    # recorded as model: sd1 is 2/87 = 2.3 % of the model-space hypotheses: an error, said so
+    model = check(Latent(raw_to_model(x, SD1), None, "model"), facts("sd1"), fingerprint=fp)
+    f = model.finding("family-mismatch")
+    assert "the latent's statistics say sdxl model (98% of model latents)" in f.message and "(2.3% by" in f.message
 
 
 def test_shared_raw_space_is_fine():

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from latentbridge.cli import app
 from latentbridge.formats import formats, get_format, raw_to_model
-from latentbridge.identify import Identification, identify, shape_candidates
+from latentbridge.identify import Identification, family_log_prior, identify, shape_candidates
 from latentbridge.latent import Latent
 from latentbridge.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, photo_tensor
 from latentbridge.profiles import (
@@ -257,6 +257,38 @@ def test_ambiguity_is_reported_not_guessed(sd1_heldout):
     assert ident.summary.startswith("sd1 raw or sd1-twin raw, 50/50") or ident.summary.startswith(
         "sd1-twin raw or sd1 raw, 50/50"
     )
+
+
+def test_the_prior_is_uniform_over_latent_spaces_then_raw_model_then_formats():
+    labels = [("sd1", "raw"), ("sd1", "model"), ("sdxl", "raw"), ("sdxl", "model"), ("playground25", "model")]
+    labels += [("cosmos", "raw"), ("my-vae", "raw")]
+    prior = np.exp(family_log_prior(labels))
+    # SD1: 1/2 + 1/2; SDXL's one VAE: raw 1/2, two model normalisations 1/4 each; one-hypothesis spaces: 1
+    np.testing.assert_allclose(prior, [0.5, 0.5, 0.5, 0.25, 0.25, 1.0, 1.0])
+
+
+def test_the_prior_keeps_sdxl_from_outweighing_sd1(sd1_heldout):
+    """SDXL is seen three ways (sdxl raw/model, playground25 model): a flat prior gave its one VAE 3/2 of SD1's mass."""
+    ident = identify(sd1_heldout[0])
+    logits = np.array([c.loglik for c in ident.candidates]) / calibration().temperature
+    flat = np.exp(logits - logits.max())
+    flat /= flat.sum()
+    sdxl = np.array([c.format in ("sdxl", "playground25") for c in ident.candidates])
+    prior_mass = sum(c.probability for c in ident.candidates if c.format in ("sdxl", "playground25"))
+    # relative to flat, only the two SDXL model-space forms lose weight (1/4 instead of 1/2): never more mass
+    assert prior_mass <= flat[sdxl].sum() + 1e-12
+    assert math.isclose(sum(c.probability for c in ident.candidates), 1.0, rel_tol=1e-9)
+
+
+def test_conditioning_on_a_space_renormalises(sd1_heldout):
+    ident = identify(sd1_heldout[0])
+    raw = ident.conditional("raw")
+    assert raw and all(c.space == "raw" or c.same_spaces for c, _ in raw)
+    # 1e-9: a sum of a handful of float64 probabilities
+    assert math.isclose(sum(p for _, p in raw), 1.0, rel_tol=1e-9)
+    total = sum(c.probability for c, _ in raw)
+    assert all(math.isclose(p, c.probability / total, rel_tol=1e-9) for c, p in raw)
+    assert raw[0][0].format == "sd1"
 
 
 def test_unprofiled_candidates_are_listed_as_such():

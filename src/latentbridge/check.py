@@ -34,7 +34,6 @@ from latentbridge.formats import LatentFormat, NormStats, find_formats, formats,
 from latentbridge.identify import Identification, identify, value_flags
 from latentbridge.latent import Latent, to_layout
 from latentbridge.profiles import (
-    SAME_RAW_SPACE,
     Calibration,
     Profile,
     affine,
@@ -568,33 +567,69 @@ def _layout_findings(
     x = to_layout(lat.tensor, lat.layout, canonical)
     is_video = "T" in lat.layout
     frames = lat.dim("T")
+    # a recorded format in another latent space than the VAE's: no reshaping makes the pair right
+    fmt = lat.format
+    other_space = fmt is not None and (facts.format is None or raw_owner(fmt.name) != raw_owner(facts.format.name))
+    recorded = (("latent_format", fmt.name),) if fmt is not None else ()
     if facts.dims == 2 and is_video:
-        sev = "warn" if frames == 1 else "error"
+        video_formats = ", ".join(f.name for f in find_formats(channels=x.shape[1], dims=3)) or "none"
+        if fmt is not None and fmt.dims == 3 and other_space:
+            sev = "error"
+            fix = (
+                f"decode it with a {fmt.name} VAE (a video VAE: {fmt.temporal_ratio}× in time, frames "
+                f"{fmt.frame_rule}); dropping the time axis does not make a {fmt.name} latent one of "
+                f"{_vae_family(facts)}"
+            )
+        else:
+            sev = "warn" if frames == 1 else "error"
+            fix = (
+                "decode it with the video VAE of its family"
+                + (", or, if the image VAE's family made it, drop the time axis: x[:, :, 0]" if frames == 1 else "")
+                + f" (video formats with {x.shape[1]} channels: {video_formats})"
+            )
         out.append(
             Finding(
                 "video-to-image-vae",
                 sev,
-                f"a video latent ({frames} latent frames, {canonical}) given to an image VAE ({facts.name})",
-                "decode it with the video VAE of its family"
-                + (", or drop the time axis: x[:, :, 0]" if frames == 1 else "")
-                + f" (video formats with {x.shape[1]} channels: "
-                + f"{', '.join(f.name for f in find_formats(channels=x.shape[1], dims=3)) or 'none'})",
-                (("frames", frames), ("vae_dims", 2)),
+                f"a video latent ({_count(frames, 'latent frame')}, {canonical}"
+                + (f", recorded as {fmt.name}" if fmt is not None else "")
+                + f") given to an image VAE ({facts.name})",
+                fix,
+                (("frames", frames), ("vae_dims", 2), *recorded),
             )
         )
     elif facts.dims == 3 and not is_video:
+        if fmt is not None and fmt.dims == 2 and other_space:
+            fix = (
+                f"decode it with a {fmt.name} VAE (an image VAE); a time axis does not make a {fmt.name} latent one "
+                f"of {_vae_family(facts)}"
+            )
+        else:
+            fix = "decode it with an image VAE of its family, or add a time axis of one latent frame: x[:, :, None]"
         out.append(
             Finding(
                 "image-to-video-vae",
                 "error",
-                f"an image latent ({canonical} {list(x.shape)}) given to a video VAE ({facts.name}), which takes "
-                "[N, C, T, H, W]",
-                "decode it with an image VAE of its family, or add a time axis of one latent frame: x[:, :, None]",
-                (("shape", list(x.shape)), ("vae_dims", 3)),
+                f"an image latent ({canonical} {list(x.shape)}"
+                + (f", recorded as {fmt.name}" if fmt is not None else "")
+                + f") given to a video VAE ({facts.name}), which takes [N, C, T, H, W]",
+                fix,
+                (("shape", list(x.shape)), ("vae_dims", 3))
+                + ((("latent_format", fmt.name),) if fmt is not None else ()),
             )
         )
         x = x[:, :, None]
     return lat, x, out
+
+
+def _count(n: int, noun: str) -> str:
+    """'1 latent frame', '5 latent frames'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
+def _vae_family(facts: VaeFacts) -> str:
+    """'flux1 (flux1-vae.safetensors)' or the VAE's name when its format is unknown."""
+    return f"{facts.format.name} ({facts.name})" if facts.format is not None else facts.name
 
 
 def check(
@@ -740,6 +775,7 @@ def check(
                 )
             )
         elif lat_c == vae_fmt.channels and lat_fmt.dims == vae_fmt.dims and lat_r != vae_fmt.spatial_ratio:
+            in_time = _temporal_clash(lat_fmt, vae_fmt, frames)
             add(
                 Finding(
                     "ratio-mismatch",
@@ -748,26 +784,29 @@ def check(
                     f"{vae_fmt.name} ({vae_fmt.channels} ch / {vae_fmt.spatial_ratio}×): same channels, different "
                     f"spatial ratio — a {x.shape[-2]}×{x.shape[-1]} latent is "
                     f"{x.shape[-2] * lat_r}×{x.shape[-1] * lat_r} px in {lat_fmt.name} but would decode to "
-                    f"{x.shape[-2] * vae_fmt.spatial_ratio}×{x.shape[-1] * vae_fmt.spatial_ratio} px",
+                    f"{x.shape[-2] * vae_fmt.spatial_ratio}×{x.shape[-1] * vae_fmt.spatial_ratio} px"
+                    + (f"; and in time: {in_time}" if in_time else ""),
                     f"decode with a {lat_fmt.name} VAE, or fix the recorded format if it is wrong (--format)",
                     (("latent_ratio", lat_r), ("vae_ratio", vae_fmt.spatial_ratio)),
                 )
             )
-        elif (
-            lat_c == vae_fmt.channels
-            and lat_fmt.dims == vae_fmt.dims == 3
-            and lat_fmt.temporal_ratio != vae_fmt.temporal_ratio
-        ):
+        elif lat_c == vae_fmt.channels and lat_fmt.dims == vae_fmt.dims == 3 and _temporal_clash(lat_fmt, vae_fmt, 1):
             add(
                 Finding(
                     "temporal-mismatch",
                     "error",
-                    f"the latent is recorded as {lat_fmt.name} ({lat_fmt.temporal_ratio}× in time, frames "
-                    f"{lat_fmt.frame_rule}) but {facts.name} is {vae_fmt.name} ({vae_fmt.temporal_ratio}×, "
-                    f"{vae_fmt.frame_rule}): {frames} latent frames are {_pixel_frames(lat_fmt, frames)} frames in "
-                    f"{lat_fmt.name}, {_pixel_frames(vae_fmt, frames)} in {vae_fmt.name}",
-                    f"decode with a {lat_fmt.name} VAE",
-                    (("latent_temporal_ratio", lat_fmt.temporal_ratio), ("vae_temporal_ratio", vae_fmt.temporal_ratio)),
+                    f"the latent is recorded as {lat_fmt.name} but {facts.name} is {vae_fmt.name}: same channels and "
+                    f"spatial ratio, different temporal compression — {_temporal_clash(lat_fmt, vae_fmt, frames)}",
+                    f"decode with a {lat_fmt.name} VAE ({lat_fmt.temporal_ratio}× in time, frames "
+                    f"{lat_fmt.frame_rule}), or fix the recorded format if it is wrong (--format)",
+                    (
+                        ("latent_temporal_ratio", lat_fmt.temporal_ratio),
+                        ("vae_temporal_ratio", vae_fmt.temporal_ratio),
+                        ("latent_frame_rule", lat_fmt.frame_rule),
+                        ("vae_frame_rule", vae_fmt.frame_rule),
+                        ("latent_frames", frames),
+                        ("pixel_frames", [_pixel_frames(lat_fmt, frames), _pixel_frames(vae_fmt, frames)]),
+                    ),
                 )
             )
         elif lat_c == vae_fmt.channels and lat_fmt.dims == vae_fmt.dims:
@@ -817,7 +856,9 @@ def check(
             if test is not None:
                 space_now, space_source = _space_findings(test, space_fmt, space_now, space_source, add)
         ident = fingerprint if fingerprint is not None else identify(x, profiles=profiles, calib=calib)
-        _family_findings(ident, lat_fmt, vae_fmt, facts, profiles, add)
+        # a space the user recorded (and the statistics did not contradict) rules out the other space's hypotheses
+        known_space = space_now if space_source in ("recorded", "given", "shape") else None
+        _family_findings(ident, lat_fmt, vae_fmt, facts, profiles, add, known_space)
         if lat_fmt is None and ident.confident and ident.best is not None:
             format_source = "identified"
             lat_fmt = formats().get(ident.best.format)
@@ -855,6 +896,33 @@ def _pixel_frames(fmt: LatentFormat, latent_t: int) -> int:
     if fmt.dims == 2:
         return 1
     return (latent_t - 1) * fmt.temporal_ratio + 1 if fmt.causal_first_frame else latent_t * fmt.temporal_ratio
+
+
+def _temporal_clash(lat_fmt: LatentFormat, vae_fmt: LatentFormat, frames: int) -> str:
+    """How two video formats' temporal compression differs for a latent of ``frames`` latent frames ("" if not).
+
+    Two video VAEs differ in time when their temporal ratio or their frame rule (a causal first frame kept alone:
+    4n+1, or not: 4n) differ. Even where one latent frame decodes to one frame in both, the VAEs are different
+    networks with different latent spaces.
+    """
+    if lat_fmt.dims != 3 or vae_fmt.dims != 3:
+        return ""
+    if (lat_fmt.temporal_ratio, lat_fmt.causal_first_frame) == (vae_fmt.temporal_ratio, vae_fmt.causal_first_frame):
+        return ""
+    ours, theirs = _pixel_frames(lat_fmt, frames), _pixel_frames(vae_fmt, frames)
+    rules = (
+        f"{lat_fmt.name} is {lat_fmt.temporal_ratio}× in time (frames {lat_fmt.frame_rule}), {vae_fmt.name} "
+        f"{vae_fmt.temporal_ratio}× ({vae_fmt.frame_rule})"
+    )
+    if ours == theirs:
+        return (
+            f"{rules}; {_count(frames, 'latent frame')} decode{'s' if frames == 1 else ''} to "
+            f"{_count(ours, 'frame')} in both, but through another VAE's latent space"
+        )
+    return (
+        f"{rules}: {_count(frames, 'latent frame')} {'is' if frames == 1 else 'are'} {_count(ours, 'frame')} in "
+        f"{lat_fmt.name} but would decode to {_count(theirs, 'frame')} with {vae_fmt.name}"
+    )
 
 
 def _pixel_size_findings(
@@ -1015,10 +1083,16 @@ def _family_findings(
     facts: VaeFacts,
     profiles: Mapping[tuple[str, str], Profile],
     add: Any,
+    space: str | None = None,
 ) -> None:
-    """Findings from the statistical fingerprint against the VAE's (and the record's) family."""
+    """Findings from the statistical fingerprint against the VAE's (and the record's) family.
+
+    The VAE's family probability is the calibrated probability of every hypothesis in the VAE's raw space (sdxl
+    raw, sdxl model and playground25 model for an SDXL VAE, each counted once), given ``space`` when the user
+    recorded it.
+    """
     best = ident.best
-    evidence = (
+    evidence: tuple[tuple[str, Any], ...] = (
         ("fingerprint", ident.summary),
         ("probabilities", {c.label: round(c.probability, 4) for c in ident.candidates}),
     )
@@ -1037,9 +1111,6 @@ def _family_findings(
         return
     owner = raw_owner(vae_fmt.name)
     has_profile = any(raw_owner(name) == owner for name, _ in profiles)
-    vae_p = ident.family_probability(vae_fmt.name) + sum(
-        ident.family_probability(n) for n, o in SAME_RAW_SPACE.items() if o == vae_fmt.name
-    )
     if not has_profile:
         calibrate = f"latentbridge calibrate --vae {facts.name or 'FILE'} --images DIR --format {vae_fmt.name}"
         if best is not None and ident.confident and raw_owner(best.format) != raw_owner(vae_fmt.name):
@@ -1047,6 +1118,11 @@ def _family_findings(
             ratio = ""
             if fmt_best is not None and fmt_best.spatial_ratio != vae_fmt.spatial_ratio:
                 ratio = f" ({best.format} is {fmt_best.spatial_ratio}×, {vae_fmt.name} {vae_fmt.spatial_ratio}×)"
+            elif fmt_best is not None and _temporal_clash(fmt_best, vae_fmt, 1):
+                ratio = (
+                    f" ({best.format} is {fmt_best.temporal_ratio}× in time, frames {fmt_best.frame_rule}; "
+                    f"{vae_fmt.name} {vae_fmt.temporal_ratio}×, {vae_fmt.frame_rule})"
+                )
             add(
                 Finding(
                     "family-doubt",
@@ -1071,6 +1147,14 @@ def _family_findings(
         return
     if best is None:
         return
+    pairs = ident.conditional(space) if space in ("raw", "model") else ()
+    given = f" of {space} latents" if pairs else ""
+    if pairs:
+        evidence += (("given_space", space), ("probabilities_given_space", {c.label: round(p, 4) for c, p in pairs}))
+    else:
+        pairs = tuple((c, c.probability) for c in ident.candidates)
+    best, best_p = pairs[0]
+    vae_p = sum(p for c, p in pairs if raw_owner(c.format) == owner)
     if not best.fits:
         add(
             Finding(
@@ -1087,12 +1171,13 @@ def _family_findings(
     if recorded_clash:
         return  # the record already disagrees with the VAE (reported as a recorded family/ratio mismatch)
     recorded = f" (recorded as {lat_fmt.name})" if lat_fmt is not None else ""
+    vae_kind = _profile_kinds(profiles, owner)
     if vae_p < FAMILY_ERROR:
         add(
             Finding(
                 "family-mismatch",
                 "error",
-                f"the latent's statistics say {best.label} ({best.probability:.0%}){recorded}, but {facts.name} is "
+                f"the latent's statistics say {best.label} ({best_p:.0%}{given}){recorded}, but {facts.name} is "
                 f"{vae_fmt.name} ({vae_p:.1%} by the same statistics): same shapes, different latent spaces",
                 f"decode with a {best.format} VAE, or move the latent with `latentbridge transfer` "
                 f"({best.format} → {vae_fmt.name})",
@@ -1100,16 +1185,30 @@ def _family_findings(
             )
         )
     elif vae_p < FAMILY_DOUBT:
+        published = (
+            f"; {vae_fmt.name} is known only from published statistics (pooled channel means and stds), which "
+            "one latent cannot test sharply — a batch of latents of the same source decides"
+            if vae_kind == {"published"}
+            else ""
+        )
         add(
             Finding(
                 "family-doubt",
                 "warn",
-                f"the latent's statistics lean to {best.label} ({best.probability:.0%}){recorded} over "
-                f"{facts.name}'s {vae_fmt.name} ({vae_p:.0%})",
+                f"{best.label} or {vae_fmt.name} — the statistics cannot tell for sure: {best.label} "
+                f"{best_p:.0%}{given}, {facts.name}'s {vae_fmt.name} {vae_p:.0%}{recorded}{published}",
                 "check where the latent came from, or run with --preflight to compare decodes",
                 evidence,
             )
         )
+
+
+def _profile_kinds(profiles: Mapping[tuple[str, str], Profile], owner: str) -> set[str]:
+    """Kinds of the profiles behind a raw space's hypotheses, derived ones traced to what they came from."""
+    kinds = {p.kind for (name, _), p in profiles.items() if raw_owner(name) == owner}
+    if kinds - {"derived"}:
+        kinds.discard("derived")
+    return kinds
 
 
 # --- preflight ---------------------------------------------------------------------------------------------

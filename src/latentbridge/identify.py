@@ -6,8 +6,12 @@ candidates with a reference profile (:mod:`latentbridge.profiles`) are scored by
 features — per-channel means and log-stds, cross-channel correlations, power-spectrum slopes — fit each
 profile (a Student-t log-likelihood per feature, summed over features and batch items). A softmax of the
 summed log-likelihoods divided by a temperature fitted on held-out latents (leave-one-photo-out, see
-``scripts/build_profiles.py``) gives the confidence. Candidates without a profile are listed as "possible by
-shape, no profile", and a latent far from every profile is reported as matching none.
+``scripts/build_profiles.py``), plus a log prior, gives the confidence. The prior is uniform over latent
+*spaces* (one per VAE), then over raw and model, then over the formats that normalise one raw space
+differently: SDXL's raw space, seen as "sdxl raw", "sdxl model" and "playground25 model", gets the same prior
+mass as SD1's "sd1 raw" and "sd1 model", not 3/2 of it (:func:`family_log_prior`). Candidates without a
+profile are listed as "possible by shape, no profile", and a latent far from every profile is reported as
+matching none.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from latentbridge.profiles import (
     is_identity,
     latent_features,
     profile_set,
+    raw_owner,
     user_profile_dir,
 )
 
@@ -123,6 +128,20 @@ class Identification:
     fit_threshold: float
     flags: tuple[str, ...] = ()
     evidence: tuple[tuple[str, float], ...] = field(default=())
+
+    def conditional(self, space: str) -> tuple[tuple[Candidate, float], ...]:
+        """The candidates of one space ("raw" or "model"; raw=model candidates count in both), renormalised.
+
+        Conditioning on a space the user recorded is Bayes' rule: the other space's hypotheses drop out.
+
+        Returns:
+            (candidate, probability given the space) pairs, most probable first; () when none is of that space.
+        """
+        kept = [c for c in self.candidates if c.space == space or c.same_spaces]
+        total = sum(c.probability for c in kept)
+        if not kept or total <= 0.0:
+            return ()
+        return tuple(sorted(((c, c.probability / total) for c in kept), key=lambda cp: -cp[1]))
 
     @property
     def best(self) -> Candidate | None:
@@ -315,6 +334,30 @@ def value_flags(x: torch.Tensor) -> tuple[tuple[str, ...], tuple[tuple[str, floa
     return (), evidence
 
 
+def family_log_prior(labels: list[tuple[str, str]]) -> np.ndarray:
+    """Log prior of each hypothesis: uniform over latent spaces (VAEs), then over raw/model, then over formats.
+
+    Args:
+        labels: (format, space) of each profiled hypothesis, one entry per candidate.
+
+    Returns:
+        [len(labels)] log prior (unnormalised: only differences matter to the softmax). Which VAE made a latent
+        and whether it was normalised are separate questions, so each raw space gets the same mass, split evenly
+        between its raw and model hypotheses, and a model-space share between the formats that normalise that
+        raw space differently: "sd1 raw" and "sd1 model" get 1/2 each; "sdxl raw" 1/2, "sdxl model" and
+        "playground25 model" 1/4 each; "cosmos raw=model" (one hypothesis) 1.
+    """
+    owners = [raw_owner(name) for name, _ in labels]
+    spaces: dict[str, set[str]] = {}
+    for owner, (_, space) in zip(owners, labels, strict=True):
+        spaces.setdefault(owner, set()).add(space)
+    forms = [(owner, space) for owner, (_, space) in zip(owners, labels, strict=True)]
+    return np.array(
+        [-math.log(len(spaces[owner])) - math.log(forms.count((owner, space))) for owner, space in forms],
+        dtype=np.float64,
+    )
+
+
 def _profile_note(p: Profile) -> str:
     return f"{p.kind}: {p.source}"
 
@@ -391,7 +434,8 @@ def identify(
             lls.append(ll)
             dists.append(dist)
         rows.append((cand, prof, float(np.sum(lls)), float(np.mean(dists))))
-    logits = np.array([r[2] for r in rows]) / calib.temperature
+    prior = family_log_prior([(r[0].format, r[0].space) for r in rows])
+    logits = np.array([r[2] for r in rows]) / calib.temperature + prior
     probs = np.exp(logits - logits.max())
     probs /= probs.sum()
     cands = [
