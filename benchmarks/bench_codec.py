@@ -294,6 +294,10 @@ def variants_for(model: str, op: str, size: int) -> list[str]:
     return out
 
 
+def _variants(args: argparse.Namespace, model: str, op: str, size: int) -> list[str]:
+    return [v for v in variants_for(model, op, size) if not args.variants or v in args.variants]
+
+
 def run_case(case: dict[str, Any]) -> dict[str, Any]:
     proc = subprocess.run(
         [sys.executable, __file__, "--worker", json.dumps(case)], capture_output=True, text=True, check=False
@@ -314,6 +318,8 @@ def analyse(rows: list[dict[str, Any]], outputs: dict[tuple, Path]) -> None:
         r["baseline"] = base["variant"] if base else ""
         r["speedup"] = base["median_s"] / r["median_s"] if base else float("nan")
         r["gflops"] = r["flops"] / r["median_s"] / 1e9
+        if (*key, r["variant"]) not in outputs:  # kept from an earlier run (--merge): its quality is stored
+            continue
         out = torch.load(outputs[(*key, r["variant"])], weights_only=True)
         ref_variant = "diffusers" if r["variant"].startswith("diffusers") else "exact"
         ref_key = (*key, ref_variant)
@@ -369,6 +375,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"{'' if r.get('estimate_mb') is None else format(r['estimate_mb'], '.0f')} | "
             f"{r['peak_rss_mb']:.0f} | {quality} | {notes} |"
         )
+    earlier = [r for r in result["rows"] if "earlier_run" in r]
+    if earlier:
+        m0 = earlier[0]["earlier_run"]
+        lines += [
+            "",
+            f"{len(earlier)} rows (px {', '.join(sorted({str(r['size']) for r in earlier}))}) come from an earlier "
+            f"run ({m0['threads']} threads, load average {m0['load_start']} at start, {m0['load_end']} at end); "
+            "speed-ups are always against the baseline of the same run.",
+        ]
     if result["skipped"]:
         lines += ["", "Skipped: " + "; ".join(f"{k}: {v}" for k, v in result["skipped"].items())]
     return "\n".join(lines) + "\n"
@@ -455,6 +470,12 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", help="pixel sizes (default 256 512 1024)")
     parser.add_argument("--models", nargs="*", default=["sd", "taef2", "zoo-a", "zoo-b", "zoo-c"])
     parser.add_argument("--ops", nargs="*", default=["decode", "encode"])
+    parser.add_argument("--variants", nargs="*", help="only these variants (default: all that apply)")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the rows of an earlier codec.json in --out that this run does not measure again",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -483,6 +504,13 @@ def main() -> None:
     gemm = gemm_peak(args.threads)
     rows: list[dict[str, Any]] = []
     outputs: dict[tuple, Path] = {}
+    if args.merge and (args.out / "codec.json").exists():
+        earlier = json.loads((args.out / "codec.json").read_text())
+        planned = {(m, o, s, v) for s in sizes for m in models for o in args.ops for v in _variants(args, m, o, s)}
+        rows = [r for r in earlier["rows"] if (r["model"], r["op"], r["size"], r["variant"]) not in planned]
+        for r in rows:
+            r.setdefault("earlier_run", earlier["machine"])
+        print(f"kept {len(rows)} rows of the earlier run", flush=True)
     with tempfile.TemporaryDirectory(prefix="bench_codec.") as tmp:
         for size in sizes:  # smallest first: a long run has every model at 256 and 512 px early
             for model in models:
@@ -493,7 +521,7 @@ def main() -> None:
                     if model.startswith("zoo"):
                         config = dict(_build(model, args.zoo_dir)[1].config)
                     flops = count_flops(model, op, size, config)
-                    for variant in variants_for(model, op, size):
+                    for variant in _variants(args, model, op, size):
                         save = Path(tmp) / f"{model}-{op}-{size}-{variant}.out.pt"
                         case = {
                             "model": model,
@@ -542,6 +570,8 @@ def write_results(
     import diffusers
 
     analyse(rows, outputs)
+    order = {m: i for i, m in enumerate(["sd", "taef2", "zoo-a", "zoo-b", "zoo-c"])}
+    rows.sort(key=lambda r: (r["size"], order.get(r["model"], 9), r["op"] != "decode"))
     result = {
         "machine": {
             "cpu": cpu,

@@ -249,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=int, default=256, help="held-out photo size in pixels")
     parser.add_argument("--repeats", type=int, default=3, help="timings per method and photo (median)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--fit-seconds", type=float, default=165.0, help="cap on each bridge's whole fit")
+    parser.add_argument("--fit-seconds", type=float, default=150.0, help="cap on each bridge's whole fit")
     parser.add_argument("--epochs", type=int, default=300)
     parser.add_argument("--patience", type=int, default=15)
     parser.add_argument("--view-size", type=int, default=192)

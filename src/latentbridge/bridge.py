@@ -683,8 +683,8 @@ def fit_bridge(
         target: "reencode" or "image": what the target latents are (see above).
         weighting: "decoder" (default) weights each target channel's error by how much it moves the target
             decode (:func:`decoder_weights`; uniform when the target VAE has no decoder), "uniform" does not.
-        max_seconds: optional wall-clock cap on the whole fit, encoding included: training stops after the first
-            epoch that ends past it (at least one epoch runs; the best epoch so far is kept).
+        max_seconds: optional wall-clock cap on the whole fit, encoding included: training stops at the first
+            step past it, after a last validation (the first epoch always completes; the best epoch is kept).
         on_event: called with progress (encoding, then once per epoch).
 
     Returns:
@@ -797,11 +797,18 @@ def fit_bridge(
     w4 = 1.0 if weights is None else weights.view(1, -1, 1, 1)
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     start, stopped_early = time.perf_counter(), False
+
+    def out_of_time() -> bool:
+        return max_seconds is not None and time.perf_counter() - fit_start > max_seconds
+
     for epoch in range(1, epochs + 1):
         t0 = time.perf_counter()
         net.train()
-        loss_sum = 0.0
+        loss_sum, done_steps = 0.0, 0
         for _ in range(steps):
+            if done_steps and epoch > 1 and out_of_time():  # the cap may cut the last epoch short
+                break
+            done_steps += 1
             bx, by = windows.sample(batch_size, gen)
             err = (net.normalised(bx) - by).pow(2) * w4
             if margin:
@@ -813,7 +820,7 @@ def fit_bridge(
             loss_sum += loss.item()
         net.eval()
         val = _nmse(net, x_va, y_va_n, weights)
-        log = EpochLog(epoch, loss_sum / steps, val, time.perf_counter() - t0)
+        log = EpochLog(epoch, loss_sum / done_steps, val, time.perf_counter() - t0)
         curve.append(log)
         if on_event is not None:
             on_event(FitEvent("train", epoch, epochs, log))
@@ -822,8 +829,7 @@ def fit_bridge(
             best_state = {k: v.clone() for k, v in net.state_dict().items()}
         else:
             since_best += 1
-        out_of_time = max_seconds is not None and time.perf_counter() - fit_start > max_seconds
-        if since_best >= patience or out_of_time:
+        if since_best >= patience or out_of_time():
             stopped_early = epoch < epochs
             break
     net.load_state_dict(best_state)
