@@ -91,7 +91,7 @@ def test_refinement_errors(pair: tuple[VAE, VAE]) -> None:
         Refine(0)
     with pytest.raises(ValueError, match="unknown transfer method 'refined'"):
         transfer(latent, a, b, method="refined")
-    with pytest.raises(ValueError, match="runs the target decoder untiled .* drop --tile"):
+    with pytest.raises(ValueError, match=r"runs the target decoder untiled .* drop --tile"):
         transfer(latent, a, b, method="refine", tile=32)
     onnx_like = dataclasses.replace(b, module=None, architecture="vaelight")
     with pytest.raises(IncompatibleError, match=r"not a torch network .* --method reencode"):
