@@ -51,8 +51,9 @@ def test_demo_numbers_tell_the_story(demo_dir):
     # the wrong-VAE decode must be far below the right one: 5 dB is a visibly wrong image. At 128 px the zoo
     # reconstructs the astronaut at about 19.5 dB (256 px: 22 dB; test_zoo.py checks the 24 dB mean at 256 px)
     assert n["psnr_right_db"] > 17 and n["psnr_wrong_db"] < n["psnr_right_db"] - 5
-    # after decode→re-encode zoo-b decodes the photo again: far above the wrong decode, close to encoding the
-    # photo with zoo-b directly (2 dB: one extra lossy decode/encode round of a ~24 dB VAE)
+    # after decode→re-encode zoo-b decodes the photo again: far above the wrong decode; refinement lands within
+    # the 1 dB of encoding the photo with zoo-b directly (measured ~0.2 dB below), and above plain re-encode
     assert n["psnr_transfer_db"] > n["psnr_wrong_db"] + 5
-    assert n["psnr_transfer_db"] > n["psnr_direct_b_db"] - 2.0
+    assert n["psnr_transfer_db"] > n["psnr_direct_b_db"] - 1.0
+    assert n["psnr_transfer_db"] > n["psnr_reencode_db"]
     assert n["noise_sha256_16"] == "d8607ea4ae1d5a73"  # torch.randn(1, 4, 16, 16) with seed 42 on the CPU generator
