@@ -16,22 +16,16 @@ from latentbridge.photos import load_photo, photo_tensor
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops on a shared 2-core machine run ~100× faster on one intra-op thread; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def sd1(shared_weights, tmp_path_factory):
+def sd1(shared_weights, vaelight_files, tmp_path_factory):
     """chelsea encoded by VAElight (raw SD1) as a ComfyUI-loadable .latent, and the candidate decoder files."""
-    weights = pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) not in this build")
-    codec = pytest.importorskip("latentbridge.codec", reason="latentbridge.codec not in this build")
+    from latentbridge import codec, weights
+
     torch.set_num_threads(1)
-    light = [shared_weights / "vaelight-sd1" / n for n in ("VAEencoder.onnx", "VAEpreview.onnx")]
+    light = vaelight_files
     latent = codec.encode(weights.load_vae(light), photo_tensor("chelsea", 128), progress=False)
     folder = tmp_path_factory.mktemp("cmp")
     path = write_latent(latent, folder / "chelsea.latent")

@@ -17,20 +17,14 @@ from latentbridge.preview import PreviewFit, default_fits_dir, save_fit
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops on a shared 2-core machine run ~100× faster on one intra-op thread; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def files(shared_weights, tmp_path_factory):
     """A FLUX.2 latent of a photo (TAEF2, safetensors), a Wan 2.1 video latent and a Sana latent."""
-    weights = pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) not in this build")
-    codec = pytest.importorskip("latentbridge.codec", reason="latentbridge.codec not in this build")
+    from latentbridge import codec, weights
+
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("latents")
     taef2 = weights.load_vae([shared_weights / "taef2" / f"taef2_{h}.pth" for h in ("encoder", "decoder")])

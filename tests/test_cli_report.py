@@ -16,22 +16,16 @@ from latentbridge.report import read_events
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops on a shared 2-core machine run ~100× faster on one intra-op thread; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def latents(shared_weights, tmp_path_factory):
-    weights = pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) not in this build")
-    codec = pytest.importorskip("latentbridge.codec", reason="latentbridge.codec not in this build")
+def latents(shared_weights, vaelight_files, tmp_path_factory):
+    from latentbridge import codec, weights
+
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("rep")
-    light = [shared_weights / "vaelight-sd1" / n for n in ("VAEencoder.onnx", "VAEpreview.onnx")]
+    light = vaelight_files
     image = codec.encode(weights.load_vae(light), photo_tensor("astronaut", 128), progress=False)
     a = write_latent(image, folder / "astronaut.latent")
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))

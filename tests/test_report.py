@@ -23,23 +23,16 @@ from latentbridge.latent import Latent
 from latentbridge.photos import photo_tensor
 from latentbridge.preview import PreviewFit, save_fit
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensor ops on a shared 2-core machine run ~100× faster on one intra-op thread; restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
-def reports(shared_weights, tmp_path_factory):
+def reports(shared_weights, vaelight_files, tmp_path_factory):
     """A real SD1 latent (VAElight-encoded photo) with two candidate decoders and a stored fit, and a video latent."""
-    weights = pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) not in this build")
-    codec = pytest.importorskip("latentbridge.codec", reason="latentbridge.codec not in this build")
+    from latentbridge import codec, weights
+
     torch.set_num_threads(1)
-    light = weights.load_vae([shared_weights / "vaelight-sd1" / n for n in ("VAEencoder.onnx", "VAEpreview.onnx")])
+    light = weights.load_vae(vaelight_files)
     approx = [weights.load_vae(shared_weights / "vaeapprox" / f"vaeapprox-{k}.pt") for k in ("sd1", "sdxl")]
     latent = codec.encode(light, photo_tensor("chelsea", 128), progress=False)
     fits = tmp_path_factory.mktemp("previews")
