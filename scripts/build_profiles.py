@@ -13,7 +13,8 @@ Calibration, leave-one-photo-out on the training photos: each photo's latents ar
 built without that photo (the other families' profiles are complete: they never saw this encoder's latents),
 and the softmax temperature is the one minimising the log loss; the fit threshold is 1.5× the 99th
 percentile of the true profile's mean squared z-score. The natural-image reference for preflight is measured
-on the training photos at 1/8 resolution.
+on the training photos at 1/8 resolution; the threshold of preflight's decode→encode cycle test is the largest
+relative cycle ratio of the training photos' own latents over the true autoencoder pairs (zoo, TAEF2).
 
 Usage::
 
@@ -385,6 +386,65 @@ def reliability(rows: list[dict], temperature: float) -> dict:
     }
 
 
+# --------------------------------------------------------------------------------------- cycle test
+
+
+def autoencoders(encs: list[Encoder], weights: Path) -> dict[str, VAE]:
+    """Encoders whose decoder was trained with them (a true autoencoder pair): the zoo and TAEF2.
+
+    VAElight's encoder and decoder approximate SD1's two halves separately, so they are no pair and do not
+    calibrate the decode→encode cycle test.
+    """
+    out = {enc.name: enc.vae for enc in encs if enc.vae.encode is not None and enc.vae.decode is not None}
+    enc_file, dec_file = weights / "taef2" / "taef2_encoder.pth", weights / "taef2" / "taef2_decoder.pth"
+    if any(enc.name == "taef2" for enc in encs) and dec_file.is_file():
+        from latentbridge.weights import load_vae
+
+        out["taef2"] = load_vae([str(enc_file), str(dec_file)], format="flux2")
+    return out
+
+
+def cycle_calibration(
+    encs: list[Encoder], latents: dict[str, dict[str, list[torch.Tensor]]], weights: Path, log: Callable[[str], None]
+) -> dict:
+    """Threshold of preflight's decode→encode test: the largest relative cycle ratio of an own latent.
+
+    For every true autoencoder pair, the first crop of every training photo at 128 and 256 px: its cycle ratio
+    (latentbridge.check.cycle_ratio) divided by the VAE's reference ratio on the bundled reference photos at the
+    same size (cycle_reference). The threshold is the maximum over all of them: with n own latents, a new one
+    exceeds the largest with probability about 1/(n+1).
+    """
+    from latentbridge.check import CYCLE_PHOTOS, cycle_ratio, cycle_reference
+
+    relative: dict[str, list[float]] = {}
+    refs: dict[str, dict[int, float]] = {}
+    for name, vae in autoencoders(encs, weights).items():
+        refs[name] = {}
+        for index, size in enumerate(CALIBRATION_SIZES[:2]):
+            cells = size // vae.spatial_ratio
+            refs[name][size] = ref = cycle_reference(vae, cells)
+            for zs in latents[name].values():
+                relative.setdefault(name, []).append(cycle_ratio(zs[index][:1], vae)[2] / ref)
+        log(f"cycle test {name}: reference {refs[name]}, relative ratios median {np.median(relative[name]):.3f}")
+    if not relative:
+        return {}
+    pooled = [r for rs in relative.values() for r in rs]
+    return {
+        "threshold": round(float(max(pooled)), 4),
+        "method": "largest cycle ratio of an own latent (first crop per training photo at 128 and 256 px) relative "
+        f"to the VAE's ratio on {', '.join(CYCLE_PHOTOS)}, over {', '.join(relative)}",
+        "samples": len(pooled),
+        "per_vae": {
+            name: {
+                "reference": {str(k): round(v, 4) for k, v in refs[name].items()},
+                "median": round(float(np.median(rs)), 4),
+                "max": round(float(max(rs)), 4),
+            }
+            for name, rs in relative.items()
+        },
+    }
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 
@@ -464,6 +524,8 @@ def main(argv: list[str] | None = None) -> int:
     q99 = float(np.quantile(true_dist, 0.99))
     report.update(true_distance_median=round(float(np.median(true_dist)), 4), true_distance_q99=round(q99, 4))
     log(f"temperature {temperature:.3f}, fit threshold {1.5 * q99:.3f}: {report}")
+    cycle = cycle_calibration(encs, latents, args.weights, log)
+    log(f"cycle threshold {cycle.get('threshold')}")
     data = {
         "schema": 1,
         "description": "latentbridge reference profiles (scripts/build_profiles.py): measured on the training photos "
@@ -484,7 +546,9 @@ def main(argv: list[str] | None = None) -> int:
                 "slope_spread": round(population.slope_spread, 5),
             },
             "report": report,
-            "method": "leave-one-photo-out over the training photos; softmax(loglik / T); T minimises log loss",
+            "method": "leave-one-photo-out over the training photos; softmax(loglik / T + log prior over latent "
+            "spaces); T minimises log loss",
+            "cycle": cycle,
         },
         "natural": {**natural_reference(TRAIN_PHOTOS, SEED + 1), "previews": preview_reference(encs, latents)},
         "profiles": [p.to_dict() for p in base],

@@ -567,6 +567,58 @@ def test_preflight_flags_a_blown_out_decode(sd1_raw, sd1_decoder):
     )
 
 
+@pytest.fixture(scope="module")
+def zoo_pair():
+    from latentbridge import zoo
+
+    if not all(zoo.zoo_path(n).is_file() for n in ("zoo-a", "zoo-b")):
+        pytest.skip("zoo VAEs are not built yet (src/latentbridge/zoo/*.safetensors)")
+    from latentbridge.weights import load_vae
+
+    return load_vae("zoo-a"), load_vae("zoo-b")  # both halves: the cycle test needs the encoder too
+
+
+def test_preflight_cycle_tells_own_latents_from_another_space(zoo_pair):
+    from latentbridge.check import cycle_reference
+
+    zoo_a, zoo_b = zoo_pair
+    image = photo_tensor("astronaut", 128)
+    ref = cycle_reference(zoo_a, 16)  # once for both checks (16 cells: the 128-px latents' size)
+    own = check(Latent(zoo_a.encode(image), None, "raw"), zoo_a, preflight=True, cycle_reference=ref)
+    other = check(Latent(zoo_b.encode(image), None, "raw"), zoo_a, preflight=True, cycle_reference=ref)
+    own, other = own.finding("preflight-cycle"), other.finding("preflight-cycle")
+    assert dict(own.evidence)["reference_ratio"] == round(ref, 3)
+    threshold = dict(own.evidence)["threshold"]
+    # measured: own 1.20, zoo-b's latent 3.60 relative to zoo-a's baseline; the threshold (1.44, the largest own
+    # ratio over four autoencoders' training latents) sits between with room on both sides
+    assert own.severity == "info" and dict(own.evidence)["relative_ratio"] < threshold
+    assert "decode→encode keeps the latent about as well as zoo-a's own latents" in own.message
+    assert other.severity == "warn" and dict(other.evidence)["relative_ratio"] > 1.5 * threshold
+    assert other.message.startswith("the latent is not a fixed point of zoo-a: one decode→encode moves it ")
+    assert other.fix.startswith("the latent is probably from another latent space")
+
+
+def test_preflight_cycle_without_a_threshold_says_so(zoo_pair):
+    import math
+
+    from latentbridge.profiles import calibration
+
+    uncalibrated = dataclass_replace(calibration(), cycle_threshold=math.inf)
+    z = zoo_pair[0].encode(photo_tensor("chelsea", 64))
+    f = check(Latent(z, None, "raw"), zoo_pair[0], preflight=True, calib=uncalibrated).finding(
+        "preflight-cycle-unavailable"
+    )
+    assert f.severity == "info" and "needs its threshold in profiles.json" in f.message
+    assert f.fix == "rebuild it: scripts/build_profiles.py"
+
+
+def test_cycle_reference_needs_both_halves(sd1_decoder):
+    from latentbridge.check import cycle_reference
+
+    with pytest.raises(ValueError, match=r"cycle_reference needs a VAE with an encoder and a decoder; .*lacks one"):
+        cycle_reference(sd1_decoder, 16)
+
+
 # --- the report and the command --------------------------------------------------------------------------
 
 

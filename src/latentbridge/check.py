@@ -10,8 +10,9 @@ channels-last, frames-first), image vs video, channel count (naming the register
 vs unpacked (FLUX.2), spatial/temporal ratio and recorded family, the family's size and frame rules, the space
 (raw, model, scaled twice, unscaled twice — from the statistics against the reference profile), and the
 statistical fingerprint (:func:`latentbridge.identify.identify`) against the VAE's family. ``preflight=True``
-adds cheap decodes of a small crop with every candidate family, scored for how natural they look
-(:mod:`latentbridge._preflight`).
+adds cheap decodes of a small crop with every candidate family, scored for how natural they look, and — for a
+VAE with both halves — a decode→encode cycle test: a latent of the VAE's own space is (nearly) a fixed point of
+encode∘decode, a latent of another space is not (:func:`cycle_ratio`).
 
 Exit codes of ``latentbridge check``: 0 ok, 1 warn, 2 error — and 2 as well when the check could not run
 (unreadable file, bad option), with an ``error:`` line on stderr instead of a report.
@@ -644,6 +645,7 @@ def check(
     preflight: bool = False,
     preflight_cells: int = 32,
     fingerprint: Identification | None = None,
+    cycle_reference: float | None = None,
 ) -> Report:
     """Check that a latent and a VAE belong together before decoding.
 
@@ -661,6 +663,8 @@ def check(
         preflight_cells: side of the centre crop, in latent cells, that preflight decodes.
         fingerprint: :func:`~latentbridge.identify.identify` of this latent, when already computed (checking
             one latent against many VAEs); it must come from the same tensor and profiles.
+        cycle_reference: :func:`cycle_reference` of this VAE at ``preflight_cells``, when already computed
+            (checking many latents against one VAE); computed by preflight when needed and not given.
 
     Returns:
         A Report; its verdict is "error" when decoding would fail or silently give a wrong image.
@@ -884,7 +888,9 @@ def check(
     )
     report = Report(_worst(findings), tuple(findings), facts_out, facts, ident)
     if preflight and fingerprintable and channels in accepted:
-        scores, extra = run_preflight(x, vae, report, cells=preflight_cells)
+        scores, extra = run_preflight(
+            x, vae, report, cells=preflight_cells, cycle_reference=cycle_reference, calib=calib
+        )
         all_findings = tuple(sorted((*report.findings, *extra), key=lambda f: -SEVERITIES.index(f.severity)))
         report = dataclasses.replace(
             report, findings=all_findings, verdict=_worst(list(all_findings)), preflight=tuple(scores)
@@ -1380,15 +1386,24 @@ def preflight_candidates(channels: int, dims: int, vae_format: LatentFormat | No
 
 
 def run_preflight(
-    x: torch.Tensor, vae: Any, report: Report, *, cells: int = 32
+    x: torch.Tensor,
+    vae: Any,
+    report: Report,
+    *,
+    cells: int = 32,
+    cycle_reference: float | None = None,
+    calib: Calibration | None = None,
 ) -> tuple[list[PreflightScore], list[Finding]]:
     """Decode a small centre crop cheaply with every candidate family and score how natural each looks.
 
     Args:
         x: the canonical latent [N, C, (T,) H, W] (only the first item and frame are used).
-        vae: the loaded VAE (its decoder runs on the crop) or header facts (rgb previews only).
+        vae: the loaded VAE (its decoder runs on the crop; with an encoder too, the cycle test runs) or header
+            facts (rgb previews only).
         report: the check's report so far (its concluded format and space).
         cells: crop side in latent cells (32 cells = 256 px at 8×).
+        cycle_reference: :func:`cycle_reference` of ``vae`` at ``cells`` (computed when needed and not given).
+        calib: calibration holding the cycle threshold (default: the shipped one).
 
     Returns:
         (scores, findings): one score per candidate decode, and preflight findings.
@@ -1450,6 +1465,10 @@ def run_preflight(
             name = fmt.name if fmt is not None else "?"
             scores.append(PreflightScore(f"VAE decode ({sp} as {name})", name, "vae", sp, values, z, penalty))
     findings: list[Finding] = []
+    if isinstance(vae, VAE) and vae.decode is not None and vae.encode is not None and facts.dims == 2:
+        findings.extend(
+            _cycle_findings(crop, vae, lat_fmt or vae_fmt, spaces, cells, cycle_reference, calib or calibration())
+        )
     if not scores:
         return scores, findings
     table = tuple((s.label, round(s.penalty, 2)) for s in scores)
@@ -1487,3 +1506,130 @@ def run_preflight(
             )
             break
     return scores, findings
+
+
+# --- preflight: the decode→encode cycle --------------------------------------------------------------------
+
+# Bundled training photos (never the benchmark's held-out ones) whose own latents give each VAE's cycle baseline.
+CYCLE_PHOTOS: tuple[str, ...] = ("coffee", "rocket")
+
+
+def _cycle(z: torch.Tensor, vae: VAE) -> torch.Tensor:
+    """encode(decode(z)) in the VAE's native space, the image clamped to [-1, 1] in between."""
+    dtype = next(iter(vae.module.parameters())).dtype if vae.module is not None else torch.float32
+    with torch.no_grad():
+        image = vae.decode(z.to(dtype)).float().clamp(-1, 1)  # type: ignore[misc]
+        return vae.encode(image.to(dtype)).float()  # type: ignore[misc]
+
+
+def cycle_ratio(z: torch.Tensor, vae: VAE) -> tuple[float, float, float]:
+    """How far one decode→encode cycle moves a latent, relative to how far a second cycle moves the result.
+
+    A latent of the VAE's own space is close to a fixed point of encode∘decode: the first cycle moves it about
+    as little as the second (ratio ≈ 1.1–1.7 for the zoo's and TAEF2's own latents). A latent of another space
+    decodes to some image whose encoding is a different latent, which then stays put: the first cycle moves it
+    several times as far as the second. Dividing by the second cycle cancels how hard the content itself is to
+    reconstruct.
+
+    Args:
+        z: [1, C, h, w] latent in the VAE's native space (any space the VAE decodes).
+        vae: a VAE with both ``encode`` and ``decode`` (images in [-1, 1]).
+
+    Returns:
+        (first, second, ratio): the two moves as fractions of the latent's spread around its channel means,
+        and first / second.
+    """
+    z = z.float()
+    spread = float((z - z.mean(dim=(-2, -1), keepdim=True)).norm()) or 1.0
+    z2 = _cycle(z, vae)
+    z3 = _cycle(z2, vae)
+    first, second = float((z2 - z).norm()) / spread, float((z3 - z2).norm()) / spread
+    return first, second, first / max(second, 1e-12)
+
+
+def cycle_reference(vae: VAE, cells: int = 32, photos: tuple[str, ...] = CYCLE_PHOTOS) -> float:
+    """The cycle ratio of the VAE's own latents of bundled photos: the baseline :func:`cycle_ratio` is judged by.
+
+    Args:
+        vae: a 2-D VAE with both halves.
+        cells: latent side to encode at (the preflight crop's size), i.e. photos of ``cells·ratio`` pixels.
+        photos: bundled photo names (:mod:`latentbridge.photos`).
+
+    Returns:
+        The median ratio over the photos' centre crops.
+    """
+    from latentbridge.photos import photo_tensor
+
+    if vae.encode is None or vae.decode is None:
+        raise ValueError(f"cycle_reference needs a VAE with an encoder and a decoder; {vae.name} lacks one")
+    dtype = next(iter(vae.module.parameters())).dtype if vae.module is not None else torch.float32
+    ratios = []
+    for name in photos:
+        with torch.no_grad():
+            z = vae.encode(photo_tensor(name, cells * vae.spatial_ratio).to(dtype)).float()
+        ratios.append(cycle_ratio(z, vae)[2])
+    return float(np.median(ratios))
+
+
+def _cycle_findings(
+    crop: torch.Tensor,
+    vae: VAE,
+    fmt: LatentFormat | None,
+    spaces: list[str],
+    cells: int,
+    reference: float | None,
+    calib: Calibration,
+) -> list[Finding]:
+    """The decode→encode cycle test of the crop in each candidate space, against the VAE's own baseline."""
+    if not math.isfinite(calib.cycle_threshold):
+        return [
+            Finding(
+                "preflight-cycle-unavailable",
+                "info",
+                "the decode→encode cycle test needs its threshold in profiles.json, which this installation lacks",
+                "rebuild it: scripts/build_profiles.py",
+            )
+        ]
+    rows = []
+    for sp in spaces:
+        try:
+            native = crop if fmt is None else Latent(crop, fmt, sp).to_space(vae.native_space, vae.stats).tensor
+        except ValueError:
+            continue  # this space cannot be converted without statistics we lack
+        rows.append((sp, *cycle_ratio(native, vae)))
+    if not rows:
+        return []
+    ref = reference if reference is not None else cycle_reference(vae, min(cells, *crop.shape[-2:]))
+    sp, first, _, ratio = min(rows, key=lambda r: r[3])
+    relative = ratio / ref
+    evidence = (
+        ("cycle", {r[0]: {"first": round(r[1], 4), "second": round(r[2], 4), "ratio": round(r[3], 3)} for r in rows}),
+        ("reference_ratio", round(ref, 3)),
+        ("relative_ratio", round(relative, 3)),
+        ("threshold", calib.cycle_threshold),
+    )
+    read = f" ({sp} space)" if len(rows) > 1 or sp != vae.native_space else ""
+    if relative > calib.cycle_threshold:
+        return [
+            Finding(
+                "preflight-cycle",
+                "warn",
+                f"the latent{read} is not a fixed point of {vae.name}: one decode→encode moves it {first:.2f} of its "
+                f"spread, {ratio:.2f}× as far as a second cycle does; this VAE's own latents of photos give "
+                f"{ref:.2f}×, and {relative:.2f} times that is beyond what its own latents show "
+                f"({calib.cycle_threshold:.2f})",
+                "the latent is probably from another latent space (or in the wrong space): check its family and "
+                "space before decoding",
+                evidence,
+            )
+        ]
+    return [
+        Finding(
+            "preflight-cycle",
+            "info",
+            f"decode→encode keeps the latent{read} about as well as {vae.name}'s own latents "
+            f"({ratio:.2f}× vs {ref:.2f}×)",
+            "",
+            evidence,
+        )
+    ]

@@ -617,6 +617,9 @@ class Calibration:
         transfer: spreads for published profiles.
         population: feature population for groups a profile lacks.
         report: the fit's numbers (log loss, accuracy, mean confidence), for humans.
+        cycle_threshold: preflight's decode→encode test flags a latent whose cycle ratio, relative to the VAE's
+            own latents of bundled photos, exceeds this (the largest relative ratio of the training photos' own
+            latents over every jointly trained autoencoder that runs here); inf when not measured.
     """
 
     temperature: float
@@ -624,6 +627,7 @@ class Calibration:
     transfer: Transfer
     population: Population
     report: Mapping
+    cycle_threshold: float = math.inf
 
 
 # Used only before scripts/build_profiles.py has written profiles.json (a source checkout mid-build):
@@ -656,6 +660,7 @@ def calibration() -> Calibration:
         transfer=Transfer(**data["transfer"]),
         population=Population(**data["population"]),
         report=data.get("report", {}),
+        cycle_threshold=float(data.get("cycle", {}).get("threshold", math.inf)),
     )
 
 
