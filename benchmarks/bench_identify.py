@@ -13,11 +13,18 @@ Measured:
 * mismatch detection — every (latent, VAE) pair over the registry, with three amounts of metadata (none;
   space only; format and space): recall of shape-level mismatches, of same-shape family mismatches among
   families with profiles, and the false-alarm rate on matching pairs (any warning or error);
-* preflight — how often the rgb-preview scores flag a same-shape family mismatch, and falsely flag a match.
+* published-only families (a proxy for SDXL / Playground v2.5, known here only from published statistics, with no
+  SDXL latents to measure false alarms on) — each measured 4-channel family in turn is replaced by a profile built
+  the way SDXL's is (its pooled per-channel mean/std with transferred spreads, the transfer fitted without it)
+  and SDXL's own profile is left out; its held-out latents checked against its VAE give the false-alarm rate the
+  check would have on real SDXL latents, the other families' latents the recall;
+* preflight — how often the rgb-preview scores flag a same-shape family mismatch, and falsely flag a match; and,
+  with the VAEs that run here (zoo-a, zoo-b, VAElight SD1 encoder+decoder), how often the VAE-decode scores and
+  the decode→encode cycle test do.
 
 Usage::
 
-    python benchmarks/bench_identify.py              # about 10 min on 2 cores
+    python benchmarks/bench_identify.py --threads 1  # about 10 min on a shared 2-core machine
     python benchmarks/bench_identify.py --quick      # fewer crops, for a smoke run
 """
 
@@ -41,12 +48,12 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import build_profiles as B  # noqa: E402
 
-from latentbridge.check import VaeFacts, check, run_preflight  # noqa: E402
+from latentbridge.check import VaeFacts, check, cycle_reference, run_preflight  # noqa: E402
 from latentbridge.formats import LatentFormat, formats, get_format, pack  # noqa: E402
 from latentbridge.identify import identify  # noqa: E402
 from latentbridge.latent import Latent  # noqa: E402
 from latentbridge.photos import HELDOUT_PHOTOS  # noqa: E402
-from latentbridge.profiles import profile_set, raw_owner  # noqa: E402
+from latentbridge.profiles import builtin_profiles, profile_from_published, profile_set, raw_owner  # noqa: E402
 
 SIZES = (128, 256, 384)
 EVAL_SEED = 777
@@ -357,6 +364,93 @@ def preflight_eval(samples: list[Sample], log) -> dict:
     return out
 
 
+def published_proxy(samples: list[Sample], log) -> dict:
+    """Checks against a family known only from published statistics, measured with families we can encode."""
+    shipped = builtin_profiles()
+    measured_raw = [p for p in shipped if p.kind == "measured" and p.space == "raw"]
+    out: dict[str, dict] = {}
+    started = time.perf_counter()
+    for own in (p for p in measured_raw if p.channels == 4):
+        name = own.format
+        others = [p for p in measured_raw if p.format != name]
+        proxy = profile_from_published(
+            get_format(name),
+            own.pooled_mean,
+            own.pooled_std,
+            f"{name} pooled mean/std",
+            B.fit_transfer(others),
+            space="raw",
+        )
+        kept = [p for p in shipped if p.format != name and raw_owner(p.format) != "sdxl"]
+        profiles = profile_set([*kept, proxy], include_builtin=False)
+        counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
+        for s in samples:
+            if s.kind != "single" or not s.profiled or s.tensor.shape[1] != 4 or s.tensor.ndim != 4:
+                continue
+            fingerprint = identify(s.tensor, profiles=profiles)
+            kind = "match" if s.format == name else "family"
+            for meta in ("none", "space"):
+                lat = Latent(s.tensor, None, s.space if meta == "space" else "unknown", "NCHW")
+                report = check(lat, vae_facts_for(get_format(name)), profiles=profiles, fingerprint=fingerprint)
+                counts[(kind, meta)][report.verdict] += 1
+        out[name] = {
+            f"{kind}/{meta}": {
+                "pairs": sum(c.values()),
+                "error": c["error"] / sum(c.values()),
+                "warn_or_error": (c["error"] + c["warn"]) / sum(c.values()),
+            }
+            for (kind, meta), c in sorted(counts.items())
+        }
+    log(f"published-only proxy: {time.perf_counter() - started:.0f}s {json.dumps(out)}")
+    return out
+
+
+@torch.no_grad()
+def preflight_vae_eval(samples: list[Sample], weights: Path, log) -> dict:
+    """check(preflight=True) with real VAEs (both halves): the VAE-decode image scores and the cycle test."""
+    from latentbridge.weights import load_vae
+
+    vaes = {"zoo-a": load_vae("zoo-a"), "zoo-b": load_vae("zoo-b")}
+    light = [weights / "vaelight-sd1" / "VAEencoder.onnx", weights / "vaelight-sd1" / "VAEpreview.onnx"]
+    if all(f.is_file() for f in light):
+        vaes["sd1"] = load_vae([str(f) for f in light])
+    cells = 32
+    refs = {name: cycle_reference(vae, cells) for name, vae in vaes.items()}
+    counts: dict[tuple[str, str], Counter] = defaultdict(Counter)
+    started = time.perf_counter()
+    for s in samples:
+        if s.kind != "single" or not s.profiled or s.size != 256 or s.space != "raw" or s.format not in vaes:
+            continue
+        for name, vae in vaes.items():
+            kind = "match" if s.format == name else "family"
+            report = check(
+                Latent(s.tensor, None, "raw"), vae, preflight=True, preflight_cells=cells, cycle_reference=refs[name]
+            )
+            warned = {f.code for f in report.findings if f.severity != "info"}
+            c = counts[(kind, f"{s.format} latent, {name} VAE")]
+            c["n"] += 1
+            c["cycle"] += "preflight-cycle" in warned
+            c["image"] += bool(warned & {"preflight-unnatural", "preflight-mismatch"})
+            c["any"] += bool(warned & {"preflight-cycle", "preflight-unnatural", "preflight-mismatch"})
+    totals: dict[str, Counter] = defaultdict(Counter)
+    for (kind, _), c in counts.items():
+        totals[kind].update(c)
+    out = {
+        "vaes": sorted(vaes),
+        "cells": cells,
+        "references": {k: round(v, 4) for k, v in refs.items()},
+        "by_kind": {
+            k: {m: c[m] / c["n"] for m in ("cycle", "image", "any")} | {"pairs": c["n"]} for k, c in totals.items()
+        },
+        "by_pair": [
+            {"kind": kind, "pair": pair, "pairs": c["n"]} | {m: c[m] / c["n"] for m in ("cycle", "image", "any")}
+            for (kind, pair), c in sorted(counts.items())
+        ],
+    }
+    log(f"preflight with VAEs: {time.perf_counter() - started:.0f}s {json.dumps(out['by_kind'])}")
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- report
 
 
@@ -386,6 +480,22 @@ def markdown(result: dict) -> str:
         f"- false alarms (warn or error) on matching pairs: bare {rate('match', 'none', 'warn_or_error')}, "
         f"space recorded {rate('match', 'space', 'warn_or_error')}, "
         f"all recorded {rate('match', 'full', 'warn_or_error')}",
+    ]
+    proxy = result.get("published_proxy", {})
+    if proxy:
+        fa = [v["match/space"]["warn_or_error"] for v in proxy.values() if "match/space" in v]
+        rc = [v["family/none"]["warn_or_error"] for v in proxy.values() if "family/none" in v]
+        lines.append(
+            f"- a family known only from published statistics (as SDXL is; proxy below): false alarms with the space "
+            f"recorded {min(fa):.3f}–{max(fa):.3f}, recall of bare family mismatches {min(rc):.3f}–{max(rc):.3f}"
+        )
+    pv = result.get("preflight_vae", {}).get("by_kind", {})
+    if pv:
+        lines.append(
+            f"- preflight with the VAE itself (cycle test + decode scores): flags {pv['family']['any']:.3f} of family "
+            f"mismatches ({pv['family']['pairs']} pairs), {pv['match']['any']:.3f} of matches ({pv['match']['pairs']})"
+        )
+    lines += [
         "",
         f"Held-out photos {', '.join(HELDOUT_PHOTOS)}; crops at {', '.join(map(str, SIZES))} px; "
         f"encoders: {', '.join(result['encoders'])}. {result['machine']}; {result['seconds']:.0f} s.",
@@ -461,9 +571,45 @@ def markdown(result: dict) -> str:
     ]
     if mm["missed_examples"]:
         lines += ["Missed (first few):", ""] + [f"- {m}" for m in mm["missed_examples"][:12]] + [""]
+    if proxy:
+        lines += [
+            "## A family known only from published statistics (proxy for SDXL / Playground v2.5)",
+            "",
+            "Each measured 4-channel family in turn is known only the way SDXL is: a profile from its pooled "
+            "per-channel mean/std with spreads transferred from the other measured families; SDXL's published "
+            "profile is left out (as there is no second published 4-channel family beside SDXL). Its own held-out "
+            "latents against its VAE are matches (false alarms); the other families' latents are mismatches.",
+            "",
+            "| family (published only) | pairs | metadata | error | warn or error |",
+            "|---|---|---|---|---|",
+        ]
+        for name, per in proxy.items():
+            for key, v in per.items():
+                lines.append(
+                    f"| {name} | {key.split('/')[0]} ({v['pairs']}) | {key.split('/')[1]} | {v['error']:.3f} | "
+                    f"{v['warn_or_error']:.3f} |"
+                )
+        lines.append("")
     lines += ["## Preflight (rgb previews, 256-px latents)", ""]
     for kind, v in result["preflight"].items():
         lines.append(f"- {kind}: {v['pairs']} pairs, flagged {v['flagged']:.3f}")
+    if pv:
+        pre = result["preflight_vae"]
+        lines += [
+            "",
+            f"## Preflight with the VAE itself ({', '.join(pre['vaes'])}; raw 256-px latents, "
+            + f"{pre['cells']}-cell crop)",
+            "",
+            f"cycle: decode→encode test against the VAE's own baseline (reference ratios {pre['references']}); "
+            "image: the VAE decode's image scores (preflight-unnatural / preflight-mismatch).",
+            "",
+            "| kind | latent, VAE | pairs | cycle | image | any |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {r['kind']} | {r['pair']} | {r['pairs']} | {r['cycle']:.3f} | {r['image']:.3f} | {r['any']:.3f} |"
+                for r in pre["by_pair"]
+            ),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -496,7 +642,9 @@ def main(argv: list[str] | None = None) -> int:
         "sizes": list(SIZES),
         "identification": identification(samples, log),
         "mismatch": mismatch(samples, log),
+        "published_proxy": published_proxy(samples, log),
         "preflight": preflight_eval(samples, log),
+        "preflight_vae": preflight_vae_eval(samples, args.weights, log),
     }
     result["seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
