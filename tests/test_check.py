@@ -456,6 +456,20 @@ def test_the_vae_family_counts_each_hypothesis_once():
     assert "playground25 12%" in pg.message
 
 
+def test_another_normalisation_of_the_same_vae_is_named_as_such():
+    # a Playground-normalised latent and an SDXL VAE: the right network, but SDXL's scale would decode it wrong
+    x = smooth((1, 4, 32, 32), scale=0.5)
+    fp = fingerprint_of(x, {("playground25", "model"): 0.96, ("sdxl", "model"): 0.02, ("sd1", "model"): 0.02})
+    f = check(Latent(x, None, "model"), facts("sdxl", space="model"), fingerprint=fp).finding("family-mismatch")
+    assert "the latent's statistics say playground25 model (96% of model latents)" in f.message
+    # sdxl model only; playground25 model is not counted
+    assert "(2.0% by the same statistics): the same VAE, another model-space normalisation" in f.message
+    assert f.fix == (
+        "the VAE is right but the latent is normalised as playground25: record its format (--format playground25) "
+        "so that it is converted with playground25's numbers"
+    )
+
+
 def test_a_recorded_space_conditions_the_family_probability():
     # sd1 overall is 5 % (raw 3 %, model 2 %) — an error on its own; among raw latents it is 3/13 = 23 %: fine
     x = smooth((1, 4, 32, 32), scale=5.0)

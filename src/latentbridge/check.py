@@ -1093,9 +1093,10 @@ def _family_findings(
 ) -> None:
     """Findings from the statistical fingerprint against the VAE's (and the record's) family.
 
-    The VAE's family probability is the calibrated probability of every hypothesis in the VAE's raw space (sdxl
-    raw, sdxl model and playground25 model for an SDXL VAE, each counted once), given ``space`` when the user
-    recorded it.
+    The VAE's probability is the calibrated probability of every hypothesis the VAE decodes correctly, each
+    counted once: its own format in either space, and the raw space it shares with other formats — for an SDXL
+    VAE "sdxl raw (= playground25 raw)" and "sdxl model", not "playground25 model" (the same VAE, but converted
+    with SDXL's scale a Playground-normalised latent decodes wrong) — given ``space`` when the user recorded it.
     """
     best = ident.best
     evidence: tuple[tuple[str, Any], ...] = (
@@ -1160,7 +1161,7 @@ def _family_findings(
     else:
         pairs = tuple((c, c.probability) for c in ident.candidates)
     best, best_p = pairs[0]
-    vae_p = sum(p for c, p in pairs if raw_owner(c.format) == owner)
+    vae_p = sum(p for c, p in pairs if _decodes_right(c, vae_fmt))
     if not best.fits:
         add(
             Finding(
@@ -1184,9 +1185,19 @@ def _family_findings(
                 "family-mismatch",
                 "error",
                 f"the latent's statistics say {best.label} ({best_p:.0%}{given}){recorded}, but {facts.name} is "
-                f"{vae_fmt.name} ({vae_p:.1%} by the same statistics): same shapes, different latent spaces",
-                f"decode with a {best.format} VAE, or move the latent with `latentbridge transfer` "
-                f"({best.format} → {vae_fmt.name})",
+                f"{vae_fmt.name} ({vae_p:.1%} by the same statistics): "
+                + (
+                    "the same VAE, another model-space normalisation"
+                    if raw_owner(best.format) == owner
+                    else "same shapes, different latent spaces"
+                ),
+                (
+                    f"the VAE is right but the latent is normalised as {best.format}: record its format "
+                    f"(--format {best.format}) so that it is converted with {best.format}'s numbers"
+                    if raw_owner(best.format) == owner
+                    else f"decode with a {best.format} VAE, or move the latent with `latentbridge transfer` "
+                    f"({best.format} → {vae_fmt.name})"
+                ),
                 evidence,
             )
         )
@@ -1207,6 +1218,13 @@ def _family_findings(
                 evidence,
             )
         )
+
+
+def _decodes_right(cand: Any, vae_fmt: LatentFormat) -> bool:
+    """A latent of hypothesis ``cand`` decodes right with a VAE of ``vae_fmt`` (converted with its numbers)."""
+    if cand.format == vae_fmt.name:
+        return True
+    return (cand.space == "raw" or cand.same_spaces) and raw_owner(cand.format) == raw_owner(vae_fmt.name)
 
 
 def _profile_kinds(profiles: Mapping[tuple[str, str], Profile], owner: str) -> set[str]:
