@@ -24,7 +24,7 @@ Measured:
 
 Usage::
 
-    python benchmarks/bench_identify.py --threads 1  # about 10 min on a shared 2-core machine
+    python benchmarks/bench_identify.py --threads 1  # about 4 min with cached encodes on a shared 2-core machine
     python benchmarks/bench_identify.py --quick      # fewer crops, for a smoke run
 """
 
