@@ -691,6 +691,24 @@ def test_check_command_preflight_and_family_error(shared_weights, latent_files):
     assert "preflight: centre crop decoded per candidate" in result.output and "sd1 rgb preview (raw)" in result.output
 
 
+def test_check_command_preflight_runs_the_cycle_test_with_both_halves(tmp_path):
+    from latentbridge import codec, zoo
+    from latentbridge.files import write_latent
+    from latentbridge.photos import photo_tensor
+    from latentbridge.weights import load_vae
+
+    if not zoo.zoo_path("zoo-a").exists():
+        pytest.skip(f"zoo VAE zoo-a not trained yet ({zoo.zoo_path('zoo-a')} missing)")
+    path = write_latent(
+        codec.encode(load_vae("zoo-a"), photo_tensor("chelsea", 128), progress=False), tmp_path / "a.latent"
+    )
+    own = runner.invoke(app, ["check", str(path), "--vae", "zoo-a", "--preflight"], env={"COLUMNS": "200"})
+    assert own.exit_code == 0, own.output
+    assert "preflight-cycle: decode→encode keeps the latent about as well as zoo-a's own latents" in own.output
+    other = runner.invoke(app, ["check", str(path), "--vae", "zoo-b", "--preflight"], env={"COLUMNS": "200"})
+    assert other.exit_code == 2 and "preflight-cycle: the latent is not a fixed point of zoo-b" in other.output
+
+
 def test_decode_command_runs_the_check_first(shared_weights, latent_files, tmp_path):
     vae = str(shared_weights / "vaelight-sd1" / "VAEpreview.onnx")
     out = tmp_path / "zeros.png"

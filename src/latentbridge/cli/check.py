@@ -43,14 +43,20 @@ def exit_2_on_error(fn: F) -> F:
 
 
 def load_vae_for_check(spec: str, vae_format: str | None, preflight: bool) -> Any:
-    """Header facts for a plain check (fast: no tensors read); the loaded decoder for ``--preflight``."""
+    """Header facts for a plain check (fast: no tensors read); for ``--preflight`` the loaded VAE: both halves when
+    the file has them (the decode→encode cycle test needs the encoder), else the decoder alone."""
     from latentbridge.weights import describe, load_vae
     from latentbridge.weights.load import resolve_spec
 
-    if preflight:
-        return load_vae(spec, format=vae_format, part="decoder")
+    files = [part.strip() for part in str(spec).split(",")] if "," in str(spec) else [spec]
+    if len(files) > 1:  # ENCODER,DECODER pair (TAESD style): both halves are named
+        return load_vae(files, format=vae_format) if preflight else describe(files[-1], format=vae_format)
     path, extra = resolve_spec(spec)
-    return describe(path, format=vae_format if vae_format is not None else extra.get("format"))
+    info = describe(path, format=vae_format if vae_format is not None else extra.get("format"))
+    if not preflight:
+        return info
+    part = "both" if info.has_encoder and info.has_decoder else "decoder"
+    return load_vae(spec, format=vae_format, part=part)
 
 
 def render(report: Report, console: Console) -> None:
