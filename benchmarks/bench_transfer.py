@@ -217,7 +217,7 @@ def markdown(report: dict) -> str:
         for m in [k for k in s if k != "source reconstruction"]:
             row = s[m]
             t = row["seconds_per_latent"]
-            speed = fmt(re_time / t, ".0f") + "×" if t else "—"
+            speed = "—" if not t else (f"{re_time / t:.0f}×" if re_time / t >= 1.5 else f"{re_time / t:.2g}×")
             lines.append(
                 f"| {TITLES.get(pair['src'], pair['src'])} → {TITLES.get(pair['dst'], pair['dst'])} | {m} | "
                 f"{fmt(row['psnr_db'], '.2f')} | "
