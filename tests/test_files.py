@@ -359,24 +359,23 @@ def test_content_wins_over_the_name(tmp_path):
     assert sniff(path) == "npz" and torch.equal(read_latent(path).tensor, x)
 
 
+def _with_header_length(data: bytes, want: int) -> bytes | None:
+    """``data`` (a safetensors file) with its JSON header padded by trailing spaces to ``want`` bytes (valid JSON)."""
+    size = struct.unpack("<Q", data[:8])[0]
+    header = data[8 : 8 + size].rstrip(b" ")
+    if len(header) > want:
+        return None
+    return struct.pack("<Q", want) + header + b" " * (want - len(header)) + data[8 + size :]
+
+
 @pytest.mark.parametrize("protocol_byte", [2, 3, 4, 5])
 def test_safetensors_whose_header_length_starts_like_a_pickle(tmp_path, protocol_byte):
     # A header of 0x?380 bytes starts the file with 80 03, the pickle protocol-3 opcode; such a file (a real
     # transfer output hit this) must still read as safetensors, not be refused as an unsafe pickle.
     x = torch.randn(1, 4, 2, 2)
     want = 0x80 | protocol_byte << 8
-    for pad in range(want):
-        path = tmp_path / "odd.safetensors"
-        safetensors.torch.save_file({"latent": x}, str(path), metadata={"pad": "x" * pad})
-        size = struct.unpack("<Q", path.read_bytes()[:8])[0]
-        if size >= want:
-            break
-    if size != want:  # safetensors pads its header to 8 bytes: fill the gap with trailing spaces (valid JSON)
-        data = path.read_bytes()
-        header = data[8 : 8 + size].rstrip(b" ")
-        if len(header) > want:
-            pytest.skip(f"cannot make a header of exactly {want} bytes")
-        path.write_bytes(struct.pack("<Q", want) + header + b" " * (want - len(header)) + data[8 + size :])
+    path = tmp_path / "odd.safetensors"
+    path.write_bytes(_with_header_length(safetensors.torch.save({"latent": x}), want))
     assert path.read_bytes()[:2] == bytes([0x80, protocol_byte])
     assert sniff(path) == "safetensors"
     assert torch.equal(read_latent(path, format="sd1", space="raw").tensor, x)
@@ -695,3 +694,117 @@ def test_comfyui_flux2_latent_reads_in_comfyui_space(tmp_path):
     save_file({"latent_tensor": torch.randn(1, 128, 4, 4), "latent_format_version_0": torch.tensor([])}, str(path))
     lat = read_latent(path, format="flux2")
     assert (lat.format_name, lat.space, lat.shape) == ("flux2", "model", (1, 128, 4, 4))
+
+
+# --- real-world files (found in a review with files written the way real tools write them) --------------------
+
+
+# every multiple of 8 up to 2 kB, and 0x?280..0x?580 (first bytes 80 02..80 05, the pickle opcodes) up to 62 kB
+HEADER_LENGTHS = sorted(
+    {*range(0x100, 0x800, 8), *(hi << 12 | lo for hi in range(16) for lo in (0x280, 0x380, 0x480, 0x580))}
+)
+
+
+def test_every_safetensors_header_length_sniffs_as_safetensors(tmp_path):
+    """A ComfyUI SaveLatent file with its header padded to many lengths: always a ComfyUI latent, never a pickle."""
+    from latentbridge.weights import read_header
+
+    samples = torch.randn(2, 4, 3, 3)
+    data = safetensors.torch.save(
+        {"latent_tensor": samples, "latent_format_version_0": torch.tensor([])}, metadata={"prompt": "{}"}
+    )
+    path = tmp_path / "ComfyUI_00001_.latent"
+    checked = 0
+    for want in HEADER_LENGTHS:
+        padded = _with_header_length(data, want)
+        if padded is None:  # shorter than the header itself
+            continue
+        path.write_bytes(padded)
+        assert (sniff(path), classify(path), read_header(path).container) == ("latent", "latent", "safetensors"), want
+        assert torch.equal(read_latent(path).tensor, samples), hex(want)
+        checked += 1
+    assert checked > 200
+
+
+def test_pytorch_file_named_safetensors_reads_by_content(tmp_path):
+    """torch.load hands any path ending in .safetensors to safetensors.load_file; content must decide here."""
+    x = torch.randn(1, 4, 3, 3)
+    path = tmp_path / "renamed.safetensors"
+    torch.save({"latents": x}, path)
+    assert (sniff(path), classify(path)) == ("pt", "latent")
+    assert torch.equal(read_latent(path).tensor, x)
+
+
+def test_truncated_safetensors_whose_length_looks_like_a_pickle(tmp_path):
+    data = _with_header_length(safetensors.torch.save({"latent": torch.zeros(1, 4, 2, 2)}), 0x380)
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(data[:300])  # cut inside the header; the file starts with 80 03
+    with pytest.raises(FileFormatError, match=r"truncated safetensors header: it declares 896 bytes"):
+        read_latent(path)
+
+
+def test_weight_file_given_as_a_latent_is_named_as_such(tmp_path):
+    """Swapped arguments (`decode vae.safetensors --vae x.latent`) get one line, not a list of 180 tensors."""
+    state = {f"decoder.up.{i}.block.0.conv1.{p}": torch.zeros(4, 4, 3, 3) for i in range(4) for p in ("weight", "bias")}
+    safetensors.torch.save_file(state, str(tmp_path / "vae.safetensors"))
+    torch.save(
+        {"state_dict": {f"first_stage_model.{k}": v for k, v in state.items()}, "global_step": 1}, tmp_path / "m.ckpt"
+    )
+    for name in ("vae.safetensors", "m.ckpt"):
+        with pytest.raises(
+            FileFormatError,
+            match=r"this is a network's weight file \(8 tensors such as .*decoder\.up\.0\.block\.0\.conv1\.weight.*\), "
+            r"not a latent: pass it as the VAE",
+        ) as err:
+            read_latent(tmp_path / name)
+        assert len(str(err.value)) < 500
+    # naming the array still reads it, and a latent nested in a dict is found under its dotted name
+    assert read_latent(
+        tmp_path / "m.ckpt", key="state_dict.first_stage_model.decoder.up.0.block.0.conv1.weight"
+    ).shape == (4, 4, 3, 3)
+    x = torch.randn(1, 4, 2, 2)
+    torch.save({"model": {"latent": x}, "step": 3}, tmp_path / "nested.pt")
+    info = open_latent(tmp_path / "nested.pt")
+    assert info.key == "model.latent" and torch.equal(info.latent.tensor, x) and info.other == {"step": "3"}
+
+
+def test_ambiguity_error_lists_a_dozen_arrays_and_counts_the_rest(tmp_path):
+    many = {f"z{i:02d}": torch.zeros(1, 4, 2, 2) for i in range(14)}
+    safetensors.torch.save_file(many, str(tmp_path / "many.safetensors"))
+    with pytest.raises(
+        FileFormatError,
+        match=r"14 arrays could be the latent: z00 .* z11 float32\[1, 4, 2, 2\], … \(14 arrays in all\); say which",
+    ):
+        read_latent(tmp_path / "many.safetensors")
+
+
+@pytest.mark.parametrize(
+    ("name", "given", "want"),
+    [
+        ("out.npy", None, "npy"),
+        ("OUT.NPZ", None, "npz"),
+        ("out.pth", None, "pt"),
+        ("out.safetensors", None, "safetensors"),
+        ("out.safetensors", "latent", "latent"),  # a ComfyUI .latent is a safetensors file
+        ("ComfyUI_00001_.latent", None, "latent"),
+        ("no_suffix", None, "latent"),
+        ("out.bin", "npz", "npz"),
+    ],
+)
+def test_container_for_follows_the_suffix(name, given, want):
+    from latentbridge.files import container_for
+
+    assert container_for(name, given) == want
+
+
+def test_container_for_refuses_a_container_its_name_contradicts():
+    from latentbridge.files import container_for
+
+    with pytest.raises(
+        ValueError,
+        match=r"x\.npy is named like a \.npy file, but container 'safetensors' .* name it x\.safetensors, "
+        r"or choose container 'npy' \(--container npy\)",
+    ):
+        container_for("x.npy", "safetensors")
+    with pytest.raises(ValueError, match=r"unknown container 'npx'"):
+        container_for("x.npy", "npx")

@@ -19,7 +19,7 @@ from latentbridge.files._classify import classify
 from latentbridge.files._read import KOHYA_SPACE, LatentFile, open_latent, read_latent
 from latentbridge.files._sniff import KINDS, sniff
 from latentbridge.files._stats import latent_stats
-from latentbridge.files._write import CONTAINERS, comfy_ready, record, write_latent
+from latentbridge.files._write import CONTAINERS, comfy_ready, container_for, record, write_latent
 
 __all__ = [
     "CONTAINERS",
@@ -28,6 +28,7 @@ __all__ = [
     "LatentFile",
     "classify",
     "comfy_ready",
+    "container_for",
     "latent_stats",
     "open_latent",
     "read_latent",

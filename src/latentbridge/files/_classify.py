@@ -29,11 +29,14 @@ PARAM_SUFFIXES = frozenset(("weight", "bias", "running_mean", "running_var", "nu
 MAX_LATENT_TENSORS = 16  # a latent file holds a few arrays (latent, flipped copy, mask, sizes); networks hold more
 
 
+def weight_names(names: list[str]) -> list[str]:
+    """The names that look like a network's: a known state-dict prefix or a ``*.weight``/``*.bias``-style last part."""
+    return [n for n in names if n.startswith(WEIGHT_PREFIXES) or ("." in n and n.rsplit(".", 1)[1] in PARAM_SUFFIXES)]
+
+
 def looks_like_weights(names: list[str]) -> bool:
     """True when tensor names look like a state dict: parameter-style names, known prefixes, or many tensors."""
-    if len(names) > MAX_LATENT_TENSORS:
-        return True
-    return any(n.startswith(WEIGHT_PREFIXES) or ("." in n and n.rsplit(".", 1)[1] in PARAM_SUFFIXES) for n in names)
+    return len(names) > MAX_LATENT_TENSORS or bool(weight_names(names))
 
 
 def _tensor_names(obj: Any, prefix: str = "") -> list[str]:

@@ -3,7 +3,8 @@
 Nothing here interprets a tensor as a latent (that is ``_read.py``); this module only knows containers:
 
 * safetensors (also ComfyUI's ``.latent``): header parsed and validated by ``_sniff``, tensors via ``safe_open``.
-* PyTorch ``.pt``/``.pth``: ``torch.load(..., weights_only=True)`` only; a tensor, a dict or a list of tensors.
+* PyTorch ``.pt``/``.pth``: ``torch.load(..., weights_only=True)`` only; a tensor, a list of tensors or a dict
+  (nested dicts of tensors under dotted names, as a Lightning checkpoint's ``state_dict.…``).
 * NumPy ``.npy``/``.npz``: ``allow_pickle=False`` only. NumPy has no bfloat16, so latentbridge stores a bf16
   tensor as **float32** (every bf16 value is exactly a float32 whose low 16 bits are zero: a plain NumPy user
   sees the true values) and records ``"latentbridge.dtype": "bfloat16"``; reading takes the high 16 bits back,
@@ -103,13 +104,27 @@ def _describe_pickle_refusal(exc: Exception) -> str:
     )
 
 
+def load_pickle(path: Path, *, mmap: bool = False) -> Any:
+    """``torch.load(..., weights_only=True)`` of a file whose content (``sniff``) says it is a PyTorch pickle.
+
+    torch.load dispatches on the *name*: a path ending in ".safetensors" goes to ``safetensors.load_file``
+    whatever the file holds, so a renamed ``.ckpt`` would fail there with an unrelated header error. Such a
+    file is handed over as an open file instead (without memory-mapping, which needs a path). Errors are the
+    caller's to translate.
+    """
+    if mmap and not os.fspath(path).endswith(".safetensors"):
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    with open(path, "rb") as f:
+        return torch.load(f, map_location="cpu", weights_only=True)
+
+
 def torch_load(path: Path, *, mmap: bool = False) -> Any:
-    """``torch.load(path, weights_only=True)`` with every failure turned into one FileFormatError."""
+    """:func:`load_pickle` with every failure turned into one FileFormatError."""
     try:
         with warnings.catch_warnings():
             # torch warns about pickle protocols other than 2; the safe unpickler refuses what it cannot read
             warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            return load_pickle(path, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "truncated" in str(exc) or "ran out of input" in str(exc).lower():
             raise _fail(path, "truncated PyTorch file: re-download or re-save it") from exc
@@ -133,13 +148,10 @@ def _read_pt(path: Path) -> Contents:
     if isinstance(obj, torch.Tensor):
         tensors[""] = obj
     elif isinstance(obj, Mapping):
-        for k, v in obj.items():
-            if isinstance(v, torch.Tensor):
-                tensors[str(k)] = v
-            elif k == NPZ_RECORD and isinstance(v, Mapping):
-                meta = {str(a): str(b) for a, b in v.items()}
-            else:
-                other[str(k)] = _short(v)
+        record = obj.get(NPZ_RECORD)
+        if isinstance(record, Mapping):
+            meta = {str(a): str(b) for a, b in record.items()}
+        _flatten({k: v for k, v in obj.items() if k != NPZ_RECORD or not isinstance(v, Mapping)}, "", tensors, other)
     elif isinstance(obj, list | tuple) and obj and all(isinstance(v, torch.Tensor) for v in obj):
         tensors = {str(i): v for i, v in enumerate(obj)}
     else:
@@ -149,6 +161,22 @@ def _read_pt(path: Path) -> Contents:
         )
     entries = {k: _entry_of(k, v) for k, v in tensors.items()}
     return Contents("pt", entries, meta, other, tensors.__getitem__)
+
+
+def _holds_tensor(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) or (isinstance(value, Mapping) and any(map(_holds_tensor, value.values())))
+
+
+def _flatten(obj: Mapping[Any, Any], prefix: str, tensors: dict[str, torch.Tensor], other: dict[str, str]) -> None:
+    """Tensors of a (nested) dict under dotted names (a Lightning checkpoint's ``state_dict.…``); the rest as text."""
+    for k, v in obj.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, torch.Tensor):
+            tensors[name] = v
+        elif isinstance(v, Mapping) and _holds_tensor(v):
+            _flatten(v, name + ".", tensors, other)
+        else:
+            other[name] = _short(v)
 
 
 def _short(value: Any, limit: int = 200) -> str:

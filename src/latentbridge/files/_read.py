@@ -32,6 +32,7 @@ from typing import Any
 import torch
 
 from latentbridge.errors import FileFormatError, IncompatibleError, ShapeError, UnknownFormatError
+from latentbridge.files._classify import weight_names
 from latentbridge.files._containers import Contents, read_contents
 from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER, Entry, sniff
 from latentbridge.formats import LatentFormat, formats, get_format
@@ -44,6 +45,8 @@ KOHYA_SPACE: dict[str, str] = {"sd1": "raw", "sdxl": "raw", "sd3": "raw", "flux1
 _KOHYA_LATENT = re.compile(r"latents(_flipped)?(_\d+x\d+)?")
 _COMFY_DICT_EXTRAS = frozenset(("noise_mask", "batch_index", "type"))  # ComfyUI LATENT dict keys beside samples
 _DEFAULT_LAYOUT = {3: "CHW", 4: "NCHW", 5: "NCTHW"}
+MAX_LISTED = 12  # arrays named in an error message; the rest are counted
+MIN_WEIGHT_NAMES = 4  # parameter-style names that make a file a network's (the smallest we know, VAEApprox, has 16)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +103,23 @@ def _fail(path: Path, problem: str) -> FileFormatError:
     return FileFormatError(f"{path}: {problem}")
 
 
-def _listing(entries: list[Entry]) -> str:
-    return ", ".join(f"{e.name or '<unnamed>'} {e.dtype}{list(e.shape)}" for e in entries) or "nothing"
+def _listing(entries: list[Entry], limit: int = MAX_LISTED) -> str:
+    shown = ", ".join(f"{e.name or '<unnamed>'} {e.dtype}{list(e.shape)}" for e in entries[:limit]) or "nothing"
+    return shown + (f", … ({len(entries)} arrays in all)" if len(entries) > limit else "")
+
+
+def _refuse_weights(path: Path, contents: Contents) -> None:
+    """A clear error for a network's weight file given where a latent is expected (swapped arguments)."""
+    names = list(contents.entries)
+    params = weight_names(names)
+    if len(params) < MIN_WEIGHT_NAMES or len(params) * 2 <= len(names):  # a latent file with a stray entry or two
+        return
+    raise _fail(
+        path,
+        f"this is a network's weight file ({len(names)} tensors such as {', '.join(params[:3])}), not a latent: "
+        "pass it as the VAE (--vae FILE), or run `latentbridge inspect` on it; if it really holds a latent, "
+        "name its array with key='NAME' (--key NAME)",
+    )
 
 
 def _choose_key(path: Path, contents: Contents, key: str | None, preferred: str | None) -> str:
@@ -296,6 +314,8 @@ def open_latent(
         raise _fail(path, f"this is an {kind.upper()} network, not a latent: inspect it with `latentbridge inspect`")
     contents = read_contents(path, kind)
     r = _interpret(path, contents, key)
+    if key is None and not r.writer:
+        _refuse_weights(path, contents)
     chosen = _choose_key(path, contents, key, r.preferred)
     if r.kohya:
         _kohya_extras(contents, chosen, r)

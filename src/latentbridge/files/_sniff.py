@@ -81,7 +81,7 @@ def _fail(path: Path, problem: str) -> FileFormatError:
     return FileFormatError(f"{path}: {problem}")
 
 
-def _text_impostor(path: Path, head: bytes) -> FileFormatError | None:
+def text_impostor(path: Path, head: bytes) -> FileFormatError | None:
     """A clear error for a text file where a binary container was expected, or None."""
     text = head.lstrip(b"\xef\xbb\xbf \t\r\n")
     low = text[:_HEAD].lower()
@@ -127,7 +127,12 @@ def _is_text(head: bytes) -> bool:
     return bool(decoded) and all(ch.isprintable() or ch in "\r\n\t" for ch in decoded)
 
 
-def _looks_like_safetensors(head: bytes) -> bool:
+def looks_like_safetensors(head: bytes) -> bool:
+    """The first bytes of a safetensors file: an 8-byte little-endian header length, then the JSON header's "{".
+
+    Decided before any pickle check: a header of 0x?280..0x?580 bytes begins with the pickle opcodes 80 02..80 05.
+    The length is not checked against the file's size here: a truncated file must be reported as truncated.
+    """
     return len(head) >= 9 and head[8:9] == b"{" and struct.unpack("<Q", head[:8])[0] >= 2
 
 
@@ -183,12 +188,12 @@ def sniff(path: str | Path) -> str:
     if head.startswith(b"GGUF"):
         return "gguf"
     # safetensors before pickle: a header length of 0x?380 bytes begins with the pickle protocol bytes 80 03
-    if _looks_like_safetensors(head):
+    if looks_like_safetensors(head):
         entries, _ = read_safetensors_header(path)
         return "latent" if COMFY_KEY in entries else "safetensors"
     if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
         return "pt"  # a legacy (non-zip) torch.save file or a bare pickle; loaded with weights_only=True only
-    impostor = _text_impostor(path, head)
+    impostor = text_impostor(path, head)
     if impostor is not None:
         raise impostor
     if _looks_like_onnx(head):

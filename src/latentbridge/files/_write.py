@@ -28,6 +28,15 @@ from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER
 from latentbridge.latent import Latent
 
 CONTAINERS: tuple[str, ...] = ("latent", "safetensors", "pt", "npy", "npz")
+# file-name suffixes (any case) -> the containers a reader of that name expects; the first is the default
+SUFFIX_CONTAINERS: dict[str, tuple[str, ...]] = {
+    ".latent": ("latent",),  # ComfyUI's LoadLatent needs latent_tensor
+    ".safetensors": ("safetensors", "latent"),  # a .latent file is a safetensors file
+    ".pt": ("pt",),
+    ".pth": ("pt",),
+    ".npy": ("npy",),
+    ".npz": ("npz",),
+}
 
 
 def record(latent: Latent) -> dict[str, str]:
@@ -71,6 +80,40 @@ def comfy_ready(latent: Latent) -> Latent:
     if latent.format is not None:
         return latent.canonical()
     return latent.to_layout("NCTHW" if "T" in latent.layout else "NCHW")
+
+
+def container_for(path: str | Path, container: str | None = None) -> str:
+    """The container to write at ``path``: ``container`` when given, else the one its name's suffix implies.
+
+    :func:`write_latent` writes any container under any name; this is for callers (the CLI) that let a name
+    choose, so that ``out.npy`` is a NumPy file NumPy can open. ``.latent`` -> "latent", ``.safetensors`` ->
+    "safetensors", ``.pt``/``.pth`` -> "pt", ``.npy`` -> "npy", ``.npz`` -> "npz" (any case); other names -> "latent".
+
+    Raises:
+        ValueError: ``container`` is unknown, or is not what a reader of that suffix expects (``--container pt``
+            for ``out.npy``).
+    """
+    path = Path(path)
+    if container is not None and container not in CONTAINERS:
+        raise ValueError(
+            f"unknown container {container!r}: expected one of {', '.join(CONTAINERS)}."
+            + did_you_mean(container, CONTAINERS)
+        )
+    expected = SUFFIX_CONTAINERS.get(path.suffix.lower())
+    if expected is None:
+        return container or "latent"
+    if container is None:
+        return expected[0]
+    if container not in expected:
+        raise ValueError(
+            f"{path.name} is named like a {path.suffix.lower()} file, but container {container!r} writes something "
+            f"a {path.suffix.lower()} reader cannot open: name it {path.with_suffix(_SUFFIX[container]).name}, or "
+            f"choose container {expected[0]!r} (--container {expected[0]})"
+        )
+    return container
+
+
+_SUFFIX = {"latent": ".latent", "safetensors": ".safetensors", "pt": ".pt", "npy": ".npy", "npz": ".npz"}
 
 
 def write_latent(latent: Latent, path: str | Path, *, container: str = "latent", overwrite: bool = False) -> Path:
