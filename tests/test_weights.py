@@ -929,7 +929,7 @@ def test_truncated_safetensors(tmp_path):
 
 def test_garbage_and_empty_files(tmp_path):
     junk = tmp_path / "vae.safetensors"
-    junk.write_bytes(b"GIF89a not a weight file at all")
+    junk.write_bytes(b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00!\xf9\x04")  # a real GIF header
     with pytest.raises(FileFormatError, match=r"its first bytes .* are not safetensors, a PyTorch pickle or ONNX"):
         describe(junk)
     empty = tmp_path / "empty.pt"
@@ -1167,3 +1167,180 @@ def test_decoder_only_wan_files(tmp_path, name):
     z = _latents(model, channels, ratio)
     with torch.no_grad():
         assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY
+
+
+# --- real-world files (found in a review with files written the way real tools write them) --------------------
+
+
+def _decodes_like(vae, model, channels: int = 4) -> bool:
+    z = torch.randn(1, channels, 4, 4)
+    with torch.no_grad():
+        return bool((vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY)
+
+
+def _rounded(model, dtype: torch.dtype):
+    """``model`` with its weights rounded through ``dtype``: what loading a file saved in that dtype must give."""
+    model.load_state_dict({k: v.to(dtype).float() for k, v in model.state_dict().items()})
+    return model
+
+
+@pytest.mark.parametrize(
+    ("variant", "safe", "index"),
+    [
+        (None, True, "diffusion_pytorch_model.safetensors.index.json"),
+        ("fp16", True, "diffusion_pytorch_model.safetensors.index.fp16.json"),  # diffusers' _add_variant naming
+        (None, False, "diffusion_pytorch_model.bin.index.json"),
+    ],
+    ids=["safetensors", "fp16-variant", "bin"],
+)
+def test_sharded_diffusers_folder_loads_like_one_file(tmp_path, variant, safe, index):
+    model = _kl(4)
+    if variant == "fp16":
+        _rounded(model, torch.float16)
+    saved = _kl(4).half() if variant == "fp16" else model
+    if variant == "fp16":
+        saved.load_state_dict(model.state_dict())
+    saved.save_pretrained(tmp_path, max_shard_size="300KB", variant=variant, safe_serialization=safe)
+    assert (tmp_path / index).is_file() and len(list(tmp_path.glob("diffusion_pytorch_model*-of-*"))) > 3
+    info = describe(tmp_path)
+    assert info.file.endswith(index) and info.architecture == "autoencoder_kl" and info.sha256 == ""
+    assert info.notes[0].startswith("sha256 not computed: the weights are sharded over")
+    assert (info.format, info.format_source) == ("sd1", "config.json")  # the config says 0.18215
+    assert info.dtype == ("float16" if variant else "float32")
+    assert _decodes_like(load_vae(tmp_path), model)
+
+
+def test_sharded_folder_with_missing_or_foreign_shards_is_refused(tmp_path):
+    _kl(4).save_pretrained(tmp_path, max_shard_size="300KB")
+    index = tmp_path / "diffusion_pytorch_model.safetensors.index.json"
+    data = json.loads(index.read_text())
+    shard = sorted(set(data["weight_map"].values()))[1]
+    moved = tmp_path / shard
+    moved.rename(tmp_path / "elsewhere.bin")
+    with pytest.raises(
+        FileFormatError, match=rf"1 of its \d+ shards are missing \({shard}\); the download is incomplete"
+    ):
+        describe(tmp_path)
+    (tmp_path / "elsewhere.bin").rename(moved)
+    key = next(k for k, v in data["weight_map"].items() if v == shard)
+    other = dict(data, weight_map={**data["weight_map"], key: sorted(set(data["weight_map"].values()))[0]})
+    index.write_text(json.dumps(other))
+    with pytest.raises(FileFormatError, match=r"1 tensors are not in the shard its weight_map names .*re-download"):
+        describe(tmp_path)
+    index.write_text(json.dumps(dict(data, weight_map={**data["weight_map"], key: "../outside.safetensors"})))
+    with pytest.raises(FileFormatError, match=r"its weight_map names files outside the folder"):
+        describe(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("channels", "config", "want"),
+    [
+        (4, {"scaling_factor": 0.13025}, "sdxl"),  # stabilityai/sdxl-vae, madebyollin/sdxl-vae-fp16-fix
+        (4, {"scaling_factor": 0.18215}, "sd1"),
+        (4, {"scaling_factor": 0.5}, "playground25"),
+        (16, {"scaling_factor": 1.5305, "shift_factor": 0.0609}, "sd3"),
+        (16, {"scaling_factor": 0.3611, "shift_factor": 0.1159}, "flux1"),
+        (4, {}, None),  # older SD1 configs state no scaling_factor: diffusers' default is not evidence
+        (16, {"scaling_factor": 1.5305}, None),  # SD3's scale without its shift: no format has that
+    ],
+)
+def test_diffusers_config_names_the_format(tmp_path, channels, config, want):
+    _kl(channels, quant=channels == 4).save_pretrained(tmp_path / "pipe" / "vae")
+    (tmp_path / "pipe" / "model_index.json").write_text("{}")
+    path = tmp_path / "pipe" / "vae" / "config.json"
+    stored = {k: v for k, v in json.loads(path.read_text()).items() if k not in ("scaling_factor", "shift_factor")}
+    path.write_text(json.dumps({**stored, **config}))
+    info = describe(tmp_path / "pipe", hash=False)
+    assert (info.format, info.format_source) == (want, "config.json" if want else "")
+    assert describe(tmp_path / "pipe", format="sd1" if channels == 4 else "sd3", hash=False).format_source == "user"
+
+
+def test_comfyui_sd3_checkpoint_modelspec_names_sd3(tmp_path):
+    """ComfyUI's CheckpointSave writes modelspec.architecture "stable-diffusion-v3-medium" for SD3 models."""
+    model = _kl(16, quant=False)
+    state = {f"first_stage_model.{k}": v for k, v in to_ldm(model.state_dict(), 4).items()}
+    state["model.diffusion_model.joint_blocks.0.x_block.attn.qkv.weight"] = torch.zeros(6, 2)
+    path = _save(
+        tmp_path / "ComfyUI_00001_.safetensors", state, {"modelspec.architecture": "stable-diffusion-v3-medium"}
+    )
+    info = describe(path, hash=False)
+    assert (info.format, info.format_source, info.prefix) == ("sd3", "modelspec", "first_stage_model.")
+    assert load_vae(path, hash=False).format is get_format("sd3")
+
+
+def test_incomplete_and_foreign_folders_say_what_is_missing(tmp_path):
+    _kl(4).save_pretrained(tmp_path / "vae")
+    (tmp_path / "vae" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(
+        FileFormatError, match=r"has a config.json but no weights: .* it holds config.json\. .*incomplete"
+    ):
+        load_vae(tmp_path / "vae")
+    (tmp_path / "pipe").mkdir()
+    (tmp_path / "pipe" / "model_index.json").write_text("{}")
+    with pytest.raises(FileFormatError, match=r"\(a diffusers pipeline folder without a vae/ subfolder\)"):
+        describe(tmp_path / "pipe")
+    cache = tmp_path / "models--stabilityai--sdxl-vae"
+    for sub in ("blobs", "refs", "snapshots"):
+        (cache / sub).mkdir(parents=True)
+    with pytest.raises(FileFormatError, match=r"\(a Hugging Face cache folder: pass its snapshots/<revision> folder\)"):
+        describe(cache)
+
+
+def test_git_lfs_pointer_in_a_diffusers_folder(tmp_path):
+    _kl(4).save_pretrained(tmp_path)
+    (tmp_path / "diffusion_pytorch_model.safetensors").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:31e35c80fc4829d1\nsize 334643268\n"
+    )
+    with pytest.raises(FileFormatError, match=r"this is a git-lfs pointer file .*run `git lfs pull`"):
+        load_vae(tmp_path)
+
+
+def test_checkpoint_renamed_to_safetensors_loads_by_content(tmp_path):
+    """Renaming model.ckpt to model.safetensors converts nothing; torch.load alone would treat the name as truth."""
+    model = _kl(4)
+    path = tmp_path / "model.safetensors"
+    torch.save({"state_dict": to_ldm(model.state_dict(), 4), "global_step": 3}, path)
+    info = describe(path, hash=False)
+    assert (info.container, info.layout) == ("pickle", "ldm")
+    assert _decodes_like(load_vae(path, hash=False), model)
+
+
+def test_truncated_safetensors_whose_length_looks_like_a_pickle(tmp_path):
+    path = _save(tmp_path / "vae.bin", {"decoder.conv_in.weight": torch.zeros(4, 4, 3, 3)}, {"p": "x" * 800})
+    data = path.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    head = data[8 : 8 + size].rstrip(b" ")
+    path.write_bytes(((0x380).to_bytes(8, "little") + head + b" " * (0x380 - len(head)))[:300])  # 80 03 …, cut short
+    with pytest.raises(FileFormatError, match=r"not a valid safetensors file .*truncated: re-download it"):
+        describe(path)
+
+
+def test_ldm_vae_ckpt_with_training_state_loads(tmp_path):
+    """vae-ft-mse-840000-ema-pruned.ckpt style: a state_dict wrapper with the loss (discriminator, LPIPS, logvar)
+    and the EMA counters beside the VAE; A1111 drops loss* and model_ema.decay/num_updates, and so does load_vae."""
+    model = _kl(4)
+    state = to_ldm(model.state_dict(), 4)
+    state["loss.logvar"] = torch.zeros(())
+    state["loss.discriminator.main.0.weight"] = torch.zeros(8, 3, 4, 4)
+    state["loss.perceptual_loss.net.slice1.0.weight"] = torch.zeros(8, 3, 3, 3)
+    state["model_ema.decay"] = torch.tensor(0.9999)
+    state["model_ema.num_updates"] = torch.tensor(0, dtype=torch.int32)
+    path = tmp_path / "vae-ft-mse-840000-ema-pruned.ckpt"
+    torch.save({"global_step": 840001, "state_dict": state}, path)
+    info = describe(path, hash=False)
+    assert info.parameters == sum(v.numel() for v in model.state_dict().values())
+    assert any(n.startswith("5 tensors under the VAE's keys belong to no part of it (loss.logvar") for n in info.notes)
+    assert _decodes_like(load_vae(path, hash=False), model)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["fp16", "bf16"])
+def test_checkpoint_with_a_half_precision_vae(tmp_path, dtype):
+    model = _rounded(_kl(4), dtype)
+    state = {f"first_stage_model.{k}": v.to(dtype) for k, v in to_ldm(model.state_dict(), 4).items()}
+    state["model.diffusion_model.input_blocks.0.0.weight"] = torch.zeros(8, 4, 3, 3, dtype=dtype)
+    state["model_ema.decay"] = torch.tensor(0.9999)  # a full SD1 checkpoint's EMA bookkeeping, outside the VAE
+    path = _save(tmp_path / "sd15-pruned.safetensors", state)
+    info = describe(path, hash=False)
+    assert info.dtype == str(dtype).removeprefix("torch.") and info.checkpoint
+    vae = load_vae(path, hash=False)
+    assert next(vae.module.parameters()).dtype == torch.float32 and _decodes_like(vae, model)

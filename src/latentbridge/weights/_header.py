@@ -8,8 +8,9 @@ Containers, recognised by their first bytes (never by the file name):
   file is executed. Lightning checkpoints (``{"state_dict": {...}, "global_step": ...}``) are unwrapped.
 * **ONNX** — the graph's initializers become tensors; graph inputs/outputs become pseudo-keys
   ``onnx.input.<name>`` / ``onnx.output.<name>`` whose shapes hold -1 for dynamic dimensions.
-* **diffusers folders** — ``config.json`` plus ``diffusion_pytorch_model.(fp16.)safetensors|bin``; a pipeline
-  folder (``model_index.json`` + ``vae/``) is read through its ``vae/`` subfolder.
+* **diffusers folders** — ``config.json`` plus ``diffusion_pytorch_model.(fp16.)safetensors|bin``, or the shards
+  a ``diffusion_pytorch_model.safetensors.index(.fp16).json`` lists; a pipeline folder (``model_index.json`` +
+  ``vae/``) is read through its ``vae/`` subfolder.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 import pickle
 import zipfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from latentbridge.errors import FileFormatError
+from latentbridge.files._containers import load_pickle
+from latentbridge.files._sniff import looks_like_safetensors, text_impostor
 
 # safetensors dtype codes -> torch dtype names
 _ST_DTYPES: dict[str, str] = {
@@ -50,7 +53,15 @@ DIFFUSERS_WEIGHT_NAMES: tuple[str, ...] = (
     "diffusion_pytorch_model.bin",
     "diffusion_pytorch_model.fp16.bin",
 )
+# indexes of sharded weights (diffusers' _add_variant puts the variant before ".json")
+DIFFUSERS_INDEX_NAMES: tuple[str, ...] = (
+    "diffusion_pytorch_model.safetensors.index.json",
+    "diffusion_pytorch_model.safetensors.index.fp16.json",
+    "diffusion_pytorch_model.bin.index.json",
+    "diffusion_pytorch_model.bin.index.fp16.json",
+)
 
+_HEAD = 1024  # bytes read to recognise a container (and text impostors)
 ONNX_INPUT = "onnx.input."
 ONNX_OUTPUT = "onnx.output."
 
@@ -82,8 +93,10 @@ class Header:
         tensors: key -> TensorInfo, in file order.
         metadata: safetensors ``__metadata__`` (strings), ONNX ``metadata_props``; else empty.
         config: the diffusers ``config.json`` of a folder; else empty.
-        size: bytes of ``path``.
+        size: bytes of ``path`` (of every shard, for sharded weights).
         prefix: the key prefix stripped by :meth:`sub` ("" for the file as stored).
+        shards: for a sharded diffusers folder, stored key -> the shard file holding it (``path`` is then the
+            ``*.index.json``); empty for a single file.
     """
 
     source: Path
@@ -94,6 +107,7 @@ class Header:
     config: Mapping[str, Any] = field(default_factory=dict)
     size: int = 0
     prefix: str = ""
+    shards: Mapping[str, Path] = field(default_factory=dict)
 
     def sub(self, prefix: str) -> Header:
         """The keys under ``prefix`` with the prefix removed (a checkpoint's ``first_stage_model.`` VAE)."""
@@ -101,7 +115,7 @@ class Header:
             return self
         n = len(prefix)
         tensors = {k[n:]: v for k, v in self.tensors.items() if k.startswith(prefix)}
-        return Header(self.source, self.path, self.container, tensors, self.metadata, self.config, self.size, prefix)
+        return replace(self, tensors=tensors, prefix=prefix)
 
 
 def _fail(path: Path, what: str, fix: str) -> FileFormatError:
@@ -130,19 +144,21 @@ def read_header(path: str | Path) -> Header:
 
 def sniff(path: Path) -> str:
     """The container of ``path`` from its first bytes: "safetensors", "pickle" or "onnx"."""
-    size = path.stat().st_size
     with path.open("rb") as f:
-        head = f.read(9)
-    if size == 0:
+        head = f.read(_HEAD)
+    if not head:
         raise _fail(path, "the file is empty (0 bytes)", "re-download or re-export it")
     if head[:4] == b"PK\x03\x04":
         return "pickle"  # torch zip archive
-    if len(head) == 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") + 8 <= size:
-        return "safetensors"  # 8-byte little-endian header length, then the JSON header
+    if looks_like_safetensors(head):
+        return "safetensors"  # before the pickle check: 0x?280..0x?580-byte headers start with 80 02..80 05
     if head[:1] == b"\x80":
         return "pickle"  # legacy (pre-1.6) torch pickle: pickle protocol opcode
     if head[:1] == b"\x08":  # protobuf field 1 (ir_version, varint): an ONNX ModelProto
         return "onnx"
+    impostor = text_impostor(path, head)  # a git-lfs pointer, an HTML error page, … saved under the file's name
+    if impostor is not None:
+        raise impostor
     raise _fail(
         path,
         f"its first bytes {head[:8]!r} are not safetensors, a PyTorch pickle or ONNX",
@@ -169,7 +185,7 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     """torch.load with weights_only=True (memory-mapped for zip archives), unwrapped to a flat state dict."""
     mmap = zipfile.is_zipfile(path)  # legacy pickles cannot be memory-mapped
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        obj = load_pickle(path, mmap=mmap)  # by content: torch.load alone would treat a "*.safetensors" name as one
     except pickle.UnpicklingError as exc:
         raise _fail(
             path,
@@ -244,27 +260,106 @@ def diffusers_weight_file(folder: Path) -> Path | None:
     return None
 
 
+def diffusers_index_file(folder: Path) -> Path | None:
+    """The index of a sharded diffusers model folder (``save_pretrained(max_shard_size=...)``), or None."""
+    for name in DIFFUSERS_INDEX_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _listing(folder: Path) -> str:
+    names = sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []
+    shown = ", ".join(names[:8]) + (f", … ({len(names)} in all)" if len(names) > 8 else "")
+    return shown or "nothing"
+
+
 def _read_folder(folder: Path) -> Header:
     if not (folder / "config.json").is_file() and (folder / "vae" / "config.json").is_file():
         folder = folder / "vae"  # a diffusers pipeline folder: its VAE lives in vae/
     config_path = folder / "config.json"
-    weights = diffusers_weight_file(folder)
-    if not config_path.is_file() or weights is None:
-        sharded = sorted(p.name for p in folder.glob("*.index.json"))
-        extra = f" (sharded weights {sharded} are not supported: merge them into one file)" if sharded else ""
+    if not config_path.is_file():
+        what = ""
+        if (folder / "model_index.json").is_file():
+            what = " (a diffusers pipeline folder without a vae/ subfolder)"
+        elif (folder / "snapshots").is_dir() and (folder / "blobs").is_dir():
+            what = " (a Hugging Face cache folder: pass its snapshots/<revision> folder)"
         raise FileFormatError(
-            f"folder {folder} is not a diffusers VAE folder{extra}: expected config.json and one of "
-            f"{', '.join(DIFFUSERS_WEIGHT_NAMES)}; pass the weight file itself, or the folder that holds both"
+            f"folder {folder} is not a diffusers VAE folder{what}: expected config.json beside "
+            f"{DIFFUSERS_WEIGHT_NAMES[0]} (or a vae/ subfolder holding both); it holds {_listing(folder)}. Pass the "
+            "weight file itself, or the folder that holds both"
+        )
+    weights = diffusers_weight_file(folder)
+    index = diffusers_index_file(folder) if weights is None else None
+    if weights is None and index is None:
+        raise FileFormatError(
+            f"folder {folder} has a config.json but no weights: expected one of {', '.join(DIFFUSERS_WEIGHT_NAMES)} "
+            f"or a sharded {DIFFUSERS_INDEX_NAMES[0]}; it holds {_listing(folder)}. The download is probably "
+            "incomplete: fetch the weight file too (huggingface-cli download REPO --include 'vae/*')"
         )
     try:
-        config = json.loads(config_path.read_text())
+        config = json.loads(config_path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise _fail(config_path, f"it is not valid JSON ({exc})", "restore the folder's config.json") from exc
     if not isinstance(config, dict):
         raise _fail(config_path, "it is not a JSON object", "restore the folder's config.json")
-    kind = sniff(weights)
-    inner = _read_safetensors(weights, folder) if kind == "safetensors" else _read_pickle(weights, folder)
-    return Header(folder, weights, inner.container, inner.tensors, inner.metadata, config, inner.size)
+    inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(index, folder)
+    return replace(inner, source=folder, config=config)
+
+
+def _read_weight_file(path: Path, source: Path) -> Header:
+    kind = sniff(path)
+    if kind == "onnx":
+        raise _fail(path, "it is an ONNX model, not diffusers weights", "restore the folder's weight file")
+    return _read_safetensors(path, source) if kind == "safetensors" else _read_pickle(path, source)
+
+
+def _read_sharded(index: Path, folder: Path) -> Header:
+    """A sharded diffusers folder: the index's ``weight_map`` (key -> shard file) and every shard's header."""
+    try:
+        data = json.loads(index.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(index, f"it is not valid JSON ({exc})", "restore the folder's index file") from exc
+    weight_map = data.get("weight_map") if isinstance(data, dict) else None
+    if (
+        not isinstance(weight_map, dict)
+        or not weight_map
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in weight_map.items())
+    ):
+        raise _fail(index, "it has no weight_map of tensor names to shard files", "restore the folder's index file")
+    names = sorted(set(weight_map.values()))
+    bad = [n for n in names if Path(n).name != n or n in (".", "..")]
+    if bad:
+        raise _fail(index, f"its weight_map names files outside the folder: {bad[:3]}", "restore the index file")
+    missing = [n for n in names if not (folder / n).is_file()]
+    if missing:
+        raise _fail(
+            index,
+            f"{len(missing)} of its {len(names)} shards are missing ({', '.join(missing[:3])}"
+            f"{' …' if len(missing) > 3 else ''})",
+            "the download is incomplete: fetch every shard the index names",
+        )
+    parts = {n: _read_weight_file(folder / n, folder) for n in names}
+    containers = {h.container for h in parts.values()}
+    if len(containers) != 1:
+        raise _fail(index, f"its shards mix containers ({', '.join(sorted(containers))})", "re-save the model")
+    tensors: dict[str, TensorInfo] = {}
+    shards: dict[str, Path] = {}
+    for name, part in parts.items():
+        for key, info in part.tensors.items():
+            if key in shards:
+                raise _fail(index, f"tensor {key!r} is stored in two shards ({shards[key].name}, {name})", "re-save it")
+            tensors[key], shards[key] = info, part.path
+    astray = sorted(k for k, n in weight_map.items() if shards.get(k) != folder / n)
+    if astray:
+        raise _fail(
+            index,
+            f"{len(astray)} tensors are not in the shard its weight_map names (first: {astray[0]!r})",
+            "the shards and the index come from different saves: re-download the folder",
+        )
+    metadata = next(iter(parts.values())).metadata
+    size = sum(h.size for h in parts.values())
+    return Header(folder, index, containers.pop(), tensors, metadata, {}, size, "", shards)
 
 
 def load_tensors(header: Header, keys: list[str] | None = None) -> dict[str, torch.Tensor]:
@@ -274,6 +369,15 @@ def load_tensors(header: Header, keys: list[str] | None = None) -> dict[str, tor
     """
     wanted = list(header.tensors) if keys is None else keys
     full = {header.prefix + k: k for k in wanted}
+    if header.shards:  # one pass per shard file
+        by_file: dict[Path, list[str]] = {}
+        for fk in full:
+            by_file.setdefault(header.shards[fk], []).append(fk)
+        out: dict[str, torch.Tensor] = {}
+        for file, stored in by_file.items():
+            got = load_tensors(replace(header, path=file, prefix="", shards={}), stored)
+            out.update({full[fk]: got[fk] for fk in stored})
+        return out
     if header.container == "safetensors":
         out = {}
         try:

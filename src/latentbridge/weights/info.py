@@ -1,14 +1,17 @@
 """``describe``: what a weight file is — architecture, key layout, latent geometry, format — from its header.
 
 The latent format is resolved from the strongest signal present, in this order: the user's ``format=``,
-our own ``latentbridge.format`` safetensors metadata (zoo files), a known sha256, the ``modelspec.architecture``
-metadata, and last the geometry (channels, ratio, dims) when exactly one format fits. When several fit,
-the answer says so ("sd1 or sdxl — the file alone cannot tell") instead of guessing.
+our own ``latentbridge.format`` safetensors metadata (zoo files), a known sha256, a diffusers folder's
+``config.json`` scaling (``scaling_factor`` / ``shift_factor``), the ``modelspec.architecture`` metadata, and
+last the geometry (channels, ratio, dims) when exactly one format fits. When several fit, the answer says so
+("sd1 or sdxl — the file alone cannot tell") instead of guessing.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,8 @@ MODELSPEC_FORMATS: tuple[tuple[str, str], ...] = (
     ("stable-diffusion-xl", "sdxl"),
     ("stable-diffusion-v1", "sd1"),
     ("stable-diffusion-v2", "sd1"),
-    ("stable-diffusion-3", "sd3"),
+    ("stable-diffusion-3", "sd3"),  # sd-scripts: "stable-diffusion-3", "-3-medium", "-3.5-large" …
+    ("stable-diffusion-v3", "sd3"),  # ComfyUI's CheckpointSave: "stable-diffusion-v3-medium"
     ("flux-1", "flux1"),
     ("chroma", "flux1"),
     ("z-image", "flux1"),
@@ -32,6 +36,10 @@ MODELSPEC_FORMATS: tuple[tuple[str, str], ...] = (
     ("flux-2", "flux2"),
 )
 FORMAT_METADATA_KEY = "latentbridge.format"
+# config.json values are the registry's numbers written out (0.13025, 1.5305, 0.0609); the closest two registered
+# scales that share a geometry differ by far more (sd1 0.18215 vs sdxl 0.13025), so 0.1 % only absorbs rounding.
+CONFIG_RTOL = 1e-3
+CONFIG_ATOL = 1e-4  # for a shift of 0
 
 _SHORT = {
     "autoencoder_kl": "KL",
@@ -75,7 +83,7 @@ class WeightsInfo:
     parameters: int  # elements in the VAE tensors (BatchNorm step counters excluded)
     formats: tuple[str, ...]  # latent formats the file's geometry fits
     format: str | None  # the resolved format
-    format_source: str  # "user", "metadata", "sha256", "modelspec", "geometry" or ""
+    format_source: str  # "user", "metadata", "sha256", "config.json", "modelspec", "geometry" or ""
     sha256: str  # "" when not computed
     known_file: str  # the official file this hash identifies, or ""
     metadata: tuple[tuple[str, str], ...]  # modelspec.* and latentbridge.* metadata
@@ -159,6 +167,27 @@ def _modelspec_format(value: str) -> str:
     return ""
 
 
+def config_format(config: Mapping[str, Any], m: Match) -> str:
+    """The one candidate format whose scale and shift a diffusers ``config.json`` states, or "".
+
+    diffusers pipelines scale latents by the VAE config's ``scaling_factor`` (and ``shift_factor``), so a
+    config that states them says which latent space the folder serves: 0.13025 is SDXL's, 0.18215 SD1's,
+    1.5305 / 0.0609 SD3's, 0.3611 / 0.1159 FLUX.1's. A config without ``scaling_factor`` (older SD1 folders)
+    says nothing: diffusers' default is not evidence.
+    """
+    scale, shift = config.get("scaling_factor"), config.get("shift_factor") or 0.0
+    if not isinstance(scale, int | float) or not isinstance(shift, int | float):
+        return ""
+    reg = formats()
+    named = [
+        name
+        for name in m.candidates
+        if math.isclose(reg[name].scale, scale, rel_tol=CONFIG_RTOL)
+        and math.isclose(reg[name].shift, shift, rel_tol=CONFIG_RTOL, abs_tol=CONFIG_ATOL)
+    ]
+    return named[0] if len(named) == 1 else ""
+
+
 def resolve_format(
     m: Match, header: Header, user: str | LatentFormat | None, known_format: str
 ) -> tuple[str | None, str, list[str]]:
@@ -185,6 +214,9 @@ def resolve_format(
         signals.append(("metadata", meta))
     if known_format:
         signals.append(("sha256", known_format))
+    from_config = config_format(header.config, m)
+    if from_config:
+        signals.append(("config.json", from_config))
     spec = header.metadata.get("modelspec.architecture", "")
     if spec and _modelspec_format(spec):
         signals.append(("modelspec", _modelspec_format(spec)))
@@ -235,6 +267,9 @@ def _vae_keys(header: Header, m: Match | None) -> tuple[list[str], list[str]]:
 def _hash(header: Header, hash: bool | None) -> tuple[str, str]:
     if hash is False:
         return "", "sha256 not computed (hash=False)"
+    if header.shards:
+        files = len(set(header.shards.values()))
+        return "", f"sha256 not computed: the weights are sharded over {files} files (no official VAE file is)"
     if hash is None and header.size > AUTO_HASH_LIMIT:
         return "", (
             f"sha256 not computed: {_size(header.size)} is above the {_size(AUTO_HASH_LIMIT)} automatic limit "
