@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -148,3 +151,66 @@ def test_zoo_round_trip(tmp_path, name):
         got = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None] / 255
     ref = torch.from_numpy(pixels.copy()).permute(2, 0, 1)[None] / 255
     assert psnr(got, ref).item() > 20  # zoo VAEs reconstruct held-out photos well above 20 dB (zoo.json)
+
+
+# --- real-world paths and output names -------------------------------------------------------------------
+
+
+@pytest.fixture
+def zoo_a() -> str:
+    if not zoo.zoo_path("zoo-a").is_file():
+        pytest.skip(f"zoo VAE zoo-a is not built in this checkout ({zoo.zoo_path('zoo-a')} missing)")
+    return str(zoo.zoo_path("zoo-a"))
+
+
+def test_vae_path_with_commas_spaces_and_unicode(tmp_path, zoo_a):
+    """A file name like "vae (v1, fp16).safetensors" is one file, not an ENCODER,DECODER pair."""
+    vae = tmp_path / "VAE (v1, fp16) ünï.safetensors"
+    vae.write_bytes(Path(zoo_a).read_bytes())
+    path = write_latent(Latent(torch.randn(1, 4, 4, 4), get_format("zoo-a"), "raw"), tmp_path / "my latent, ü.LATENT")
+    result = invoke("decode", path, "--vae", vae, "-o", tmp_path / "out ü.PNG")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "out ü.PNG") as im:
+        assert im.size == (32, 32)
+
+
+def test_output_folder_is_checked_before_any_work(tmp_path, zoo_a, monkeypatch):
+    import latentbridge.weights
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the VAE was loaded before the output folder was checked")
+
+    monkeypatch.setattr(latentbridge.weights, "load_vae", no_loading)
+    path = write_latent(Latent(torch.randn(1, 4, 4, 4), get_format("zoo-a"), "raw"), tmp_path / "a.latent")
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "a.png")
+    for argv in (("decode", path), ("encode", tmp_path / "a.png")):
+        result = invoke(*argv, "--vae", zoo_a, "-o", tmp_path / "missing" / "x.png")
+        assert result.exit_code == 1
+        assert f"error: output folder {tmp_path / 'missing'} does not exist: create it first" in result.output
+
+    class ReadOnlyFolders:  # `os` as decode.py sees a read-only folder (root, running tests, may write anywhere)
+        access = staticmethod(lambda *args: False)
+
+        def __getattr__(self, name):
+            return getattr(os, name)
+
+    monkeypatch.setattr("latentbridge.cli.decode.os", ReadOnlyFolders())
+    result = invoke("decode", path, "--vae", zoo_a, "-o", tmp_path / "x.png")
+    assert result.exit_code == 1 and f"cannot write into folder {tmp_path} (permission denied)" in result.output
+
+
+def test_encode_container_follows_the_output_name(tmp_path, zoo_a):
+    """`-o out.npy` writes a NumPy file NumPy opens (it was a safetensors file named .npy)."""
+    Image.fromarray(load_photo("astronaut")[:32, :32]).save(tmp_path / "a.png")
+    for name in ("a.npy", "A.NPZ", "a.pt", "a.safetensors", "a.latent"):
+        result = invoke("encode", tmp_path / "a.png", "--vae", zoo_a, "-o", tmp_path / name)
+        assert result.exit_code == 0, result.output
+    lat = read_latent(tmp_path / "a.latent")
+    assert np.array_equal(np.load(tmp_path / "a.npy"), lat.tensor.numpy())
+    with np.load(tmp_path / "A.NPZ") as npz:
+        assert np.array_equal(npz["latent"], lat.tensor.numpy())
+    assert torch.equal(torch.load(tmp_path / "a.pt", weights_only=True)["latent"], lat.tensor)
+    assert torch.equal(read_latent(tmp_path / "a.safetensors").tensor, lat.tensor)
+    result = invoke("encode", tmp_path / "a.png", "--vae", zoo_a, "-o", tmp_path / "b.npy", "--container", "latent")
+    assert result.exit_code == 1 and "b.npy is named like a .npy file, but container 'latent'" in result.output
+    assert not (tmp_path / "b.npy").exists()

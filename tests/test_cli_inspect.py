@@ -132,3 +132,35 @@ def test_weight_file_is_described(shared_weights):
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
     assert data["kind"] == "weights" and data["file"] == str(path)
+
+
+def _tiny_kl(scaling: float):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(0)
+    return AutoencoderKL(
+        block_out_channels=(32,) * 4,  # four levels: 8×, the SD-family geometry
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=1,
+        norm_num_groups=32,
+        scaling_factor=scaling,
+    )
+
+
+def test_inspect_diffusers_folders(tmp_path):
+    """A pipeline folder (model_index.json + vae/) and a sharded VAE folder, as save_pretrained writes them."""
+    _tiny_kl(0.13025).save_pretrained(tmp_path / "sdxl pipeline" / "vae")
+    (tmp_path / "sdxl pipeline" / "model_index.json").write_text('{"_class_name": "StableDiffusionXLPipeline"}')
+    result = runner.invoke(app, ["inspect", str(tmp_path / "sdxl pipeline")], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "vae/diffusion_pytorch_model.safetensors (safetensors" in result.output
+    assert "format        sdxl (from config.json)" in result.output
+    _tiny_kl(0.18215).save_pretrained(tmp_path / "sharded", max_shard_size="100KB")
+    result = runner.invoke(app, ["inspect", str(tmp_path / "sharded"), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["kind"] == "weights" and data["file"].endswith("diffusion_pytorch_model.safetensors.index.json")
+    assert (data["architecture"], data["format"], data["format_source"]) == ("autoencoder_kl", "sd1", "config.json")
+    result = runner.invoke(app, ["inspect", str(tmp_path)])
+    assert result.exit_code == 1 and "is not a diffusers VAE folder" in result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -41,3 +42,16 @@ def parse_bytes(text: str) -> int:
     if not m:
         raise typer.BadParameter(f"{text!r} is not a memory size: expected e.g. 1.5GB, 800MB or 1234")
     return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+
+
+def vae_spec(spec: str) -> str | list[str]:
+    """What a ``--vae`` value names: one file, folder or zoo name, or ENCODER,DECODER files joined by a comma.
+
+    A value naming an existing file or folder is kept whole, commas and all ("vae (v1, fp16).safetensors").
+    """
+    if spec.strip() and Path(spec.strip()).expanduser().exists():
+        return spec.strip()
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise typer.BadParameter(f"--vae {spec!r} names no file: expected FILE, a zoo name, or ENCODER,DECODER")
+    return parts[0] if len(parts) == 1 else parts

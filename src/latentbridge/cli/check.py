@@ -19,6 +19,7 @@ from rich.table import Table
 
 from latentbridge.check import Report, check, vae_facts
 from latentbridge.cli._app import app
+from latentbridge.cli._common import vae_spec
 from latentbridge.errors import LatentBridgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,15 +49,15 @@ def load_vae_for_check(spec: str, vae_format: str | None, preflight: bool) -> An
     from latentbridge.weights import describe, load_vae
     from latentbridge.weights.load import resolve_spec
 
-    files = [part.strip() for part in str(spec).split(",")] if "," in str(spec) else [spec]
-    if len(files) > 1:  # ENCODER,DECODER pair (TAESD style): both halves are named
-        return load_vae(files, format=vae_format) if preflight else describe(files[-1], format=vae_format)
-    path, extra = resolve_spec(spec)
+    named = vae_spec(spec)  # an existing path stays whole, commas and all
+    if isinstance(named, list):  # ENCODER,DECODER pair (TAESD style): both halves are named
+        return load_vae(named, format=vae_format) if preflight else describe(named[-1], format=vae_format)
+    path, extra = resolve_spec(named)
     info = describe(path, format=vae_format if vae_format is not None else extra.get("format"))
     if not preflight:
         return info
     part = "both" if info.has_encoder and info.has_decoder else "decoder"
-    return load_vae(spec, format=vae_format, part=part)
+    return load_vae(named, format=vae_format, part=part)
 
 
 def render(report: Report, console: Console) -> None:

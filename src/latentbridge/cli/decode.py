@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error, parse_bytes
+from latentbridge.cli._common import fail_on_error, parse_bytes, vae_spec
 from latentbridge.errors import LatentBridgeError, LatentBridgeWarning
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -31,10 +31,7 @@ def load_vae_spec(spec: str, vae_format: str | None, device: str, part: str) -> 
     """Load what a ``--vae`` value names (fp32 weights; the codec casts for reduced precision)."""
     from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
 
-    files = [p.strip() for p in spec.split(",") if p.strip()]
-    if not files:
-        raise typer.BadParameter(f"--vae {spec!r} names no file: expected FILE, a zoo name, or ENCODER,DECODER")
-    return load_vae(files[0] if len(files) == 1 else files, format=vae_format, device=device, part=part)
+    return load_vae(vae_spec(spec), format=vae_format, device=device, part=part)
 
 
 def memory_budget(text: str, device: str) -> int | None:
@@ -73,10 +70,15 @@ def warnings_as_lines() -> Iterator[None]:
 
 
 def refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    """Fail before any work when an output exists and --overwrite was not given."""
+    """Fail before any work when an output exists and --overwrite was not given, or cannot be written at all."""
     existing = [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
         raise LatentBridgeError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose -o")
+    for folder in dict.fromkeys(p.parent for p in paths):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"output folder {folder} does not exist: create it first, or choose another -o")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(f"cannot write into folder {folder} (permission denied): choose another -o")
 
 
 def preflight_check(latent: Any, model: Any, force: bool) -> None:

@@ -29,7 +29,9 @@ def encode_command(
     crop: bool = typer.Option(False, "--crop", help="Centre-crop sizes the format cannot take."),
     vae_format: str = typer.Option(None, "--format", help="The format the VAE serves, when its file cannot tell."),
     container: str = typer.Option(
-        "latent", "--container", help="latent (ComfyUI-loadable), safetensors, pt, npy or npz."
+        None,
+        "--container",
+        help="latent (ComfyUI-loadable), safetensors, pt, npy or npz (default: from the -o suffix, else latent).",
     ),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps …"),
     dtype: str = typer.Option(
@@ -51,11 +53,12 @@ def encode_command(
 ) -> None:
     """Encode images into one latent file that records its format, space and VAE."""
     from latentbridge import codec
-    from latentbridge.files import write_latent
+    from latentbridge.files import container_for, write_latent
     from latentbridge.formats import get_format
     from latentbridge.images import PADDING_KEY, load_images
     from latentbridge.latent import Provenance
 
+    container = container_for(output, container)  # before any work: `-o x.npy` must be a NumPy file
     refuse_existing([output], overwrite)
     model = load_vae_spec(vae, vae_format, device, "encoder")
     if model.format is None:

@@ -96,7 +96,9 @@ def _describe_weights(path: Path, fmt: str | None, as_json: bool, console: Conso
 @app.command("inspect")
 @fail_on_error
 def inspect_command(
-    file: Path = typer.Argument(..., help="A latent file (.latent, .safetensors, .pt, .npy, .npz) or a weight file."),
+    file: Path = typer.Argument(
+        ..., help="A latent file (.latent, .safetensors, .pt, .npy, .npz), a weight file or a diffusers folder."
+    ),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when the file has several."),
     format: str = typer.Option(None, "--format", help="Latent format, when the file does not record it."),
     space: str = typer.Option(None, "--space", help="raw or model: the space of the stored tensor, if unrecorded."),
@@ -110,7 +112,7 @@ def inspect_command(
     console = Console(highlight=False)
     if not file.exists():
         raise FileNotFoundError(f"{file} does not exist")
-    if classify(file) == "weights":
+    if file.is_dir() or classify(file) == "weights":  # a folder can only be a diffusers model (or pipeline)
         _describe_weights(file, format, as_json, console)
         return
     info = open_latent(file, key=key, format=format, space=space, layout=layout, override=override)
