@@ -808,3 +808,32 @@ def test_container_for_refuses_a_container_its_name_contradicts():
         container_for("x.npy", "safetensors")
     with pytest.raises(ValueError, match=r"unknown container 'npx'"):
         container_for("x.npy", "npx")
+
+
+def _musubi_save(path: Path, tensors: dict, architecture: str) -> Path:
+    """kohya-ss/musubi-tuner's save_latent_cache_common: safetensors with its four metadata strings."""
+    meta = {"architecture": architecture, "width": "64", "height": "48", "format_version": "1.0.1", "frame_count": "9"}
+    safetensors.torch.save_file(tensors, str(path), metadata=meta)
+    return path
+
+
+def test_reads_musubi_tuner_caches(tmp_path):
+    """One C×F×H×W item per file: read as CTHW (it was NCHW: 16 "batch items" of 3 channels), the main latent
+    chosen over the I2V image latent, and the space of the architectures whose caching code was read."""
+    z = torch.randn(16, 3, 6, 8).bfloat16()
+    wan = _musubi_save(
+        tmp_path / "0001_0048x0064_wan.safetensors",
+        {"latents_3x6x8_bf16": z, "clip_bf16": torch.randn(257, 8).bfloat16(), "latents_image_3x6x8_bf16": z * 0},
+        "wan",
+    )
+    info = open_latent(wan)
+    assert (info.writer, info.key, info.latent.layout) == ("musubi-tuner latent cache", "latents_3x6x8_bf16", "CTHW")
+    assert (info.latent.format_name, info.latent.space) == ("wan21", "model") and torch.equal(info.latent.tensor, z)
+    assert dict(info.latent.provenance.extra)["musubi.architecture"] == "wan"
+    assert any("also holds latents_image_3x6x8_bf16" in n for n in info.notes)
+    assert open_latent(wan, key="latents_image_3x6x8_bf16").latent.layout == "CTHW"
+    hv = _musubi_save(tmp_path / "hv.safetensors", {"latents_3x6x8_bf16": z}, "hunyuan_video")
+    assert (read_latent(hv).format_name, read_latent(hv).space) == ("hunyuan_video", "raw")
+    qi = _musubi_save(tmp_path / "qi.safetensors", {"latents_1x6x8_bf16": z[:, :1].contiguous()}, "qwen_image")
+    lat = read_latent(qi)
+    assert (lat.layout, lat.format_name, lat.space) == ("CTHW", "", "unknown")

@@ -14,6 +14,9 @@ Who wrote the file decides how its tensor is interpreted; the container is recog
   raw too (``SDVAE.process_in`` is applied after loading), while FLUX.1 caches hold **model-space** latents
   (its autoencoder's ``encode`` already applies ``scale * (z - shift)`` and ``shift_scale_latents`` is the
   identity). Given ``format``, the space follows from that table.
+* **kohya-ss/musubi-tuner** latent caches (safetensors; ``latents_<F>x<H>x<W>_<dtype>`` holding C×F×H×W, read
+  as layout CTHW, beside ``latents_image_…``/``clip_…`` conditioning; ``architecture`` metadata). Wan caches are
+  model space (its encoder normalises), HunyuanVideo caches raw; other architectures: unknown.
 * anything else: format and space unknown unless the caller says.
 
 A format/space/layout given by the caller fills in what the file does not record and overrides what is only
@@ -43,6 +46,18 @@ COMFY_LEGACY_SCALE = 0.18215  # ComfyUI LoadLatent: multiplier 1/0.18215 when la
 # kohya-ss/sd-scripts: which space a latent cache holds, per family (see the module docstring for the sources)
 KOHYA_SPACE: dict[str, str] = {"sd1": "raw", "sdxl": "raw", "sd3": "raw", "flux1": "model"}
 _KOHYA_LATENT = re.compile(r"latents(_flipped)?(_\d+x\d+)?")
+# kohya-ss/musubi-tuner caches (save_latent_cache_common): one item per safetensors file, keys
+# latents[_image|_control]_<F>x<H>x<W>_<dtype> holding C×F×H×W (or latents_<H>x<W>_<dtype>: C×H×W), metadata
+# architecture / width / height / format_version (/ frame_count).
+_MUSUBI_LATENT = re.compile(r"latents(_image|_control)?_(?:(\d+)x)?(\d+)x(\d+)_[a-z0-9]+")
+# musubi architecture -> {channels: (format, space)}, only where the caching code was read: Wan's WanVAE.encode
+# normalises with the VAE's per-channel mean/std (model space; "wan21" in early releases); HunyuanVideo's
+# cache_latents.py stores latent_dist.sample() without the scaling factor (raw). Other architectures: unknown.
+MUSUBI_FORMATS: dict[str, dict[int, tuple[str, str]]] = {
+    "wan": {16: ("wan21", "model"), 48: ("wan22", "model")},
+    "wan21": {16: ("wan21", "model")},
+    "hunyuan_video": {16: ("hunyuan_video", "raw")},
+}
 _COMFY_DICT_EXTRAS = frozenset(("noise_mask", "batch_index", "type"))  # ComfyUI LATENT dict keys beside samples
 _DEFAULT_LAYOUT = {3: "CHW", 4: "NCHW", 5: "NCTHW"}
 MAX_LISTED = 12  # arrays named in an error message; the rest are counted
@@ -57,7 +72,8 @@ class LatentFile:
         path: the file.
         container: container kind from content (see :func:`latentbridge.files.sniff`).
         writer: who wrote it, as far as the content tells: "latentbridge", "ComfyUI SaveLatent",
-            "ComfyUI SaveLatent (legacy)", "kohya-ss/sd-scripts latent cache", "ComfyUI LATENT dict" or "".
+            "ComfyUI SaveLatent (legacy)", "kohya-ss/sd-scripts latent cache", "musubi-tuner latent cache",
+            "ComfyUI LATENT dict" or "".
         key: the entry that holds the latent ("" for a bare .npy or a .pt holding one tensor).
         entries: every array in the file, described from its header.
         metadata: the file's string metadata (safetensors ``__metadata__`` such as ComfyUI's ``prompt`` and
@@ -193,6 +209,7 @@ class _Reading:
     legacy_comfy: bool = False
     comfy: bool = False  # written by ComfyUI: the space follows the format's comfy_space once it is known
     kohya: bool = False
+    musubi: bool = False
 
 
 def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
@@ -248,12 +265,43 @@ def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
                 f"this kohya cache holds {len(plain)} resolutions: {listed}; say which with key='NAME' (--key NAME)",
             )
         return r
+    meta = contents.metadata
+    musubi = [n for n in names if _MUSUBI_LATENT.fullmatch(n)]
+    if contents.kind == "safetensors" and musubi and {"architecture", "format_version"} <= set(meta):
+        r.writer = "musubi-tuner latent cache"
+        r.musubi = True
+        extra = {f"musubi.{k}": meta[k] for k in ("architecture", "width", "height", "frame_count") if k in meta}
+        r.provenance = Provenance(tool=r.writer, extra=tuple(sorted(extra.items())))
+        main = [n for n in musubi if not _MUSUBI_LATENT.fullmatch(n).group(1)]
+        r.preferred = main[0] if len(main) == 1 else None
+        return r
     if contents.kind == "pt" and "samples" in names and names - {"samples"} <= _COMFY_DICT_EXTRAS:
         r.writer = "ComfyUI LATENT dict"
         r.preferred = "samples"
         r.space, r.comfy = "raw", True
         r.notes.append("a ComfyUI LATENT dict: 'samples' holds raw VAE latents; the family is not recorded")
     return r
+
+
+def _musubi_extras(contents: Contents, key: str, r: _Reading) -> None:
+    """Layout from the key's own sizes (C×F×H×W or C×H×W), and the format/space where the architecture is known."""
+    m = _MUSUBI_LATENT.fullmatch(key)
+    shape = contents.entries[key].shape
+    if m is None:
+        return
+    sizes = tuple(int(g) for g in m.groups()[1:] if g is not None)
+    if len(shape) == len(sizes) + 1 and shape[1:] == sizes:
+        r.layout = "CTHW" if len(sizes) == 3 else "CHW"
+    arch = r.provenance.to_dict().get("extra", {}).get("musubi.architecture", "")
+    known = MUSUBI_FORMATS.get(arch, {}).get(shape[0]) if shape else None
+    if known is not None:
+        r.fmt, r.space = get_format(known[0]), known[1]
+    others = sorted(n for n in contents.entries if n != key and _MUSUBI_LATENT.fullmatch(n))
+    if others:
+        r.notes.append(f"the cache also holds {', '.join(others)} (conditioning latents: name one with --key)")
+    what = f"{known[0]} in {known[1]} space" if known else "format and space not recorded: pass --format and --space"
+    layout = r.layout or "layout as stored"
+    r.notes.append(f"a musubi-tuner cache for architecture {arch!r}, one item per file ({layout}): {what}")
 
 
 def _kohya_extras(contents: Contents, key: str, r: _Reading) -> None:
@@ -319,6 +367,8 @@ def open_latent(
     chosen = _choose_key(path, contents, key, r.preferred)
     if r.kohya:
         _kohya_extras(contents, chosen, r)
+    if r.musubi:
+        _musubi_extras(contents, chosen, r)
     tensor = contents.load(chosen)
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
         raise _fail(path, f"array {chosen!r} is {contents.entries[chosen].dtype}, not floating point: not a latent")
