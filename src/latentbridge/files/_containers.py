@@ -92,10 +92,16 @@ def _read_safetensors(path: Path, kind: str) -> Contents:
     return Contents(kind, entries, meta, {}, load)
 
 
-def _describe_pickle_refusal(exc: Exception) -> str:
+def refused_global(exc: Exception) -> str | None:
+    """The ``module.name`` a weights_only unpickler refused (a class or function the pickle would import), if named."""
     found = re.search(r"GLOBAL ([\w.]+)", str(exc))
-    what = f"it references {found.group(1)}, i.e. it would run code" if found else "it uses pickle features or "
-    if not found:
+    return found.group(1) if found else None
+
+
+def _describe_pickle_refusal(exc: Exception) -> str:
+    name = refused_global(exc)
+    what = f"it references {name}, i.e. it would run code" if name else "it uses pickle features or "
+    if not name:
         what += "Python objects that the safe loader does not accept"
     return (
         f"refused to load this pickle: {what}. latentbridge loads pickles only with torch.load(weights_only=True), "

@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from latentbridge.errors import FileFormatError
-from latentbridge.files._containers import load_pickle
+from latentbridge.files._containers import load_pickle, refused_global
 from latentbridge.files._sniff import looks_like_safetensors, text_impostor
 
 # safetensors dtype codes -> torch dtype names
@@ -187,11 +187,14 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = load_pickle(path, mmap=mmap)  # by content: torch.load alone would treat a "*.safetensors" name as one
     except pickle.UnpicklingError as exc:
+        name = refused_global(exc)
+        found = f" (it references {name}, which unpickling would import and call)" if name else ""
         raise _fail(
             path,
-            "it holds pickled Python objects beyond tensors, which latentbridge refuses to unpickle "
-            f"(weights_only=True; nothing from a file is ever executed): {str(exc).splitlines()[0]}",
-            "use the .safetensors release of this file, or convert it to safetensors in a trusted environment",
+            f"it holds pickled Python objects beyond tensors{found}, which latentbridge refuses to unpickle "
+            "(weights_only=True; nothing from the file was executed)",
+            "use the .safetensors or pruned release of this file (full training checkpoints also carry callbacks "
+            "and optimizer state), or re-save its state_dict with safetensors in a trusted environment",
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise _fail(
