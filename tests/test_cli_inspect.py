@@ -164,3 +164,19 @@ def test_inspect_diffusers_folders(tmp_path):
     assert (data["architecture"], data["format"], data["format_source"]) == ("autoencoder_kl", "sd1", "config.json")
     result = runner.invoke(app, ["inspect", str(tmp_path)])
     assert result.exit_code == 1 and "is not a diffusers VAE folder" in result.stderr
+
+
+def test_inspect_hash_option_for_big_weight_files(tmp_path, monkeypatch):
+    """The note for files above the automatic hashing limit names an option that exists: --hash."""
+    from latentbridge.weights import info as info_mod
+    from latentbridge.weights import sha256_file
+
+    _tiny_kl(0.18215).save_pretrained(tmp_path)
+    weights = tmp_path / "diffusion_pytorch_model.safetensors"
+    monkeypatch.setattr(info_mod, "AUTO_HASH_LIMIT", 1000)  # as for a 335 MB ae.safetensors
+    result = runner.invoke(app, ["inspect", str(weights)], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "sha256        not computed" in result.output and "pass hash=True (inspect --hash)" in result.output
+    result = runner.invoke(app, ["inspect", str(weights), "--hash"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert f"sha256        {sha256_file(weights)}" in result.output

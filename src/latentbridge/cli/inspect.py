@@ -1,4 +1,4 @@
-"""`latentbridge inspect FILE [--key K] [--format F] [--space S] [--layout L] [--override] [--json]`.
+"""`latentbridge inspect FILE [--key K] [--format F] [--space S] [--layout L] [--override] [--hash] [--json]`.
 
 A latent file: container, who wrote it, shape, dtype, layout, space, format, per-channel statistics,
 NaN/inf counts and provenance. A weight file: what ``latentbridge.weights.describe`` says about it.
@@ -83,10 +83,10 @@ def _jsonable(obj: Any) -> Any:
     return obj
 
 
-def _describe_weights(path: Path, fmt: str | None, as_json: bool, console: Console) -> None:
+def _describe_weights(path: Path, fmt: str | None, as_json: bool, console: Console, hash: bool | None) -> None:
     from latentbridge.weights import describe
 
-    info = describe(path, format=fmt)
+    info = describe(path, format=fmt, hash=hash)
     if as_json:
         typer.echo(json.dumps({"file": str(path), "kind": "weights", **info.to_dict()}, indent=1, default=str))
     else:
@@ -105,15 +105,22 @@ def inspect_command(
     layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NHWC."),
     override: bool = typer.Option(False, "--override", help="Let --format/--space/--layout replace the record."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
+    hash: bool = typer.Option(
+        None,
+        "--hash/--no-hash",
+        help="Weight files: compute the sha256 (recognises official files by content; reads the whole file). "
+        "Default: only for files up to 64 MB.",
+    ),
 ) -> None:
-    """Show what a latent file holds (shape, dtype, layout, space, format, statistics, provenance)."""
+    """Show what a latent file holds (shape, dtype, layout, space, format, statistics, provenance), or what a VAE
+    weight file or diffusers folder is (architecture, latent geometry, format)."""
     if space is not None and space not in ("raw", "model"):
         raise typer.BadParameter(f"{space!r} is not a space: use raw or model", param_hint="--space")
     console = Console(highlight=False)
     if not file.exists():
         raise FileNotFoundError(f"{file} does not exist")
     if file.is_dir() or classify(file) == "weights":  # a folder can only be a diffusers model (or pipeline)
-        _describe_weights(file, format, as_json, console)
+        _describe_weights(file, format, as_json, console, hash)
         return
     info = open_latent(file, key=key, format=format, space=space, layout=layout, override=override)
     stats = latent_stats(info.latent)

@@ -273,7 +273,7 @@ def _hash(header: Header, hash: bool | None) -> tuple[str, str]:
     if hash is None and header.size > AUTO_HASH_LIMIT:
         return "", (
             f"sha256 not computed: {_size(header.size)} is above the {_size(AUTO_HASH_LIMIT)} automatic limit "
-            "(hashing reads the whole file); pass hash=True (--hash) to identify official files by content"
+            "(hashing reads the whole file); pass hash=True (inspect --hash) to identify official files by content"
         )
     return sha256_file(header.path), ""
 
