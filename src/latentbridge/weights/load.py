@@ -771,7 +771,7 @@ def _parts_wanted(sig: Signature, held: set[str], part: str, names: str) -> set[
         )
         raise WeightsError(
             f"{names} holds only the {have} of a {sig.title}, but part={part!r} needs the {' and '.join(lacking)}: "
-            f"{hint}, or give both files: load_vae([encoder_file, decoder_file])"
+            f"{hint}, or give both files: load_vae([encoder_file, decoder_file]) (--vae ENCODER,DECODER)"
         )
     return wanted
 
