@@ -375,12 +375,15 @@ def markdown(result: dict[str, Any]) -> str:
             f"{'' if r.get('estimate_mb') is None else format(r['estimate_mb'], '.0f')} | "
             f"{r['peak_rss_mb']:.0f} | {quality} | {notes} |"
         )
-    earlier = [r for r in result["rows"] if "earlier_run" in r]
-    if earlier:
-        m0 = earlier[0]["earlier_run"]
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for r in result["rows"]:
+        if "earlier_run" in r:
+            runs.setdefault(json.dumps(r["earlier_run"], sort_keys=True), []).append(r)
+    for key, rows in runs.items():
+        m0 = json.loads(key)
         lines += [
             "",
-            f"{len(earlier)} rows (px {', '.join(sorted({str(r['size']) for r in earlier}))}) come from an earlier "
+            f"{len(rows)} rows (px {', '.join(sorted({str(r['size']) for r in rows}, key=int))}) come from an earlier "
             f"run ({m0['threads']} threads, load average {m0['load_start']} at start, {m0['load_end']} at end); "
             "speed-ups are always against the baseline of the same run.",
         ]
