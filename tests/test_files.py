@@ -837,3 +837,13 @@ def test_reads_musubi_tuner_caches(tmp_path):
     qi = _musubi_save(tmp_path / "qi.safetensors", {"latents_1x6x8_bf16": z[:, :1].contiguous()}, "qwen_image")
     lat = read_latent(qi)
     assert (lat.layout, lat.format_name, lat.space) == ("CTHW", "", "unknown")
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")  # writing one (torch 2.13 deprecates it)
+def test_torchscript_archive_is_refused_by_name(tmp_path):
+    """torch.jit.save files are zip archives too; torch.load(weights_only=True) calls them damaged (and warns)."""
+    path = tmp_path / "taesd_decoder.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(4, 3, 1)), str(path))
+    for fn in (sniff, classify, read_latent):
+        with pytest.raises(FileFormatError, match=r"this is a TorchScript archive \(torch\.jit\.save\): a compiled"):
+            fn(path)

@@ -13,6 +13,7 @@ import json
 import re
 import sys
 
+import numpy as np
 import pytest
 import torch
 from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLWan
@@ -946,7 +947,7 @@ def test_truncated_pickle(tmp_path):
     path = tmp_path / "vae.pt"
     torch.save(_kl(4).state_dict(), path)
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(FileFormatError, match="not a readable PyTorch file"):
+    with pytest.raises(FileFormatError, match=r"a damaged or truncated zip archive .*re-download"):
         describe(path)
 
 
@@ -1351,3 +1352,26 @@ def test_checkpoint_with_a_half_precision_vae(tmp_path, dtype):
     assert info.dtype == str(dtype).removeprefix("torch.") and info.checkpoint
     vae = load_vae(path, hash=False)
     assert next(vae.module.parameters()).dtype == torch.float32 and _decodes_like(vae, model)
+
+
+def test_diffusers_config_with_unknown_keys_loads(tmp_path):
+    """Configs written by newer or older diffusers carry keys this version's AutoencoderKL does not take."""
+    model = _kl(4)
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config.update({"_name_or_path": "stabilityai/sd-vae-ft-mse", "a_future_option": [1, 2], "force_upcast": True})
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert _decodes_like(load_vae(tmp_path, hash=False), model)
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")  # writing one (torch 2.13 deprecates it)
+def test_torchscript_and_npz_given_as_weights(tmp_path):
+    script = tmp_path / "vae.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Conv2d(4, 3, 1)), str(script))
+    with pytest.raises(FileFormatError, match=r"TorchScript archive .*save its state_dict\(\) with safetensors"):
+        load_vae(script)
+    npz = tmp_path / "latents.npz"
+    with npz.open("wb") as f:
+        np.savez(f, latents=np.zeros((4, 8, 8), np.float32))
+    with pytest.raises(FileFormatError, match=r"it is a NumPy \.npz archive, not network weights"):
+        describe(npz)

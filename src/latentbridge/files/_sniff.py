@@ -143,12 +143,20 @@ def _looks_like_onnx(head: bytes) -> bool:
     return head[2] in _ONNX_TAGS
 
 
-def _zip_kind(path: Path) -> str:
+def zip_kind(path: Path) -> str:
+    """ "pt" (a torch.save archive), "npz" or "kohya-npz" for a zip file; anything else raises FileFormatError."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
     except (zipfile.BadZipFile, OSError) as exc:
         raise _fail(path, f"a damaged or truncated zip archive ({exc}): re-download or re-save it") from exc
+    if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
+        raise _fail(
+            path,
+            "this is a TorchScript archive (torch.jit.save): a compiled program, not a state dict of tensors, and "
+            "latentbridge never runs code from a file; in a trusted environment load it with torch.jit.load and "
+            "save its state_dict() with safetensors",
+        )
     if any(n == "data.pkl" or n.endswith("/data.pkl") for n in names):
         return "pt"
     if names and all(n.endswith(".npy") for n in names):
@@ -184,7 +192,7 @@ def sniff(path: str | Path) -> str:
     if head.startswith(b"\x93NUMPY"):
         return "npy"
     if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-        return _zip_kind(path)
+        return zip_kind(path)
     if head.startswith(b"GGUF"):
         return "gguf"
     # safetensors before pickle: a header length of 0x?380 bytes begins with the pickle protocol bytes 80 03

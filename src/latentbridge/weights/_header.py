@@ -28,7 +28,7 @@ from safetensors import SafetensorError, safe_open
 
 from latentbridge.errors import FileFormatError
 from latentbridge.files._containers import load_pickle, refused_global
-from latentbridge.files._sniff import looks_like_safetensors, text_impostor
+from latentbridge.files._sniff import looks_like_safetensors, text_impostor, zip_kind
 
 # safetensors dtype codes -> torch dtype names
 _ST_DTYPES: dict[str, str] = {
@@ -149,7 +149,10 @@ def sniff(path: Path) -> str:
     if not head:
         raise _fail(path, "the file is empty (0 bytes)", "re-download or re-export it")
     if head[:4] == b"PK\x03\x04":
-        return "pickle"  # torch zip archive
+        kind = zip_kind(path)  # a torch.save archive; TorchScript programs and damaged zips raise
+        if kind != "pt":
+            raise _fail(path, "it is a NumPy .npz archive, not network weights", "pass the VAE's weight file")
+        return "pickle"
     if looks_like_safetensors(head):
         return "safetensors"  # before the pickle check: 0x?280..0x?580-byte headers start with 80 02..80 05
     if head[:1] == b"\x80":
