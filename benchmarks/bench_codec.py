@@ -151,6 +151,8 @@ def _runner(case: dict[str, Any], vae: Any, module: Any) -> Any:
     options: dict[str, Any] = {"progress": False}
     if variant == "fast":
         options.update(dtype="bf16", channels_last=True)
+    elif variant == "exact-cl":  # fp32 in channels-last memory format (oneDNN's preferred layout on CPU)
+        options.update(channels_last=True)
     elif variant in ("tiled", "tiled-1pass"):
         options.update(tile=tile, overlap=tile // 4, tile_passes=1 if variant == "tiled-1pass" else 2)
     elif variant == "auto-768MiB":
@@ -408,12 +410,17 @@ def ab_worker(spec: dict[str, Any]) -> dict[str, Any]:
     for run in runs.values():  # warm-up
         run(x[..., :8, :8] if spec["op"] == "decode" else x[..., :64, :64])
     times: dict[str, list[float]] = {v: [] for v in runs}
+    outs: dict[str, torch.Tensor] = {}
     for _ in range(spec["repeats"]):
         for v, run in runs.items():
             t = time.perf_counter()
-            run(x)
+            outs[v] = run(x)
             times[v].append(time.perf_counter() - t)
-    return {v: {"times": t, "median_s": statistics.median(t)} for v, t in times.items()}
+    ref = outs[next(iter(outs))].float()
+    return {
+        v: {"times": t, "median_s": statistics.median(t), "max_abs_diff": float((outs[v].float() - ref).abs().max())}
+        for v, t in times.items()
+    }
 
 
 def run_ab(args: argparse.Namespace) -> None:
@@ -431,7 +438,7 @@ def run_ab(args: argparse.Namespace) -> None:
                     "threads": args.threads,
                     "repeats": max(args.repeats, 5),
                     "input": str(inp),
-                    "variants": ["diffusers", "exact", "fast"],
+                    "variants": args.ab_variants,
                 }
                 proc = subprocess.run(
                     [sys.executable, __file__, "--ab-worker", json.dumps(spec)], capture_output=True, text=True
@@ -451,13 +458,14 @@ def run_ab(args: argparse.Namespace) -> None:
         "variant runs in turn (diffusers, exact, fast, diffusers, …) so machine-load drift hits all alike; "
         "median of the runs.",
         "",
-        "| op | px | variant | median s | × diffusers | runs (s) |",
-        "|---|---|---|---|---|---|",
+        "| op | px | variant | median s | × diffusers | max abs diff vs diffusers | runs (s) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         runs = ", ".join(f"{t:.2f}" for t in r["times"])
         lines.append(
-            f"| {r['op']} | {r['size']} | {r['variant']} | {r['median_s']:.2f} | {r['speedup']:.2f} | {runs} |"
+            f"| {r['op']} | {r['size']} | {r['variant']} | {r['median_s']:.2f} | {r['speedup']:.2f} | "
+            f"{r.get('max_abs_diff', float('nan')):.1e} | {runs} |"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     _atomic_write(args.out / "codec_ab.json", json.dumps({"threads": args.threads, "rows": rows}, indent=1) + "\n")
@@ -469,6 +477,9 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--ab-worker", help=argparse.SUPPRESS)
     parser.add_argument("--ab", action="store_true", help="interleaved exact/fast vs diffusers timing only")
+    parser.add_argument(
+        "--ab-variants", nargs="*", default=["diffusers", "exact", "fast"], help="variants of --ab, diffusers first"
+    )
     parser.add_argument("--quick", action="store_true", help="256 and 512 px only")
     parser.add_argument("--sizes", type=int, nargs="*", help="pixel sizes (default 256 512 1024)")
     parser.add_argument("--models", nargs="*", default=["sd", "taef2", "zoo-a", "zoo-b", "zoo-c"])
