@@ -514,8 +514,8 @@ def test_pickle_with_code_is_refused_and_nothing_runs(tmp_path, how):
     for call in (read_latent, classify):
         with pytest.raises(
             FileFormatError,
-            match=r"refused to load this pickle: it references posix\.system, i\.e\. "
-            r"it would run code.*nothing from the file was executed",
+            match=r"refused to load this pickle: it references posix\.system, which unpickling would import and "
+            r"call.*nothing from the file was executed",
         ):
             call(path)
     assert not target.exists()
@@ -847,3 +847,14 @@ def test_torchscript_archive_is_refused_by_name(tmp_path):
     for fn in (sniff, classify, read_latent):
         with pytest.raises(FileFormatError, match=r"this is a TorchScript archive \(torch\.jit\.save\): a compiled"):
             fn(path)
+
+
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_pickle_protocol_4_is_named_not_called_unsafe(tmp_path, protocol):
+    """torch's weights_only loader reads protocols 2 and 3 only; a protocol-4 file is not a code-running pickle."""
+    path = tmp_path / "latents.pt"
+    torch.save({"latents": torch.zeros(1, 4, 2, 2)}, path, pickle_protocol=protocol)
+    with pytest.raises(
+        FileFormatError, match=r"saved with pickle protocol 4 or 5 .*re-save it with torch\.save's default"
+    ):
+        read_latent(path)

@@ -960,8 +960,8 @@ def test_pickle_with_objects_is_refused(tmp_path):
     torch.save({"state_dict": {"w": torch.zeros(1)}, "callbacks": Payload()}, path)  # a full Lightning checkpoint
     with pytest.raises(
         FileFormatError,
-        match=r"\(it references [\w.]*Payload, which unpickling would import and call\), which latentbridge refuses to "
-        r"unpickle \(weights_only=True; .*use the \.safetensors or pruned release",
+        match=r"refuses to unpickle it: it references [\w.]*Payload, which unpickling would import and call "
+        r"\(weights_only=True; nothing from the file was executed\); use the \.safetensors or pruned release",
     ) as err:
         describe(path)
     assert "\x1b" not in str(err.value)  # torch's own message carries terminal escape codes
@@ -1375,3 +1375,21 @@ def test_torchscript_and_npz_given_as_weights(tmp_path):
         np.savez(f, latents=np.zeros((4, 8, 8), np.float32))
     with pytest.raises(FileFormatError, match=r"it is a NumPy \.npz archive, not network weights"):
         describe(npz)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4])
+def test_legacy_pickle_checkpoints(tmp_path, protocol):
+    """Pre-1.6 torch.save files (not zip archives): protocols 2 and 3 load without a torch warning leaking;
+    protocol 4 (which torch's safe loader cannot read) is refused with the reason, not called unsafe."""
+    model = _kl(4)
+    path = tmp_path / "old.ckpt"
+    state = {"state_dict": to_ldm(model.state_dict(), 4), "global_step": 1}
+    torch.save(state, path, pickle_protocol=protocol, _use_new_zipfile_serialization=False)
+    assert path.read_bytes()[:2] == bytes([0x80, protocol])
+    if protocol == 4:
+        with pytest.raises(
+            FileFormatError, match=r"saved with pickle protocol 4 or 5 .* re-save it with torch\.save's"
+        ):
+            load_vae(path, hash=False)
+        return
+    assert _decodes_like(load_vae(path, hash=False), model)

@@ -98,15 +98,39 @@ def refused_global(exc: Exception) -> str | None:
     return found.group(1) if found else None
 
 
-def _describe_pickle_refusal(exc: Exception) -> str:
+# Opcodes that pickle protocols 4 and 5 added (0x8c SHORT_BINUNICODE … 0x95 FRAME … 0x98 READONLY_BUFFER); torch's
+# weights_only unpickler reads protocols 2 and 3 only, whatever the file holds.
+_PROTOCOL_4_OPCODES = range(0x8C, 0x99)
+
+
+def pickle_refusal(exc: Exception) -> tuple[str, str]:
+    """(what the safe unpickler refused, the fix) for an UnpicklingError from ``torch.load(weights_only=True)``."""
     name = refused_global(exc)
-    what = f"it references {name}, i.e. it would run code" if name else "it uses pickle features or "
-    if not name:
-        what += "Python objects that the safe loader does not accept"
+    if name:
+        return (
+            f"it references {name}, which unpickling would import and call",
+            "only tensors, dicts, lists and plain values are accepted; if you trust the file, re-save its tensors "
+            "with safetensors in a trusted environment",
+        )
+    op = re.search(r"Unsupported operand (\d+)", str(exc))
+    if op and int(op.group(1)) in _PROTOCOL_4_OPCODES:
+        return (
+            "it was saved with pickle protocol 4 or 5 (torch.save(..., pickle_protocol=4)), which torch's safe "
+            f"loader cannot read (opcode 0x{int(op.group(1)):02x})",
+            "re-save it with torch.save's default protocol, or with safetensors, in a trusted environment",
+        )
+    return (
+        "it uses pickle features or Python objects that the safe loader does not accept",
+        "only tensors, dicts, lists and plain values are accepted; if you trust the file, re-save its tensors "
+        "with safetensors in a trusted environment",
+    )
+
+
+def _describe_pickle_refusal(exc: Exception) -> str:
+    what, fix = pickle_refusal(exc)
     return (
         f"refused to load this pickle: {what}. latentbridge loads pickles only with torch.load(weights_only=True), "
-        "so nothing from the file was executed. Only tensors, dicts, lists and plain values are accepted; if you "
-        "trust the file, re-save its tensors with safetensors in a sandbox"
+        f"so nothing from the file was executed; {fix}"
     )
 
 
@@ -118,19 +142,19 @@ def load_pickle(path: Path, *, mmap: bool = False) -> Any:
     file is handed over as an open file instead (without memory-mapping, which needs a path). Errors are the
     caller's to translate.
     """
-    if mmap and not os.fspath(path).endswith(".safetensors"):
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    with open(path, "rb") as f:
-        return torch.load(f, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():
+        # torch warns about pickle protocols other than 2; the safe unpickler refuses what it cannot read
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        if mmap and not os.fspath(path).endswith(".safetensors"):
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        with open(path, "rb") as f:
+            return torch.load(f, map_location="cpu", weights_only=True)
 
 
 def torch_load(path: Path, *, mmap: bool = False) -> Any:
     """:func:`load_pickle` with every failure turned into one FileFormatError."""
     try:
-        with warnings.catch_warnings():
-            # torch warns about pickle protocols other than 2; the safe unpickler refuses what it cannot read
-            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-            return load_pickle(path, mmap=mmap)
+        return load_pickle(path, mmap=mmap)
     except pickle.UnpicklingError as exc:
         if "truncated" in str(exc) or "ran out of input" in str(exc).lower():
             raise _fail(path, "truncated PyTorch file: re-download or re-save it") from exc

@@ -27,7 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from latentbridge.errors import FileFormatError
-from latentbridge.files._containers import load_pickle, refused_global
+from latentbridge.files._containers import load_pickle, pickle_refusal, refused_global
 from latentbridge.files._sniff import looks_like_safetensors, text_impostor, zip_kind
 
 # safetensors dtype codes -> torch dtype names
@@ -190,14 +190,16 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     try:
         obj = load_pickle(path, mmap=mmap)  # by content: torch.load alone would treat a "*.safetensors" name as one
     except pickle.UnpicklingError as exc:
-        name = refused_global(exc)
-        found = f" (it references {name}, which unpickling would import and call)" if name else ""
+        what, fix = pickle_refusal(exc)
+        if refused_global(exc):
+            fix = (
+                "use the .safetensors or pruned release of this file (full training checkpoints also carry "
+                "callbacks and optimizer state), or re-save its state_dict with safetensors in a trusted environment"
+            )
         raise _fail(
             path,
-            f"it holds pickled Python objects beyond tensors{found}, which latentbridge refuses to unpickle "
-            "(weights_only=True; nothing from the file was executed)",
-            "use the .safetensors or pruned release of this file (full training checkpoints also carry callbacks "
-            "and optimizer state), or re-save its state_dict with safetensors in a trusted environment",
+            f"latentbridge refuses to unpickle it: {what} (weights_only=True; nothing from the file was executed)",
+            fix,
         ) from exc
     except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
         raise _fail(
