@@ -292,7 +292,7 @@ def _musubi_extras(contents: Contents, key: str, r: _Reading) -> None:
     sizes = tuple(int(g) for g in m.groups()[1:] if g is not None)
     if len(shape) == len(sizes) + 1 and shape[1:] == sizes:
         r.layout = "CTHW" if len(sizes) == 3 else "CHW"
-    arch = r.provenance.to_dict().get("extra", {}).get("musubi.architecture", "")
+    arch = dict(r.provenance.extra).get("musubi.architecture", "")
     known = MUSUBI_FORMATS.get(arch, {}).get(shape[0]) if shape else None
     if known is not None:
         r.fmt, r.space = get_format(known[0]), known[1]

@@ -37,6 +37,7 @@ SUFFIX_CONTAINERS: dict[str, tuple[str, ...]] = {
     ".npy": ("npy",),
     ".npz": ("npz",),
 }
+_SUFFIX = {"latent": ".latent", "safetensors": ".safetensors", "pt": ".pt", "npy": ".npy", "npz": ".npz"}
 
 
 def record(latent: Latent) -> dict[str, str]:
@@ -111,9 +112,6 @@ def container_for(path: str | Path, container: str | None = None) -> str:
             f"choose container {expected[0]!r} (--container {expected[0]})"
         )
     return container
-
-
-_SUFFIX = {"latent": ".latent", "safetensors": ".safetensors", "pt": ".pt", "npy": ".npy", "npz": ".npz"}
 
 
 def write_latent(latent: Latent, path: str | Path, *, container: str = "latent", overwrite: bool = False) -> Path:
