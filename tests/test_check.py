@@ -191,6 +191,21 @@ def test_missing_batch_dimension(sd1_raw):
     assert "missing-batch" in bare.codes()
 
 
+def test_training_cache_without_batch_is_not_a_warning(sd1_raw, tmp_path):
+    import numpy as np
+
+    from latentbridge.files import read_latent
+
+    # kohya-ss/sd-scripts caches one C×H×W latent per image (raw SD space): a good file must check ok
+    path = tmp_path / "photo_0064x0064_sd.npz"
+    np.savez(path, latents=sd1_raw[0].numpy(), original_size=np.array([512, 512]), crop_ltrb=np.zeros(4, int))
+    lat = read_latent(path)
+    report = check(lat, facts("sd1"))
+    f = report.finding("missing-batch")
+    assert f.severity == "info" and "hold one item each, by design" in f.message and f.fix == ""
+    assert report.verdict == "ok", report.findings
+
+
 def test_channels_last_is_detected(sd1_raw):
     report = check(sd1_raw[:1].permute(0, 2, 3, 1).contiguous(), facts("sd1"))
     f = report.finding("channels-last")

@@ -51,6 +51,8 @@ from latentbridge.profiles import (
 from latentbridge.vae import VAE
 
 SEVERITIES: tuple[str, ...] = ("info", "warn", "error")
+PER_ITEM_CACHES: tuple[str, ...] = ("kohya-ss/sd-scripts latent cache", "musubi-tuner latent cache")
+"""Writers (``Provenance.tool``) whose files hold one latent without a batch axis, by design."""
 VERDICTS: tuple[str, ...] = ("ok", "warn", "error")
 EXIT_CODES: Mapping[str, int] = {"ok": 0, "warn": 1, "error": 2}
 
@@ -554,13 +556,17 @@ def _layout_findings(
             )
             lat = Latent(lat.tensor, lat.format, lat.space, alt, lat.provenance, lat.stats)
     if len(lat.layout) == 3 or "N" not in lat.layout:
+        cache = lat.provenance.tool in PER_ITEM_CACHES  # one latent per file, no batch axis, by design
+        want = "[N, C, H, W]" if facts.dims == 2 else "[N, C, T, H, W]"
         out.append(
             Finding(
                 "missing-batch",
-                "warn",
-                f"the tensor {list(shape)} has no batch dimension ({lat.layout}); decoders take "
-                f"{'[N, C, H, W]' if facts.dims == 2 else '[N, C, T, H, W]'}",
-                "add it with x[None] (or x.unsqueeze(0)); latentbridge adds it itself when the layout is declared",
+                "info" if cache else "warn",
+                f"the tensor {list(shape)} has no batch dimension ({lat.layout}): "
+                + (f"{lat.provenance.tool} files hold one item each, by design; " if cache else "")
+                + f"decoders take {want}",
+                "" if cache else "add it with x[None] (or x.unsqueeze(0)); latentbridge adds it itself when the "
+                "layout is declared",
                 (("shape", list(shape)), ("layout", lat.layout)),
             )
         )

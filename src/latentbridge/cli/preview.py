@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
+from latentbridge.cli._common import fail_on_error, vae_spec
 from latentbridge.files import read_latent
 from latentbridge.preview import METHODS, choose_previewer, default_fits_dir, frames_per_item, preview_grid, write_png
 from latentbridge.vae import VAE
@@ -24,11 +24,9 @@ HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/previews 
 
 
 def vae_files(spec: str) -> str | list[str]:
-    """One VAE given on the command line: a file, a zoo name, or files joined by commas (TAESD halves)."""
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    if not parts:
-        raise typer.BadParameter(f"--vae {spec!r} names no file: expected FILE or ENCODER_FILE,DECODER_FILE")
-    return parts[0] if len(parts) == 1 else parts
+    """One VAE given on the command line: a file, a zoo name, or files joined by commas (TAESD halves); an
+    existing path stays whole, commas and all."""
+    return vae_spec(spec)
 
 
 def load_decoder(spec: str, fmt: str | None = None) -> VAE:

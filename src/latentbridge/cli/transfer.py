@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
+from latentbridge.cli._common import fail_on_error, vae_spec
 
 
 def load_vae_option(spec: str | None, fmt: str | None, device: str, dtype: str) -> Any:
@@ -30,10 +30,7 @@ def load_vae_option(spec: str | None, fmt: str | None, device: str, dtype: str) 
         return None
     from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
 
-    parts = [p.strip() for p in spec.split(",") if p.strip()]
-    if not parts:
-        raise typer.BadParameter(f"VAE {spec!r} names no file: expected FILE, a zoo name, or ENCODER,DECODER")
-    return load_vae(parts[0] if len(parts) == 1 else parts, format=fmt, device=device, dtype=dtype)
+    return load_vae(vae_spec(spec), format=fmt, device=device, dtype=dtype)
 
 
 def _cell(value: float, fmt: str) -> str:
