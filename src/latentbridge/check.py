@@ -565,8 +565,9 @@ def _layout_findings(
                 f"the tensor {list(shape)} has no batch dimension ({lat.layout}): "
                 + (f"{lat.provenance.tool} files hold one item each, by design; " if cache else "")
                 + f"decoders take {want}",
-                "" if cache else "add it with x[None] (or x.unsqueeze(0)); latentbridge adds it itself when the "
-                "layout is declared",
+                ""
+                if cache
+                else "add it with x[None] (or x.unsqueeze(0)); latentbridge adds it itself when the layout is declared",
                 (("shape", list(shape)), ("layout", lat.layout)),
             )
         )
