@@ -193,7 +193,7 @@ def test_missing_halves_and_methods_are_refused(latent_a: Latent, vae_a: VAE, va
         transfer(latent_a, vae_a, dataclasses.replace(vae_c, encode=None))
     with pytest.raises(IncompatibleError, match="--from-vae tiny-a has no decoder"):
         transfer(latent_a, dataclasses.replace(vae_a, decode=None), vae_c)
-    with pytest.raises(ValueError, match="unknown transfer method 'bridge': expected 'reencode' or a Bridge"):
+    with pytest.raises(ValueError, match="unknown transfer method 'bridge': expected 'reencode', 'refine' or a Bridge"):
         transfer(latent_a, vae_a, vae_c, method="bridge")
     with pytest.raises(ValueError, match="decode→re-encode needs both VAEs"):
         transfer(latent_a, vae_a, None)
