@@ -487,7 +487,7 @@ class EpochLog:
 class FitEvent:
     """Progress of :func:`fit_bridge`, for a progress bar: a stage, how far it is, and the last epoch."""
 
-    stage: str  # "encode" | "train"
+    stage: str  # "encode" | "train" | "tune"
     done: int
     total: int
     epoch: EpochLog | None = None
@@ -651,6 +651,7 @@ def fit_bridge(
     target: str = "reencode",
     weighting: str = "decoder",
     max_seconds: float | None = None,
+    tune_seconds: float = 0.0,
     on_event: Callable[[FitEvent], None] | None = None,
 ) -> FitResult:
     """Fit a linear map and a conv bridge from ``src_vae``'s latents to ``dst_vae``'s.
@@ -685,7 +686,11 @@ def fit_bridge(
             decode (:func:`decoder_weights`; uniform when the target VAE has no decoder), "uniform" does not.
         max_seconds: optional wall-clock cap on the whole fit, encoding included: training stops at the first
             step past it, after a last validation (the first epoch always completes; the best epoch is kept).
-        on_event: called with progress (encoding, then once per epoch).
+        tune_seconds: after the latent-space training, fine-tune the conv bridge for this long on what the
+            transfer is judged by: the target decode of its output against the source decode, through the frozen
+            target decoder (a torch network; see :func:`tune_through_decoder`). 0 (default) skips it; it is not
+            counted in ``max_seconds``.
+        on_event: called with progress (encoding, then once per epoch, then "tune" steps).
 
     Returns:
         A FitResult with both bridges, the validation curve and the scores.
@@ -834,6 +839,11 @@ def fit_bridge(
             break
     net.load_state_dict(best_state)
     net.eval()
+    tuned: TuneLog | None = None
+    if tune_seconds > 0:
+        tuned = tune_through_decoder(
+            net, src_vae, dst_vae, windows, x_va, tune_seconds, lr=lr / 5, seed=seed, on_event=on_event
+        )
 
     same_shape = all(x.shape == y.shape for x, y in zip(x_va, y_va, strict=True))
     identity = [(x - dst_mean.view(1, -1, 1, 1)) / dst_std.view(1, -1, 1, 1) for x in x_va] if same_shape else []
@@ -887,6 +897,7 @@ def fit_bridge(
             "weighted by " + weights_note,
             "channel_weights": None if weights is None else [round(float(v), 4) for v in weights],
         },
+        "tune": None if tuned is None else dataclasses.asdict(tuned),
         "scores": {k: (None if math.isnan(v) else round(v, 6)) for k, v in scores.items()},
         "curve": [[e.epoch, round(e.train_nmse, 6), round(e.val_nmse, 6)] for e in curve],
     }
@@ -897,6 +908,116 @@ def fit_bridge(
         scores=scores,
         stopped_early=stopped_early,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TuneLog:
+    """What decoder-loss tuning did: steps and seconds run, validation PSNR (dB, target decode of the bridge's
+    output vs source decode, held-out views) before and after (the best validated state is kept)."""
+
+    steps: int
+    seconds: float
+    psnr_before: float
+    psnr_after: float
+
+
+def tune_through_decoder(
+    net: BridgeNet,
+    src_vae: VAE,
+    dst_vae: VAE,
+    windows: _Windows,
+    x_va: Views,
+    seconds: float,
+    *,
+    lr: float = 4e-4,
+    batch_size: int = 4,
+    validate_every: int = 25,
+    seed: int = 0,
+    on_event: Callable[[FitEvent], None] | None = None,
+) -> TuneLog:
+    """Fine-tune ``net`` in place so that ``dst_vae.decode(net(z))`` matches ``src_vae.decode(z)`` in pixels.
+
+    The latent-space loss weighs every target channel alike near the optimum, but the target decoder amplifies
+    some directions far more than others; this stage trains on the pixel MSE itself, through the frozen target
+    decoder, on random windows of the training views (a 1/8-window margin is left out of the loss: decodes of
+    a window differ from the whole image near its edges). The held-out views are scored every
+    ``validate_every`` steps and the best state (the start included) is kept, so it never makes the bridge worse
+    on them.
+
+    Args:
+        net: the conv bridge (native source latents -> native target latents), trained in latent space.
+        src_vae: source VAE (its decoder makes the pixel targets; any implementation).
+        dst_vae: target VAE whose decoder is a torch network (gradients flow through it; weights stay frozen).
+        windows: aligned training windows (their source latents are used).
+        x_va: held-out source views [1, C, h, w] for validation.
+        seconds: wall-clock budget.
+        lr, batch_size, validate_every, seed: Adam step size, windows per step, validation interval, data seed.
+        on_event: called with FitEvent("tune", step, 0) after each validation.
+
+    Returns:
+        A TuneLog.
+
+    Raises:
+        IncompatibleError: a VAE without decoder, or a target decoder that is not a torch network (ONNX).
+    """
+    if src_vae.decode is None or dst_vae.decode is None:
+        raise IncompatibleError(
+            "tuning through the decoder needs both decoders (the source's makes the targets, the target's is "
+            "trained through); pass files that hold them, or fit without --tune-seconds"
+        )
+    if not isinstance(dst_vae.module, nn.Module):
+        raise IncompatibleError(
+            f"{dst_vae.name} ({dst_vae.architecture}) is not a torch network (an ONNX model has no gradients), so "
+            "the bridge cannot be tuned through its decoder; fit without --tune-seconds"
+        )
+    params = list(dst_vae.module.parameters())
+    flags = [p.requires_grad for p in params]
+    gen = torch.Generator().manual_seed(seed + 1)
+
+    def score() -> float:
+        net.eval()
+        return _decoded_scores(src_vae, dst_vae, x_va, {"conv": net}).get("psnr_conv", math.nan)
+
+    start = time.perf_counter()
+    best = before = score()
+    best_state = {k: v.clone() for k, v in net.state_dict().items()}
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    steps = 0
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        while time.perf_counter() - start < seconds:
+            net.train()
+            bx, _ = windows.sample(batch_size, gen)
+            with torch.no_grad():
+                ref = src_vae.decode(bx).float().clamp(-1, 1)
+            out = dst_vae.decode(net(bx)).float()
+            if out.shape != ref.shape:
+                raise IncompatibleError(
+                    f"the target decoder gives {tuple(out.shape)} for a window the source decodes to "
+                    f"{tuple(ref.shape)}; these VAEs cannot be compared pixel for pixel: fit without --tune-seconds"
+                )
+            m = max(1, out.shape[-1] // 8)
+            loss = (out - ref)[..., m:-m, m:-m].pow(2).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            steps += 1
+            if steps % validate_every == 0:
+                now = score()
+                if now > best:
+                    best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
+                if on_event is not None:
+                    on_event(FitEvent("tune", steps, 0))
+        now = score()
+        if now > best:
+            best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
+    net.load_state_dict(best_state)
+    net.eval()
+    return TuneLog(steps, round(time.perf_counter() - start, 2), round(before, 3), round(best, 3))
 
 
 def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: Views, nets: Mapping[str, BridgeNet]) -> dict[str, float]:

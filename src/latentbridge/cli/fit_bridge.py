@@ -70,6 +70,11 @@ def fit_bridge_command(
         "decoder", "--weighting", help="decoder: weight channels by how much they move B's decode; uniform."
     ),
     max_seconds: float = typer.Option(None, "--max-seconds", help="Cap on the whole fit's seconds (encoding too)."),
+    tune_seconds: float = typer.Option(
+        0.0,
+        "--tune-seconds",
+        help="Then fine-tune this long on the decoded pixels, through the target decoder (a torch network). 0 = off.",
+    ),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads for this run."),
     plot: bool = typer.Option(False, "--plot", help="Also save the validation curve as a PNG beside the output."),
     device: str = typer.Option("cpu", "--device", help="Where the VAEs run while encoding."),
@@ -100,6 +105,9 @@ def fit_bridge_command(
                 if event.stage == "encode":
                     bar.update(encode_task, total=event.total, completed=event.done)
                     return
+                if event.stage == "tune":
+                    bar.update(train_task, info=f"tuning through the decoder: step {event.done}")
+                    return
                 e = event.epoch
                 bar.update(train_task, completed=event.done, visible=True, info=f"val NMSE {e.val_nmse:.4f}")
                 console.print(
@@ -125,6 +133,7 @@ def fit_bridge_command(
                 target=target,
                 weighting=weighting,
                 max_seconds=max_seconds,
+                tune_seconds=tune_seconds,
                 on_event=on_event,
             )
     finally:
@@ -140,6 +149,13 @@ def fit_bridge_command(
         f"(held out by {meta['data']['val_split_by']}), {crop} px windows -> {path}",
         highlight=False,
     )
+    if meta.get("tune"):
+        t = meta["tune"]
+        console.print(
+            f"tuned through the decoder: {t['steps']} steps in {t['seconds']:.0f} s, validation PSNR "
+            f"{t['psnr_before']:.2f} -> {t['psnr_after']:.2f} dB",
+            highlight=False,
+        )
     if plot:
         png = plot_curve(result, output.with_suffix(".png"))
         console.print(f"validation curve -> {png}", highlight=False)
