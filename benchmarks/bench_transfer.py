@@ -104,6 +104,7 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
         blocks=args.blocks,
         target=args.target,
         max_seconds=args.fit_seconds,
+        tune_seconds=args.tune_seconds,
         seed=0,
     )
     fit_seconds = time.perf_counter() - t0
@@ -153,6 +154,7 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
             "data": fitted.conv.meta["data"],
             "config": fitted.conv.config.to_dict(),
             "bridge_file_bytes": bridge_bytes,
+            "tune": fitted.conv.meta.get("tune"),
         },
         "summary": summary,
         "targets": targets,
@@ -257,8 +259,10 @@ def markdown(report: dict) -> str:
             f"{t['fit_seconds']:.0f} |"
         )
     lines += ["", "## Bridge fits", ""]
-    lines += ["| pair | epochs | val NMSE linear | val NMSE conv | val PSNR linear | val PSNR conv | views |"]
-    lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [
+        "| pair | epochs | val NMSE linear | val NMSE conv | val PSNR linear | val PSNR conv | decoder tuning | views |"
+    ]
+    lines += ["|---|---:|---:|---:|---:|---:|---|---:|"]
     for pair in report["pairs"]:
         if "skipped" in pair:
             continue
@@ -267,7 +271,12 @@ def markdown(report: dict) -> str:
             f"| {pair['src']} → {pair['dst']} | {f['epochs']} | {fmt(sc['nmse_linear'], '.4f')} | "
             f"{fmt(sc['nmse_conv'], '.4f')} | {fmt(sc.get('psnr_linear'), '.2f')} | "
             f"{fmt(sc.get('psnr_conv'), '.2f')} | "
-            f"{f['data']['train_views']}+{f['data']['val_views']} views |"
+            + (
+                f"{f['tune']['psnr_before']:.2f} → {f['tune']['psnr_after']:.2f} dB in {f['tune']['steps']} steps | "
+                if f.get("tune")
+                else "— | "
+            )
+            + f"{f['data']['train_views']}+{f['data']['val_views']} views |"
         )
     return "\n".join(lines) + "\n"
 
@@ -296,6 +305,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hidden", type=int, default=64)
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--target", default="reencode", choices=("reencode", "image"))
+    parser.add_argument("--tune-seconds", type=float, default=120.0, help="decoder-loss tuning after the fit")
     parser.add_argument("--refine", type=int, default=20, help="steps of the reencode+refine row (0: no row)")
     parser.add_argument("--vae", action="append", default=[], help="NAME=FILE[,FILE]: use these weights for NAME")
     parser.add_argument("--out", type=Path, default=RESULTS)
