@@ -99,8 +99,11 @@ def test_memory_budget_tiles_and_says_so(tmp_path, taef2_spec):
     path = write_latent(latent, tmp_path / "big.safetensors", container="safetensors")
     from latentbridge.weights import load_vae
 
-    need = codec.estimate_memory(load_vae(taef2_spec.split(",")), latent.shape)
-    result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "big.png", "--max-memory", str(need // 2))
+    vae = load_vae(taef2_spec.split(","))
+    need = codec.estimate_memory(vae, latent.shape)
+    budget = codec.estimate_memory(vae, latent.shape, tile=128)  # what 128-px tiles (2 passes) are estimated at
+    assert budget < need  # so the whole image does not fit the budget and tiles must
+    result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "big.png", "--max-memory", str(budget))
     assert result.exit_code == 0, result.output
     assert "warning: decode of a 256×256-px image" in result.output and "runs in tiles of" in result.output
     with Image.open(tmp_path / "big.png") as im:
