@@ -201,6 +201,25 @@ _WAN_RESNET = {
 _WAN_ATTN = ("norm.gamma", "to_qkv.{}", "proj.{}")
 
 
+def _wan_shared() -> dict[str, str | None]:
+    """Keys Wan 2.1 and 2.2 originals name alike: stem, head, the two 1×1 quant convs and both middles."""
+    out: dict[str, str | None] = {
+        "encoder.conv1.{}": "encoder.conv_in.{}",
+        "decoder.conv1.{}": "decoder.conv_in.{}",
+        "conv1.{}": "quant_conv.{}",
+        "conv2.{}": "post_quant_conv.{}",
+        "encoder.head.0.gamma": "encoder.norm_out.gamma",
+        "encoder.head.2.{}": "encoder.conv_out.{}",
+        "decoder.head.0.gamma": "decoder.norm_out.gamma",
+        "decoder.head.2.{}": "decoder.conv_out.{}",
+    }
+    for side in ("encoder", "decoder"):
+        out.update(_wan_block(f"{side}.middle.0", f"{side}.mid_block.resnets.0"))
+        out.update(_wan_block(f"{side}.middle.2", f"{side}.mid_block.resnets.1"))
+        out.update({f"{side}.middle.1.{a}": f"{side}.mid_block.attentions.0.{a}" for a in _WAN_ATTN})
+    return out
+
+
 def _wan_block(src: str, dst: str) -> dict[str, str | None]:
     return {f"{src}.{a}": f"{dst}.{b}" for a, b in _WAN_RESNET.items()}
 
@@ -213,22 +232,11 @@ def wan_to_diffusers(levels: int, num_res_blocks: int) -> dict[str, str | None]:
     per level but the last, which diffusers nests as ``up_blocks.{level}.resnets.{r}`` / ``.upsamplers.0``.
     """
     out: dict[str, str | None] = {
-        "encoder.conv1.{}": "encoder.conv_in.{}",
-        "decoder.conv1.{}": "decoder.conv_in.{}",
-        "conv1.{}": "quant_conv.{}",
-        "conv2.{}": "post_quant_conv.{}",
-        "encoder.head.0.gamma": "encoder.norm_out.gamma",
-        "encoder.head.2.{}": "encoder.conv_out.{}",
-        "decoder.head.0.gamma": "decoder.norm_out.gamma",
-        "decoder.head.2.{}": "decoder.conv_out.{}",
+        **_wan_shared(),
         **_wan_block("encoder.downsamples.{}", "encoder.down_blocks.{}"),
         "encoder.downsamples.{}.resample.1.{}": "encoder.down_blocks.{}.resample.1.{}",
         "encoder.downsamples.{}.time_conv.{}": "encoder.down_blocks.{}.time_conv.{}",
     }
-    for side in ("encoder", "decoder"):
-        out.update(_wan_block(f"{side}.middle.0", f"{side}.mid_block.resnets.0"))
-        out.update(_wan_block(f"{side}.middle.2", f"{side}.mid_block.resnets.1"))
-        out.update({f"{side}.middle.1.{a}": f"{side}.mid_block.attentions.0.{a}" for a in _WAN_ATTN})
     k = 0
     for level in range(levels):
         for r in range(num_res_blocks + 1):
@@ -254,21 +262,10 @@ def wan22_to_diffusers(num_res_blocks: int) -> dict[str, str | None]:
     quant convs are named as in Wan 2.1.
     """
     out: dict[str, str | None] = {
-        "encoder.conv1.{}": "encoder.conv_in.{}",
-        "decoder.conv1.{}": "decoder.conv_in.{}",
-        "conv1.{}": "quant_conv.{}",
-        "conv2.{}": "post_quant_conv.{}",
-        "encoder.head.0.gamma": "encoder.norm_out.gamma",
-        "encoder.head.2.{}": "encoder.conv_out.{}",
-        "decoder.head.0.gamma": "decoder.norm_out.gamma",
-        "decoder.head.2.{}": "decoder.conv_out.{}",
+        **_wan_shared(),
         **_wan_block("encoder.downsamples.{}.downsamples.{}", "encoder.down_blocks.{}.resnets.{}"),
         **_wan_block("decoder.upsamples.{}.upsamples.{}", "decoder.up_blocks.{}.resnets.{}"),
     }
-    for side in ("encoder", "decoder"):
-        out.update(_wan_block(f"{side}.middle.0", f"{side}.mid_block.resnets.0"))
-        out.update(_wan_block(f"{side}.middle.2", f"{side}.mid_block.resnets.1"))
-        out.update({f"{side}.middle.1.{a}": f"{side}.mid_block.attentions.0.{a}" for a in _WAN_ATTN})
     for sub in ("resample.1.{}", "time_conv.{}"):
         out[f"encoder.downsamples.{{}}.downsamples.{num_res_blocks}.{sub}"] = (
             f"encoder.down_blocks.{{}}.downsampler.{sub}"
