@@ -614,21 +614,38 @@ class _Windows:
     dst_ratio: int
     step: int  # window offsets are multiples of this many pixels (the coarser ratio)
 
-    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def picks(self, count: int, generator: torch.Generator) -> list[tuple[int, int, int]]:
+        """``count`` random windows as (view, top px, left px), views weighted by area."""
         areas = torch.tensor([float(x.shape[-1] * x.shape[-2]) for x in self.xs])
-        picks = torch.multinomial(areas, count, replacement=True, generator=generator).tolist()
-        ws, wd = self.crop // self.src_ratio, self.crop // self.dst_ratio
-        bx, by = [], []
-        for v in picks:
-            x, y = self.xs[v], self.ys[v]
+        views = torch.multinomial(areas, count, replacement=True, generator=generator).tolist()
+        out = []
+        for v in views:
+            x = self.xs[v]
             rows = (x.shape[-2] * self.src_ratio - self.crop) // self.step + 1
             cols = (x.shape[-1] * self.src_ratio - self.crop) // self.step + 1
             oy = int(torch.randint(rows, (1,), generator=generator)) * self.step
             ox = int(torch.randint(cols, (1,), generator=generator)) * self.step
+            out.append((v, oy, ox))
+        return out
+
+    def sample(self, count: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        ws, wd = self.crop // self.src_ratio, self.crop // self.dst_ratio
+        bx, by = [], []
+        for v, oy, ox in self.picks(count, generator):
             sy, sx, dy, dx = oy // self.src_ratio, ox // self.src_ratio, oy // self.dst_ratio, ox // self.dst_ratio
-            bx.append(x[0, :, sy : sy + ws, sx : sx + ws])
-            by.append(y[0, :, dy : dy + wd, dx : dx + wd])
+            bx.append(self.xs[v][0, :, sy : sy + ws, sx : sx + ws])
+            by.append(self.ys[v][0, :, dy : dy + wd, dx : dx + wd])
         return torch.stack(bx), torch.stack(by)
+
+    def sample_pixels(self, count: int, generator: torch.Generator, pixels: Views) -> tuple[torch.Tensor, torch.Tensor]:
+        """Source latent windows and the same windows of ``pixels`` (one image [1, 3, H, W] per view)."""
+        ws = self.crop // self.src_ratio
+        bx, bp = [], []
+        for v, oy, ox in self.picks(count, generator):
+            sy, sx = oy // self.src_ratio, ox // self.src_ratio
+            bx.append(self.xs[v][0, :, sy : sy + ws, sx : sx + ws])
+            bp.append(pixels[v][0, :, oy : oy + self.crop, ox : ox + self.crop])
+        return torch.stack(bx), torch.stack(bp)
 
 
 def fit_bridge(
@@ -930,7 +947,7 @@ def tune_through_decoder(
     seconds: float,
     *,
     lr: float = 4e-4,
-    batch_size: int = 4,
+    batch_size: int = 8,
     validate_every: int = 25,
     seed: int = 0,
     on_event: Callable[[FitEvent], None] | None = None,
@@ -939,8 +956,9 @@ def tune_through_decoder(
 
     The latent-space loss weighs every target channel alike near the optimum, but the target decoder amplifies
     some directions far more than others; this stage trains on the pixel MSE itself, through the frozen target
-    decoder, on random windows of the training views (a 1/8-window margin is left out of the loss: decodes of
-    a window differ from the whole image near its edges). The held-out views are scored every
+    decoder, on random windows of the training views against the same windows of the source decode of the
+    whole view (computed once; a 1/8-window margin is left out of the loss: the target decode of a window
+    differs from a whole-image decode near its edges). The held-out views are scored every
     ``validate_every`` steps and the best state (the start included) is kept, so it never makes the bridge worse
     on them.
 
@@ -983,14 +1001,20 @@ def tune_through_decoder(
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     steps = 0
+    with torch.no_grad():  # the source decodes of the whole training views, once (the pixel targets)
+        pixels = [src_vae.decode(x).float().clamp(-1, 1) for x in windows.xs]
+    for x, px in zip(windows.xs, pixels, strict=True):
+        if px.shape[-2:] != (x.shape[-2] * windows.src_ratio, x.shape[-1] * windows.src_ratio):
+            raise IncompatibleError(
+                f"{src_vae.name} decodes a {tuple(x.shape[-2:])}-cell latent to {tuple(px.shape[-2:])} px, not "
+                f"{windows.src_ratio}× its size; the bridge cannot be tuned on its decodes: fit without --tune-seconds"
+            )
     try:
         for p in params:
             p.requires_grad_(False)
         while time.perf_counter() - start < seconds:
             net.train()
-            bx, _ = windows.sample(batch_size, gen)
-            with torch.no_grad():
-                ref = src_vae.decode(bx).float().clamp(-1, 1)
+            bx, ref = windows.sample_pixels(batch_size, gen, pixels)
             out = dst_vae.decode(net(bx)).float()
             if out.shape != ref.shape:
                 raise IncompatibleError(
