@@ -41,6 +41,7 @@ from torch import nn
 
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.latent import Latent
+from latentbridge.refine import frozen_parameters
 from latentbridge.vae import VAE
 
 BridgeKind = Literal["linear", "conv"]
@@ -988,8 +989,6 @@ def tune_through_decoder(
             f"{dst_vae.name} ({dst_vae.architecture}) is not a torch network (an ONNX model has no gradients), so "
             "the bridge cannot be tuned through its decoder; fit without --tune-seconds"
         )
-    params = list(dst_vae.module.parameters())
-    flags = [p.requires_grad for p in params]
     gen = torch.Generator().manual_seed(seed + 1)
 
     def score() -> float:
@@ -1009,9 +1008,7 @@ def tune_through_decoder(
                 f"{src_vae.name} decodes a {tuple(x.shape[-2:])}-cell latent to {tuple(px.shape[-2:])} px, not "
                 f"{windows.src_ratio}× its size; the bridge cannot be tuned on its decodes: fit without --tune-seconds"
             )
-    try:
-        for p in params:
-            p.requires_grad_(False)
+    with frozen_parameters(dst_vae.module):
         while time.perf_counter() - start < seconds:
             net.train()
             bx, ref = windows.sample_pixels(batch_size, gen, pixels)
@@ -1036,9 +1033,6 @@ def tune_through_decoder(
         now = score()
         if now > best:
             best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
     net.load_state_dict(best_state)
     net.eval()
     return TuneLog(steps, round(time.perf_counter() - start, 2), round(before, 3), round(best, 3))

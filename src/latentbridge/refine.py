@@ -16,8 +16,9 @@ refinement runs untiled, so memory grows like a training step of the decoder at 
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -53,6 +54,20 @@ class RefineResult:
         """PSNR gain against the target per sample, in dB (10·log10(before / after))."""
         pairs = zip(self.mse_before, self.mse_after, strict=True)
         return tuple(10 * math.log10(b / a) if a > 0 else math.inf for b, a in pairs)
+
+
+@contextlib.contextmanager
+def frozen_parameters(module: torch.nn.Module) -> Iterator[None]:
+    """Gradients flow through ``module`` but not into its weights while inside; each flag is put back after."""
+    params = list(module.parameters())
+    flags = [p.requires_grad for p in params]
+    try:
+        for p in params:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in zip(params, flags, strict=True):
+            p.requires_grad_(flag)
 
 
 def _check(vae: VAE, latents: torch.Tensor, target: torch.Tensor, steps: int) -> None:
@@ -104,15 +119,11 @@ def refine_latent(
         ShapeError: the decode's shape differs from ``target``'s, or the counts differ.
     """
     _check(vae, latents, target, steps)
-    params = list(vae.module.parameters())
-    flags = [p.requires_grad for p in params]
-    param = params[0] if params else None
+    param = next(iter(vae.module.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
     dtype = param.dtype if param is not None else torch.float32
     out, before, after = [], [], []
-    try:
-        for p in params:
-            p.requires_grad_(False)
+    with frozen_parameters(vae.module):
         for z0, goal in zip(latents.split(1), target.split(1), strict=True):
             z0 = z0.to(device, torch.float32)
             goal = goal.to(device, torch.float32)
@@ -146,7 +157,4 @@ def refine_latent(
                 best, best_z = last, z.detach().clone()
             after.append(best)
             out.append(best_z.cpu())
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
     return RefineResult(torch.cat(out), tuple(before), tuple(after), steps)

@@ -16,8 +16,8 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
-from latentbridge.cli.preview import HOME_HELP, vae_files
+from latentbridge.cli._common import fail_on_error, vae_spec
+from latentbridge.cli.preview import HOME_HELP
 from latentbridge.preview import default_fits_dir, fit_preview, save_fit
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
@@ -68,7 +68,7 @@ def fit_preview_command(
         raise typer.BadParameter("pass exactly one of --images DIR or --photos")
     files: list[str] = []
     for spec in vae:
-        one = vae_files(spec)
+        one = vae_spec(spec)
         files.extend([one] if isinstance(one, str) else one)
     model = load_vae(files[0] if len(files) == 1 else files, format=format)
     multiple = model.format.size_multiple if model.format is not None else model.spatial_ratio

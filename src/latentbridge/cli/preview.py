@@ -23,17 +23,11 @@ from latentbridge.vae import VAE
 HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/previews (default ~/.cache/latentbridge)."
 
 
-def vae_files(spec: str) -> str | list[str]:
-    """One VAE given on the command line: a file, a zoo name, or files joined by commas (TAESD halves); an
-    existing path stays whole, commas and all."""
-    return vae_spec(spec)
-
-
 def load_decoder(spec: str, fmt: str | None = None) -> VAE:
     """Load what ``--vae`` names, decoder half only (a decoder-only file such as taef2_decoder.pth works)."""
     from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
 
-    return load_vae(vae_files(spec), format=fmt, part="decoder")
+    return load_vae(vae_spec(spec), format=fmt, part="decoder")
 
 
 @app.command("preview")
