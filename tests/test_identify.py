@@ -369,8 +369,14 @@ def test_calibrate_and_identify_commands(shared_weights, tmp_path, light):
     assert data["recorded"] == "sdxl raw"  # shown, not used
     assert data["candidates"][0]["format"] in ("sd1", "cli-light")
     assert "cli-light" in {c["format"] for c in data["candidates"]}
+    assert {c["profile_kind"] for c in data["candidates"]} >= {"measured", "user"}
     result = runner.invoke(app, ["identify", str(latent_file)], env={**env, "COLUMNS": "200"})
     assert result.exit_code == 0 and "possible by shape, no profile: sd_x4_upscaler raw" in result.output
+    assert "value checks: lag1 autocorrelation" in result.output
+    # the table names each profile's kind; -v adds where it comes from (the calibration's photos and encoder)
+    assert "│ user " in result.output and "crops encoded by" not in result.output
+    verbose = runner.invoke(app, ["identify", str(latent_file), "-v"], env={**env, "COLUMNS": "400"})
+    assert verbose.exit_code == 0 and "user: 4 images × sizes [128]" in verbose.output
 
     result = runner.invoke(app, ["calibrate", "--vae", encoder, "--images", str(tmp_path / "none")], env=env)
     assert result.exit_code == 1 and "not a folder; pass a folder of PNG/JPEG/WebP photos" in result.output

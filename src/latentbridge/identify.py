@@ -58,6 +58,7 @@ class Candidate:
         distance: mean squared z-score of the features to the profile (nan without a profile).
         fits: the distance is within what the profile's own latents show (calibrated threshold).
         profile: "kind: source" of the profile used, or "" (possible by shape, no profile).
+        profile_kind: the profile's kind alone ("measured", "published", "derived", "user"), or "".
         also: formats that share this raw space (sdxl raw is also playground25 raw).
         unpacked: the tensor is this packed format's model space before packing (TAEF2's native layout).
         same_spaces: raw and model are the same numbers for this format.
@@ -71,6 +72,7 @@ class Candidate:
     distance: float = math.nan
     fits: bool = False
     profile: str = ""
+    profile_kind: str = ""
     also: tuple[str, ...] = ()
     unpacked: bool = False
     same_spaces: bool = False
@@ -95,6 +97,7 @@ class Candidate:
             "spatial_ratio": self.spatial_ratio,
             "probability": round(self.probability, 4),
             "profile": self.profile,
+            "profile_kind": self.profile_kind,
             "also": list(self.also),
             "unpacked": self.unpacked,
         }
@@ -448,6 +451,7 @@ def identify(
             distance=dist,
             fits=dist <= calib.fit_threshold,
             profile=_profile_note(prof),
+            profile_kind=prof.kind,
             also=cand.also,
             unpacked=cand.unpacked,
             same_spaces=cand.same_spaces,

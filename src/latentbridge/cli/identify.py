@@ -17,8 +17,9 @@ from latentbridge.cli._common import fail_on_error
 from latentbridge.identify import Identification, identify
 
 
-def render(ident: Identification, recorded: str, console: Console) -> None:
-    """The answer, then every candidate with its probability and profile."""
+def render(ident: Identification, recorded: str, console: Console, *, verbose: bool = False) -> None:
+    """The answer, then every candidate with its probability and profile kind (``verbose``: the profile's
+    whole source), then the noise-test evidence."""
     console.print(f"[bold]{escape(ident.summary)}[/]")
     console.print(f"{escape(ident.geometry)}; shape {list(ident.shape)}")
     if recorded:
@@ -29,12 +30,21 @@ def render(ident: Identification, recorded: str, console: Console) -> None:
             table.add_column(col, justify="left" if col in ("candidate", "profile") else "right", overflow="fold")
         for c in ident.candidates:
             fit = f"{c.distance:.2f}" + ("" if c.fits else " (no fit)")
-            table.add_row(escape(c.label), f"{c.spatial_ratio}×", f"{c.probability:.1%}", fit, escape(c.profile))
+            table.add_row(
+                escape(c.label),
+                f"{c.spatial_ratio}×",
+                f"{c.probability:.1%}",
+                fit,
+                escape(c.profile if verbose else c.profile_kind),
+            )
         console.print(table)
+        if not verbose:
+            console.print("where each profile comes from: add -v (or --json)")
     if ident.shape_only:
         console.print("possible by shape, no profile: " + escape(", ".join(c.label for c in ident.shape_only)))
-    for name, value in ident.evidence:
-        console.print(f"  {name}: {value}")
+    if ident.evidence:
+        evidence = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in ident.evidence)
+        console.print(f"value checks: {escape(evidence)}")
 
 
 @app.command("identify")
@@ -44,6 +54,7 @@ def identify_command(
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when the file has several."),
     layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NHWC."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show where each candidate's profile comes from."),
 ) -> None:
     """Identify a latent's format and space from its values (channel count, statistics, spectrum)."""
     from latentbridge.files import read_latent
@@ -54,4 +65,4 @@ def identify_command(
     if as_json:
         typer.echo(json.dumps({"file": latent, "recorded": recorded, **ident.to_dict()}, indent=1))
     else:
-        render(ident, recorded, Console(highlight=False, soft_wrap=True))
+        render(ident, recorded, Console(highlight=False, soft_wrap=True), verbose=verbose)
