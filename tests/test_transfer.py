@@ -497,3 +497,92 @@ def test_cli_transfer_folder_resumes(real_specs: dict[str, str], real_vaes: dict
     second = CliRunner().invoke(app, args, env=runner_env)
     assert "1 transferred, 2 already complete (skipped)" in second.output
     assert read_latent(tmp_path / "out" / "chelsea.st").format_name == "sd1"
+
+
+def test_latent_from_the_encoder_file_transfers_with_the_decoder_file(
+    real_specs: dict[str, str], real_vaes: dict[str, VAE]
+) -> None:
+    """A split VAE: the latent records the encoder file's hash, --from-vae names the decoder file alone."""
+    from latentbridge.cli.transfer import load_vae_option
+
+    encoder_file, decoder_file = real_specs["sd1"].split(",")
+    encoder = load_vae_option(encoder_file, None, "cpu", "fp32", part="encoder")
+    decoder = load_vae_option(decoder_file, None, "cpu", "fp32", part="decoder")
+    latent = codec.encode(encoder, photo_tensor("chelsea", 64), progress=False)
+    assert latent.provenance.vae_sha256 == encoder.sha256 != decoder.sha256
+    by_half = transfer(latent, decoder, real_vaes["sd1"])
+    by_pair = transfer(latent, real_vaes["sd1"], real_vaes["sd1"])  # "enc+dec" hashes: share the encoder's
+    assert torch.equal(by_half.tensor, by_pair.tensor)
+    taef2_decoder = load_vae_option(real_specs["flux2"].split(",")[1], None, "cpu", "fp32", part="decoder")
+    with pytest.raises(IncompatibleError, match=r"this is a sd1 latent but --from-vae .* reads flux2 latents"):
+        transfer(latent, taef2_decoder, real_vaes["sd1"])
+
+
+@pytest.mark.parametrize("fit", ["pad", "crop"])
+def test_sizes_the_target_cannot_take_are_padded_or_cropped(
+    real_vaes: dict[str, VAE], fit: str, tmp_path: Path
+) -> None:
+    """SD1 takes 8-px multiples, FLUX.2 16: a 72×56 px SD1 latent goes to FLUX.2 only with --pad or --crop."""
+    light, taef2 = real_vaes["sd1"], real_vaes["flux2"]
+    latent = codec.encode(light, photo_tensor("astronaut", 128)[..., :72, :56], progress=False)  # 9×7 cells
+    with pytest.raises(ShapeError, match=r"multiples of 16 px, got 72×56; .* --pad / --crop"):
+        transfer(latent, light, taef2, space="model")
+    out = transfer(latent, light, taef2, space="model", fit=fit)
+    record = dict(out.provenance.extra).get("padding")
+    if fit == "pad":  # 80×64: 4 px top and bottom, 4 px left and right, recorded for decode to crop off
+        assert out.shape == (1, 128, 5, 4) and record == "4,4,4,4"
+        pictures = codec.decode(taef2, out, progress=False)
+        assert pictures.shape[-2:] == (72, 56)
+    else:  # 64×48: nothing padded, nothing recorded
+        assert out.shape == (1, 128, 4, 3) and record is None
+    write_latent(out, tmp_path / "out.latent")
+    assert dict(read_latent(tmp_path / "out.latent").provenance.extra).get("padding") == record
+    rows = {r.method: r for r in fidelity_report(latent, light, taef2, fit=fit)}
+    assert rows["reencode"].psnr > 20  # compared on the common centre: the same picture, not a shifted one
+
+
+def test_same_autoencoder_hashes() -> None:
+    from latentbridge.weights.hashes import KNOWN_FILES, same_autoencoder
+
+    taef2 = [k.sha256 for k in KNOWN_FILES if k.autoencoder == "taef2"]
+    light = [k.sha256 for k in KNOWN_FILES if k.autoencoder == "vaelight-sd1"]
+    assert len(taef2) == len(light) == 2
+    assert same_autoencoder(taef2[0], taef2[1]) and same_autoencoder("+".join(light), light[0])
+    assert not same_autoencoder(taef2[0], light[1])  # halves of two different autoencoders
+    assert not same_autoencoder("a" * 64, "b" * 64)  # two unknown files: not proven the same
+    assert same_autoencoder("a" * 64 + "+" + "b" * 64, "b" * 64) and not same_autoencoder("", "a" * 64)
+    approx = [k.sha256 for k in KNOWN_FILES if "VAE-approx" in k.what]
+    assert not same_autoencoder(approx[0], light[1])  # a preview decoder is a file on its own
+
+
+def test_cli_names_the_half_a_transfer_needs(
+    real_specs: dict[str, str], real_vaes: dict[str, VAE], tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from latentbridge.cli import app
+
+    write_latent(codec.encode(real_vaes["sd1"], photo_tensor("chelsea", 64), progress=False), tmp_path / "in.latent")
+    light_encoder, light_decoder = real_specs["sd1"].split(",")
+    taef2_encoder = real_specs["flux2"].split(",")[0]
+    base = ["transfer", str(tmp_path / "in.latent"), "-o", str(tmp_path / "out.latent"), "--out-space", "model"]
+    # decode→re-encode needs A's decoder and B's encoder only: one file of each is enough
+    ok = CliRunner().invoke(app, [*base, "--from-vae", light_decoder, "--to-vae", taef2_encoder], env=runner_env)
+    assert ok.exit_code == 0, ok.output
+    wrong = CliRunner().invoke(
+        app, [*base, "--from-vae", light_encoder, "--to-vae", taef2_encoder, "--overwrite"], env=runner_env
+    )
+    assert wrong.exit_code == 1
+    assert (
+        "--from-vae" in wrong.output
+        and "holds only the encoder" in wrong.output
+        and "needs its decoder" in wrong.output
+    )
+    scored = CliRunner().invoke(
+        app, [*base, "--from-vae", light_decoder, "--to-vae", taef2_encoder, "--overwrite", "--report"], env=runner_env
+    )
+    assert scored.exit_code == 1 and "--to-vae" in scored.output and "needs its decoder" in scored.output
+    both = CliRunner().invoke(
+        app, [*base, "--from-vae", light_decoder, "--to-vae", taef2_encoder, "--overwrite", "--pad", "--crop"]
+    )
+    assert both.exit_code == 2 and "choose one" in both.output

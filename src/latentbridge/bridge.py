@@ -43,6 +43,7 @@ from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridge
 from latentbridge.latent import Latent
 from latentbridge.refine import frozen_parameters
 from latentbridge.vae import VAE
+from latentbridge.weights.hashes import same_autoencoder
 
 BridgeKind = Literal["linear", "conv"]
 BRIDGE_KINDS: tuple[str, ...] = ("linear", "conv")
@@ -333,7 +334,7 @@ def check_bridge_input(latent: Latent, bridge: Bridge) -> None:
             f"(latentbridge fit-bridge --src-vae <{fmt} VAE> ...) or transfer with --method reencode"
         )
     made_by = latent.provenance.vae_sha256
-    if made_by and src.vae_sha256 and made_by != src.vae_sha256:
+    if made_by and src.vae_sha256 and not same_autoencoder(made_by, src.vae_sha256):
         who = latent.provenance.vae_name or "another VAE"
         raise IncompatibleError(
             f"this latent was made by {who} (sha256 {made_by[:12]}) but the bridge was fitted on latents of "

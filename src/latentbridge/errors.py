@@ -25,6 +25,20 @@ class WeightsError(LatentBridgeError):
     """A weight file that cannot be identified or loaded strictly."""
 
 
+class MissingPartError(WeightsError):
+    """A weight file (or file set) that holds only one half of a VAE when the other half is needed.
+
+    Attributes:
+        held: the halves the files hold ("encoder", "decoder").
+        lacking: the halves the request needs and the files do not hold.
+    """
+
+    def __init__(self, message: str, *, held: tuple[str, ...] = (), lacking: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.held = held
+        self.lacking = lacking
+
+
 class IncompatibleError(LatentBridgeError):
     """A latent and a VAE (or two formats) that do not belong together."""
 

@@ -35,6 +35,7 @@ from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import LPIPS_NOTE, fidelity, median_time
 from latentbridge.refine import REFINE_STEPS
 from latentbridge.vae import VAE
+from latentbridge.weights.hashes import same_autoencoder
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,11 +133,12 @@ def check_source(latent: Latent, vae: VAE) -> None:
             f"pass the {latent.format.name} VAE as --from-vae (or --format if the latent is mislabelled)"
         )
     made_by = latent.provenance.vae_sha256
-    if made_by and vae.sha256 and made_by != vae.sha256:
+    if made_by and vae.sha256 and not same_autoencoder(made_by, vae.sha256):
         who = latent.provenance.vae_name or "another VAE"
         raise IncompatibleError(
             f"this latent was made by {who} (sha256 {made_by[:12]}), but --from-vae {vae.name} has sha256 "
-            f"{vae.sha256[:12]}; decode it with the VAE that made it: pass that file as --from-vae"
+            f"{vae.sha256[:12]}; decode it with the VAE that made it: pass that file as --from-vae (when "
+            f"{vae.name} is the decoder half of the same VAE, pass both halves: --from-vae ENCODER,DECODER)"
         )
 
 
@@ -210,9 +212,55 @@ def _out_space(latent: Latent, space: str | None) -> str:
     return latent.space if latent.space in ("raw", "model") else "raw"
 
 
+FITS = ("pad", "crop")
+
+
+def _fit_canvas(images: torch.Tensor, dst_vae: VAE, fit: str | None, prov: Provenance) -> tuple[torch.Tensor, str]:
+    """Make the decoded canvas a size the target format takes, and the padding record that then holds.
+
+    Args:
+        images: the source decode [N, 3, H, W] in [0, 1] (encode-time padding still on).
+        dst_vae: the target VAE (its format's ``size_multiple``; its spatial ratio when it has no format).
+        fit: None (a size the target cannot take is an error naming --pad/--crop), "pad" (reflect-pad to the
+            next multiple) or "crop" (centre-crop to the previous one).
+        prov: the source latent's provenance (its encode-time padding record, if any).
+
+    Returns:
+        (images, padding record "top,bottom,left,right" for the output's provenance; "" for none).
+    """
+    from latentbridge.images import PADDING_KEY, Padding, fit_size
+
+    old = dict(prov.extra).get(PADDING_KEY, "")
+    multiple = dst_vae.format.size_multiple if dst_vae.format is not None else dst_vae.spatial_ratio
+    h, w = images.shape[-2:]
+    if fit is None or (h % multiple == 0 and w % multiple == 0):
+        return images, old  # the codec refuses a size the target cannot take, naming --pad / --crop
+    if fit not in FITS:
+        raise ValueError(f"fit must be one of {', '.join(FITS)} or None, got {fit!r}")
+    before = Padding.parse(old) if old else Padding()
+    fitted, added = fit_size(images, multiple, pad=fit == "pad", crop=fit == "crop", what="the decoded image")
+    if fit == "pad":
+        after = Padding(*(a + b for a, b in zip(_sides(before), _sides(added), strict=True)))
+    else:  # the crop takes (h - h')//2 from the top, the rest from the bottom (as fit_size does)
+        dh, dw = h - fitted.shape[-2], w - fitted.shape[-1]
+        cut = (dh // 2, dh - dh // 2, dw // 2, dw - dw // 2)
+        after = Padding(*(max(a - c, 0) for a, c in zip(_sides(before), cut, strict=True)))
+    return fitted, ("" if after.is_zero else after.to_text())
+
+
+def _sides(p: Any) -> tuple[int, int, int, int]:
+    return p.top, p.bottom, p.left, p.right
+
+
 def _reencode(
-    latent: Latent, src_vae: VAE | None, dst_vae: VAE | None, opts: CodecOptions, refine: Refine | None = None
-) -> Latent:
+    latent: Latent,
+    src_vae: VAE | None,
+    dst_vae: VAE | None,
+    opts: CodecOptions,
+    refine: Refine | None = None,
+    fit: str | None = None,
+) -> tuple[Latent, str]:
+    """Decode→re-encode (then optionally refine); returns the latent and its padding record ("" for none)."""
     if src_vae is None or dst_vae is None:
         raise ValueError("decode→re-encode needs both VAEs: pass --from-vae and --to-vae")
     for vae, part, flag in ((src_vae, "decode", "--from-vae"), (dst_vae, "encode", "--to-vae")):
@@ -227,16 +275,16 @@ def _reencode(
             "was given; drop --tile, or transfer with --method reencode"
         )
     codec = _codec()
-    images = decode_images(src_vae, latent, opts)
+    images, padding = _fit_canvas(decode_images(src_vae, latent, opts), dst_vae, fit, latent.provenance)
     out = codec.encode(dst_vae, images * 2 - 1, **opts.kwargs())
     if refine is None:
-        return out
+        return out, padding
     from latentbridge.codec import _progress_bar
     from latentbridge.refine import refine_latent
 
     with _progress_bar(opts.progress, out.tensor.shape[0] * refine.steps, f"refine {dst_vae.name}") as advance:
         result = refine_latent(dst_vae, out.tensor, images * 2 - 1, refine.steps, on_step=lambda: advance(1))
-    return dataclasses.replace(out, tensor=result.latent)
+    return dataclasses.replace(out, tensor=result.latent), padding
 
 
 def _bridge(latent: Latent, bridge: Bridge, src_vae: VAE | None, dst_vae: VAE | None) -> Latent:
@@ -275,6 +323,7 @@ def transfer(
     device: str | None = None,
     dtype: str | None = None,
     progress: bool = False,
+    fit: str | None = None,
 ) -> Latent:
     """Move a latent from ``src_vae``'s latent space to ``dst_vae``'s.
 
@@ -290,6 +339,10 @@ def transfer(
         space: the output's space, "raw" or "model"; default: the input's space (raw when unknown).
         batch_size, tile, device, dtype, progress: passed to latentbridge.codec (decode→re-encode only; the
             codec's defaults when None: one image per call, no tiling, CPU, fp32).
+        fit: decode→re-encode only, when the decoded size is not one the target format takes (SD1's 8-px
+            multiples into FLUX.2's 16): "pad" reflect-pads to the next multiple (the output's provenance
+            records the padding, and `latentbridge decode` crops it off), "crop" centre-crops to the previous one;
+            None (default) refuses such a size with an error naming both.
 
     Returns:
         A Latent of ``dst_vae``'s format in ``space``, canonical layout (video keeps its layout), float32 for
@@ -321,7 +374,9 @@ def transfer(
         )
     work = _frames(latent) if framewise else latent
     opts = CodecOptions(batch_size, tile, device, dtype, progress)
-    moved = _reencode(work, src_vae, dst_vae, opts, refine) if bridge is None else None
+    if fit is not None and bridge is not None:
+        raise ValueError("fit (--pad/--crop) applies to decode→re-encode; a bridge maps latents cell by cell")
+    moved, padding = _reencode(work, src_vae, dst_vae, opts, refine, fit) if bridge is None else (None, "")
     out = moved if moved is not None else _bridge(work, bridge, src_vae, dst_vae)
     if bridge is None and dst_vae is not None and dst_vae.format is not None and out.format is None:
         out = out.replace(format=dst_vae.format)
@@ -338,7 +393,20 @@ def transfer(
         out = _unframes(out, n, latent.layout if latent.layout in ("NCTHW", "NTCHW") else "NCTHW")
     src_id = _identity(src_vae, bridge.src if bridge else None)
     dst_id = _identity(dst_vae, bridge.dst if bridge else None)
-    return dataclasses.replace(out, provenance=_provenance(latent.provenance, method, src_id, dst_id))
+    prov = _provenance(latent.provenance, method, src_id, dst_id)
+    if moved is not None:
+        prov = _with_padding(prov, padding)
+    return dataclasses.replace(out, provenance=prov)
+
+
+def _with_padding(prov: Provenance, record: str) -> Provenance:
+    """``prov`` with its padding record set to ``record`` (removed when "")."""
+    from latentbridge.images import PADDING_KEY
+
+    extra = {k: v for k, v in prov.extra if k != PADDING_KEY}
+    if record:
+        extra[PADDING_KEY] = record
+    return dataclasses.replace(prov, extra=tuple(sorted(extra.items())))
 
 
 # --- fidelity -------------------------------------------------------------------------------------------
@@ -396,6 +464,7 @@ def fidelity_report(
     tile: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    fit: str | None = None,
 ) -> tuple[FidelityRow, ...]:
     """Transfer ``latent`` with each method and measure what survives.
 
@@ -405,6 +474,10 @@ def fidelity_report(
     reference rows are added: "best achievable" (``image`` encoded by ``dst_vae`` and decoded, against
     ``image``: the target's own fidelity to what it is given, the ceiling for any transfer's PSNR column) and
     "source reconstruction" (the source decode against the image).
+
+    ``fit`` ("pad"/"crop", see :func:`transfer`) applies to the decode→re-encode methods and to the image of the
+    "best achievable" row; pictures of different sizes are then compared on their common centre (pad and crop
+    are both centred, as is `latentbridge encode --crop`).
 
     Returns:
         One FidelityRow per method, then the reference rows.
@@ -417,13 +490,16 @@ def fidelity_report(
     for method in methods:
         # The output stays in the target's native space: the report decodes it, and a tiny target VAE
         # (TAESD family) may lack the statistics to convert it.
+        how = {"fit": fit} if fit is not None and not isinstance(as_method(method), Bridge) else {}
         out, seconds = median_time(
-            lambda m=method: transfer(latent, src_vae, dst_vae, method=m, space=dst_vae.native_space, **opts.kwargs()),
+            lambda m=method, how=how: transfer(
+                latent, src_vae, dst_vae, method=m, space=dst_vae.native_space, **how, **opts.kwargs()
+            ),
             repeats,
         )
         decoded = _as_frames(decode_images(dst_vae, out, opts)).float()
-        fid = fidelity(decoded, reference)
-        vs_image = fidelity(decoded, truth) if truth is not None else None
+        fid = fidelity(*centre_common(decoded, reference))
+        vs_image = fidelity(*centre_common(decoded, truth)) if truth is not None else None
         rows.append(
             FidelityRow(
                 method_name(method),
@@ -438,16 +514,34 @@ def fidelity_report(
     if image is not None and truth is not None:
         # The target's own reconstruction of the original image, measured like the transfers are measured
         # (its decode against what it was given): what any transfer into dst_vae can at best reach.
-        best = _as_frames(decode_images(dst_vae, _codec().encode(dst_vae, image, **opts.kwargs()), opts)).float()
-        vs_image = fidelity(best, truth)
+        fitted = image
+        if fit is not None:
+            from latentbridge.images import fit_size
+
+            multiple = dst_vae.format.size_multiple if dst_vae.format is not None else dst_vae.spatial_ratio
+            fitted, _ = fit_size(image, multiple, pad=fit == "pad", crop=fit == "crop", what="the --image")
+        best = _as_frames(decode_images(dst_vae, _codec().encode(dst_vae, fitted, **opts.kwargs()), opts)).float()
+        vs_image = fidelity(*centre_common(best, truth))
         note = "target VAE encodes + decodes the original image"
         rows.append(FidelityRow("best achievable", vs_image.psnr, vs_image.ssim, math.nan, vs_image.psnr,
                                 vs_image.ssim, note))  # fmt: skip
-        src_fid = fidelity(reference, truth)
+        src_fid = fidelity(*centre_common(reference, truth))
         note = "source VAE decode of the original latent"
         rows.append(FidelityRow("source reconstruction", math.nan, math.nan, math.nan, src_fid.psnr, src_fid.ssim,
                                 note))  # fmt: skip
     return tuple(rows)
+
+
+def centre_common(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both pictures centre-cropped to their common size (the last two dimensions; the crop of a side that is
+    d pixels too long takes d//2 from the top/left, as centred padding and cropping do). Same sizes: unchanged."""
+    h, w = min(a.shape[-2], b.shape[-2]), min(a.shape[-1], b.shape[-1])
+
+    def crop(x: torch.Tensor) -> torch.Tensor:
+        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        return x[..., top : top + h, left : left + w]
+
+    return crop(a), crop(b)
 
 
 FIDELITY_NOTE = (
@@ -551,6 +645,7 @@ def transfer_dir(
     device: str | None = None,
     dtype: str | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
+    fit: str | None = None,
 ) -> tuple[FileOutcome, ...]:
     """Transfer every latent file in ``src_dir`` into ``out_dir`` (same file names), resumably.
 
@@ -562,7 +657,7 @@ def transfer_dir(
 
     Args:
         src_dir, out_dir: source and output folders (different; ``out_dir`` is created).
-        src_vae, dst_vae, method, batch_size, tile, device, dtype: as for :func:`transfer`.
+        src_vae, dst_vae, method, batch_size, tile, device, dtype, fit: as for :func:`transfer`.
         format, space: what to assume for files that do not record their format/space (as ``read_latent``).
         out_space: the outputs' space (default: each input's).
         container: the output container ("latent", "safetensors", "pt", "npy", "npz"); default: each input's.
@@ -646,6 +741,7 @@ def transfer_dir(
                 tile=tile,
                 device=device,
                 dtype=dtype,
+                fit=fit,
             )
             write_latent(out, target, container=output_container(kind, container), overwrite=True)
         files[path.name] = {

@@ -90,8 +90,8 @@ def fit_bridge_command(
     if output.exists() and not overwrite:
         raise LatentBridgeError(f"{output} already exists; pass --overwrite to replace it, or choose another -o")
     console = Console()
-    src = load_vae_option(src_vae, None, device, "fp32")
-    dst = load_vae_option(dst_vae, None, device, "fp32")
+    src = load_vae_option(src_vae, None, device, "fp32", option="--src-vae")
+    dst = load_vae_option(dst_vae, None, device, "fp32", option="--dst-vae")
     previous_threads = torch.get_num_threads()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:

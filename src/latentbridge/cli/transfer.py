@@ -20,17 +20,30 @@ from latentbridge.cli._app import app
 from latentbridge.cli._common import fail_on_error, vae_spec
 
 
-def load_vae_option(spec: str | None, fmt: str | None, device: str, dtype: str) -> Any:
+def load_vae_option(
+    spec: str | None, fmt: str | None, device: str, dtype: str, *, part: str = "both", option: str = "--vae"
+) -> Any:
     """Load the VAE a --from-vae/--to-vae/--src-vae/--dst-vae value names, or None when not given.
 
     The value is a weight file, a diffusers folder, a zoo name, or files joined by commas (the encoder and
-    decoder halves of a TAESD-family VAE: ``taef2_encoder.pth,taef2_decoder.pth``).
+    decoder halves of a TAESD-family VAE: ``taef2_encoder.pth,taef2_decoder.pth``). ``part``: the half the
+    command needs ("encoder", "decoder" or "both"); a file holding only the other half is refused, naming
+    ``option`` and what to pass instead.
     """
     if spec is None:
         return None
+    from latentbridge.errors import MissingPartError
     from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
 
-    return load_vae(vae_spec(spec), format=fmt, device=device, dtype=dtype)
+    try:
+        return load_vae(vae_spec(spec), format=fmt, device=device, dtype=dtype, part=part)  # type: ignore[arg-type]
+    except MissingPartError as exc:
+        raise MissingPartError(
+            f"{option} {spec} holds only the {' and '.join(exc.held)} of that VAE, but this command needs its "
+            f"{' and '.join(exc.lacking)}: pass {option} ENCODER_FILE,DECODER_FILE (both halves, comma-separated)",
+            held=exc.held,
+            lacking=exc.lacking,
+        ) from exc
 
 
 def _cell(value: float, fmt: str) -> str:
@@ -44,8 +57,8 @@ def _cell(value: float, fmt: str) -> str:
 def fidelity_table(rows: Any, title: str) -> Table:
     """A rich table of FidelityRow values."""
     table = Table(title=title, title_justify="left")
-    for col in ("method", "PSNR dB", "SSIM", "ms / latent", "PSNR vs image", "SSIM vs image", "note"):
-        table.add_column(col, justify="left" if col in ("method", "note") else "right", overflow="fold")
+    for col in ("method", "PSNR dB", "SSIM", "ms / latent", "PSNR vs image", "SSIM vs image"):
+        table.add_column(col, justify="left" if col == "method" else "right", overflow="fold", no_wrap=col == "method")
     for r in rows:
         table.add_row(
             r.method,
@@ -54,8 +67,11 @@ def fidelity_table(rows: Any, title: str) -> Table:
             _cell(r.seconds_per_latent * 1000, ".1f"),
             _cell(r.image_psnr, ".2f"),
             _cell(r.image_ssim, ".4f"),
-            r.note,
         )
+    notes = [f"{r.method}: {r.note}" for r in rows if r.note]
+    if notes:
+        table.caption = "; ".join(notes)
+        table.caption_justify = "left"
     return table
 
 
@@ -82,6 +98,10 @@ def transfer_command(
     report: bool = typer.Option(False, "--report", help="Print fidelity (PSNR/SSIM) and time of each method."),
     image: Path = typer.Option(None, "--image", help="With --report: the original image, for the best achievable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (a folder: redo it all)."),
+    pad: bool = typer.Option(
+        False, "--pad", help="Reflect-pad decoded sizes the target format cannot take (recorded; decode crops it off)."
+    ),
+    crop: bool = typer.Option(False, "--crop", help="Centre-crop decoded sizes the target format cannot take."),
     refine: int = typer.Option(
         0,
         "--refine",
@@ -110,13 +130,20 @@ def transfer_command(
         raise LatentBridgeError(f"{output} already exists; pass --overwrite to replace it, or choose another -o")
     if refine < 0:
         raise typer.BadParameter(f"--refine takes a number of steps, 0 or more; got {refine}")
+    if pad and crop:
+        raise typer.BadParameter("--pad and --crop both given; choose one (--pad keeps every pixel, --crop cuts edges)")
+    if (pad or crop) and bridge is not None:
+        raise typer.BadParameter("--pad/--crop fit decoded pictures for decode→re-encode; a bridge maps latents")
+    fit = "pad" if pad else "crop" if crop else None
     if refine and bridge is not None:
         raise typer.BadParameter("--refine improves decode→re-encode; it does not apply with --bridge (drop one)")
     method: Any = load_bridge(bridge, kind=bridge_kind) if bridge is not None else "reencode"
     if refine:
         method = Refine(refine)
-    src_vae = load_vae_option(from_vae, None, device, dtype)
-    dst_vae = load_vae_option(to_vae, None, device, dtype)
+    # A is only decoded; B encodes, and decodes too when the result is scored or refined through its decoder
+    src_vae = load_vae_option(from_vae, None, device, dtype, part="decoder", option="--from-vae")
+    dst_part = "both" if report or refine else "encoder"
+    dst_vae = load_vae_option(to_vae, None, device, dtype, part=dst_part, option="--to-vae")
     codec = {"batch_size": batch_size, "tile": tile}
 
     if source.is_dir():
@@ -142,6 +169,7 @@ def transfer_command(
                     container=container,
                     overwrite=overwrite,
                     on_file=on_file,
+                    fit=fit,
                     device=device,
                     dtype=dtype,
                     **codec,
@@ -160,7 +188,16 @@ def transfer_command(
 
     latent = read_latent(source, key=key, format=format, space=space)
     out = transfer(
-        latent, src_vae, dst_vae, method=method, space=out_space, device=device, dtype=dtype, progress=True, **codec
+        latent,
+        src_vae,
+        dst_vae,
+        method=method,
+        space=out_space,
+        device=device,
+        dtype=dtype,
+        progress=True,
+        fit=fit,
+        **codec,
     )
     write_latent(out, output, container=output_container(sniff(source), container), overwrite=overwrite)
     console.print(
@@ -179,6 +216,8 @@ def transfer_command(
             from latentbridge.images import load_image
 
             original = load_image(image).tensor
-        rows = fidelity_report(latent, src_vae, dst_vae, methods, image=original, device=device, dtype=dtype, **codec)
+        rows = fidelity_report(
+            latent, src_vae, dst_vae, methods, image=original, device=device, dtype=dtype, fit=fit, **codec
+        )
         console.print(fidelity_table(rows, f"fidelity {src_vae.name} -> {dst_vae.name} ({source.name})"))
         console.print(FIDELITY_NOTE, highlight=False)

@@ -22,6 +22,7 @@ class KnownFile:
     format: str  # latent format it serves
     what: str  # the file, as its publisher names it
     source: str  # where the hash comes from
+    autoencoder: str = ""  # files published as halves of one autoencoder share this name ("" = a file on its own)
 
 
 _README = "../shared/weights/README.md (sha256 list)"
@@ -33,24 +34,28 @@ KNOWN_FILES: tuple[KnownFile, ...] = (
         "flux2",
         "TAEF2 encoder taef2_encoder.pth (madebyollin/taesd @5cccb12)",
         _README,
+        "taef2",
     ),
     KnownFile(
         "0a44a31e1ae59eb9dbf9359d24942fd3ef5928162c1800d97a28c61d51be0ab5",
         "flux2",
         "TAEF2 decoder taef2_decoder.pth (madebyollin/taesd @5cccb12)",
         _README,
+        "taef2",
     ),
     KnownFile(
         "ee58bb0ab61769c48862963a21b5d84d966738db47d34d7d3463d7e4fe1aef5b",
         "sd1",
         "VAElight encoder VAEencoder.onnx (Graphnull/VAElight @87b43a0)",
         _README,
+        "vaelight-sd1",
     ),
     KnownFile(
         "117ba84645544561b37a79685a56c90f1fbae803da6004080406f46f8d1c01c2",
         "sd1",
         "VAElight decoder VAEpreview.onnx (Graphnull/VAElight @87b43a0)",
         _README,
+        "vaelight-sd1",
     ),
     KnownFile(
         "4f88c9078bb2238cdd0d8864671dd33e3f42e091e41f08903f3c15e4a54a9b39",
@@ -105,6 +110,26 @@ if len(_BY_HASH) != len(KNOWN_FILES):  # pragma: no cover - guards the table abo
 def known_file(sha256: str) -> KnownFile | None:
     """The official file with this sha256, or None."""
     return _BY_HASH.get(sha256.lower())
+
+
+def same_autoencoder(a: str, b: str) -> bool:
+    """Whether two VAE hashes name the same autoencoder.
+
+    A VAE loaded from several files (encoder and decoder halves) carries their hashes joined by "+"; a latent
+    encoded with the encoder file alone records only that hash. Two hash strings name the same autoencoder
+    when they share a file, or when every file of both is a known half of one published autoencoder (the
+    TAEF2 encoder and decoder files). Anything else — two different files of unknown origin — is not proven
+    the same.
+    """
+    left = {h.lower() for h in a.split("+") if h}
+    right = {h.lower() for h in b.split("+") if h}
+    if not left or not right:
+        return False
+    if left & right:
+        return True
+    known = [_BY_HASH.get(h) for h in left | right]
+    groups = {k.autoencoder for k in known if k is not None}
+    return all(k is not None for k in known) and len(groups) == 1 and "" not in groups
 
 
 @lru_cache(maxsize=256)

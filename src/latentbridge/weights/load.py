@@ -23,7 +23,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from latentbridge.errors import IncompatibleError, ShapeError, WeightsError
+from latentbridge.errors import IncompatibleError, MissingPartError, ShapeError, WeightsError
 from latentbridge.formats import LatentFormat, NormStats, get_format, pack, unpack
 from latentbridge.vae import VAE, from_autoencoder_kl
 from latentbridge.weights import keymaps as K
@@ -769,9 +769,11 @@ def _parts_wanted(sig: Signature, held: set[str], part: str, names: str) -> set[
             if part == "both"
             else f"pass the file that holds the {lacking[0]}"
         )
-        raise WeightsError(
+        raise MissingPartError(
             f"{names} holds only the {have} of a {sig.title}, but part={part!r} needs the {' and '.join(lacking)}: "
-            f"{hint}, or give both files: load_vae([encoder_file, decoder_file]) (--vae ENCODER,DECODER)"
+            f"{hint}, or give both files: load_vae([encoder_file, decoder_file]) (--vae ENCODER,DECODER)",
+            held=tuple(sorted(held)),
+            lacking=tuple(lacking),
         )
     return wanted
 
