@@ -180,3 +180,17 @@ def test_inspect_hash_option_for_big_weight_files(tmp_path, monkeypatch):
     result = runner.invoke(app, ["inspect", str(weights), "--hash"], env=WIDE)
     assert result.exit_code == 0, result.output
     assert f"sha256        {sha256_file(weights)}" in result.output
+
+
+def test_inspect_a_diffusers_token_sequence(tmp_path):
+    """FluxPipeline(output_type="latent") hands out [N, L, 64]: refused with the grids that fit, read with --grid."""
+    tokens = torch.randn(1, 64 * 48, 64)
+    path = tmp_path / "flux_latents.pt"
+    torch.save(tokens, path)
+    refused = runner.invoke(app, ["inspect", str(path)], env=WIDE)
+    assert refused.exit_code == 1 and "pass --grid ROWSxCOLUMNS" in refused.output
+    assert "64x48 (1024×768 px), 48x64 (768×1024 px)" in refused.output
+    result = runner.invoke(app, ["inspect", str(path), "--grid", "48x64"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "[1, 16, 96, 128]  (NCHW)" in result.output and "flux1" in result.output
+    assert "unpacked a diffusers flux1 token sequence on a 48x64 grid" in result.output

@@ -15,12 +15,15 @@ from latentbridge.formats import (
     find_formats,
     formats,
     get_format,
+    grid_options,
     latent_frames,
     latent_shape,
     model_to_raw,
     pack,
     pixel_frames,
     raw_to_model,
+    token_formats,
+    tokens_to_model,
     unpack,
 )
 
@@ -165,3 +168,51 @@ def test_invariants_are_checked():
         dataclasses.replace(base, sources=())
     with pytest.raises(ValueError, match="needs 4 mean/std values"):
         dataclasses.replace(base, norm_source="registry", mean=(0.0,), std=(1.0,))
+
+
+# --- diffusers token sequences ------------------------------------------------------------------------
+
+
+def _diffusers_tokens(model: torch.Tensor, fmt: LatentFormat) -> torch.Tensor:
+    """The token sequence a diffusers pipeline hands out, written out independently of latentbridge: FLUX.1's
+    _pack_latents (2×2 patches, features (c, dy, dx)) or FLUX.2's (the packed latent's cells row by row)."""
+    n, c, h, w = model.shape
+    p = fmt.token_patch
+    x = model.view(n, c, h // p, p, w // p, p).permute(0, 2, 4, 1, 3, 5)
+    return x.reshape(n, (h // p) * (w // p), c * p * p)
+
+
+TOKEN_FORMATS = [f for f in formats().values() if f.token_patch]
+
+
+def test_token_forms_are_the_flux_pipelines():
+    assert {f.name: (f.token_dim, f.token_spatial_ratio) for f in TOKEN_FORMATS} == {
+        "flux1": (64, 16),
+        "flux2": (128, 16),
+    }
+    assert [f.name for f in token_formats(64)] == ["flux1"] and token_formats(16) == []
+
+
+@pytest.mark.parametrize("fmt", TOKEN_FORMATS, ids=lambda f: f.name)
+@pytest.mark.parametrize("grid", [(3, 5), (4, 4), (1, 7)])
+def test_tokens_to_model_inverts_the_pipeline_packing(fmt: LatentFormat, grid: tuple[int, int]):
+    rows, cols = grid
+    p = fmt.token_patch
+    model = torch.randn(2, fmt.model_channels, rows * p, cols * p)
+    tokens = _diffusers_tokens(model, fmt)
+    assert tokens.shape == (2, rows * cols, fmt.token_dim)
+    assert torch.equal(tokens_to_model(tokens, fmt, grid), model)
+    assert torch.equal(tokens_to_model(tokens[0], fmt, grid), model[:1])  # [L, D] without a batch axis
+    if rows != cols and min(grid) > 1:  # the transposed grid holds as many tokens but puts them elsewhere
+        assert not torch.equal(tokens_to_model(tokens, fmt, (cols, rows)), model.transpose(-1, -2))
+    with pytest.raises(ShapeError, match=rf"grid {rows + 1}x{cols} holds .* grids that fit: "):
+        tokens_to_model(tokens, fmt, (rows + 1, cols))
+
+
+def test_token_form_errors():
+    with pytest.raises(ShapeError, match="sd1 has no diffusers token form"):
+        tokens_to_model(torch.zeros(1, 4, 16), get_format("sd1"), (2, 2))
+    with pytest.raises(ShapeError, match=r"a flux1 token sequence is \[N, L, 64\]"):
+        tokens_to_model(torch.zeros(1, 4, 128), get_format("flux1"), (2, 2))
+    assert grid_options(1024) == [(32, 32), (64, 16), (16, 64), (128, 8)]
+    assert grid_options(7) == [(7, 1), (1, 7)]

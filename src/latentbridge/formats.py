@@ -66,6 +66,9 @@ class LatentFormat:
     rgb_bias: tuple[float, float, float]
     preview_decoder: str  # name of the tiny preview decoder of this family ("" when none is public)
     sources: tuple[tuple[str, str], ...] = field(default=())  # (key, where the numbers come from)
+    # diffusers pipelines of this family hand out `output_type="latent"` as a token sequence [N, L, D]: model-space
+    # cells packed token_patch×token_patch (FLUX.1: 2 → D = 64; FLUX.2: 1 over its packed 128 ch); 0 = they do not
+    token_patch: int = 0
 
     def __post_init__(self) -> None:
         def bad(msg: str) -> ValueError:
@@ -77,6 +80,10 @@ class LatentFormat:
             raise bad("channels, spatial_ratio, temporal_ratio and patch must be positive integers")
         if self.dims not in (2, 3):
             raise bad(f"dims must be 2 (image) or 3 (video), got {self.dims}")
+        if self.token_patch < 0 or (self.token_patch and self.dims != 2):
+            raise bad("token_patch is 0 (no token form) or a positive patch size of an image format")
+        if self.token_patch and "tokens" not in dict(self.sources):
+            raise bad("a token form (token_patch > 0) needs a 'tokens' source")
         if self.dims == 2 and (self.temporal_ratio != 1 or self.causal_first_frame):
             raise bad("an image format has temporal_ratio 1 and no causal first frame")
         if not (math.isfinite(self.scale) and self.scale > 0 and math.isfinite(self.shift)):
@@ -113,6 +120,16 @@ class LatentFormat:
     def model_spatial_ratio(self) -> int:
         """Pixels per model-space latent cell."""
         return self.spatial_ratio * self.patch
+
+    @property
+    def token_dim(self) -> int:
+        """Features per token of the diffusers token form (0 when the family has none)."""
+        return self.model_channels * self.token_patch**2
+
+    @property
+    def token_spatial_ratio(self) -> int:
+        """Pixels per token along H and W (0 when the family has no token form)."""
+        return self.model_spatial_ratio * self.token_patch
 
     @property
     def layout(self) -> str:
@@ -213,6 +230,55 @@ def unpack(x: torch.Tensor, patch: int) -> torch.Tensor:
     c = cp // (patch * patch)
     x = x.reshape(n, c, patch, patch, h, w).permute(0, 1, 4, 2, 5, 3)
     return x.reshape(n, c, h * patch, w * patch)
+
+
+# --- diffusers token sequences --------------------------------------------------------------------------
+
+
+def token_formats(dim: int) -> list[LatentFormat]:
+    """Registered formats whose diffusers token form has ``dim`` features per token (FLUX.1: 64, FLUX.2: 128)."""
+    return [f for f in formats().values() if f.token_patch and f.token_dim == dim]
+
+
+def grid_options(length: int, limit: int = 4) -> list[tuple[int, int]]:
+    """Token grids (rows, columns) with ``length`` tokens, the most square first, at most ``limit`` of them
+    (both orientations of each shape: a token count alone cannot tell 32×64 from 64×32)."""
+    pairs = [(h, length // h) for h in range(1, length + 1) if length % h == 0]
+    pairs.sort(key=lambda p: (abs(math.log(p[0] / p[1])), -p[0]))
+    return pairs[:limit]
+
+
+def tokens_to_model(x: torch.Tensor, fmt: LatentFormat, grid: tuple[int, int]) -> torch.Tensor:
+    """A diffusers token sequence -> the format's model-space latent.
+
+    Args:
+        x: [N, L, D] (or [L, D]) tokens as ``output_type="latent"`` returns them, D = ``fmt.token_dim``.
+        fmt: a format with a token form (``token_patch`` > 0).
+        grid: (rows, columns) of the token grid, rows·columns = L; the image is rows·r × columns·r pixels,
+            r = ``fmt.token_spatial_ratio`` (FLUX.1 and FLUX.2: 16).
+
+    Returns:
+        [N, C_model, rows·p, columns·p] model-space latent (FLUX.1: 16 ch at 8×; FLUX.2: packed 128 ch at 16×),
+        same dtype, p = ``fmt.token_patch``.
+
+    Raises:
+        ShapeError: not a token sequence of this format, or a grid that does not hold L tokens.
+    """
+    if not fmt.token_patch:
+        raise ShapeError(f"{fmt.name} has no diffusers token form; its pipelines hand out spatial latents")
+    if x.ndim == 2:
+        x = x.unsqueeze(0)
+    if x.ndim != 3 or x.shape[-1] != fmt.token_dim:
+        raise ShapeError(f"a {fmt.name} token sequence is [N, L, {fmt.token_dim}], got shape {tuple(x.shape)}")
+    rows, cols = grid
+    n, length, dim = x.shape
+    if rows < 1 or cols < 1 or rows * cols != length:
+        options = ", ".join(f"{h}x{w}" for h, w in grid_options(length))
+        raise ShapeError(
+            f"grid {rows}x{cols} holds {rows * cols} tokens but the sequence has {length}; grids that fit: {options}"
+        )
+    cells = x.transpose(1, 2).reshape(n, dim, rows, cols)
+    return unpack(cells, fmt.token_patch)
 
 
 # --- space conversion -----------------------------------------------------------------------------------
@@ -390,6 +456,7 @@ def _fmt(
     rgb_factors: tuple[tuple[float, float, float], ...] = (),
     rgb_bias: tuple[float, float, float] = (0.0, 0.0, 0.0),
     preview_decoder: str = "",
+    token_patch: int = 0,
 ) -> LatentFormat:
     if norm_source == "registry" and mean and "norm" not in sources:
         raise ValueError(f"{name}: registry mean/std need a 'norm' source")
@@ -414,6 +481,7 @@ def _fmt(
         rgb_factors=tuple(tuple(r) for r in rgb_factors),  # type: ignore[misc]
         rgb_bias=rgb_bias,
         preview_decoder=preview_decoder,
+        token_patch=token_patch,
         sources=tuple(src.items()),
     )
 
@@ -536,8 +604,11 @@ _BUILTIN: tuple[LatentFormat, ...] = (
         rgb_bias=D.FLUX1_RGB_BIAS,
         preview_decoder="taef1",
         size_multiple=16,
+        token_patch=2,
         sources={
             "geometry": "black-forest-labs/FLUX.1-dev ae config: 16 latent channels, 8×",
+            "tokens": "diffusers FluxPipeline._pack_latents: [N, 16, H, W] model-space latents -> [N, H/2·W/2, 64], "
+            "features (c, dy, dx), tokens row by row; output_type='latent' returns them",
             "scale": "FLUX.1 ae scale_factor 0.3611, shift_factor 0.1159",
             "rgb": D.COMFY + " Flux.latent_rgb_factors(+bias)",
             "size_multiple": "2×2 patchify of 8× latents in the transformer: multiples of 16",
@@ -555,8 +626,11 @@ _BUILTIN: tuple[LatentFormat, ...] = (
         rgb_factors=D.FLUX2_RGB,
         rgb_bias=D.FLUX2_RGB_BIAS,
         preview_decoder="taef2",
+        token_patch=1,
         sources={
             "geometry": "diffusers AutoencoderKLFlux2 config: latent_channels 32, patch_size (2, 2)",
+            "tokens": "diffusers Flux2Pipeline._pack_latents: the packed, BatchNorm-normalised [N, 128, h, w] -> "
+            "[N, h·w, 128], tokens row by row; output_type='latent' returns them (unpacking needs the grid)",
             "scale": "no scale/shift: the FLUX.2 pipeline normalises with BatchNorm statistics only",
             "norm": "bn.running_mean / bn.running_var (128 ch) in the VAE file, eps = config batch_norm_eps 1e-4",
             "rgb": D.COMFY + " Flux2.latent_rgb_factors(+bias), 32 rows for the unpacked normalised latent",

@@ -36,6 +36,12 @@ def fail_on_error(fn: F) -> F:
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}
 
 
+GRID_HELP = (
+    "For a diffusers token sequence [N, L, D] (FLUX.1/FLUX.2 output_type='latent'): its grid ROWSxCOLUMNS "
+    "in 16-px tokens, e.g. 64x64 for a 1024×1024 image."
+)
+
+
 def parse_bytes(text: str) -> int:
     """'1.5GB' / '800MB' / '1234' -> bytes (binary units)."""
     m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgG]?[bB]?)\s*", text)

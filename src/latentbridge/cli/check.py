@@ -19,7 +19,7 @@ from rich.table import Table
 
 from latentbridge.check import Report, check, vae_facts
 from latentbridge.cli._app import app
-from latentbridge.cli._common import vae_spec
+from latentbridge.cli._common import GRID_HELP, vae_spec
 from latentbridge.errors import LatentBridgeError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -98,6 +98,7 @@ def check_command(
     space: str = typer.Option(None, "--space", help="raw or model: the latent's space, when not recorded."),
     vae_format: str = typer.Option(None, "--vae-format", help="The VAE's format, when its file cannot tell."),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when the file has several."),
+    grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NHWC."),
     preflight: bool = typer.Option(False, "--preflight", help="Also decode a small crop per candidate and score it."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
@@ -108,7 +109,7 @@ def check_command(
     """
     from latentbridge.files import read_latent
 
-    lat = read_latent(latent, key=key, format=format, space=space, layout=layout)
+    lat = read_latent(latent, key=key, format=format, space=space, layout=layout, grid=grid)
     loaded = load_vae_for_check(vae, vae_format, preflight)
     report = check(lat, vae_facts(loaded) if not preflight else loaded, preflight=preflight)
     if as_json:

@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error, parse_bytes, vae_spec
+from latentbridge.cli._common import GRID_HELP, fail_on_error, parse_bytes, vae_spec
 from latentbridge.errors import LatentBridgeError, LatentBridgeWarning
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -110,6 +110,7 @@ def decode_command(
     format: str = typer.Option(None, "--format", help="The latent's format, when the file does not record it."),
     space: str = typer.Option(None, "--space", help="raw|model: the latent's space, when the file does not record it."),
     key: str = typer.Option(None, "--key", help="Which array of the file holds the latent."),
+    grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     vae_format: str = typer.Option(None, "--vae-format", help="The format the VAE serves, when its file cannot tell."),
     device: str = typer.Option("cpu", "--device", help="cpu, cuda, cuda:1, mps …"),
     dtype: str = typer.Option(
@@ -140,7 +141,7 @@ def decode_command(
         raise LatentBridgeError(
             f"-o {output}: images are written as PNG; name the output e.g. {output.with_suffix('.png').name}"
         )
-    latent = read_latent(latent_file, key=key, format=format, space=space)
+    latent = read_latent(latent_file, key=key, format=format, space=space, grid=grid)
     refuse_existing(output_paths(output, latent.dim("N")), overwrite)
     model = load_vae_spec(vae, vae_format, device, "decoder")
     preflight_check(latent, model, force)

@@ -13,7 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
+from latentbridge.cli._common import GRID_HELP, fail_on_error
 from latentbridge.identify import Identification, identify
 
 
@@ -52,6 +52,7 @@ def render(ident: Identification, recorded: str, console: Console, *, verbose: b
 def identify_command(
     latent: str = typer.Argument(..., help="A latent file (.latent, .safetensors, .pt, .npy, .npz, kohya cache)."),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when the file has several."),
+    grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NHWC."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show where each candidate's profile comes from."),
@@ -59,7 +60,7 @@ def identify_command(
     """Identify a latent's format and space from its values (channel count, statistics, spectrum)."""
     from latentbridge.files import read_latent
 
-    lat = read_latent(latent, key=key, layout=layout)
+    lat = read_latent(latent, key=key, layout=layout, grid=grid)
     ident = identify(lat)
     recorded = " ".join(x for x in (lat.format_name, lat.space if lat.space != "unknown" else "") if x)
     if as_json:

@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
+from latentbridge.cli._common import GRID_HELP, fail_on_error
 from latentbridge.files import LatentFile, classify, latent_stats, open_latent
 
 UNKNOWN_FORMAT = "unknown — run `latentbridge identify`"
@@ -100,6 +100,7 @@ def inspect_command(
         ..., help="A latent file (.latent, .safetensors, .pt, .npy, .npz), a weight file or a diffusers folder."
     ),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when the file has several."),
+    grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     format: str = typer.Option(None, "--format", help="Latent format, when the file does not record it."),
     space: str = typer.Option(None, "--space", help="raw or model: the space of the stored tensor, if unrecorded."),
     layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NHWC."),
@@ -122,7 +123,7 @@ def inspect_command(
     if file.is_dir() or classify(file) == "weights":  # a folder can only be a diffusers model (or pipeline)
         _describe_weights(file, format, as_json, console, hash)
         return
-    info = open_latent(file, key=key, format=format, space=space, layout=layout, override=override)
+    info = open_latent(file, key=key, format=format, space=space, layout=layout, override=override, grid=grid)
     stats = latent_stats(info.latent)
     if as_json:
         out = {"kind": "latent", **info.to_dict()}

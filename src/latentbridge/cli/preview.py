@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error, vae_spec
+from latentbridge.cli._common import GRID_HELP, fail_on_error, vae_spec
 from latentbridge.files import read_latent
 from latentbridge.preview import METHODS, choose_previewer, default_fits_dir, frames_per_item, preview_grid, write_png
 from latentbridge.vae import VAE
@@ -40,13 +40,14 @@ def preview_command(
     format: str = typer.Option(None, "--format", help="Latent format when the file does not record it."),
     space: str = typer.Option(None, "--space", help="raw or model, when the file does not record it."),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
+    grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Enlarge each preview by this factor (nearest)."),
     home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
 ) -> None:
     """Write a quick preview of a latent as a PNG (published, fitted or tiny-decoder preview)."""
     if method not in METHODS:
         raise typer.BadParameter(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-    lat = read_latent(latent, key=key, format=format, space=space)
+    lat = read_latent(latent, key=key, format=format, space=space, grid=grid)
     decoder = load_decoder(vae, format) if vae else None
     if decoder is not None and decoder.stats is not None and lat.stats is None:
         lat = lat.replace(stats=decoder.stats)  # FLUX.2 raw latents convert with the VAE's BatchNorm statistics

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error, vae_spec
+from latentbridge.cli._common import GRID_HELP, fail_on_error, vae_spec
 
 
 def load_vae_option(
@@ -87,6 +87,7 @@ def transfer_command(
     format: str = typer.Option(None, "--format", help="Latent format, when the file does not record it."),
     space: str = typer.Option(None, "--space", help="raw|model: the input's space, when the file does not say."),
     key: str = typer.Option(None, "--key", help="Which array of the file holds the latent."),
+    grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     out_space: str = typer.Option(None, "--out-space", help="raw|model for the output (default: the input's)."),
     container: str = typer.Option(
         None, "--container", help="Output container: latent, safetensors, pt, npy, npz (default: the input's)."
@@ -186,7 +187,7 @@ def transfer_command(
                 console.print(f"  not a latent: {o.name}: {o.note}", highlight=False)
         return
 
-    latent = read_latent(source, key=key, format=format, space=space)
+    latent = read_latent(source, key=key, format=format, space=space, grid=grid)
     out = transfer(
         latent,
         src_vae,

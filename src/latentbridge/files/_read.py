@@ -38,7 +38,7 @@ from latentbridge.errors import FileFormatError, IncompatibleError, ShapeError, 
 from latentbridge.files._classify import weight_names
 from latentbridge.files._containers import Contents, read_contents
 from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER, Entry, sniff
-from latentbridge.formats import LatentFormat, formats, get_format
+from latentbridge.formats import LatentFormat, formats, get_format, grid_options, token_formats, tokens_to_model
 from latentbridge.latent import Latent, Provenance, check_layout
 
 META_PREFIX = "latentbridge."
@@ -324,6 +324,65 @@ def _kohya_extras(contents: Contents, key: str, r: _Reading) -> None:
     )
 
 
+def parse_grid(grid: str | tuple[int, int]) -> tuple[int, int]:
+    """``"64x64"`` (rows x columns of tokens; "×" and "," also separate) or a (rows, columns) pair."""
+    if isinstance(grid, tuple):
+        rows, cols = grid
+    else:
+        parts = re.split(r"\s*[x×,]\s*", grid.strip().lower())
+        if len(parts) != 2 or not all(p.isdigit() for p in parts):
+            raise ValueError(f"a token grid is ROWSxCOLUMNS, e.g. 64x64 (a 1024×1024 FLUX image); got {grid!r}")
+        rows, cols = int(parts[0]), int(parts[1])
+    if rows < 1 or cols < 1:
+        raise ValueError(f"a token grid needs positive rows and columns, got {rows}x{cols}")
+    return rows, cols
+
+
+def _token_candidates(tensor: torch.Tensor, user_fmt: LatentFormat | None) -> list[LatentFormat]:
+    """Formats whose diffusers token form [N, L, D] / [L, D] this tensor could be (the user's format only, if given)."""
+    if tensor.ndim not in (2, 3) or tensor.shape[-2] < 4:
+        return []
+    if user_fmt is not None:
+        return [user_fmt] if user_fmt.token_patch and user_fmt.token_dim == tensor.shape[-1] else []
+    return token_formats(tensor.shape[-1])
+
+
+def _token_hint(tensor: torch.Tensor, cands: list[LatentFormat]) -> str:
+    """How to read a token sequence: the formats, the grids that hold its length, the option."""
+    length, dim = tensor.shape[-2], tensor.shape[-1]
+    names = " or ".join(f"{f.name} ({f.token_dim} = {f.model_channels}·{f.token_patch}²)" for f in cands)
+    ratio = cands[0].token_spatial_ratio
+    grids = ", ".join(f"{h}x{w} ({h * ratio}×{w * ratio} px)" for h, w in grid_options(length))
+    return (
+        f"{length} tokens × {dim} features looks like a diffusers token sequence (output_type='latent') of {names}; "
+        f"the grid is not stored with it: pass --grid ROWSxCOLUMNS (grid=...) with the image's size in "
+        f"{ratio}-px tokens — {grids} hold {length} tokens"
+    )
+
+
+def _read_tokens(
+    path: Path, tensor: torch.Tensor, cands: list[LatentFormat], grid: str | tuple[int, int], space: str | None
+) -> tuple[torch.Tensor, LatentFormat, str]:
+    if not cands:
+        raise _fail(
+            path,
+            f"--grid reads a diffusers token sequence [N, L, D] with D = {' or '.join(map(str, _token_dims()))} "
+            f"(FLUX.1, FLUX.2), but the array has shape {list(tensor.shape)}; drop --grid for a spatial latent",
+        )
+    if len(cands) > 1:
+        raise _fail(path, f"{_token_hint(tensor, cands)}; several formats fit: pass --format too")
+    if space == "raw":
+        raise _fail(path, "a token sequence is the transformer's input, in model space; drop --space raw")
+    try:
+        return tokens_to_model(tensor, cands[0], parse_grid(grid)), cands[0], "model"
+    except (ShapeError, ValueError) as exc:
+        raise _fail(path, str(exc)) from exc
+
+
+def _token_dims() -> list[int]:
+    return sorted({f.token_dim for f in formats().values() if f.token_patch})
+
+
 def open_latent(
     path: str | Path,
     *,
@@ -332,6 +391,7 @@ def open_latent(
     space: str | None = None,
     layout: str | None = None,
     override: bool = False,
+    grid: str | tuple[int, int] | None = None,
 ) -> LatentFile:
     """Read the latent in ``path`` and everything the file says about it.
 
@@ -344,6 +404,10 @@ def open_latent(
         layout: dimension letters of the stored tensor ("NCHW", "NHWC", "CHW", …); default from the record,
             else NCHW / NCTHW / CHW by the number of dimensions.
         override: let ``format``/``space``/``layout`` replace what latentbridge recorded in the file.
+        grid: "ROWSxCOLUMNS" (or a pair) of a diffusers token sequence [N, L, D] — what FLUX.1/FLUX.2 pipelines
+            return for ``output_type="latent"``: it is unpacked to the format's model-space latent (FLUX.1
+            [N, 16, 2·rows, 2·columns], FLUX.2 [N, 128, rows, columns]). Without it such a tensor is refused
+            with the grids that fit its length, not misread as a 1-channel image.
 
     Returns:
         A :class:`LatentFile`; its ``latent.tensor`` is exactly as stored (dtype and values), except for a legacy
@@ -419,6 +483,18 @@ def open_latent(
         if recorded and lay is not None and lay != layout:
             conflict("layout", lay, layout)
         lay = layout
+    tokens = _token_candidates(tensor, user_fmt) if lay is None else []
+    if grid is not None:
+        if lay is not None:
+            raise _fail(path, f"--grid reads a token sequence, but the array's layout is {lay} (drop --grid)")
+        tensor, fmt, sp = _read_tokens(path, tensor, tokens, grid, space)
+        lay = "NCHW"
+        r.notes.append(f"unpacked a diffusers {fmt.name} token sequence on a {grid} grid into model space")
+    elif tokens:
+        channel_counts = {c for f in formats().values() for c in (f.channels, f.model_channels)}
+        if tensor.ndim == 2 or tensor.shape[0] not in channel_counts:
+            raise _fail(path, (f"array {chosen!r}: " if chosen else "") + _token_hint(tensor, tokens))
+        r.notes.append(f"read as CHW; if this is a token sequence rather than a latent: {_token_hint(tensor, tokens)}")
     if lay is None:
         if tensor.ndim not in _DEFAULT_LAYOUT:
             raise _fail(path, f"array {chosen!r} has shape {list(tensor.shape)}: a latent has 3 to 5 dimensions")
@@ -451,6 +527,7 @@ def read_latent(
     space: str | None = None,
     layout: str | None = None,
     override: bool = False,
+    grid: str | tuple[int, int] | None = None,
 ) -> Latent:
     """Read the latent in ``path`` (any container, recognised from content). See :func:`open_latent`.
 
@@ -458,4 +535,4 @@ def read_latent(
         The Latent exactly as stored: shape in its ``layout`` (NCHW/NCTHW/CHW by default), stored dtype,
         in the space the file records or the caller gives ("unknown" otherwise).
     """
-    return open_latent(path, key=key, format=format, space=space, layout=layout, override=override).latent
+    return open_latent(path, key=key, format=format, space=space, layout=layout, override=override, grid=grid).latent
