@@ -387,3 +387,23 @@ def test_identification_dataclass_is_frozen(sd1_heldout):
     assert isinstance(ident, Identification)
     with pytest.raises(dataclasses.FrozenInstanceError):
         ident.channels = 3  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("shape", "layout", "names"),
+    [
+        ((1, 13, 16, 6, 8), "NTCHW", ("cogvideox", "wan21")),  # diffusers CogVideoX latents are [B, F, C, H, W]
+        ((1, 24, 20, 4), "NHWC", ("sd1", "sdxl")),  # channels-last image
+        ((24, 20, 4), "HWC", ("sd1",)),  # channels-last without a batch axis
+        ((1, 5, 14, 10), "TCHW", ()),  # 14 channels fit no registered format in any layout
+    ],
+)
+def test_no_format_for_the_channel_count_suggests_the_layout_that_fits(shape, layout, names):
+    ident = identify(torch.randn(shape))
+    assert ident.candidates == () and ident.shape_only == ()
+    if not names:
+        assert ident.layout_hints == ()
+        return
+    assert len(ident.layout_hints) == 1 and ident.layout_hints[0].endswith(f"pass --layout {layout}")
+    assert all(name in ident.layout_hints[0] for name in names)
+    assert ident.layout_hints[0] in ident.summary

@@ -33,7 +33,7 @@ import torch
 from latentbridge.errors import IncompatibleError
 from latentbridge.formats import LatentFormat, NormStats, find_formats, formats, get_format, latent_frames
 from latentbridge.identify import Identification, identify, value_flags
-from latentbridge.latent import Latent, to_layout
+from latentbridge.latent import LAYOUT_NAMES, Latent, alternative_layouts, to_layout
 from latentbridge.profiles import (
     Calibration,
     Profile,
@@ -324,38 +324,6 @@ def _provenance_int(latent: Latent, keys: tuple[str, ...]) -> int | None:
     return None
 
 
-_LAYOUT_NAMES = {
-    "NHWC": ("channels-last", "channels-last [N, H, W, C]", "x.permute(0, 3, 1, 2)"),
-    "NTCHW": ("frames-first", "frames-first [N, T, C, H, W] (TAEHV order)", "x.permute(0, 2, 1, 3, 4)"),
-    "NTHWC": ("channels-last", "channels-last video [N, T, H, W, C]", "x.permute(0, 4, 1, 2, 3)"),
-    "HWC": ("channels-last", "channels-last without batch [H, W, C]", "x.permute(2, 0, 1)[None]"),
-    "TCHW": ("frames-first", "frames-first without batch [T, C, H, W]", "x.permute(1, 0, 2, 3)[None]"),
-}
-
-
-def _alternative_layouts(shape: tuple[int, ...], channels: set[int], vae_dims: int) -> list[str]:
-    """Layouts (other than canonical) under which the channel dimension has an accepted size.
-
-    A channels-last reading also needs the channel count to be smaller than the spatial sizes (a latent of
-    4 channels and 64×64 cells: [1, 64, 64, 4]); otherwise [1, 128, 4, 4] would read as channels-last too.
-    """
-    out = []
-    n = len(shape)
-    if n == 4:
-        if shape[3] in channels and shape[3] < min(shape[1], shape[2]):
-            out.append("NHWC")
-        if vae_dims == 3 and shape[1] in channels:
-            out.append("TCHW")
-    elif n == 5:
-        if shape[2] in channels:
-            out.append("NTCHW")
-        if shape[4] in channels and shape[4] < min(shape[2], shape[3]):
-            out.append("NTHWC")
-    elif n == 3 and shape[2] in channels and shape[2] < min(shape[0], shape[1]):
-        out.append("HWC")
-    return out
-
-
 def _canonical_for(ndim: int, vae_dims: int) -> str:
     """The layout a tensor of ``ndim`` dims is assumed to be in when nothing is declared."""
     return {3: "CHW", 4: "NCHW", 5: "NCTHW"}.get(ndim, "")
@@ -539,10 +507,10 @@ def _layout_findings(
     shape = tuple(lat.tensor.shape)
     own_channels = {lat.format.channels, lat.format.model_channels} if lat.format is not None else set()
     if "C" not in lat.layout or (lat.dim("C") not in accepted and lat.dim("C") not in own_channels):
-        alternatives = _alternative_layouts(shape, set(accepted), facts.dims)
+        alternatives = alternative_layouts(shape, set(accepted), facts.dims)
         if alternatives and (not declared or lat.layout in ("NCHW", "NCTHW", "CHW")):
             alt = alternatives[0]
-            code, described, permute = _LAYOUT_NAMES[alt]
+            code, described, permute = LAYOUT_NAMES[alt]
             out.append(
                 Finding(
                     code,

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from latentbridge.formats import LatentFormat, formats, pack
-from latentbridge.latent import Latent, to_layout
+from latentbridge.latent import LAYOUT_NAMES, Latent, alternative_layouts, to_layout
 from latentbridge.profiles import (
     SAME_RAW_SPACE,
     Calibration,
@@ -119,6 +119,8 @@ class Identification:
         temperature, fit_threshold: the calibration used.
         flags: "non-finite", "all-zero", "constant", "noise-like" — values that cannot be fingerprinted.
         evidence: numbers behind the flags (lag-1 autocorrelation, …).
+        layout_hints: when no format has this channel count: other layouts under which one does, as
+            "frames-first [N, T, C, H, W] (…): 16-ch video latent (cogvideox, …); pass --layout NTCHW".
     """
 
     shape: tuple[int, ...]
@@ -131,6 +133,7 @@ class Identification:
     fit_threshold: float
     flags: tuple[str, ...] = ()
     evidence: tuple[tuple[str, float], ...] = field(default=())
+    layout_hints: tuple[str, ...] = ()
 
     def conditional(self, space: str) -> tuple[tuple[Candidate, float], ...]:
         """The candidates of one space ("raw" or "model"; raw=model candidates count in both), renormalised.
@@ -188,7 +191,8 @@ class Identification:
         shape_only = ", ".join(c.label for c in self.shape_only)
         if not self.candidates and not self.shape_only:
             kind = "image" if self.dims == 2 else "video"
-            return f"no registered {kind} format has {self.channels} channels in raw or model space"
+            out = f"no registered {kind} format has {self.channels} channels in raw or model space"
+            return out + "".join(f"; {hint}" for hint in self.layout_hints)
         if self.flags and set(self.flags) & {"non-finite", "all-zero", "constant"}:
             what = {"non-finite": "contains NaN/inf", "all-zero": "all zeros", "constant": "constant"}
             flag = next(f for f in self.flags if f in what)
@@ -235,6 +239,7 @@ class Identification:
             "fit_threshold": self.fit_threshold,
             "flags": list(self.flags),
             "evidence": dict(self.evidence),
+            "layout_hints": list(self.layout_hints),
         }
 
 
@@ -365,6 +370,34 @@ def _profile_note(p: Profile) -> str:
     return f"{p.kind}: {p.source}"
 
 
+def layout_hints(shape: tuple[int, ...]) -> tuple[str, ...]:
+    """Readings of a stored shape in the other layouts real files use under which registered formats fit.
+
+    Args:
+        shape: the tensor's shape as stored (3-5 dims).
+
+    Returns:
+        One line per layout: what it is, the formats with that channel count, and the --layout to pass.
+    """
+    out = []
+    for dims in (2, 3):
+        counts: dict[int, list[str]] = {}
+        for fmt in formats().values():
+            if fmt.dims == dims:
+                for c in {fmt.channels, fmt.model_channels}:
+                    counts.setdefault(c, []).append(fmt.name)
+        for alt in alternative_layouts(shape, set(counts), dims):
+            if ("T" in alt) != (dims == 3):
+                continue  # layouts with frames are readings as video formats, the others as image formats
+            c = shape[alt.index("C")]
+            kind = "image" if "T" not in alt else "video"
+            names = ", ".join(dict.fromkeys(counts[c]))
+            line = f"read as {LAYOUT_NAMES[alt][1]} it is a {c}-ch {kind} latent ({names}): pass --layout {alt}"
+            if line not in out:
+                out.append(line)
+    return tuple(out)
+
+
 def identify(
     latent: Latent | torch.Tensor,
     *,
@@ -386,6 +419,7 @@ def identify(
         An :class:`Identification`: candidates with calibrated probabilities, shape-only candidates, flags.
     """
     x = canonical_tensor(latent)
+    stored = tuple(latent.tensor.shape if isinstance(latent, Latent) else latent.shape)
     if profiles is None:
         profiles = profile_set(user_dir=user_dir if user_dir is not None else user_profile_dir())
     calib = calib or calibration()
@@ -404,6 +438,8 @@ def identify(
     }
     scored: list[tuple[Candidate, Profile, list[Features]]] = []
     shape_only: list[Candidate] = []
+    if not hypotheses:
+        base["layout_hints"] = layout_hints(stored)
     if flags:
         return Identification(candidates=(), shape_only=tuple(hypotheses), groups=(), **base)
     features = latent_features(x)

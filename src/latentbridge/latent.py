@@ -182,3 +182,39 @@ class Latent:
             return lat
         stats = stats if stats is not None else self.stats
         return dataclasses.replace(lat, tensor=convert(lat.tensor, fmt, lat.space, space, stats), space=space)
+
+
+# Layouts other than the canonical ones that real files use: (finding code, description, the permute that fixes it)
+LAYOUT_NAMES: dict[str, tuple[str, str, str]] = {
+    "NHWC": ("channels-last", "channels-last [N, H, W, C]", "x.permute(0, 3, 1, 2)"),
+    "NTCHW": ("frames-first", "frames-first [N, T, C, H, W] (TAEHV, diffusers CogVideoX)", "x.permute(0, 2, 1, 3, 4)"),
+    "NTHWC": ("channels-last", "channels-last video [N, T, H, W, C]", "x.permute(0, 4, 1, 2, 3)"),
+    "HWC": ("channels-last", "channels-last without batch [H, W, C]", "x.permute(2, 0, 1)[None]"),
+    "TCHW": ("frames-first", "frames-first without batch [T, C, H, W]", "x.permute(1, 0, 2, 3)[None]"),
+}
+
+
+def alternative_layouts(shape: tuple[int, ...], channels: set[int], vae_dims: int) -> list[str]:
+    """Layouts (other than canonical) under which the channel dimension has an accepted size.
+
+    ``shape`` is the stored tensor's, ``channels`` the accepted channel counts, ``vae_dims`` 2 (image) or 3
+    (video: a 4-D tensor may then be a clip without batch, TCHW).
+
+    A channels-last reading also needs the channel count to be smaller than the spatial sizes (a latent of
+    4 channels and 64×64 cells: [1, 64, 64, 4]); otherwise [1, 128, 4, 4] would read as channels-last too.
+    """
+    out = []
+    n = len(shape)
+    if n == 4:
+        if shape[3] in channels and shape[3] < min(shape[1], shape[2]):
+            out.append("NHWC")
+        if vae_dims == 3 and shape[1] in channels:
+            out.append("TCHW")
+    elif n == 5:
+        if shape[2] in channels:
+            out.append("NTCHW")
+        if shape[4] in channels and shape[4] < min(shape[2], shape[3]):
+            out.append("NTHWC")
+    elif n == 3 and shape[2] in channels and shape[2] < min(shape[0], shape[1]):
+        out.append("HWC")
+    return out
