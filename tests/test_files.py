@@ -894,3 +894,7 @@ def test_a_batch_of_four_token_sequences_is_ambiguous_and_says_so(tmp_path):
     assert info.latent.layout == "CHW" and any("--grid" in n for n in info.notes)
     lat = read_latent(path, grid="2x8")
     assert lat.format_name == "flux2" and lat.shape == (4, 128, 2, 8)
+    single = tmp_path / "one.pt"
+    torch.save(torch.randn(1, 16, 128), single)
+    with pytest.raises(FileFormatError, match=r"of flux2 .* \(a ltxv clip's tokens \[N, T·H·W, 128\] also need"):
+        read_latent(single)  # 128 features: FLUX.2 tokens, or an LTX-Video clip's (not read: frames unknown)

@@ -353,10 +353,17 @@ def _token_hint(tensor: torch.Tensor, cands: list[LatentFormat]) -> str:
     names = " or ".join(f"{f.name} ({f.token_dim} = {f.model_channels}·{f.token_patch}²)" for f in cands)
     ratio = cands[0].token_spatial_ratio
     grids = ", ".join(f"{h}x{w} ({h * ratio}×{w * ratio} px)" for h, w in grid_options(length))
+    video = [f.name for f in formats().values() if f.dims == 3 and f.model_channels == dim]
+    clip = (
+        f" (a {'/'.join(video)} clip's tokens [N, T·H·W, {dim}] also need the frame count: reshape it to "
+        "[N, C, T, H, W] yourself; video token sequences are not read)"
+        if video
+        else ""
+    )
     return (
         f"{length} tokens × {dim} features looks like a diffusers token sequence (output_type='latent') of {names}; "
         f"the grid is not stored with it: pass --grid ROWSxCOLUMNS (grid=...) with the image's size in "
-        f"{ratio}-px tokens — {grids} hold {length} tokens"
+        f"{ratio}-px tokens — {grids} hold {length} tokens{clip}"
     )
 
 
