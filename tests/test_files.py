@@ -864,37 +864,53 @@ def test_pickle_protocol_4_is_named_not_called_unsafe(tmp_path, protocol):
 
 
 def test_token_sequence_needs_its_grid_and_then_reads_as_model_space(tmp_path):
-    model = torch.randn(1, 16, 8, 12)  # a 64×96-px FLUX.1 model-space latent
-    tokens = model.view(1, 16, 4, 2, 6, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, 24, 64)  # diffusers' packing
+    model = torch.randn(1, 16, 16, 32)  # a 128×256-px FLUX.1 model-space latent
+    tokens = model.view(1, 16, 8, 2, 16, 2).permute(0, 2, 4, 1, 3, 5).reshape(1, 128, 64)  # diffusers' packing
     path = tmp_path / "flux_out.pt"
     torch.save(tokens, path)
-    with pytest.raises(FileFormatError, match=r"24 tokens × 64 features .* flux1 .* pass --grid .* 4x6 \(64×96 px\)"):
+    with pytest.raises(
+        FileFormatError, match=r"128 tokens × 64 features .* flux1 .* pass --grid .* 8x16 \(128×256 px\)"
+    ):
         read_latent(path)  # not misread as a 1-channel 24×64 image
-    lat = read_latent(path, grid="4x6")
+    lat = read_latent(path, grid="8x16")
     assert lat.format_name == "flux1" and lat.space == "model" and lat.layout == "NCHW"
     assert torch.equal(lat.tensor, model)
-    assert torch.equal(read_latent(path, grid=(4, 6), format="flux1").tensor, model)
-    with pytest.raises(FileFormatError, match=r"grid 5x5 holds 25 tokens but the sequence has 24"):
+    assert torch.equal(read_latent(path, grid=(8, 16), format="flux1").tensor, model)
+    with pytest.raises(FileFormatError, match=r"grid 5x5 holds 25 tokens but the sequence has 128"):
         read_latent(path, grid="5x5")
     with pytest.raises(FileFormatError, match="in model space; drop --space raw"):
-        read_latent(path, grid="4x6", space="raw")
+        read_latent(path, grid="8x16", space="raw")
     with pytest.raises(FileFormatError, match=r"ROWSxCOLUMNS, e\.g\. 64x64"):
         read_latent(path, grid="four by six")
     spatial = tmp_path / "spatial.pt"
     torch.save(model, spatial)
-    with pytest.raises(FileFormatError, match=r"shape \[1, 16, 8, 12\]; drop --grid for a spatial latent"):
-        read_latent(spatial, grid="4x6")
+    with pytest.raises(FileFormatError, match=r"shape \[1, 16, 16, 32\]; drop --grid for a spatial latent"):
+        read_latent(spatial, grid="8x16")
 
 
 def test_a_batch_of_four_token_sequences_is_ambiguous_and_says_so(tmp_path):
     """[4, L, 128] is also a valid CHW shape (4 channels): read as stored, with a note naming --grid."""
     path = tmp_path / "batch.pt"
-    torch.save(torch.randn(4, 16, 128), path)
+    torch.save(torch.randn(4, 256, 128), path)
     info = open_latent(path)
     assert info.latent.layout == "CHW" and any("--grid" in n for n in info.notes)
-    lat = read_latent(path, grid="2x8")
-    assert lat.format_name == "flux2" and lat.shape == (4, 128, 2, 8)
+    lat = read_latent(path, grid="8x32")
+    assert lat.format_name == "flux2" and lat.shape == (4, 128, 8, 32)
     single = tmp_path / "one.pt"
-    torch.save(torch.randn(1, 16, 128), single)
+    torch.save(torch.randn(1, 256, 128), single)
     with pytest.raises(FileFormatError, match=r"of flux2 .* \(a ltxv clip's tokens \[N, T·H·W, 128\] also need"):
         read_latent(single)  # 128 features: FLUX.2 tokens, or an LTX-Video clip's (not read: frames unknown)
+
+
+def test_a_chw_latent_of_an_unregistered_vae_is_not_taken_for_tokens(tmp_path):
+    """[8, 64, 64]: 8 channels is no registered format's, but 64 rows are too few to be 64-feature tokens."""
+    path = tmp_path / "custom.pt"
+    torch.save(torch.randn(8, 64, 64), path)
+    assert read_latent(path).layout == "CHW"
+    tall = tmp_path / "tall.pt"
+    torch.save(torch.randn(8, 256, 64), tall)  # could be either: refused, naming both readings
+    with pytest.raises(
+        FileFormatError, match=r"pass --grid .*; if it is a \[C, H, W\] latent instead, pass --layout CHW"
+    ):
+        read_latent(tall)
+    assert read_latent(tall, layout="CHW").shape == (8, 256, 64)

@@ -340,8 +340,8 @@ def parse_grid(grid: str | tuple[int, int]) -> tuple[int, int]:
 
 def _token_candidates(tensor: torch.Tensor, user_fmt: LatentFormat | None) -> list[LatentFormat]:
     """Formats whose diffusers token form [N, L, D] / [L, D] this tensor could be (the user's format only, if given)."""
-    if tensor.ndim not in (2, 3) or tensor.shape[-2] < 4:
-        return []
+    if tensor.ndim not in (2, 3) or tensor.shape[-2] < max(4, 2 * tensor.shape[-1]):
+        return []  # a sequence has many more tokens than features (FLUX at 256 px: 256 × 64 or 256 × 128)
     if user_fmt is not None:
         return [user_fmt] if user_fmt.token_patch and user_fmt.token_dim == tensor.shape[-1] else []
     return token_formats(tensor.shape[-1])
@@ -500,7 +500,12 @@ def open_latent(
     elif tokens:
         channel_counts = {c for f in formats().values() for c in (f.channels, f.model_channels)}
         if tensor.ndim == 2 or tensor.shape[0] not in channel_counts:
-            raise _fail(path, (f"array {chosen!r}: " if chosen else "") + _token_hint(tensor, tokens))
+            raise _fail(
+                path,
+                (f"array {chosen!r}: " if chosen else "")
+                + _token_hint(tensor, tokens)
+                + ("; if it is a [C, H, W] latent instead, pass --layout CHW" if tensor.ndim == 3 else ""),
+            )
         r.notes.append(f"read as CHW; if this is a token sequence rather than a latent: {_token_hint(tensor, tokens)}")
     if lay is None:
         if tensor.ndim not in _DEFAULT_LAYOUT:
