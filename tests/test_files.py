@@ -212,6 +212,26 @@ def test_reads_comfyui_video_latents(tmp_path):
     assert lat.layout == "NCTHW" and lat.space == "raw" and lat.format_name == "wan21"
 
 
+@pytest.mark.parametrize(
+    ("shape", "space", "families"),
+    [
+        ((1, 4, 8, 8), "raw", "sd1, sdxl"),
+        ((1, 16, 8, 8), "raw", "sd3, flux1"),
+        ((1, 128, 8, 8), "model", "flux2"),  # ComfyUI's FLUX.2 LATENT is packed and normalised
+        ((1, 128, 3, 4, 4), "model", "ltxv"),  # as is LTX-Video's
+        ((1, 16, 1, 8, 8), "raw", "wan21"),  # Qwen-Image in ComfyUI: a one-frame Wan 2.1 latent
+        ((1, 7, 8, 8), "unknown", "no registered family"),
+    ],
+)
+def test_comfyui_space_follows_the_families_with_that_channel_count(tmp_path, shape, space, families):
+    comfy_save_latent(torch.randn(shape), tmp_path / "x.latent", prompt={}, workflow=None)
+    info = open_latent(tmp_path / "x.latent")
+    assert info.latent.space == space and info.latent.format is None
+    assert any(families in note for note in info.notes), info.notes
+    if space == "model":  # naming the family still gives its convention
+        assert read_latent(tmp_path / "x.latent", format=families).space == "model"
+
+
 def test_legacy_comfyui_file_reads_as_sd1_model_space(tmp_path):
     raw = torch.randn(1, 4, 8, 8) * 5
     path = tmp_path / "old.latent"

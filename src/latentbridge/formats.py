@@ -3,7 +3,7 @@
 Two spaces, named the same everywhere in latentbridge:
 
 * **raw** — what the VAE encoder outputs (the posterior mean, or a sample of it) and what its decoder
-  takes. ComfyUI's ``LATENT`` and ``.latent`` files hold raw latents.
+  takes. ComfyUI's ``LATENT`` and ``.latent`` files hold raw latents (model space for FLUX.2 and LTX-Video).
 * **model** — what the diffusion model sees: after scale/shift, per-channel mean/std normalisation,
   and (FLUX.2) the 2×2 patchify to 128 channels at 16× with BatchNorm statistics from the VAE file.
   diffusers pipelines, TAESD-family decoders and all preview paths work in model space.

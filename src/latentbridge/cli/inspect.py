@@ -71,7 +71,7 @@ def _summary_table(info: LatentFile, stats: dict[str, Any]) -> Table:
     for note in info.notes:
         rows.append(("note", note))
     for k, v in rows:
-        table.add_row(k, v)
+        table.add_row(k, Text(str(v)))  # values are data, not rich markup ("[1, 4, 64, 64]", "[bold]")
     return table
 
 

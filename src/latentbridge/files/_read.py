@@ -240,8 +240,7 @@ def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
         r.provenance = Provenance(tool="ComfyUI SaveLatent")
         if COMFY_MARKER in names:
             r.writer = "ComfyUI SaveLatent"
-            r.space, r.comfy = "raw", True
-            r.notes.append("ComfyUI .latent files hold raw VAE latents; the family is not recorded")
+            r.space, r.comfy = "raw", True  # settled by the channel count once the tensor is read
         else:
             r.writer = "ComfyUI SaveLatent (legacy)"
             r.legacy_comfy = True
@@ -278,9 +277,31 @@ def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
     if contents.kind == "pt" and "samples" in names and names - {"samples"} <= _COMFY_DICT_EXTRAS:
         r.writer = "ComfyUI LATENT dict"
         r.preferred = "samples"
-        r.space, r.comfy = "raw", True
-        r.notes.append("a ComfyUI LATENT dict: 'samples' holds raw VAE latents; the family is not recorded")
+        r.space, r.comfy = "raw", True  # settled by the channel count once the tensor is read
     return r
+
+
+def _comfy_space(tensor: torch.Tensor, what: str) -> tuple[str, str]:
+    """The space a ComfyUI LATENT of unknown family holds, from its channel count, and a note saying why.
+
+    ComfyUI keeps most families raw, but FLUX.2 and LTX-Video (statistics in the VAE file) in model space —
+    FLUX.2 packed to 128 channels. The families whose ComfyUI tensor has this many channels (and this rank)
+    decide: all raw → raw, all model → model, a mix or none → unknown (the note names them).
+    """
+    dims = 3 if tensor.ndim == 5 else 2
+    held: dict[str, list[str]] = {}
+    for f in formats().values():
+        if f.dims == dims and (f.model_channels if f.comfy_space == "model" else f.channels) == tensor.shape[1]:
+            held.setdefault(f.comfy_space, []).append(f.name)
+    spaces = sorted(held)
+    if len(spaces) == 1:
+        names = ", ".join(held[spaces[0]])
+        return spaces[0], f"{what} of {tensor.shape[1]} channels: ComfyUI holds {names} in {spaces[0]} space there"
+    listing = "; ".join(f"{sp} for {', '.join(n)}" for sp, n in held.items()) or "no registered family"
+    return "unknown", (
+        f"{what} of {tensor.shape[1]} channels: ComfyUI holds {listing}; the family is not recorded, so pass "
+        "--format (and the space follows ComfyUI's convention for it)"
+    )
 
 
 def _musubi_extras(contents: Contents, key: str, r: _Reading) -> None:
@@ -446,6 +467,10 @@ def open_latent(
 
     fmt, sp, lay = r.fmt, r.space, r.layout
     recorded = bool(r.recorded)
+    if r.comfy and user_fmt is None and tensor.ndim in (4, 5):
+        what = "a ComfyUI .latent file" if kind == "latent" else "a ComfyUI LATENT dict ('samples')"
+        sp, note = _comfy_space(tensor, what)
+        r.notes.append(note)
 
     def conflict(what: str, found: str, asked: str) -> None:
         if override:
