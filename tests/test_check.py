@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from latentbridge.check import EXIT_CODES, Report, VaeFacts, check, image_scores, vae_facts
 from latentbridge.cli import app
 from latentbridge.formats import formats, get_format, raw_to_model
-from latentbridge.identify import Identification
+from latentbridge.identify import Identification, identify
 from latentbridge.latent import Latent, Provenance
 from latentbridge.photos import HELDOUT_PHOTOS, photo_tensor
 from latentbridge.profiles import GROUPS
@@ -531,6 +531,21 @@ def test_a_confident_fingerprint_doubts_an_unprofiled_vae(sd1_raw):
     assert report.verdict == "error" and "scaled-twice" in report.codes("error")  # cascade_b scales up by 2.33
     assert "the latent's statistics fit sd1 raw well (" in f.message and "(sd1 is 8×, cascade_b 4×)" in f.message
     assert "cascade_b has no reference profile to compare" in f.message and "latentbridge calibrate" in f.fix
+
+
+def test_a_demo_zoo_profile_does_not_doubt_a_real_family_without_one():
+    """A FLUX.1/SD3 latent may fit zoo-c's profile (the only 16-ch image one); that says nothing about it."""
+    from latentbridge import zoo
+    from latentbridge.weights import load_vae
+
+    if not zoo.zoo_path("zoo-c").is_file():
+        pytest.skip("zoo VAEs are not built yet (src/latentbridge/zoo/*.safetensors, zoo.json)")
+    z = load_vae("zoo-c", part="encoder").encode(photo_tensor("chelsea", 256))
+    report = check(Latent(z, None, "raw"), facts("flux1"))
+    assert identify(z).best.format == "zoo-c" and identify(z).confident  # it is zoo-c's, confidently
+    assert "family-doubt" not in report.codes() and report.verdict == "ok"
+    f = report.finding("no-profile")
+    assert f.severity == "info" and "fingerprint: zoo-c" in f.message
 
 
 def test_statistics_that_fit_no_profile_neither_confirm_nor_refute(sd1_raw):

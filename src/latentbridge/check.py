@@ -49,6 +49,7 @@ from latentbridge.profiles import (
     user_profile_dir,
 )
 from latentbridge.vae import VAE
+from latentbridge.zoo import is_zoo_name
 
 SEVERITIES: tuple[str, ...] = ("info", "warn", "error")
 PER_ITEM_CACHES: tuple[str, ...] = ("kohya-ss/sd-scripts latent cache", "musubi-tuner latent cache")
@@ -1095,7 +1096,15 @@ def _family_findings(
     has_profile = any(raw_owner(name) == owner for name, _ in profiles)
     if not has_profile:
         calibrate = f"latentbridge calibrate --vae {facts.name or 'FILE'} --images DIR --format {vae_fmt.name}"
-        if best is not None and ident.confident and raw_owner(best.format) != raw_owner(vae_fmt.name):
+        # Only a profile measured on a real VAE is sharp enough to doubt a family that has none: a published
+        # (pooled mean/std) profile is broad, and a zoo demo VAE's says nothing about real latents — a FLUX.1 or
+        # SD3 latent (no profile) may well fit zoo-c's, as a HunyuanVideo latent may fit Wan's published numbers.
+        sharp = (
+            best is not None
+            and not is_zoo_name(best.format)
+            and _profile_kinds(profiles, raw_owner(best.format)) & {"measured", "user"}
+        )
+        if sharp and ident.confident and raw_owner(best.format) != raw_owner(vae_fmt.name):
             fmt_best = formats().get(best.format)
             ratio = ""
             if fmt_best is not None and fmt_best.spatial_ratio != vae_fmt.spatial_ratio:
