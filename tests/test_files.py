@@ -855,8 +855,14 @@ def test_reads_musubi_tuner_caches(tmp_path):
     hv = _musubi_save(tmp_path / "hv.safetensors", {"latents_3x6x8_bf16": z}, "hunyuan_video")
     assert (read_latent(hv).format_name, read_latent(hv).space) == ("hunyuan_video", "raw")
     qi = _musubi_save(tmp_path / "qi.safetensors", {"latents_1x6x8_bf16": z[:, :1].contiguous()}, "qwen_image")
-    lat = read_latent(qi)
-    assert (lat.layout, lat.format_name, lat.space) == ("CTHW", "", "unknown")
+    lat = read_latent(qi)  # qwen_image_cache_latents.py: the Wan 2.1 VAE's normalised one-frame latent
+    assert (lat.layout, lat.format_name, lat.space) == ("CTHW", "wan21", "model")
+    f2 = torch.randn(128, 3, 4).bfloat16()
+    flux2 = _musubi_save(tmp_path / "f2.safetensors", {"latents_3x4_bf16": f2}, "flux_2_klein_4b")
+    lat = read_latent(flux2)  # flux_2_cache_latents.py: packed and BatchNorm-normalised
+    assert (lat.layout, lat.format_name, lat.space) == ("CHW", "flux2", "model")
+    other = _musubi_save(tmp_path / "o.safetensors", {"latents_3x4_bf16": f2}, "some_future_model")
+    assert (read_latent(other).format_name, read_latent(other).space) == ("", "unknown")
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")  # writing one (torch 2.13 deprecates it)
@@ -891,17 +897,22 @@ def test_token_sequence_needs_its_grid_and_then_reads_as_model_space(tmp_path):
     with pytest.raises(
         FileFormatError, match=r"128 tokens × 64 features .* flux1 .* pass --grid .* 8x16 \(128×256 px\)"
     ):
-        read_latent(path)  # not misread as a 1-channel 24×64 image
-    lat = read_latent(path, grid="8x16")
+        read_latent(path)  # not misread as a 1-channel 128×64 image
+    with pytest.raises(
+        FileFormatError, match=r"or wan21 \(one-frame tokens, as Qwen-Image's\).* --format flux1\|wan21"
+    ):
+        read_latent(path, grid="8x16")  # FLUX.1 and Qwen-Image tokens have the same shape
+    lat = read_latent(path, grid="8x16", format="flux1")
     assert lat.format_name == "flux1" and lat.space == "model" and lat.layout == "NCHW"
     assert torch.equal(lat.tensor, model)
-    assert torch.equal(read_latent(path, grid=(8, 16), format="flux1").tensor, model)
+    qwen = read_latent(path, grid=(8, 16), format="wan21")  # the same numbers as a Qwen-Image latent: one frame
+    assert qwen.layout == "NCTHW" and torch.equal(qwen.tensor, model.unsqueeze(2)) and qwen.space == "model"
     with pytest.raises(FileFormatError, match=r"grid 5x5 holds 25 tokens but the sequence has 128"):
-        read_latent(path, grid="5x5")
+        read_latent(path, grid="5x5", format="flux1")
     with pytest.raises(FileFormatError, match="in model space; drop --space raw"):
-        read_latent(path, grid="8x16", space="raw")
+        read_latent(path, grid="8x16", space="raw", format="flux1")
     with pytest.raises(FileFormatError, match=r"ROWSxCOLUMNS, e\.g\. 64x64"):
-        read_latent(path, grid="four by six")
+        read_latent(path, grid="four by six", format="flux1")
     spatial = tmp_path / "spatial.pt"
     torch.save(model, spatial)
     with pytest.raises(FileFormatError, match=r"shape \[1, 16, 16, 32\]; drop --grid for a spatial latent"):

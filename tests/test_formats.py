@@ -189,8 +189,9 @@ def test_token_forms_are_the_flux_pipelines():
     assert {f.name: (f.token_dim, f.token_spatial_ratio) for f in TOKEN_FORMATS} == {
         "flux1": (64, 16),
         "flux2": (128, 16),
+        "wan21": (64, 16),  # Qwen-Image's one-frame Wan 2.1 latents
     }
-    assert [f.name for f in token_formats(64)] == ["flux1"] and token_formats(16) == []
+    assert [f.name for f in token_formats(64)] == ["flux1", "wan21"] and token_formats(16) == []
 
 
 @pytest.mark.parametrize("fmt", TOKEN_FORMATS, ids=lambda f: f.name)
@@ -201,6 +202,8 @@ def test_tokens_to_model_inverts_the_pipeline_packing(fmt: LatentFormat, grid: t
     model = torch.randn(2, fmt.model_channels, rows * p, cols * p)
     tokens = _diffusers_tokens(model, fmt)
     assert tokens.shape == (2, rows * cols, fmt.token_dim)
+    if fmt.dims == 3:  # one frame: [N, C, 1, H, W]
+        model = model.unsqueeze(2)
     assert torch.equal(tokens_to_model(tokens, fmt, grid), model)
     assert torch.equal(tokens_to_model(tokens[0], fmt, grid), model[:1])  # [L, D] without a batch axis
     if rows != cols and min(grid) > 1:  # the transposed grid holds as many tokens but puts them elsewhere

@@ -67,7 +67,8 @@ class LatentFormat:
     preview_decoder: str  # name of the tiny preview decoder of this family ("" when none is public)
     sources: tuple[tuple[str, str], ...] = field(default=())  # (key, where the numbers come from)
     # diffusers pipelines of this family hand out `output_type="latent"` as a token sequence [N, L, D]: model-space
-    # cells packed token_patch×token_patch (FLUX.1: 2 → D = 64; FLUX.2: 1 over its packed 128 ch); 0 = they do not
+    # cells packed token_patch×token_patch (FLUX.1: 2 → D = 64; FLUX.2: 1 over its packed 128 ch; Wan 2.1: 2, the
+    # one-frame latents of Qwen-Image); 0 = they do not
     token_patch: int = 0
 
     def __post_init__(self) -> None:
@@ -80,8 +81,11 @@ class LatentFormat:
             raise bad("channels, spatial_ratio, temporal_ratio and patch must be positive integers")
         if self.dims not in (2, 3):
             raise bad(f"dims must be 2 (image) or 3 (video), got {self.dims}")
-        if self.token_patch < 0 or (self.token_patch and self.dims != 2):
-            raise bad("token_patch is 0 (no token form) or a positive patch size of an image format")
+        if self.token_patch < 0 or (self.token_patch and self.dims == 3 and not self.causal_first_frame):
+            raise bad(
+                "token_patch is 0 (no token form) or a positive patch size of an image format, or of a causal "
+                "video format whose one-frame latents an image pipeline tokenises (Qwen-Image on Wan 2.1)"
+            )
         if self.token_patch and "tokens" not in dict(self.sources):
             raise bad("a token form (token_patch > 0) needs a 'tokens' source")
         if self.dims == 2 and (self.temporal_ratio != 1 or self.causal_first_frame):
@@ -259,7 +263,8 @@ def tokens_to_model(x: torch.Tensor, fmt: LatentFormat, grid: tuple[int, int]) -
 
     Returns:
         [N, C_model, rows·p, columns·p] model-space latent (FLUX.1: 16 ch at 8×; FLUX.2: packed 128 ch at 16×),
-        same dtype, p = ``fmt.token_patch``.
+        same dtype, p = ``fmt.token_patch``; for a video format (Qwen-Image's Wan 2.1 tokens) one frame,
+        [N, C_model, 1, rows·p, columns·p].
 
     Raises:
         ShapeError: not a token sequence of this format, or a grid that does not hold L tokens.
@@ -277,8 +282,8 @@ def tokens_to_model(x: torch.Tensor, fmt: LatentFormat, grid: tuple[int, int]) -
         raise ShapeError(
             f"grid {rows}x{cols} holds {rows * cols} tokens but the sequence has {length}; grids that fit: {options}"
         )
-    cells = x.transpose(1, 2).reshape(n, dim, rows, cols)
-    return unpack(cells, fmt.token_patch)
+    cells = unpack(x.transpose(1, 2).reshape(n, dim, rows, cols), fmt.token_patch)
+    return cells.unsqueeze(2) if fmt.dims == 3 else cells
 
 
 # --- space conversion -----------------------------------------------------------------------------------
@@ -680,8 +685,12 @@ _BUILTIN: tuple[LatentFormat, ...] = (
         rgb_bias=D.WAN21_RGB_BIAS,
         preview_decoder="taew2_1",
         size_multiple=16,
+        token_patch=2,
         sources={
             "geometry": "Wan-AI/Wan2.1 vae config z_dim 16, temperal_downsample (F,T,T): 8× spatial, 4× temporal",
+            "tokens": "diffusers QwenImagePipeline._pack_latents: the normalised one-frame [N, 16, 1, H, W] -> "
+            "[N, H/2·W/2, 64], features (c, dy, dx); output_type='latent' returns them (Wan 2.1's own pipelines "
+            "hand out [N, 16, T, H, W])",
             "scale": "no scalar scale: Wan normalises per channel (scale 1)",
             "norm": "Wan2.1 vae config latents_mean/latents_std (identical in Qwen-Image's vae config)",
             "rgb": D.COMFY + " Wan21.latent_rgb_factors(+bias)",

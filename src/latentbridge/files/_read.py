@@ -53,11 +53,28 @@ _MUSUBI_LATENT = re.compile(r"latents(_image|_control)?_(?:(\d+)x)?(\d+)x(\d+)_[
 # musubi architecture -> {channels: (format, space)}, only where the caching code was read: Wan's WanVAE.encode
 # normalises with the VAE's per-channel mean/std (model space; "wan21" in early releases); HunyuanVideo's
 # cache_latents.py stores latent_dist.sample() without the scaling factor (raw). Other architectures: unknown.
+# Qwen-Image's qwen_image_cache_latents.py stores its Wan-2.1-space latent normalised, one frame (16×1×H×W);
+# FLUX.2's flux_2_cache_latents.py stores the VAE's packed, BatchNorm-normalised latent (128×H/16×W/16). An
+# architecture ending in "*" names a prefix (flux_2_dev, flux_2_klein_…).
 MUSUBI_FORMATS: dict[str, dict[int, tuple[str, str]]] = {
     "wan": {16: ("wan21", "model"), 48: ("wan22", "model")},
     "wan21": {16: ("wan21", "model")},
     "hunyuan_video": {16: ("hunyuan_video", "raw")},
+    "qwen_image": {16: ("wan21", "model")},
+    "flux_2*": {128: ("flux2", "model")},
 }
+
+
+def _musubi_known(arch: str) -> dict[int, tuple[str, str]]:
+    """The {channels: (format, space)} of a musubi-tuner architecture name ({} when its caching was not read)."""
+    if arch in MUSUBI_FORMATS:
+        return MUSUBI_FORMATS[arch]
+    for name, known in MUSUBI_FORMATS.items():
+        if name.endswith("*") and arch.startswith(name[:-1]):
+            return known
+    return {}
+
+
 _COMFY_DICT_EXTRAS = frozenset(("noise_mask", "batch_index", "type"))  # ComfyUI LATENT dict keys beside samples
 _DEFAULT_LAYOUT = {3: "CHW", 4: "NCHW", 5: "NCTHW"}
 MAX_LISTED = 12  # arrays named in an error message; the rest are counted
@@ -314,7 +331,7 @@ def _musubi_extras(contents: Contents, key: str, r: _Reading) -> None:
     if len(shape) == len(sizes) + 1 and shape[1:] == sizes:
         r.layout = "CTHW" if len(sizes) == 3 else "CHW"
     arch = dict(r.provenance.extra).get("musubi.architecture", "")
-    known = MUSUBI_FORMATS.get(arch, {}).get(shape[0]) if shape else None
+    known = _musubi_known(arch).get(shape[0]) if shape else None
     if known is not None:
         r.fmt, r.space = get_format(known[0]), known[1]
     others = sorted(n for n in contents.entries if n != key and _MUSUBI_LATENT.fullmatch(n))
@@ -371,20 +388,29 @@ def _token_candidates(tensor: torch.Tensor, user_fmt: LatentFormat | None) -> li
 def _token_hint(tensor: torch.Tensor, cands: list[LatentFormat]) -> str:
     """How to read a token sequence: the formats, the grids that hold its length, the option."""
     length, dim = tensor.shape[-2], tensor.shape[-1]
-    names = " or ".join(f"{f.name} ({f.token_dim} = {f.model_channels}·{f.token_patch}²)" for f in cands)
+
+    def what(f: LatentFormat) -> str:
+        if f.dims == 3:
+            return "one-frame tokens, as Qwen-Image's"
+        return f"{f.token_dim} = {f.model_channels}·{f.token_patch}²"
+
+    names = " or ".join(f"{f.name} ({what(f)})" for f in cands)
     ratio = cands[0].token_spatial_ratio
     grids = ", ".join(f"{h}x{w} ({h * ratio}×{w * ratio} px)" for h, w in grid_options(length))
-    video = [f.name for f in formats().values() if f.dims == 3 and f.model_channels == dim]
+    video = [f.name for f in formats().values() if f.dims == 3 and f.model_channels == dim and not f.token_patch]
     clip = (
         f" (a {'/'.join(video)} clip's tokens [N, T·H·W, {dim}] also need the frame count: reshape it to "
         "[N, C, T, H, W] yourself; video token sequences are not read)"
         if video
         else ""
     )
+    which = (
+        f" and --format {'|'.join(f.name for f in cands)} (the tensor cannot tell them apart)" if len(cands) > 1 else ""
+    )
     return (
         f"{length} tokens × {dim} features looks like a diffusers token sequence (output_type='latent') of {names}; "
         f"the grid is not stored with it: pass --grid ROWSxCOLUMNS (grid=...) with the image's size in "
-        f"{ratio}-px tokens — {grids} hold {length} tokens{clip}"
+        f"{ratio}-px tokens — {grids} hold {length} tokens{which}{clip}"
     )
 
 
@@ -398,7 +424,7 @@ def _read_tokens(
             f"(FLUX.1, FLUX.2), but the array has shape {list(tensor.shape)}; drop --grid for a spatial latent",
         )
     if len(cands) > 1:
-        raise _fail(path, f"{_token_hint(tensor, cands)}; several formats fit: pass --format too")
+        raise _fail(path, _token_hint(tensor, cands))
     if space == "raw":
         raise _fail(path, "a token sequence is the transformer's input, in model space; drop --space raw")
     try:
@@ -520,7 +546,7 @@ def open_latent(
         if lay is not None:
             raise _fail(path, f"--grid reads a token sequence, but the array's layout is {lay} (drop --grid)")
         tensor, fmt, sp = _read_tokens(path, tensor, tokens, grid, space)
-        lay = "NCHW"
+        lay = fmt.layout
         r.notes.append(f"unpacked a diffusers {fmt.name} token sequence on a {grid} grid into model space")
     elif tokens:
         channel_counts = {c for f in formats().values() for c in (f.channels, f.model_channels)}
