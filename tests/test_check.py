@@ -220,7 +220,7 @@ def test_channels_last_is_detected(sd1_raw):
 def test_frames_first_video_is_detected():
     x = smooth((1, 5, 16, 16, 16))  # [N, T, C, H, W] with C = 16, T = 5
     f = check(x, facts("wan21")).finding("frames-first")
-    assert "read as frames-first [N, T, C, H, W] (TAEHV, diffusers CogVideoX) it has 16 channels" in f.message
+    assert "read as frames-first [N, T, C, H, W] (TAEHV; diffusers CogVideoX, SVD) it has 16 channels" in f.message
     assert "x.permute(0, 2, 1, 3, 4)" in f.fix
 
 

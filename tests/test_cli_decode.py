@@ -18,7 +18,7 @@ from latentbridge.formats import get_format
 from latentbridge.images import read_png_metadata, to_uint8
 from latentbridge.latent import Latent
 from latentbridge.metrics import psnr
-from latentbridge.photos import load_photo
+from latentbridge.photos import HELDOUT_PHOTOS, load_photo, photo_tensor
 
 pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) is not in this checkout yet")
 
@@ -217,3 +217,25 @@ def test_encode_container_follows_the_output_name(tmp_path, zoo_a):
     result = invoke("encode", tmp_path / "a.png", "--vae", zoo_a, "-o", tmp_path / "b.npy", "--container", "latent")
     assert result.exit_code == 1 and "b.npy is named like a .npy file, but container 'latent'" in result.output
     assert not (tmp_path / "b.npy").exists()
+
+
+def test_frames_of_an_image_latent_decode_one_by_one(tmp_path, shared_weights):
+    """An AnimateDiff-style [1, 4, T, h, w] SD1 latent with an SD1 decoder: checked ok, one PNG per frame."""
+    from latentbridge.codec import encode
+    from latentbridge.weights import load_vae
+
+    light = load_vae(str(shared_weights / "vaelight-sd1" / "VAEencoder.onnx"), part="encoder")
+    frames = encode(light, torch.cat([photo_tensor(n, 64) for n in HELDOUT_PHOTOS]), progress=False)
+    torch.save(frames.tensor.transpose(0, 1)[None].contiguous(), tmp_path / "clip.pt")  # a bare [1, 4, 3, 8, 8]
+    decoder = str(shared_weights / "vaelight-sd1" / "VAEpreview.onnx")
+    args = [str(tmp_path / "clip.pt"), "--vae", decoder, "--space", "raw"]
+    checked = runner.invoke(app, ["check", *args], env={"COLUMNS": "200"})
+    assert checked.exit_code == 0 and "image-frames" in checked.output, checked.output
+    result = runner.invoke(app, ["decode", *args, "-o", str(tmp_path / "f.png")])
+    assert result.exit_code == 0, result.output
+    pngs = sorted(tmp_path.glob("f-*.png"))
+    assert len(pngs) == len(HELDOUT_PHOTOS)
+    # frame k of the clip is photo k's latent: its PNG is that latent's own decode
+    alone = codec.decode(load_vae(decoder, part="decoder"), frames, progress=False)
+    for k, png in enumerate(pngs):
+        assert np.array_equal(np.asarray(Image.open(png)), to_uint8(alone[k]))

@@ -407,3 +407,24 @@ def test_no_format_for_the_channel_count_suggests_the_layout_that_fits(shape, la
     assert len(ident.layout_hints) == 1 and ident.layout_hints[0].endswith(f"pass --layout {layout}")
     assert all(name in ident.layout_hints[0] for name in names)
     assert ident.layout_hints[0] in ident.summary
+
+
+def test_a_video_of_image_latents_is_identified_frame_by_frame(sd1_heldout):
+    """AnimateDiff keeps SD1 latents [N, 4, T, h, w]: no video format has 4 channels, the frames are sd1's."""
+    clip = torch.stack([z[0] for z in sd1_heldout], dim=1)[None]  # [1, 4, 3, 32, 32]: three frames
+    ident = identify(clip)
+    assert ident.frames == 3 and ident.shape == (1, 4, 3, 32, 32)
+    assert ident.best is not None and ident.best.format == "sd1" and ident.best.space == "raw"
+    assert ident.summary.startswith("3 frames of image latents (an image VAE's, stacked in time): sd1 raw")
+    assert ident.to_dict()["frames"] == 3
+    svd = identify(clip.transpose(1, 2))  # SVD keeps them frames-first, [N, T, 4, h, w]: the layout is named
+    assert svd.frames == 0 and any(
+        "it is 3 frames of a 4-ch image latent (sd1," in h and h.endswith("--layout NTCHW") for h in svd.layout_hints
+    )
+
+
+def test_a_video_latent_that_fits_another_channel_count_names_the_other_layout():
+    """[1, 12, 16, h, w] is 12-channel Mochi as stored, or 12 frames of 16-channel CogVideoX read frames-first."""
+    ident = identify(torch.randn(1, 12, 16, 6, 8))
+    assert {c.format for c in (*ident.candidates, *ident.shape_only)} == {"mochi"}
+    assert any("16-ch video latent (" in h and "cogvideox" in h and "NTCHW" in h for h in ident.layout_hints)

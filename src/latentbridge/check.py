@@ -548,7 +548,30 @@ def _layout_findings(
     fmt = lat.format
     other_space = fmt is not None and (facts.format is None or raw_owner(fmt.name) != raw_owner(facts.format.name))
     recorded = (("latent_format", fmt.name),) if fmt is not None else ()
-    if facts.dims == 2 and is_video:
+    image_frames = (
+        facts.dims == 2
+        and is_video
+        and x.shape[1] in accepted
+        and (fmt.dims == 2 if fmt is not None else not find_formats(channels=x.shape[1], dims=3))
+    )
+    if image_frames:
+        # AnimateDiff and SVD stack an image VAE's latents in time: the frames decode one by one
+        out.append(
+            Finding(
+                "image-frames",
+                "info",
+                f"a video-shaped latent ({_count(frames, 'frame')}, {canonical}) for an image VAE ({facts.name}): "
+                + (
+                    f"recorded as {fmt.name}, an image format"
+                    if fmt is not None
+                    else f"no video format has {x.shape[1]} channels"
+                )
+                + ", so these are frames of image latents (as AnimateDiff and SVD make); they decode one by one",
+                "",
+                (("frames", frames), ("vae_dims", 2), *recorded),
+            )
+        )
+    elif facts.dims == 2 and is_video:
         video_formats = ", ".join(f.name for f in find_formats(channels=x.shape[1], dims=3)) or "none"
         if fmt is not None and fmt.dims == 3 and other_space:
             sev = "error"

@@ -81,11 +81,8 @@ class LatentFormat:
             raise bad("channels, spatial_ratio, temporal_ratio and patch must be positive integers")
         if self.dims not in (2, 3):
             raise bad(f"dims must be 2 (image) or 3 (video), got {self.dims}")
-        if self.token_patch < 0 or (self.token_patch and self.dims == 3 and not self.causal_first_frame):
-            raise bad(
-                "token_patch is 0 (no token form) or a positive patch size of an image format, or of a causal "
-                "video format whose one-frame latents an image pipeline tokenises (Qwen-Image on Wan 2.1)"
-            )
+        if self.token_patch < 0:
+            raise bad("token_patch is 0 (no token form) or a positive patch size")
         if self.token_patch and "tokens" not in dict(self.sources):
             raise bad("a token form (token_patch > 0) needs a 'tokens' source")
         if self.dims == 2 and (self.temporal_ratio != 1 or self.causal_first_frame):

@@ -16,6 +16,7 @@ matching none.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -119,8 +120,11 @@ class Identification:
         temperature, fit_threshold: the calibration used.
         flags: "non-finite", "all-zero", "constant", "noise-like" — values that cannot be fingerprinted.
         evidence: numbers behind the flags (lag-1 autocorrelation, …).
-        layout_hints: when no format has this channel count: other layouts under which one does, as
-            "frames-first [N, T, C, H, W] (…): 16-ch video latent (cogvideox, …); pass --layout NTCHW".
+        layout_hints: other layouts under which registered formats fit, as "read as frames-first [N, T, C, H, W]
+            (…) it is a 16-ch video latent (cogvideox, …): pass --layout NTCHW" (in the summary when the stored
+            layout fits no format; beside the answer otherwise — a bare tensor does not say its layout).
+        frames: T when a video-shaped tensor was read as T frames of an image format (AnimateDiff, SVD: image-VAE
+            latents stacked in time; no video format has this channel count); the candidates are then image ones.
     """
 
     shape: tuple[int, ...]
@@ -134,6 +138,7 @@ class Identification:
     flags: tuple[str, ...] = ()
     evidence: tuple[tuple[str, float], ...] = field(default=())
     layout_hints: tuple[str, ...] = ()
+    frames: int = 0
 
     def conditional(self, space: str) -> tuple[tuple[Candidate, float], ...]:
         """The candidates of one space ("raw" or "model"; raw=model candidates count in both), renormalised.
@@ -181,13 +186,20 @@ class Identification:
     @property
     def geometry(self) -> str:
         """ "4-ch image latent (8×: sd1, sdxl; 4×: cascade_b)"."""
-        kind = "image" if self.dims == 2 else "video"
+        kind = "image" if self.dims == 2 or self.frames else "video"
         ratios = "; ".join(f"{r}×: {', '.join(n)}" for r, n in self.ratios().items())
-        return f"{self.channels}-ch {kind} latent" + (f" ({ratios})" if ratios else "")
+        what = f"{self.channels}-ch {kind} latent" + (f" ({ratios})" if ratios else "")
+        return f"{self.frames} frames of a {what}" if self.frames else what
 
     @property
     def summary(self) -> str:
         """One honest line: the answer, or what is ambiguous and why."""
+        if self.frames:
+            inner = dataclasses.replace(self, frames=0).summary
+            return f"{self.frames} frames of image latents (an image VAE's, stacked in time): {inner}"
+        return self._summary()
+
+    def _summary(self) -> str:
         shape_only = ", ".join(c.label for c in self.shape_only)
         if not self.candidates and not self.shape_only:
             kind = "image" if self.dims == 2 else "video"
@@ -240,6 +252,7 @@ class Identification:
             "flags": list(self.flags),
             "evidence": dict(self.evidence),
             "layout_hints": list(self.layout_hints),
+            "frames": self.frames,
         }
 
 
@@ -379,20 +392,28 @@ def layout_hints(shape: tuple[int, ...]) -> tuple[str, ...]:
     Returns:
         One line per layout: what it is, the formats with that channel count, and the --layout to pass.
     """
+    counts: dict[int, dict[int, list[str]]] = {2: {}, 3: {}}
+    for fmt in formats().values():
+        for c in {fmt.channels, fmt.model_channels}:
+            counts[fmt.dims].setdefault(c, []).append(fmt.name)
     out = []
     for dims in (2, 3):
-        counts: dict[int, list[str]] = {}
-        for fmt in formats().values():
-            if fmt.dims == dims:
-                for c in {fmt.channels, fmt.model_channels}:
-                    counts.setdefault(c, []).append(fmt.name)
-        for alt in alternative_layouts(shape, set(counts), dims):
+        # a 5-D tensor may be a video latent or the frames of an image latent (AnimateDiff, SVD)
+        accepted = set(counts[dims]) | (set(counts[2]) if len(shape) == 5 else set())
+        for alt in alternative_layouts(shape, accepted, dims):
             if ("T" in alt) != (dims == 3):
-                continue  # layouts with frames are readings as video formats, the others as image formats
+                continue  # layouts with frames are readings as video (or image-frame) latents, the others as images
             c = shape[alt.index("C")]
-            kind = "image" if "T" not in alt else "video"
-            names = ", ".join(dict.fromkeys(counts[c]))
-            line = f"read as {LAYOUT_NAMES[alt][1]} it is a {c}-ch {kind} latent ({names}): pass --layout {alt}"
+            if "T" in alt and c in counts[3]:
+                what = f"a {c}-ch video latent ({', '.join(dict.fromkeys(counts[3][c]))})"
+            elif "T" in alt and len(shape) == 5:
+                names = ", ".join(dict.fromkeys(counts[2][c]))
+                what = f"{shape[alt.index('T')]} frames of a {c}-ch image latent ({names})"
+            elif "T" in alt:
+                continue
+            else:
+                what = f"a {c}-ch image latent ({', '.join(dict.fromkeys(counts[2][c]))})"
+            line = f"read as {LAYOUT_NAMES[alt][1]} it is {what}: pass --layout {alt}"
             if line not in out:
                 out.append(line)
     return tuple(out)
@@ -438,8 +459,13 @@ def identify(
     }
     scored: list[tuple[Candidate, Profile, list[Features]]] = []
     shape_only: list[Candidate] = []
-    if not hypotheses:
-        base["layout_hints"] = layout_hints(stored)
+    base["layout_hints"] = layout_hints(stored)
+    if not hypotheses and dims == 3 and shape_candidates(channels, 2, profiles):
+        # no video format has C channels but image formats do: T frames of an image VAE's latents
+        n, c, t, h, w = x.shape
+        frames = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
+        ident = identify(frames, profiles=profiles, calib=calib)
+        return dataclasses.replace(ident, shape=tuple(x.shape), frames=t, layout_hints=base["layout_hints"])
     if flags:
         return Identification(candidates=(), shape_only=tuple(hypotheses), groups=(), **base)
     features = latent_features(x)

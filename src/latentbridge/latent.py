@@ -154,6 +154,16 @@ class Latent:
         fmt = self.require_format("change its layout")
         return self.to_layout(fmt.layout)
 
+    def frames_as_batch(self) -> Latent:
+        """A video latent's frames as a batch of image latents: [N, C, T, h, w] (any layout with T) ->
+        [N·T, C, h, w] NCHW, frame-major per clip, same space and format — for an image VAE, which decodes the
+        frames one by one (AnimateDiff, SVD). An image latent is returned unchanged."""
+        if "T" not in self.layout:
+            return self
+        x = self.to_layout("NTCHW").tensor
+        n, t = x.shape[:2]
+        return dataclasses.replace(self, tensor=x.reshape(n * t, *x.shape[2:]), layout="NCHW")
+
     def to_layout(self, layout: str) -> Latent:
         """The same latent permuted to ``layout``."""
         if layout == self.layout:
@@ -187,7 +197,11 @@ class Latent:
 # Layouts other than the canonical ones that real files use: (finding code, description, the permute that fixes it)
 LAYOUT_NAMES: dict[str, tuple[str, str, str]] = {
     "NHWC": ("channels-last", "channels-last [N, H, W, C]", "x.permute(0, 3, 1, 2)"),
-    "NTCHW": ("frames-first", "frames-first [N, T, C, H, W] (TAEHV, diffusers CogVideoX)", "x.permute(0, 2, 1, 3, 4)"),
+    "NTCHW": (
+        "frames-first",
+        "frames-first [N, T, C, H, W] (TAEHV; diffusers CogVideoX, SVD)",
+        "x.permute(0, 2, 1, 3, 4)",
+    ),
     "NTHWC": ("channels-last", "channels-last video [N, T, H, W, C]", "x.permute(0, 4, 1, 2, 3)"),
     "HWC": ("channels-last", "channels-last without batch [H, W, C]", "x.permute(2, 0, 1)[None]"),
     "TCHW": ("frames-first", "frames-first without batch [T, C, H, W]", "x.permute(1, 0, 2, 3)[None]"),

@@ -178,7 +178,7 @@ def decode_images(vae: VAE, latent: Latent, opts: CodecOptions = CodecOptions())
     """
     codec = _codec()
     if _framewise(latent, vae):
-        latent = _frames(latent)
+        latent = latent.frames_as_batch()
     # Padding recorded at encode time stays on: the target encoder gets the full decoded canvas, and the
     # record (kept in the provenance) still tells where the picture is.
     return codec.decode(vae, latent, crop_padding=False, **opts.kwargs())
@@ -187,13 +187,6 @@ def decode_images(vae: VAE, latent: Latent, opts: CodecOptions = CodecOptions())
 def _framewise(latent: Latent, vae: VAE) -> bool:
     """True for a video-shaped latent going through an image VAE (frame by frame)."""
     return "T" in latent.layout and vae.dims == 2
-
-
-def _frames(latent: Latent) -> Latent:
-    """[N, C, T, h, w] (any layout with T) -> a batch of N·T image latents, NCHW."""
-    x = latent.to_layout("NTCHW").tensor
-    n, t = x.shape[:2]
-    return dataclasses.replace(latent, tensor=x.reshape(n * t, *x.shape[2:]), layout="NCHW")
 
 
 def _unframes(frames: Latent, n: int, layout: str) -> Latent:
@@ -372,7 +365,7 @@ def transfer(
             "one; moving video latents between an image VAE and a video VAE is not supported: use two VAEs of "
             "the same kind"
         )
-    work = _frames(latent) if framewise else latent
+    work = latent.frames_as_batch() if framewise else latent
     opts = CodecOptions(batch_size, tile, device, dtype, progress)
     if fit is not None and bridge is not None:
         raise ValueError("fit (--pad/--crop) applies to decode→re-encode; a bridge maps latents cell by cell")

@@ -145,6 +145,9 @@ def decode_command(
     refuse_existing(output_paths(output, latent.dim("N")), overwrite)
     model = load_vae_spec(vae, vae_format, device, "decoder")
     preflight_check(latent, model, force)
+    if "T" in latent.layout and model.dims == 2:  # frames of an image VAE's latents (AnimateDiff, SVD)
+        latent = latent.frames_as_batch()
+        refuse_existing(output_paths(output, latent.dim("N")), overwrite)  # one PNG per frame
     budget = memory_budget(max_memory, device) if tile is None else None
     with warnings_as_lines():
         images = codec.decode(

@@ -42,6 +42,9 @@ def render(ident: Identification, recorded: str, console: Console, *, verbose: b
             console.print("where each profile comes from: add -v (or --json)")
     if ident.shape_only:
         console.print("possible by shape, no profile: " + escape(", ".join(c.label for c in ident.shape_only)))
+    if ident.layout_hints and (ident.candidates or ident.shape_only):  # otherwise the summary says them
+        for hint in ident.layout_hints:
+            console.print(f"other layout: {escape(hint)}")
     if ident.evidence:
         evidence = ", ".join(f"{name.replace('_', ' ')} {value:g}" for name, value in ident.evidence)
         console.print(f"value checks: {escape(evidence)}")
