@@ -320,6 +320,8 @@ def test_kohya_space_follows_the_family(tmp_path, fmt):
     kohya_save(path, torch.randn(channels, 4, 4))
     assert read_latent(path, format=fmt).space == KOHYA_SPACE[fmt]
     assert read_latent(path, format=fmt, space="model").space == "model"  # the caller wins
+    if get_format(fmt).dims == 3:  # Anima's Wan 2.1 cache: one frame without its time axis
+        assert read_latent(path, format=fmt).canonical().shape == (1, channels, 1, 4, 4)
 
 
 def test_kohya_multi_resolution_cache_asks_which(tmp_path):

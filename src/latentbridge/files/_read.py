@@ -13,7 +13,9 @@ Who wrote the file decides how its tensor is interpreted; the container is recog
   ``train_network.shift_scale_latents`` multiplies by the scaling factor only after loading), SD3 caches are
   raw too (``SDVAE.process_in`` is applied after loading), while FLUX.1 caches hold **model-space** latents
   (its autoencoder's ``encode`` already applies ``scale * (z - shift)`` and ``shift_scale_latents`` is the
-  identity). Given ``format``, the space follows from that table.
+  identity); Anima caches (``*_anima.npz``, the Qwen-Image VAE: Wan 2.1 space) hold the normalised one-frame
+  latent without its time axis (``strategy_anima`` → ``encode_pixels_to_latents``). Given ``format``, the space
+  follows from that table.
 * **kohya-ss/musubi-tuner** latent caches (safetensors; ``latents_<F>x<H>x<W>_<dtype>`` holding C×F×H×W, read
   as layout CTHW, beside ``latents_image_…``/``clip_…`` conditioning; ``architecture`` metadata). Wan caches are
   model space (its encoder normalises), HunyuanVideo caches raw; other architectures: unknown.
@@ -44,7 +46,7 @@ from latentbridge.latent import Latent, Provenance, check_layout
 META_PREFIX = "latentbridge."
 COMFY_LEGACY_SCALE = 0.18215  # ComfyUI LoadLatent: multiplier 1/0.18215 when latent_format_version_0 is absent
 # kohya-ss/sd-scripts: which space a latent cache holds, per family (see the module docstring for the sources)
-KOHYA_SPACE: dict[str, str] = {"sd1": "raw", "sdxl": "raw", "sd3": "raw", "flux1": "model"}
+KOHYA_SPACE: dict[str, str] = {"sd1": "raw", "sdxl": "raw", "sd3": "raw", "flux1": "model", "wan21": "model"}
 _KOHYA_LATENT = re.compile(r"latents(_flipped)?(_\d+x\d+)?")
 # kohya-ss/musubi-tuner caches (save_latent_cache_common): one item per safetensors file, keys
 # latents[_image|_control]_<F>x<H>x<W>_<dtype> holding C×F×H×W (or latents_<H>x<W>_<dtype>: C×H×W), metadata
