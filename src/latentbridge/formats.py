@@ -846,6 +846,12 @@ _BUILTIN: tuple[LatentFormat, ...] = (
         sources={
             "geometry": "nvidia Cosmos-1.0-Tokenizer-CV8x8x8: 16 ch, 8× spatial, 8× temporal",
             "scale": D.COMFY + " Cosmos1CV8x8x8: scale 1",
+            "norm": "none here, by ComfyUI's convention: its Cosmos VAE itself returns (z - mean[c, t]) / std[c, t] "
+            "× 0.5 (statistics per channel and latent frame, in the VAE file), so raw = model is that normalised "
+            "latent; diffusers' Cosmos pipelines hand out (z - mean) × σ_data / std, the same when the scheduler's "
+            "σ_data is 0.5. diffusers' "
+            "AutoencoderKLCosmos encode returns the un-normalised z: per-frame statistics are not expressible "
+            "here yet, so such a z is not this space",
             "rgb": D.COMFY + " Cosmos1CV8x8x8.latent_rgb_factors(+bias)",
             "size_multiple": "transformer patch 2 on 8× latents: multiples of 16",
         },
