@@ -235,6 +235,16 @@ def test_frames_of_an_image_latent_decode_one_by_one(tmp_path, shared_weights):
     assert result.exit_code == 0, result.output
     pngs = sorted(tmp_path.glob("f-*.png"))
     assert len(pngs) == len(HELDOUT_PHOTOS)
+    (tmp_path / "g.png").touch()  # not one of the files a clip's decode writes (g-0.png …): no refusal
+    torch.save(frames.tensor[None], tmp_path / "svd.pt")  # SVD keeps frames first: [1, T, 4, h, w]
+    by_layout = runner.invoke(
+        app, ["decode", str(tmp_path / "svd.pt"), "--vae", decoder, "--space", "raw", "--layout", "NTCHW", "-o",
+              str(tmp_path / "g.png")],
+    )  # fmt: skip
+    assert by_layout.exit_code == 0, by_layout.output
+    assert [np.asarray(Image.open(p)).tolist() for p in sorted(tmp_path.glob("g-*.png"))] == [
+        np.asarray(Image.open(p)).tolist() for p in pngs
+    ]
     # frame k of the clip is photo k's latent: its PNG is that latent's own decode
     alone = codec.decode(load_vae(decoder, part="decoder"), frames, progress=False)
     for k, png in enumerate(pngs):

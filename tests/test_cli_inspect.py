@@ -189,7 +189,7 @@ def test_inspect_a_diffusers_token_sequence(tmp_path):
     torch.save(tokens, path)
     refused = runner.invoke(app, ["inspect", str(path)], env=WIDE)
     assert refused.exit_code == 1 and "pass --grid ROWSxCOLUMNS" in refused.output
-    assert "64x48 (1024×768 px), 48x64 (768×1024 px)" in refused.output
+    assert "64x48 (1024 px high, 768 wide), 48x64 (768 px high, 1024 wide)" in refused.output
     assert "--format flux1|wan21" in refused.output  # Qwen-Image's tokens have the same shape
     result = runner.invoke(app, ["inspect", str(path), "--grid", "48x64", "--format", "flux1"], env=WIDE)
     assert result.exit_code == 0, result.output

@@ -897,7 +897,7 @@ def test_token_sequence_needs_its_grid_and_then_reads_as_model_space(tmp_path):
     path = tmp_path / "flux_out.pt"
     torch.save(tokens, path)
     with pytest.raises(
-        FileFormatError, match=r"128 tokens × 64 features .* flux1 .* pass --grid .* 8x16 \(128×256 px\)"
+        FileFormatError, match=r"128 tokens × 64 features .* flux1 .* pass --grid .* 8x16 \(128 px high, 256 wide\)"
     ):
         read_latent(path)  # not misread as a 1-channel 128×64 image
     with pytest.raises(
@@ -935,6 +935,20 @@ def test_a_batch_of_four_token_sequences_is_ambiguous_and_says_so(tmp_path):
         read_latent(single)  # 128 features: FLUX.2 tokens, or an LTX-Video clip's (not read: frames unknown)
 
 
+def test_token_sequences_in_batches_and_small_grids(tmp_path):
+    """A batch of 4 sequences is no 4-channel 1536×64 strip; a 128-px FLUX.2 image (64 tokens) reads with --grid."""
+    batch = tmp_path / "b4.pt"
+    torch.save(torch.randn(4, 1536, 64), batch)
+    with pytest.raises(FileFormatError, match="1536 tokens × 64 features"):
+        read_latent(batch)
+    assert read_latent(batch, grid="32x48", format="flux1").shape == (4, 16, 64, 96)
+    small = tmp_path / "small.pt"
+    torch.save(torch.randn(1, 64, 128), small)
+    assert read_latent(small, grid="8x8").shape == (1, 128, 8, 8)  # too few tokens to be guessed, fine when asked
+    with pytest.raises(FileFormatError, match=r"--format flux1 has 64 features, but this token sequence has 128"):
+        read_latent(small, grid="8x8", format="flux1")
+
+
 def test_a_chw_latent_of_an_unregistered_vae_is_not_taken_for_tokens(tmp_path):
     """[8, 64, 64]: 8 channels is no registered format's, but 64 rows are too few to be 64-feature tokens."""
     path = tmp_path / "custom.pt"
@@ -943,7 +957,7 @@ def test_a_chw_latent_of_an_unregistered_vae_is_not_taken_for_tokens(tmp_path):
     tall = tmp_path / "tall.pt"
     torch.save(torch.randn(8, 256, 64), tall)  # could be either: refused, naming both readings
     with pytest.raises(
-        FileFormatError, match=r"pass --grid .*; if it is a \[C, H, W\] latent instead, pass --layout CHW"
+        FileFormatError, match=r"pass --grid .*; if it is a \[C, H, W\] latent instead, say so: --layout CHW"
     ):
         read_latent(tall)
     assert read_latent(tall, layout="CHW").shape == (8, 256, 64)

@@ -428,3 +428,20 @@ def test_a_video_latent_that_fits_another_channel_count_names_the_other_layout()
     ident = identify(torch.randn(1, 12, 16, 6, 8))
     assert {c.format for c in (*ident.candidates, *ident.shape_only)} == {"mochi"}
     assert any("16-ch video latent (" in h and "cogvideox" in h and "NTCHW" in h for h in ident.layout_hints)
+
+
+def test_layout_hints_only_where_the_layout_is_open():
+    assert identify(torch.randn(1, 16, 8, 8), layout_known=False).layout_hints == ()  # NCHW fits: no TCHW reading
+    cog = torch.randn(1, 12, 16, 6, 8)
+    assert identify(cog).layout_hints and identify(cog, layout_known=True).layout_hints == ()
+
+
+def test_cli_identify_reads_token_sequences_with_their_format(tmp_path):
+    path = tmp_path / "tokens.pt"
+    torch.save(torch.randn(1, 1536, 64), path)
+    result = runner.invoke(app, ["identify", str(path), "--grid", "32x48", "--format", "flux1"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "read: unpacked a diffusers flux1 token sequence on a 32x48 grid" in result.output
+    assert "16-ch" in result.output
+    alone = runner.invoke(app, ["identify", str(path), "--format", "flux1"])
+    assert alone.exit_code == 2 and "add --grid" in alone.output

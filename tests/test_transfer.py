@@ -228,6 +228,19 @@ def test_bridge_transfer(latent_a: Latent, vae_a: VAE, vae_c: VAE, bridge_file: 
     assert method_name(load_bridge(bridge_file, kind="linear")) == "linear bridge"
 
 
+def test_bridge_takes_its_vaes_as_files_of_several_halves(
+    latent_a: Latent, vae_a: VAE, vae_c: VAE, bridge_file: Path
+) -> None:
+    """A bridge fitted on one VAE file accepts it given with another half ("a+e"); an unrelated file is refused."""
+    bridge = load_bridge(bridge_file)
+    with_half = dataclasses.replace(vae_a, sha256="a" * 64 + "+" + "e" * 64)
+    out = transfer(latent_a, with_half, vae_c, method=bridge)
+    assert torch.equal(out.tensor, transfer(latent_a, vae_a, vae_c, method=bridge).tensor)
+    other = dataclasses.replace(vae_a, name="other", sha256="e" * 64)
+    with pytest.raises(IncompatibleError, match=r"--from-vae other .* is not the VAE this bridge was fitted for"):
+        transfer(latent_a.replace(provenance=Provenance()), other, vae_c, method=bridge)
+
+
 def test_bridge_refuses_the_wrong_family(
     latent_a: Latent, vae_a: VAE, vae_b: VAE, vae_c: VAE, bridge_file: Path
 ) -> None:
@@ -582,6 +595,13 @@ def test_cli_names_the_half_a_transfer_needs(
         app, [*base, "--from-vae", light_decoder, "--to-vae", taef2_encoder, "--overwrite", "--report"], env=runner_env
     )
     assert scored.exit_code == 1 and "--to-vae" in scored.output and "needs its decoder" in scored.output
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    vaes = ["--from-vae", light_decoder, "--to-vae", taef2_encoder]
+    per_file = CliRunner().invoke(
+        app, ["transfer", str(folder), "-o", str(tmp_path / "o"), *vaes, "--grid", "4x4"], env=runner_env
+    )
+    assert per_file.exit_code == 2 and "run them file by file" in per_file.output
     both = CliRunner().invoke(
         app, [*base, "--from-vae", light_decoder, "--to-vae", taef2_encoder, "--overwrite", "--pad", "--crop"]
     )

@@ -403,6 +403,8 @@ def layout_hints(shape: tuple[int, ...]) -> tuple[str, ...]:
         for alt in alternative_layouts(shape, accepted, dims):
             if ("T" in alt) != (dims == 3):
                 continue  # layouts with frames are readings as video (or image-frame) latents, the others as images
+            if alt == "TCHW" and shape[1] in counts[2]:
+                continue  # [T, C, H, W] has the channels where NCHW has them: only worth saying when no image fits
             c = shape[alt.index("C")]
             if "T" in alt and c in counts[3]:
                 what = f"a {c}-ch video latent ({', '.join(dict.fromkeys(counts[3][c]))})"
@@ -425,6 +427,7 @@ def identify(
     profiles: Mapping[tuple[str, str], Profile] | None = None,
     calib: Calibration | None = None,
     user_dir: Path | None = None,
+    layout_known: bool = False,
 ) -> Identification:
     """Identify a latent's format and space from its values alone (recorded format/space are ignored).
 
@@ -435,6 +438,7 @@ def identify(
             profiles in ``user_dir`` (default :func:`~latentbridge.profiles.user_profile_dir`).
         calib: temperature and thresholds; default: the shipped calibration.
         user_dir: where user profiles live (only used when ``profiles`` is None).
+        layout_known: the layout was stated (recorded in the file or given): no hints about other layouts.
 
     Returns:
         An :class:`Identification`: candidates with calibrated probabilities, shape-only candidates, flags.
@@ -459,7 +463,7 @@ def identify(
     }
     scored: list[tuple[Candidate, Profile, list[Features]]] = []
     shape_only: list[Candidate] = []
-    base["layout_hints"] = layout_hints(stored)
+    base["layout_hints"] = () if layout_known else layout_hints(stored)
     if not hypotheses and dims == 3 and shape_candidates(channels, 2, profiles):
         # no video format has C channels but image formats do: T frames of an image VAE's latents
         n, c, t, h, w = x.shape

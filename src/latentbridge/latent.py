@@ -155,9 +155,9 @@ class Latent:
         return self.to_layout(fmt.layout)
 
     def frames_as_batch(self) -> Latent:
-        """A video latent's frames as a batch of image latents: [N, C, T, h, w] (any layout with T) ->
-        [N·T, C, h, w] NCHW, frame-major per clip, same space and format — for an image VAE, which decodes the
-        frames one by one (AnimateDiff, SVD). An image latent is returned unchanged."""
+        """A video latent's frames as a batch of image latents, for an image VAE that decodes them one by one
+        (AnimateDiff, SVD): [N, C, T, h, w] (any layout with T) -> [N·T, C, h, w] NCHW, clip by clip (item n·T + t
+        is frame t of clip n), same space and format. An image latent is returned unchanged."""
         if "T" not in self.layout:
             return self
         x = self.to_layout("NTCHW").tensor

@@ -284,7 +284,7 @@ def _bridge(latent: Latent, bridge: Bridge, src_vae: VAE | None, dst_vae: VAE | 
     from latentbridge.formats import get_format
 
     for vae, side, flag in ((src_vae, bridge.src, "--from-vae"), (dst_vae, bridge.dst, "--to-vae")):
-        if vae is not None and vae.sha256 and side.vae_sha256 and vae.sha256 != side.vae_sha256:
+        if vae is not None and vae.sha256 and side.vae_sha256 and not same_autoencoder(vae.sha256, side.vae_sha256):
             raise IncompatibleError(
                 f"{flag} {vae.name} (sha256 {vae.sha256[:12]}) is not the VAE this bridge was fitted for: "
                 f"{side.describe()}; pass that VAE, or fit a bridge for {vae.name} (latentbridge fit-bridge)"

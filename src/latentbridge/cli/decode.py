@@ -69,9 +69,10 @@ def warnings_as_lines() -> Iterator[None]:
                     warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
-def refuse_existing(paths: list[Path], overwrite: bool) -> None:
-    """Fail before any work when an output exists and --overwrite was not given, or cannot be written at all."""
-    existing = [str(p) for p in paths if p.exists()]
+def refuse_existing(paths: list[Path], overwrite: bool, *, folders_only: bool = False) -> None:
+    """Fail before any work when an output exists and --overwrite was not given, or cannot be written at all
+    (``folders_only``: only the folders, when the file names are not known yet)."""
+    existing = [] if folders_only else [str(p) for p in paths if p.exists()]
     if existing and not overwrite:
         raise LatentBridgeError(f"{', '.join(existing)} already exist(s); pass --overwrite to replace, or choose -o")
     for folder in dict.fromkeys(p.parent for p in paths):
@@ -108,6 +109,7 @@ def decode_command(
         ..., "-o", "--output", help="Output .png (a batch writes out-0.png, out-1.png, …).", show_default=False
     ),
     format: str = typer.Option(None, "--format", help="The latent's format, when the file does not record it."),
+    layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NTCHW, NHWC."),
     space: str = typer.Option(None, "--space", help="raw|model: the latent's space, when the file does not record it."),
     key: str = typer.Option(None, "--key", help="Which array of the file holds the latent."),
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
@@ -141,13 +143,17 @@ def decode_command(
         raise LatentBridgeError(
             f"-o {output}: images are written as PNG; name the output e.g. {output.with_suffix('.png').name}"
         )
-    latent = read_latent(latent_file, key=key, format=format, space=space, grid=grid)
-    refuse_existing(output_paths(output, latent.dim("N")), overwrite)
+    latent = read_latent(latent_file, key=key, format=format, space=space, grid=grid, layout=layout)
+    # before any work; a video latent's file count depends on the VAE (one PNG per frame for an image VAE)
+    video = "T" in latent.layout
+    refuse_existing(output_paths(output, latent.dim("N")), overwrite, folders_only=video)
     model = load_vae_spec(vae, vae_format, device, "decoder")
+    framewise = video and model.dims == 2  # frames of an image VAE's latents (AnimateDiff, SVD)
+    if video:
+        refuse_existing(output_paths(output, latent.dim("N") * (latent.dim("T") if framewise else 1)), overwrite)
     preflight_check(latent, model, force)
-    if "T" in latent.layout and model.dims == 2:  # frames of an image VAE's latents (AnimateDiff, SVD)
+    if framewise:
         latent = latent.frames_as_batch()
-        refuse_existing(output_paths(output, latent.dim("N")), overwrite)  # one PNG per frame
     budget = memory_budget(max_memory, device) if tile is None else None
     with warnings_as_lines():
         images = codec.decode(

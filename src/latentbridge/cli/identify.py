@@ -57,16 +57,29 @@ def identify_command(
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when the file has several."),
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NHWC."),
+    format: str = typer.Option(
+        None, "--format", help="Only for reading a token sequence (--grid): whose tokens (flux1, flux2, wan21)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object for machines."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show where each candidate's profile comes from."),
 ) -> None:
     """Identify a latent's format and space from its values (channel count, statistics, spectrum)."""
-    from latentbridge.files import read_latent
+    from latentbridge.files import open_latent
+    from latentbridge.files._read import META_PREFIX
 
-    lat = read_latent(latent, key=key, layout=layout, grid=grid)
-    ident = identify(lat)
+    if format is not None and grid is None:
+        raise typer.BadParameter("--format only tells identify whose token sequence --grid reads; add --grid")
+    info = open_latent(latent, key=key, layout=layout, grid=grid, format=format)
+    lat = info.latent
+    # a layout the user or the file states needs no hints about other layouts
+    known = layout is not None or grid is not None or (META_PREFIX + "layout") in info.recorded
+    ident = identify(lat, layout_known=known)
     recorded = " ".join(x for x in (lat.format_name, lat.space if lat.space != "unknown" else "") if x)
     if as_json:
-        typer.echo(json.dumps({"file": latent, "recorded": recorded, **ident.to_dict()}, indent=1))
+        data = {"file": latent, "recorded": recorded, "read_notes": list(info.notes), **ident.to_dict()}
+        typer.echo(json.dumps(data, indent=1))
     else:
-        render(ident, recorded, Console(highlight=False, soft_wrap=True), verbose=verbose)
+        console = Console(highlight=False, soft_wrap=True)
+        for note in info.notes:
+            console.print(f"read: {escape(note)}")
+        render(ident, recorded, console, verbose=verbose)

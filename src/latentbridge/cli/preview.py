@@ -38,6 +38,7 @@ def preview_command(
     method: str = typer.Option("auto", "--method", help=f"One of {', '.join(METHODS)}."),
     vae: str = typer.Option(None, "--vae", help="Decoder for --method tiny (TAESD family, TAEF2, VAEApprox)."),
     format: str = typer.Option(None, "--format", help="Latent format when the file does not record it."),
+    layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NTCHW, NHWC."),
     space: str = typer.Option(None, "--space", help="raw or model, when the file does not record it."),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
@@ -47,7 +48,7 @@ def preview_command(
     """Write a quick preview of a latent as a PNG (published, fitted or tiny-decoder preview)."""
     if method not in METHODS:
         raise typer.BadParameter(f"--method {method!r}: expected one of {', '.join(METHODS)}")
-    lat = read_latent(latent, key=key, format=format, space=space, grid=grid)
+    lat = read_latent(latent, key=key, format=format, space=space, grid=grid, layout=layout)
     decoder = load_decoder(vae, format) if vae else None
     if decoder is not None and decoder.stats is not None and lat.stats is None:
         lat = lat.replace(stats=decoder.stats)  # FLUX.2 raw latents convert with the VAE's BatchNorm statistics

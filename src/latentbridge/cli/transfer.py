@@ -85,6 +85,7 @@ def transfer_command(
     bridge: Path = typer.Option(None, "--bridge", help="A bridge file from `latentbridge fit-bridge` (no pixels)."),
     bridge_kind: str = typer.Option("conv", "--bridge-kind", help="Which converter of the bridge: conv or linear."),
     format: str = typer.Option(None, "--format", help="Latent format, when the file does not record it."),
+    layout: str = typer.Option(None, "--layout", help="Dimension letters of the stored tensor, e.g. NTCHW, NHWC."),
     space: str = typer.Option(None, "--space", help="raw|model: the input's space, when the file does not say."),
     key: str = typer.Option(None, "--key", help="Which array of the file holds the latent."),
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
@@ -148,6 +149,8 @@ def transfer_command(
     codec = {"batch_size": batch_size, "tile": tile}
 
     if source.is_dir():
+        if grid is not None or layout is not None:
+            raise typer.BadParameter("--grid and --layout describe one file's tensor; run them file by file")
         if report:
             raise typer.BadParameter("--report measures one latent file; run it on one file of the folder")
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
@@ -187,7 +190,7 @@ def transfer_command(
                 console.print(f"  not a latent: {o.name}: {o.note}", highlight=False)
         return
 
-    latent = read_latent(source, key=key, format=format, space=space, grid=grid)
+    latent = read_latent(source, key=key, format=format, space=space, grid=grid, layout=layout)
     out = transfer(
         latent,
         src_vae,

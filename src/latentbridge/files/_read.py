@@ -378,10 +378,18 @@ def parse_grid(grid: str | tuple[int, int]) -> tuple[int, int]:
     return rows, cols
 
 
-def _token_candidates(tensor: torch.Tensor, user_fmt: LatentFormat | None) -> list[LatentFormat]:
-    """Formats whose diffusers token form [N, L, D] / [L, D] this tensor could be (the user's format only, if given)."""
-    if tensor.ndim not in (2, 3) or tensor.shape[-2] < max(4, 2 * tensor.shape[-1]):
-        return []  # a sequence has many more tokens than features (FLUX at 256 px: 256 × 64 or 256 × 128)
+def _token_candidates(
+    tensor: torch.Tensor, user_fmt: LatentFormat | None, *, asked: bool = False
+) -> list[LatentFormat]:
+    """Formats whose diffusers token form [N, L, D] / [L, D] this tensor could be (the user's format only, if given).
+
+    Unasked (no grid given), a sequence must have at least twice as many tokens as features to be taken for one
+    (FLUX at 256 px: 256 × 64 or 256 × 128); a [C, H, W] latent of an unregistered VAE is not.
+    """
+    if tensor.ndim not in (2, 3):
+        return []
+    if not asked and tensor.shape[-2] < max(4, 2 * tensor.shape[-1]):
+        return []
     if user_fmt is not None:
         return [user_fmt] if user_fmt.token_patch and user_fmt.token_dim == tensor.shape[-1] else []
     return token_formats(tensor.shape[-1])
@@ -398,7 +406,7 @@ def _token_hint(tensor: torch.Tensor, cands: list[LatentFormat]) -> str:
 
     names = " or ".join(f"{f.name} ({what(f)})" for f in cands)
     ratio = cands[0].token_spatial_ratio
-    grids = ", ".join(f"{h}x{w} ({h * ratio}×{w * ratio} px)" for h, w in grid_options(length))
+    grids = ", ".join(f"{h}x{w} ({h * ratio} px high, {w * ratio} wide)" for h, w in grid_options(length))
     video = [f.name for f in formats().values() if f.dims == 3 and f.model_channels == dim and not f.token_patch]
     clip = (
         f" (a {'/'.join(video)} clip's tokens [N, T·H·W, {dim}] also need the frame count: reshape it to "
@@ -417,13 +425,27 @@ def _token_hint(tensor: torch.Tensor, cands: list[LatentFormat]) -> str:
 
 
 def _read_tokens(
-    path: Path, tensor: torch.Tensor, cands: list[LatentFormat], grid: str | tuple[int, int], space: str | None
+    path: Path,
+    tensor: torch.Tensor,
+    cands: list[LatentFormat],
+    grid: str | tuple[int, int],
+    space: str | None,
+    user_fmt: LatentFormat | None,
 ) -> tuple[torch.Tensor, LatentFormat, str]:
     if not cands:
+        if user_fmt is not None and tensor.ndim in (2, 3):
+            dim = f"{user_fmt.token_dim} features" if user_fmt.token_patch else "no token form"
+            raise _fail(
+                path,
+                f"--format {user_fmt.name} has {dim}, but this token sequence has {tensor.shape[-1]} per token; "
+                f"formats with {tensor.shape[-1]}: "
+                + (", ".join(f.name for f in token_formats(tensor.shape[-1])) or "none"),
+            )
         raise _fail(
             path,
             f"--grid reads a diffusers token sequence [N, L, D] with D = {' or '.join(map(str, _token_dims()))} "
-            f"(FLUX.1, FLUX.2), but the array has shape {list(tensor.shape)}; drop --grid for a spatial latent",
+            f"(FLUX.1, FLUX.2, Qwen-Image), but the array has shape {list(tensor.shape)}; drop --grid for a spatial "
+            "latent",
         )
     if len(cands) > 1:
         raise _fail(path, _token_hint(tensor, cands))
@@ -543,21 +565,24 @@ def open_latent(
         if recorded and lay is not None and lay != layout:
             conflict("layout", lay, layout)
         lay = layout
-    tokens = _token_candidates(tensor, user_fmt) if lay is None else []
+    tokens = _token_candidates(tensor, user_fmt, asked=grid is not None) if lay is None else []
     if grid is not None:
         if lay is not None:
             raise _fail(path, f"--grid reads a token sequence, but the array's layout is {lay} (drop --grid)")
-        tensor, fmt, sp = _read_tokens(path, tensor, tokens, grid, space)
+        tensor, fmt, sp = _read_tokens(path, tensor, tokens, grid, space, user_fmt)
         lay = fmt.layout
         r.notes.append(f"unpacked a diffusers {fmt.name} token sequence on a {grid} grid into model space")
     elif tokens:
         channel_counts = {c for f in formats().values() for c in (f.channels, f.model_channels)}
-        if tensor.ndim == 2 or tensor.shape[0] not in channel_counts:
+        # a CHW reading is absurd when its "image" is a strip many times taller than the token width (FLUX at 512 px:
+        # 1024 × 64) — a batch of 4 or 16 sequences has a valid channel count but is no 4-channel latent
+        strip = tensor.ndim == 3 and tensor.shape[1] >= 8 * tensor.shape[2]
+        if tensor.ndim == 2 or tensor.shape[0] not in channel_counts or strip:
             raise _fail(
                 path,
                 (f"array {chosen!r}: " if chosen else "")
                 + _token_hint(tensor, tokens)
-                + ("; if it is a [C, H, W] latent instead, pass --layout CHW" if tensor.ndim == 3 else ""),
+                + ("; if it is a [C, H, W] latent instead, say so: --layout CHW" if tensor.ndim == 3 else ""),
             )
         r.notes.append(f"read as CHW; if this is a token sequence rather than a latent: {_token_hint(tensor, tokens)}")
     if lay is None:
