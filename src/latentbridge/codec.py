@@ -841,7 +841,7 @@ def encode(
     if lo < -1.01 or hi > 1.01:  # 1 % slack: resampling filters overshoot [-1, 1] slightly
         fix = "divide by 127.5 and subtract 1" if hi > 2 else "map [0, 1] to [-1, 1] with x * 2 - 1"
         raise LatentBridgeError(f"images span [{lo:.3g}, {hi:.3g}]; encode takes images in [-1, 1]: {fix}")
-    multiple = fmt.size_multiple if fmt is not None else vae.spatial_ratio
+    multiple = vae.size_multiple
     h, w = images.shape[-2:]
     if h % multiple or w % multiple:
         (h_lo, h_hi), (w_lo, w_hi) = nearest_sizes(multiple, h), nearest_sizes(multiple, w)

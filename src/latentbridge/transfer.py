@@ -224,7 +224,7 @@ def _fit_canvas(images: torch.Tensor, dst_vae: VAE, fit: str | None, prov: Prove
     from latentbridge.images import PADDING_KEY, Padding, fit_size
 
     old = dict(prov.extra).get(PADDING_KEY, "")
-    multiple = dst_vae.format.size_multiple if dst_vae.format is not None else dst_vae.spatial_ratio
+    multiple = dst_vae.size_multiple
     h, w = images.shape[-2:]
     if fit is None or (h % multiple == 0 and w % multiple == 0):
         return images, old  # the codec refuses a size the target cannot take, naming --pad / --crop
@@ -232,17 +232,14 @@ def _fit_canvas(images: torch.Tensor, dst_vae: VAE, fit: str | None, prov: Prove
         raise ValueError(f"fit must be one of {', '.join(FITS)} or None, got {fit!r}")
     before = Padding.parse(old) if old else Padding()
     fitted, added = fit_size(images, multiple, pad=fit == "pad", crop=fit == "crop", what="the decoded image")
+    sides = dataclasses.astuple(before)  # (top, bottom, left, right)
     if fit == "pad":
-        after = Padding(*(a + b for a, b in zip(_sides(before), _sides(added), strict=True)))
+        after = Padding(*(a + b for a, b in zip(sides, dataclasses.astuple(added), strict=True)))
     else:  # the crop takes (h - h')//2 from the top, the rest from the bottom (as fit_size does)
         dh, dw = h - fitted.shape[-2], w - fitted.shape[-1]
         cut = (dh // 2, dh - dh // 2, dw // 2, dw - dw // 2)
-        after = Padding(*(max(a - c, 0) for a, c in zip(_sides(before), cut, strict=True)))
+        after = Padding(*(max(a - c, 0) for a, c in zip(sides, cut, strict=True)))
     return fitted, ("" if after.is_zero else after.to_text())
-
-
-def _sides(p: Any) -> tuple[int, int, int, int]:
-    return p.top, p.bottom, p.left, p.right
 
 
 def _reencode(
@@ -511,8 +508,8 @@ def fidelity_report(
         if fit is not None:
             from latentbridge.images import fit_size
 
-            multiple = dst_vae.format.size_multiple if dst_vae.format is not None else dst_vae.spatial_ratio
-            fitted, _ = fit_size(image, multiple, pad=fit == "pad", crop=fit == "crop", what="the --image")
+            pad, crop = fit == "pad", fit == "crop"
+            fitted, _ = fit_size(image, dst_vae.size_multiple, pad=pad, crop=crop, what="the --image")
         best = _as_frames(decode_images(dst_vae, _codec().encode(dst_vae, fitted, **opts.kwargs()), opts)).float()
         vs_image = fidelity(*centre_common(best, truth))
         note = "target VAE encodes + decodes the original image"

@@ -63,6 +63,11 @@ class VAE:
         """Pixels per latent cell of what ``decode`` returns."""
         return self.decode_ratio or self.spatial_ratio
 
+    @property
+    def size_multiple(self) -> int:
+        """Image sizes ``encode`` takes are multiples of this: the format's, else the spatial ratio."""
+        return self.format.size_multiple if self.format is not None else self.spatial_ratio
+
 
 def from_autoencoder_kl(
     model: torch.nn.Module,

@@ -310,7 +310,7 @@ def _comfy_space(tensor: torch.Tensor, what: str) -> tuple[str, str]:
     dims = 3 if tensor.ndim == 5 else 2
     held: dict[str, list[str]] = {}
     for f in formats().values():
-        if f.dims == dims and (f.model_channels if f.comfy_space == "model" else f.channels) == tensor.shape[1]:
+        if f.dims == dims and f.space_shape(f.comfy_space)[0] == tensor.shape[1]:
             held.setdefault(f.comfy_space, []).append(f.name)
     spaces = sorted(held)
     if len(spaces) == 1:
