@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from latentbridge._guard import load_json
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.latent import Latent
 from latentbridge.refine import frozen_parameters
@@ -1107,22 +1108,30 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
 
     if kind not in BRIDGE_KINDS:
         raise ValueError(f"bridge kind must be one of {BRIDGE_KINDS}, got {kind!r}")
+    from latentbridge.files._sniff import read_safetensors_header
+
     path = Path(path)
+    try:
+        _, file_meta = read_safetensors_header(path)  # a regular file whose header fields are all checked
+    except FileFormatError as exc:
+        raise FileFormatError(f"{exc}; expected a bridge from fit-bridge") from exc
     data = path.read_bytes()
     try:
         tensors = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+    except (SafetensorError, ValueError) as exc:
         raise FileFormatError(f"{path} is not a safetensors file ({exc}); expected a bridge from fit-bridge") from exc
-    raw_meta = header.get("__metadata__", {}).get(META_KEY)
+    raw_meta = file_meta.get(META_KEY)
     if raw_meta is None:
         raise FileFormatError(
             f"{path} is a safetensors file without {META_KEY!r} metadata, so it is not a latentbridge bridge; "
             "fit one with `latentbridge fit-bridge`"
         )
+    meta = load_json(raw_meta, str(path), "unreadable bridge metadata", "refit it with `latentbridge fit-bridge`")
+    if not isinstance(meta, dict):
+        raise FileFormatError(
+            f"{path}: its {META_KEY} metadata is not a JSON object; refit it with `latentbridge fit-bridge`"
+        )
     try:
-        meta = json.loads(raw_meta)
         if meta.get("version") != FILE_VERSION:
             raise FileFormatError(
                 f"{path} is a bridge file of version {meta.get('version')!r}; this latentbridge reads version "
@@ -1130,15 +1139,16 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
             )
         src, dst = Endpoint(**meta["src"]), Endpoint(**meta["dst"])
         cfg = BridgeConfig(**meta["configs"][kind])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # a field missing, of the wrong type or out of range
         raise FileFormatError(
             f"{path} has unreadable bridge metadata ({type(exc).__name__}: {exc}); "
             "refit it with `latentbridge fit-bridge`"
         ) from exc
-    net = BridgeNet(cfg)
+    _check_fields(path, src, dst, cfg)
+    with torch.device("meta"):  # the recorded architecture is built for real only once the file's tensors fit it
+        want = BridgeNet(cfg).state_dict()
     prefix = f"{kind}."
     state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
-    want = net.state_dict()
     missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
     bad_shapes = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape)
     if missing or unexpected or bad_shapes:
@@ -1146,9 +1156,27 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
             f"{path}: the {kind} bridge tensors do not match its recorded architecture {cfg.to_dict()}: "
             f"missing {missing}, unexpected {unexpected}, wrong shapes {bad_shapes}; the file is damaged: refit it"
         )
+    net = BridgeNet(cfg)
     net.load_state_dict(state)
     net.eval()
     return Bridge(kind, src, dst, net, meta, hashlib.sha256(data).hexdigest(), str(path))
+
+
+def _check_fields(path: Path, src: Endpoint, dst: Endpoint, cfg: BridgeConfig) -> None:
+    """The recorded endpoints and architecture hold values of the types their dataclasses declare."""
+    values = [
+        (f"{side}.{f.name}", getattr(end, f.name), f.type)
+        for side, end in (("src", src), ("dst", dst))
+        for f in dataclasses.fields(end)
+    ]
+    values += [(f"configs.{f.name}", getattr(cfg, f.name), f.type) for f in dataclasses.fields(cfg)]
+    for name, value, kind in values:
+        ok = isinstance(value, str) if kind == "str" else type(value) is int and value >= 0
+        if not ok:
+            raise FileFormatError(
+                f"{path} has unreadable bridge metadata: {name} is {value!r}, expected "
+                f"{'a string' if kind == 'str' else 'a non-negative integer'}; refit it with `latentbridge fit-bridge`"
+            )
 
 
 # --- the validation curve -------------------------------------------------------------------------------

@@ -21,6 +21,10 @@ class FileFormatError(LatentBridgeError):
     """A file that cannot be read as what it claims to be (corrupt, truncated, mislabelled, unsafe)."""
 
 
+class MissingFileError(FileFormatError, FileNotFoundError):
+    """A path that names no file (nothing there, or a symbolic link to nothing); also a FileNotFoundError."""
+
+
 class WeightsError(LatentBridgeError):
     """A weight file that cannot be identified or loaded strictly."""
 

@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from latentbridge._guard import read_json_file
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.formats import LatentFormat, unpack
 from latentbridge.latent import Latent
@@ -223,7 +224,7 @@ class PreviewFit:
                 published_psnr=None if data["published_psnr"] is None else float(data["published_psnr"]),
                 created=str(data["created"]),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:  # missing, mistyped, inf
             raise FileFormatError(
                 f"{where} is a damaged preview fit ({type(exc).__name__}: {exc}); "
                 "delete it and run `latentbridge fit-preview` again"
@@ -466,13 +467,8 @@ def save_fit(fit: PreviewFit, folder: str | os.PathLike[str]) -> Path:
 def load_fit(path: str | os.PathLike[str]) -> PreviewFit:
     """Read one stored fit; FileFormatError names the file when it is not a fit."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileFormatError(
-            f"{path} is not valid JSON ({exc}); expected a latentbridge preview fit: delete it and run "
-            "`latentbridge fit-preview` again"
-        ) from exc
+    fix = "expected a latentbridge preview fit: delete it and run `latentbridge fit-preview` again"
+    data = read_json_file(path, "not a preview fit", fix)
     return PreviewFit.from_dict(data, where=str(path))
 
 

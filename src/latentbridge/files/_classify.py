@@ -68,6 +68,6 @@ def classify(path: str | Path) -> Literal["latent", "weights"]:
         entries, _ = read_safetensors_header(path)
         return "weights" if looks_like_weights(list(entries)) else "latent"
     if kind == "pt":
-        obj = torch_load(path, mmap=zipfile.is_zipfile(path))
+        obj = torch_load(path, mmap=zipfile.is_zipfile(path), budget=None)  # weights may be large: memory-mapped
         return "weights" if looks_like_weights(_tensor_names(obj)) else "latent"
     return "latent"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import math
 import os
 import re
@@ -23,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from latentbridge._guard import load_json
 from latentbridge.errors import IncompatibleError, MissingPartError, ShapeError, WeightsError
 from latentbridge.formats import LatentFormat, NormStats, get_format, pack, unpack
 from latentbridge.vae import VAE, from_autoencoder_kl
@@ -227,13 +227,9 @@ def stored_config(
     candidates: list[tuple[Any, str]] = [(extra_config, "zoo.json"), (header.config, "config.json")]
     raw = header.metadata.get(CONFIG_METADATA_KEY)
     if raw:
-        try:
-            candidates.append((json.loads(raw), f"metadata '{CONFIG_METADATA_KEY}'"))
-        except json.JSONDecodeError as exc:
-            raise WeightsError(
-                f"{header.path}: its safetensors metadata '{CONFIG_METADATA_KEY}' is not valid JSON ({exc}); "
-                "remove that metadata entry (the config is then derived from the tensor shapes)"
-            ) from exc
+        fix = "remove that metadata entry (the config is then derived from the tensor shapes)"
+        what = f"damaged safetensors metadata '{CONFIG_METADATA_KEY}'"
+        candidates.append((load_json(raw, str(header.path), what, fix), f"metadata '{CONFIG_METADATA_KEY}'"))
     for config, source in candidates:
         if not config:
             continue
