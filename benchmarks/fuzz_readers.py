@@ -27,6 +27,7 @@ import os
 import platform
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,6 +63,47 @@ def _findings(report: fh.Report) -> list[str]:
     return out
 
 
+def torch_load_errors(cases: int) -> Counter:
+    """What ``torch.load(weights_only=True)`` itself raises once latentbridge's .pt checks have passed.
+
+    Mutates the .pt seeds (zip and legacy; latents and state dicts), calls ``files._containers.load_pickle``
+    (the checks, then torch.load) in this process under the address-space limit, and counts "refused by the
+    checks" (a FileFormatError), "ok", and every other exception type: those are what
+    ``files._pickles.LOAD_ERRORS`` must list.
+    """
+    import random
+    import resource
+    import tempfile
+    import warnings
+
+    from latentbridge.errors import FileFormatError
+    from latentbridge.files import _containers
+
+    resource.setrlimit(resource.RLIMIT_AS, (fh.MEMORY_LIMIT, fh.MEMORY_LIMIT))
+    counts: Counter = Counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        seeds = [s for s in fh._latent_seeds(Path(tmp)) if s.main.endswith(".pt")]
+        (Path(tmp) / "w").mkdir()
+        seeds += [s for s in fh._weight_seeds(Path(tmp) / "w") if s.main.endswith((".pt", ".ckpt"))]
+        for i in range(cases):
+            rng = random.Random(f"pt:{i}")
+            seed = rng.choice(seeds)
+            name, data = fh.mutate(rng, seed.files[seed.main])
+            path = fh.write_case(
+                fh.Case(i, "pt", seed.name, seed.main, name, {seed.main: data}, seed.main), Path(tmp) / "c"
+            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                try:
+                    _containers.load_pickle(path, mmap=data[:2] == b"PK" and rng.random() < 0.5)
+                    counts["ok"] += 1
+                except FileFormatError:
+                    counts["refused by the checks"] += 1
+                except Exception as exc:
+                    counts[type(exc).__name__] += 1
+    return counts
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cases", type=int, default=100_000)
@@ -72,7 +114,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--memory-gb", type=float, default=fh.MEMORY_LIMIT / 2**30, help="address-space limit")
     ap.add_argument("--label", default="", help="a name for this run in the output (e.g. baseline)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not write benchmarks/results")
+    ap.add_argument(
+        "--torch-load-errors",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: count what torch.load raises on N mutated .pt files that pass the checks",
+    )
     args = ap.parse_args(argv)
+    if args.torch_load_errors:
+        counts = torch_load_errors(args.torch_load_errors)
+        print(", ".join(f"{k} {v}" for k, v in counts.most_common()))
+        return 0
 
     done = [0]
     t_last = [time.perf_counter()]

@@ -43,6 +43,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from latentbridge import __version__
+from latentbridge._device import check_device
 from latentbridge.errors import (
     IncompatibleError,
     LatentBridgeError,
@@ -822,7 +823,7 @@ def encode(
         IncompatibleError: a VAE without encoder. NonFiniteError: NaN/inf in the images or in fp32 output.
     """
     _check_batch_size(batch_size)
-    torch_dtype, dev = resolve_dtype(dtype), torch.device(device)
+    torch_dtype, dev = resolve_dtype(dtype), check_device(device)
     fmt = vae.format
     want_dims = (vae.dims if fmt is None else fmt.dims) + 2
     if images.ndim != want_dims or images.shape[1] != 3 or images.shape[0] < 1:
@@ -969,7 +970,7 @@ def decode(
     from latentbridge.images import PADDING_KEY, Padding  # local: images imports PIL, the codec needs it only here
 
     _check_batch_size(batch_size)
-    torch_dtype, dev = resolve_dtype(dtype), torch.device(device)
+    torch_dtype, dev = resolve_dtype(dtype), check_device(device)
     tensor, _ = native_latent(vae, latent)
     if tensor.shape[0] < 1:
         raise ShapeError(f"the latent has an empty batch (shape {tuple(tensor.shape)}); nothing to decode")

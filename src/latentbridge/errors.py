@@ -63,5 +63,9 @@ class NonFiniteError(LatentBridgeError, ValueError):
     """A tensor with NaN or infinite values where finite ones are needed (a corrupt latent, a diverging VAE)."""
 
 
+class DeviceError(LatentBridgeError, ValueError):
+    """A device this torch build or machine cannot run on (``cuda`` on a CPU-only torch, ``cuda:3`` of two GPUs)."""
+
+
 class LatentBridgeWarning(UserWarning):
     """Something latentbridge did on your behalf that you should know about (a redo in fp32, automatic tiling)."""

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from latentbridge._guard import read_json_file
-from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
+from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, NonFiniteError, ShapeError
 from latentbridge.formats import LatentFormat, unpack
 from latentbridge.latent import Latent
 from latentbridge.vae import VAE
@@ -627,10 +627,47 @@ def choose_previewer(
     )
 
 
+# float16's largest finite value. No VAE's latents come near it (raw SD latents stay within about ±50, model-space
+# ones within ±10), a reduced-precision decode overflows beyond it, and a preview of such values is a picture of
+# nothing: a latent past it is refused, as decode refuses it (its check finds the spread absurd).
+MAX_ABS_VALUE = 65504.0
+
+
+def check_values(latent: Latent, where: str = "") -> None:
+    """Refuse a latent whose values no preview can show truthfully: NaN/inf, or beyond ±:data:`MAX_ABS_VALUE`.
+
+    ``where`` (the file) starts the message when given.
+
+    Raises:
+        NonFiniteError: NaN or inf values (counted). LatentBridgeError: finite values beyond ±65504.
+    """
+    x = latent.tensor.detach()
+    at = f"{where}: " if where else ""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteError(
+            f"{at}the latent holds {bad} NaN/inf values out of {x.numel()}; a preview of them is a blank or garbage "
+            "picture, and decode refuses them too: regenerate the latent (re-encode in float32, or re-run the sampler)"
+        )
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    if peak > MAX_ABS_VALUE:
+        raise LatentBridgeError(
+            f"{at}the latent's values reach ±{peak:.3g}, beyond ±{MAX_ABS_VALUE:g} (float16's range): no VAE produces "
+            "such values (raw latents stay within about ±50), so a preview would show nothing true and decode "
+            "refuses it too; the file is damaged or was scaled wrongly: run `latentbridge check` on it"
+        )
+
+
 def preview(
     latent: Latent, method: str = "auto", *, vae: VAE | None = None, fits_dir: str | None = None
 ) -> torch.Tensor:
-    """Preview ``latent`` with :func:`choose_previewer`'s pick: [B·T, 3, H, W] float32 in [0, 1]."""
+    """Preview ``latent`` with :func:`choose_previewer`'s pick: [B·T, 3, H, W] float32 in [0, 1].
+
+    Raises:
+        NonFiniteError, LatentBridgeError: values no preview can show (:func:`check_values`).
+    """
+    check_values(latent)
     previewer, _ = choose_previewer(latent, method, vae=vae, fits_dir=fits_dir)
     return previewer(latent)
 

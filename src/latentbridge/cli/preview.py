@@ -15,9 +15,17 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, fail_on_error, vae_spec
+from latentbridge.cli._common import GRID_HELP, fail_on_error, refuse_output, vae_spec
 from latentbridge.files import read_latent
-from latentbridge.preview import METHODS, choose_previewer, default_fits_dir, frames_per_item, preview_grid, write_png
+from latentbridge.preview import (
+    METHODS,
+    check_values,
+    choose_previewer,
+    default_fits_dir,
+    frames_per_item,
+    preview_grid,
+    write_png,
+)
 from latentbridge.vae import VAE
 
 HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/previews (default ~/.cache/latentbridge)."
@@ -44,11 +52,16 @@ def preview_command(
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Enlarge each preview by this factor (nearest)."),
     home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing PNG file."),
 ) -> None:
     """Write a quick preview of a latent as a PNG (published, fitted or tiny-decoder preview)."""
     if method not in METHODS:
         raise typer.BadParameter(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if output.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{output} is not a .png file; previews are written as PNG: name it e.g. p.png")
+    refuse_output(output, [latent], overwrite=overwrite)
     lat = read_latent(latent, key=key, format=format, space=space, grid=grid, layout=layout)
+    check_values(lat, str(latent))
     decoder = load_decoder(vae, format) if vae else None
     if decoder is not None and decoder.stats is not None and lat.stats is None:
         lat = lat.replace(stats=decoder.stats)  # FLUX.2 raw latents convert with the VAE's BatchNorm statistics

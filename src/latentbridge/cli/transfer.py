@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, fail_on_error, vae_spec
+from latentbridge.cli._common import GRID_HELP, fail_on_error, print_error, vae_spec
 
 
 def load_vae_option(
@@ -117,6 +117,7 @@ def transfer_command(
     from latentbridge.files import read_latent, sniff, write_latent
     from latentbridge.transfer import (
         FIDELITY_NOTE,
+        MANIFEST_NAME,
         Refine,
         fidelity_report,
         method_name,
@@ -180,14 +181,25 @@ def transfer_command(
                 )
             except FileExistsError as exc:  # an output this transfer did not write
                 raise LatentBridgeError(str(exc)) from exc
-        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "not-latent")}
+        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "not-latent", "failed")}
+        failed = f", {counts['failed']} failed" if counts["failed"] else ""
         console.print(
             f"{counts['done']} transferred, {counts['skipped']} already complete (skipped), "
-            f"{counts['not-latent']} not latents (left alone) -> {output}"
+            f"{counts['not-latent']} not latents (left alone){failed} -> {output}",
+            highlight=False,
         )
         for o in outcomes:
             if o.status == "not-latent":
-                console.print(f"  not a latent: {o.name}: {o.note}", highlight=False)
+                console.print(f"  not a latent: {o.name}: {o.note}", highlight=False, markup=False)
+        if counts["failed"]:
+            for o in outcomes:
+                if o.status == "failed":
+                    print_error(f"{o.name}: {o.note}")
+            print_error(
+                f"{counts['failed']} of {len(outcomes)} files failed (recorded in {output / MANIFEST_NAME}); fix them "
+                "and run the same command again: only the failed files are retried"
+            )
+            raise typer.Exit(1)
         return
 
     latent = read_latent(source, key=key, format=format, space=space, grid=grid, layout=layout)

@@ -37,7 +37,7 @@ from safetensors import SafetensorError, safe_open
 from latentbridge._guard import MAX_ARRAY_BYTES, MAX_JSON_BYTES, check_bytes, load_json, read_json_file, regular_file
 from latentbridge.errors import FileFormatError
 from latentbridge.files import _npy, _pickles
-from latentbridge.files._sniff import Entry, read_npy_entry, read_safetensors_header, zip_errors
+from latentbridge.files._sniff import Entry, read_npy_entry, read_safetensors_header, starts_like_zip, zip_errors
 
 NPZ_RECORD = "__latentbridge__"  # npz entry / pt dict key holding latentbridge's record
 SIDECAR_SUFFIX = ".latentbridge.json"  # beside an .npy
@@ -165,7 +165,7 @@ def load_pickle(path: Path, *, mmap: bool = False, budget: int | None = None) ->
         budget: bytes the tensors may take in memory (None: only the file's own size bounds them).
     """
     size = regular_file(path, "PyTorch file").st_size
-    if zipfile.is_zipfile(path):
+    if starts_like_zip(path):
         _pickles.check_zip(path, size, budget)
     else:
         _pickles.check_legacy(path, size, budget)

@@ -176,6 +176,15 @@ def zip_errors(path: Path, what: str = "zip archive") -> Iterator[None]:
         raise _fail(path, f"a damaged or truncated {what} ({detail}): re-download or re-save it") from exc
 
 
+def starts_like_zip(path: Path) -> bool:
+    """True when ``path`` begins with a zip signature (local header or empty archive), as torch.load decides.
+
+    Used instead of ``zipfile.is_zipfile``, which reads the end of the file and can itself raise on a damaged one.
+    """
+    with path.open("rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def zip_kind(path: Path) -> str:
     """ "pt" (a torch.save archive), "npz" or "kohya-npz" for a zip file; anything else raises FileFormatError."""
     with zip_errors(path), zipfile.ZipFile(path) as zf:

@@ -16,7 +16,6 @@ Containers, recognised by their first bytes (never by the file name):
 from __future__ import annotations
 
 import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -35,7 +34,13 @@ from latentbridge.files._containers import (
     refused_global,
 )
 from latentbridge.files._pickles import LOAD_ERRORS
-from latentbridge.files._sniff import looks_like_safetensors, read_safetensors_header, text_impostor, zip_kind
+from latentbridge.files._sniff import (
+    looks_like_safetensors,
+    read_safetensors_header,
+    starts_like_zip,
+    text_impostor,
+    zip_kind,
+)
 
 # safetensors dtype codes -> torch dtype names
 _ST_DTYPES: dict[str, str] = {
@@ -196,7 +201,7 @@ def _read_safetensors(path: Path, source: Path) -> Header:
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     """torch.load with weights_only=True (memory-mapped for zip archives), unwrapped to a flat state dict."""
-    mmap = zipfile.is_zipfile(path)  # legacy pickles cannot be memory-mapped
+    mmap = starts_like_zip(path)  # legacy pickles cannot be memory-mapped
     try:
         obj = load_pickle(path, mmap=mmap)  # by content: torch.load alone would treat a "*.safetensors" name as one
     except pickle.UnpicklingError as exc:

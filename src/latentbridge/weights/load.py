@@ -22,6 +22,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from latentbridge._device import check_device
 from latentbridge._guard import load_json
 from latentbridge.errors import IncompatibleError, MissingPartError, ShapeError, WeightsError
 from latentbridge.formats import LatentFormat, NormStats, get_format, pack, unpack
@@ -810,7 +811,8 @@ def load_vae(
     specs = list(spec) if isinstance(spec, Sequence) and not isinstance(spec, str) else [spec]
     if not specs:
         raise ValueError("load_vae needs at least one file")
-    as_dtype(dtype)  # fail on a bad dtype before reading anything
+    as_dtype(dtype)  # fail on a bad dtype or device before reading anything
+    device = check_device(device)
     files: dict[str, tuple[Header, WeightsInfo]] = {}
     extras: dict[str, Any] = {}
     first: Match | None = None
