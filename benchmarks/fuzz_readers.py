@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", type=int, default=100_000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--start", type=int, default=0, help="first case index (to replay a range)")
-    ap.add_argument("--targets", nargs="*", default=None, help=f"default: all of {', '.join(fh.TARGETS)}")
+    ap.add_argument("--targets", nargs="*", default=None, help=f"default: all of {', '.join(fh.default_targets())}")
     ap.add_argument("--timeout", type=float, default=fh.CASE_TIMEOUT, help="seconds per case before a hang")
     ap.add_argument("--memory-gb", type=float, default=fh.MEMORY_LIMIT / 2**30, help="address-space limit")
     ap.add_argument("--label", default="", help="a name for this run in the output (e.g. baseline)")
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
         "cases": report.cases,
         "seed": args.seed,
         "start": args.start,
-        "targets": args.targets or list(fh.TARGETS),
+        "targets": args.targets or fh.default_targets(),
         "memory_limit_gb": args.memory_gb,
         "timeout_s": args.timeout,
         "seconds": round(report.seconds, 1),

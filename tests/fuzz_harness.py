@@ -381,6 +381,28 @@ register(Target("preview_fit", _load_fit, _fit_seeds, 0.5))
 register(Target("bridge", _load_bridge, _bridge_seeds, 0.5))
 
 
+# Targets that misbehave on purpose, to test the runner itself; a name starting with "_" is never in a default run.
+def _stall(path: Path) -> None:
+    time.sleep(3600)
+
+
+def _crash(path: Path) -> None:
+    os._exit(3)
+
+
+def _one_file(scratch: Path) -> list[Seed]:
+    return [Seed("bytes", {"x.bin": b"\x00" * 16}, "x.bin", ("x.bin",))]
+
+
+register(Target("_stall", _stall, _one_file))
+register(Target("_crash", _crash, _one_file))
+
+
+def default_targets() -> list[str]:
+    """Every registered reader (the runner's own test targets left out)."""
+    return [n for n in TARGETS if not n.startswith("_")]
+
+
 # --- mutators --------------------------------------------------------------------------------------------
 
 INTERESTING_INTS = (0, 1, 2, 7, 8, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0xFFFF, 2**31 - 1, 2**31, 2**32 - 1, 2**32)
@@ -657,7 +679,8 @@ _DESCRS = (
 
 def _rezip(members: list[tuple[zipfile.ZipInfo, bytes]]) -> bytes:
     buf = io.BytesIO()
-    with zipfile.ZipFile(buf, "w") as zf:
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+        warnings.simplefilter("ignore")  # "Duplicate name": a duplicated member is one of the mutations
         for info, data in members:
             zf.writestr(info, data)
     return buf.getvalue()
@@ -1000,30 +1023,46 @@ def _start(job: dict, nice: int) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         env=_worker_env(),
-        text=True,
         preexec_fn=pre,
     )
     assert proc.stdin is not None
-    proc.stdin.write(json.dumps(job) + "\n")
+    proc.stdin.write(json.dumps(job).encode() + b"\n")
     proc.stdin.flush()
     return proc
 
 
+def _finish(proc: subprocess.Popen) -> None:
+    """Stop a worker (if it still runs) and close its pipes."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdin, proc.stdout):
+        if pipe is not None:
+            pipe.close()
+
+
 def _lines(proc: subprocess.Popen, timeout: float, first_timeout: float) -> Iterator[dict | None]:
-    """Lines from a worker; None when it stalls for longer than the timeout (then it is killed)."""
+    """Lines from a worker; None when it stalls for longer than the timeout (then it is killed).
+
+    The pipe is read with ``os.read`` on its file descriptor: a buffered ``readline`` would pull several lines
+    into Python's buffer, where ``select`` cannot see them.
+    """
     assert proc.stdout is not None
-    fd = proc.stdout
-    wait = first_timeout
+    fd = proc.stdout.fileno()
+    wait, buf = first_timeout, b""
     while True:
-        ready, _, _ = select.select([fd], [], [], wait)
-        if not ready:
-            proc.kill()
-            proc.wait()
-            yield None
-            return
-        line = fd.readline()
-        if not line:
-            return
+        while b"\n" not in buf:
+            ready, _, _ = select.select([fd], [], [], wait)
+            if not ready:
+                proc.kill()
+                proc.wait()
+                yield None
+                return
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                return
+            buf += chunk
+        line, buf = buf.split(b"\n", 1)
         wait = timeout
         yield json.loads(line)
 
@@ -1045,7 +1084,7 @@ def run(
     once in a fresh worker with 3× the time, so a loaded machine does not fake one). A worker that dies is a
     crash (a memory blow-up when the address-space limit killed it).
     """
-    names = targets or list(TARGETS)
+    names = targets or default_targets()
     report = Report()
     t0 = time.perf_counter()
     i, stop = start, start + n
@@ -1087,16 +1126,14 @@ def run(
                 if on_line is not None:
                     on_line(line)
                 i += 1
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        _finish(proc)
     report.seconds = time.perf_counter() - t0
     return report
 
 
 def replay(index: int, seed: int = 0, targets: list[str] | None = None, folder: Path | None = None) -> tuple[str, str]:
     """Rebuild case ``index`` in-process and run it (for debugging a finding)."""
-    names = targets or list(TARGETS)
+    names = targets or default_targets()
     with tempfile.TemporaryDirectory() as tmp:
         seeds = build_seeds(names, Path(tmp))
         case = make_case(index, seed, names, seeds)

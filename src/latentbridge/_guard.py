@@ -188,8 +188,8 @@ def check_bytes(
     """
     if present is not None and needed > present:
         raise FileFormatError(
-            f"{where}: {what} needs {size_text(needed)} ({needed} bytes) but the file holds only {present} bytes for "
-            "it: the file is truncated or its header is damaged; re-download or re-save it"
+            f"{where}: {what} takes {size_text(needed)} ({needed} bytes), more than the {present} bytes the file holds "
+            "for it: the file is truncated or its header is damaged; re-download or re-save it"
         )
     if budget is not None and needed > budget:
         raise FileFormatError(
@@ -198,8 +198,16 @@ def check_bytes(
         )
 
 
-def check_pixels(width: int, height: int, where: str, *, limit: int = MAX_IMAGE_PIXELS) -> None:
-    """Refuse an image whose header declares no pixels, or more than ``limit``, before it is decoded."""
+def check_pixels(width: int, height: int | None, where: str, *, limit: int = MAX_IMAGE_PIXELS) -> None:
+    """Refuse an image whose header declares no pixels, or more than ``limit``, before it is decoded.
+
+    ``height`` None: ``width`` is the pixel count (all Pillow says of a bomb it refuses itself).
+    """
+    if height is None:
+        raise FileFormatError(
+            f"{where}: an image of {width / 1e6:.1f} MP is above the {limit / 1e6:.1f} MP latentbridge decodes (a "
+            "decompression bomb, or a picture far larger than any VAE encodes in one piece); resize it first"
+        )
     if width < 1 or height < 1:
         raise FileFormatError(f"{where}: the image header declares {width}×{height} pixels: the file is damaged")
     if width * height > limit:

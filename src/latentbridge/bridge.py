@@ -1162,6 +1162,11 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
     return Bridge(kind, src, dst, net, meta, hashlib.sha256(data).hexdigest(), str(path))
 
 
+# Channels, ratios, width and depth a bridge file may record: far above any fit-bridge makes (hidden 64, 2 blocks,
+# at most 128 channels and 32× ratios), low enough that the recorded architecture can always be built to compare.
+MAX_BRIDGE_FIELD = 65_536
+
+
 def _check_fields(path: Path, src: Endpoint, dst: Endpoint, cfg: BridgeConfig) -> None:
     """The recorded endpoints and architecture hold values of the types their dataclasses declare."""
     values = [
@@ -1171,11 +1176,12 @@ def _check_fields(path: Path, src: Endpoint, dst: Endpoint, cfg: BridgeConfig) -
     ]
     values += [(f"configs.{f.name}", getattr(cfg, f.name), f.type) for f in dataclasses.fields(cfg)]
     for name, value, kind in values:
-        ok = isinstance(value, str) if kind == "str" else type(value) is int and value >= 0
+        ok = isinstance(value, str) if kind == "str" else type(value) is int and 0 <= value <= MAX_BRIDGE_FIELD
         if not ok:
             raise FileFormatError(
-                f"{path} has unreadable bridge metadata: {name} is {value!r}, expected "
-                f"{'a string' if kind == 'str' else 'a non-negative integer'}; refit it with `latentbridge fit-bridge`"
+                f"{path} has unreadable bridge metadata: {name} is {str(value)[:40]!r}, expected "
+                + ("a string" if kind == "str" else f"an integer from 0 to {MAX_BRIDGE_FIELD}")
+                + "; refit it with `latentbridge fit-bridge`"
             )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 import tempfile
 import warnings
@@ -31,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
-from latentbridge._guard import MAX_JSON_BYTES, check_pixels, load_json, regular_file
+from latentbridge._guard import MAX_IMAGE_PIXELS, MAX_JSON_BYTES, check_pixels, load_json, regular_file
 from latentbridge.errors import FileFormatError, LatentBridgeWarning, ShapeError
 from latentbridge.formats import nearest_sizes
 
@@ -143,6 +144,10 @@ def _open(path: Path) -> Image.Image:
         raise FileFormatError(
             f"{path}: not an image Pillow can read; expected a PNG, JPEG or WebP file (convert it to PNG)"
         ) from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal, at twice its limit: say it with ours
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        check_pixels(int(found.group(1)) if found else 2 * MAX_IMAGE_PIXELS + 1, None, str(path))
+        raise  # pragma: no cover - check_pixels always raises for such a count
     except DECODE_ERRORS as exc:
         raise FileFormatError(f"{path}: a damaged image file ({type(exc).__name__}: {exc}); re-export it") from exc
 
