@@ -13,6 +13,7 @@ import io
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import struct
@@ -790,7 +791,7 @@ def test_the_cli_says_it_in_one_red_line(case_id: str, tmp_path: Path) -> None:
     assert isinstance(result.exception, SystemExit), result.exception  # an error we raised, not a crash
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "Traceback" not in result.output, result.output
-    assert path.name in errors[0]
+    assert path.name in errors[0] and re.search(case.match, errors[0]), errors[0]  # what the API says, said
     assert not (tmp_path / "p.png").exists()  # a refused preview writes nothing
 
 

@@ -118,7 +118,7 @@ def inspect_command(
     if space is not None and space not in ("raw", "model"):
         raise typer.BadParameter(f"{space!r} is not a space: use raw or model", param_hint="--space")
     console = Console(highlight=False)
-    if not file.exists():
+    if not file.exists() and not file.is_symlink():  # a link loop or a dangling link: the reader names it
         raise FileNotFoundError(f"{file} does not exist")
     if file.is_dir() or classify(file) == "weights":  # a folder can only be a diffusers model (or pipeline)
         _describe_weights(file, format, as_json, console, hash)
