@@ -375,7 +375,13 @@ def _read_record(path: Path, member: Any, header: _npy.NpyHeader, info: zipfile.
     arr = _npy.read_array(
         member, header, str(path), NPZ_RECORD, present=info.file_size - header.offset, budget=MAX_JSON_BYTES
     )
-    text = str(arr[()])
+    raw = arr.tobytes()  # UTF-32 code units, NUL-padded; decoded here (NumPy's str() crashes on invalid ones)
+    try:
+        text = raw.decode("utf-32-be" if header.dtype.byteorder == ">" else "utf-32-le").rstrip("\x00")
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            path, f"damaged {NPZ_RECORD} record: its text is not Unicode ({exc}); re-export the latent"
+        ) from exc
     loaded = load_json(text, str(path), f"damaged {NPZ_RECORD} record", "re-export the latent")
     return _record(path, loaded, f"{NPZ_RECORD} record")
 

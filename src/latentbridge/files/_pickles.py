@@ -160,12 +160,12 @@ def walk(data: bytes, base: int = 0) -> Walk:
     while True:
         start = stream.tell()  # genops reads lazily: this is where the next opcode begins
         try:
-            op, arg, pos = next(ops)
+            op, arg, _ = next(ops)
         except StopIteration:
             break
         except ValueError as exc:  # unknown opcode, truncated argument, bad text literal (UnicodeDecodeError too)
             raise _Corrupt(base + start, str(exc)) from exc
-        name = op.name
+        name, at = op.name, base + start
         if name in _PUSH_ARG:
             stack.append(arg)
         elif name in ("NONE", "NEWTRUE", "NEWFALSE"):
@@ -175,87 +175,87 @@ def walk(data: bytes, base: int = 0) -> Walk:
         elif name in ("EMPTY_TUPLE", "EMPTY_LIST", "EMPTY_DICT", "EMPTY_SET"):
             stack.append({"EMPTY_TUPLE": (), "EMPTY_LIST": [], "EMPTY_DICT": {}, "EMPTY_SET": _Obj()}[name])
         elif name == "TUPLE":
-            stack.append(tuple(_pop_mark(stack, base + pos, name)))
+            stack.append(tuple(_pop_mark(stack, at, name)))
         elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
-            stack.append(tuple(_pop(stack, base + pos, name, int(name[-1]))))
+            stack.append(tuple(_pop(stack, at, name, int(name[-1]))))
         elif name == "LIST":
-            stack.append(_pop_mark(stack, base + pos, name))
+            stack.append(_pop_mark(stack, at, name))
         elif name == "DICT":
-            items = _pop_mark(stack, base + pos, name)
+            items = _pop_mark(stack, at, name)
             if len(items) % 2:
-                raise _Corrupt(base + pos, "DICT needs key/value pairs")
+                raise _Corrupt(at, "DICT needs key/value pairs")
             stack.append(_Obj())
         elif name in ("FROZENSET", "POP_MARK"):
-            _pop_mark(stack, base + pos, name)
+            _pop_mark(stack, at, name)
             if name == "FROZENSET":
                 stack.append(_Obj())
         elif name == "APPEND":
-            (value,) = _pop(stack, base + pos, name)
-            target = _pop(stack, base + pos, name)[0]
+            (value,) = _pop(stack, at, name)
+            target = _pop(stack, at, name)[0]
             if isinstance(target, list):
                 target.append(value)
             stack.append(target)
         elif name in ("APPENDS", "ADDITEMS", "SETITEMS"):
-            items = _pop_mark(stack, base + pos, name)
+            items = _pop_mark(stack, at, name)
             if name == "SETITEMS" and len(items) % 2:
-                raise _Corrupt(base + pos, "SETITEMS needs key/value pairs")
-            target = _pop(stack, base + pos, name)[0]
+                raise _Corrupt(at, "SETITEMS needs key/value pairs")
+            target = _pop(stack, at, name)[0]
             if name == "APPENDS" and isinstance(target, list):
                 target.extend(items)
             stack.append(target)
         elif name == "SETITEM":
-            _pop(stack, base + pos, name, 2)
+            _pop(stack, at, name, 2)
             if not stack or stack[-1] is _MARK:
-                raise _Corrupt(base + pos, "SETITEM has no dict to set")
+                raise _Corrupt(at, "SETITEM has no dict to set")
         elif name == "GLOBAL":
             module, _, attr = str(arg).partition(" ")
             stack.append(_Global(module, attr))
             names.append(f"{module}.{attr}")
         elif name == "STACK_GLOBAL":
-            module, attr = _pop(stack, base + pos, name, 2)
+            module, attr = _pop(stack, at, name, 2)
             stack.append(_Global(str(module), str(attr)))
             names.append(f"{module}.{attr}")
         elif name in ("REDUCE", "NEWOBJ"):
-            _pop(stack, base + pos, name, 2)
+            _pop(stack, at, name, 2)
             stack.append(_Obj())
         elif name == "NEWOBJ_EX":
-            _pop(stack, base + pos, name, 3)
+            _pop(stack, at, name, 3)
             stack.append(_Obj())
         elif name == "BUILD":
-            _pop(stack, base + pos, name)
+            _pop(stack, at, name)
             if not stack or stack[-1] is _MARK:
-                raise _Corrupt(base + pos, "BUILD has no object to build")
+                raise _Corrupt(at, "BUILD has no object to build")
         elif name in ("OBJ", "INST"):
-            _pop_mark(stack, base + pos, name)
+            _pop_mark(stack, at, name)
             stack.append(_Obj())
         elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             if not stack or stack[-1] is _MARK:
-                raise _Corrupt(base + pos, f"{name} has nothing to remember")
-            memo[len(memo) if name == "MEMOIZE" else int(arg)] = stack[-1]
+                raise _Corrupt(at, f"{name} has nothing to remember")
+            memo[len(memo) if name == "MEMOIZE" else int(arg or 0)] = stack[-1]
         elif name in ("GET", "BINGET", "LONG_BINGET"):
-            if int(arg) not in memo:
-                raise _Corrupt(base + pos, f"{name} recalls memo entry {arg}, which was never stored")
-            stack.append(memo[int(arg)])
+            if int(arg or 0) not in memo:
+                raise _Corrupt(at, f"{name} recalls memo entry {arg}, which was never stored")
+            stack.append(memo[int(arg or 0)])
         elif name == "BINPERSID":
-            (pid,) = _pop(stack, base + pos, name)
+            (pid,) = _pop(stack, at, name)
             if not isinstance(pid, tuple):
-                raise _Corrupt(base + pos, "a persistent id (a storage reference) that is not a tuple")
+                raise _Corrupt(at, "a persistent id (a storage reference) that is not a tuple")
             pids.append(pid)
             stack.append(_Obj())
         elif name == "PERSID":
-            raise _Corrupt(base + pos, "a text persistent id (torch writes tuples)")
+            raise _Corrupt(at, "a text persistent id (torch writes tuples)")
         elif name == "POP":
-            _pop(stack, base + pos, name)
+            _pop(stack, at, name)
         elif name == "DUP":
             if not stack or stack[-1] is _MARK:
-                raise _Corrupt(base + pos, "DUP of an empty stack")
+                raise _Corrupt(at, "DUP of an empty stack")
             stack.append(stack[-1])
         elif name in ("EXT1", "EXT2", "EXT4", "NEXT_BUFFER", "READONLY_BUFFER"):
             stack.append(_Obj())
         elif name == "STOP":
             if not stack or stack[-1] is _MARK:
-                raise _Corrupt(base + pos, "STOP with nothing on the stack")
-            return Walk(stack[-1], pids, names, pos + 1)
+                raise _Corrupt(at, "STOP with nothing on the stack")
+            return Walk(stack[-1], pids, names, start + 1)
         # PROTO and FRAME change nothing here
     raise _Corrupt(base + len(data), "the pickle ends without its STOP opcode")
 
@@ -336,9 +336,9 @@ def check_zip(path: Path, size: int, budget: int | None) -> None:
                 f"under {size_text(MAX_PICKLE_BYTES)} (the tensors live beside it): the file is damaged"
             )
         data = zf.read(pkl[0])
-        for record, check in (("byteorder", _byteorder), (".storage_alignment", _digits), ("version", _digits)):
-            if root + record in by_name:
-                check(path, record, zf.read(by_name[root + record]))
+        for name, check in (("byteorder", _byteorder), (".storage_alignment", _digits), ("version", _digits)):
+            if root + name in by_name:
+                check(path, name, zf.read(by_name[root + name]))
     offset = pkl[0].header_offset + 30 + len(pkl[0].filename.encode()) + len(pkl[0].extra)
     try:
         pids = walk(data).pids
@@ -346,14 +346,14 @@ def check_zip(path: Path, size: int, budget: int | None) -> None:
         raise _damaged(path, offset + exc.pos, f"data.pkl byte {exc.pos}: {exc.problem}") from exc
     storages = _total(_storages(path, pids, legacy=False))
     for s in storages.values():
-        info = by_name.get(f"{root}data/{s.key}")
-        if info is None:
+        record = by_name.get(f"{root}data/{s.key}")
+        if record is None:
             raise FileFormatError(
                 f"{path}: its pickle refers to storage {s.key!r}, which the archive does not hold (no "
                 f"{root}data/{s.key}): the file is truncated or damaged; re-download or re-save it"
             )
         check_bytes(
-            s.nbytes, str(path), f"storage {s.key!r} ({s.numel} × {s.type_name})", present=info.file_size, budget=None
+            s.nbytes, str(path), f"storage {s.key!r} ({s.numel} × {s.type_name})", present=record.file_size, budget=None
         )
     if budget is not None:
         check_bytes(sum(s.nbytes for s in storages.values()), str(path), "its tensors", budget=budget)

@@ -261,21 +261,29 @@ def _read_onnx(path: Path, source: Path) -> Header:
     try:
         for init in graph.initializer:
             dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
-            tensors[init.name] = TensorInfo(tuple(int(d) for d in init.dims), dtype)
+            tensors[_onnx_name(path, init.name)] = TensorInfo(tuple(int(d) for d in init.dims), dtype)
         init_names = set(tensors)
         for prefix, values in ((ONNX_INPUT, graph.input), (ONNX_OUTPUT, graph.output)):
             for v in values:
-                if v.name in init_names:
+                name = _onnx_name(path, v.name)
+                if name in init_names:
                     continue
                 ttype = v.type.tensor_type
                 dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in ttype.shape.dim)
-                tensors[prefix + v.name] = TensorInfo(dims, onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name)
+                tensors[prefix + name] = TensorInfo(dims, onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name)
     except (KeyError, ValueError) as exc:  # onnx's answer to an element type code it does not define
         raise _fail(path, f"its graph names an unknown tensor element type ({exc})", "re-export the model") from exc
-    metadata = {p.key: p.value for p in model.metadata_props}
+    metadata = {_onnx_name(path, p.key): _onnx_name(path, p.value) for p in model.metadata_props}
     if model.producer_name:
-        metadata.setdefault("onnx.producer", model.producer_name)
+        metadata.setdefault("onnx.producer", _onnx_name(path, model.producer_name))
     return Header(source, path, "onnx", tensors, metadata, {}, path.stat().st_size)
+
+
+def _onnx_name(path: Path, name: str | bytes) -> str:
+    """A name or text from an ONNX model (protobuf hands back bytes for a string field that is not UTF-8)."""
+    if isinstance(name, str):
+        return name
+    raise _fail(path, f"its graph holds a name that is not UTF-8 text ({name[:40]!r})", "re-export the model")
 
 
 def diffusers_weight_file(folder: Path) -> Path | None:
