@@ -68,7 +68,7 @@ def regular_file(path: str | os.PathLike[str], what: str = "file") -> os.stat_re
 
     Raises:
         MissingFileError: nothing there (or a symlink to nothing).
-        FileFormatError: a folder, FIFO, device, socket, or a symlink loop.
+        FileFormatError: a folder, FIFO, device, socket, a symlink loop, or a file this user may not read.
     """
     path = Path(path)
     try:
@@ -95,6 +95,8 @@ def regular_file(path: str | os.PathLike[str], what: str = "file") -> os.stat_re
     if kind != stat.S_IFREG:
         found = _KIND.get(kind, "not a regular file")
         raise FileFormatError(f"{path}: {found}; latentbridge reads regular files only: save the data to a file first")
+    if not os.access(path, os.R_OK):
+        raise FileFormatError(f"{path}: permission denied: this user may not read the {what}; check its permissions")
     return st
 
 

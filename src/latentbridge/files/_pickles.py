@@ -70,6 +70,7 @@ LOAD_ERRORS: tuple[type[BaseException], ...] = (
     RuntimeError,  # torch's zip reader (PytorchStreamReader) and its storage/tensor rebuild checks
     ValueError,  # a string that is not UTF-8 (UnicodeDecodeError) in the pickle or its records
     TypeError,  # _rebuild_tensor_v2 or OrderedDict called with the wrong arguments by a damaged REDUCE
+    AttributeError,  # the same, handed a tuple where a storage belongs (3 in a later 60,000-case run)
     EOFError,  # a pickle that ends early
 )
 

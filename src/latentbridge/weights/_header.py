@@ -356,9 +356,10 @@ def _read_sharded(index: Path, folder: Path) -> Header:
     ):
         raise _fail(index, "it has no weight_map of tensor names to shard files", "restore the folder's index file")
     names = sorted(set(weight_map.values()))
-    bad = [n for n in names if Path(n).name != n or n in (".", "..")]
+    bad = [n for n in names if Path(n).name != n or n in (".", "..") or len(n.encode("utf-8", "replace")) > 255]
     if bad:
-        raise _fail(index, f"its weight_map names files outside the folder: {bad[:3]}", "restore the index file")
+        shown = [b[:80] for b in bad[:3]]
+        raise _fail(index, f"its weight_map names files outside the folder or impossible names: {shown}", "restore it")
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise _fail(

@@ -178,9 +178,11 @@ def _build_meta(cls: type[nn.Module], config: dict[str, Any], what: str) -> nn.M
     try:
         with torch.device("meta"):
             return cls(**kwargs)
-    except (ValueError, TypeError, AssertionError, ZeroDivisionError) as exc:
+    # what diffusers' constructors raise on a configuration they cannot build (a damaged stored config: lists of
+    # different lengths -> IndexError, a missing block type -> KeyError, values of the wrong type -> TypeError …)
+    except (ValueError, TypeError, AssertionError, ZeroDivisionError, IndexError, KeyError, AttributeError) as exc:
         raise WeightsError(
-            f"cannot build {cls.__name__} for {what} from the configuration derived from its shapes ({exc}); "
+            f"cannot build {cls.__name__} for {what} from its configuration ({type(exc).__name__}: {exc}); "
             "pass a diffusers folder with its config.json"
         ) from exc
 
