@@ -364,6 +364,29 @@ def test_custom_sampler_unet_gguf_and_clip_loaders():
     assert all(not e.traced for e in rep.by_role("text_encoder"))
 
 
+def test_diffusers_loader_and_checkpoint_loader_with_config():
+    """DiffusersLoader (nodes.py: model_path, RETURN_TYPES MODEL, CLIP, VAE) and the deprecated CheckpointLoader
+    (config_name, ckpt_name): their VAE outputs are the checkpoint's own."""
+    prompt = {
+        "1": {"class_type": "DiffusersLoader", "inputs": {"model_path": "stable-diffusion-xl-base-1.0"}},
+        "2": {
+            "class_type": "CheckpointLoader",
+            "inputs": {"config_name": "v1-inference.yaml", "ckpt_name": "sd15.ckpt"},
+        },
+        "3": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+        "4": {"class_type": "KSampler", "inputs": {"model": ["2", 0], "latent_image": ["3", 0]}},
+        "5": {"class_type": "VAEDecode", "inputs": {"samples": ["4", 0], "vae": ["1", 2]}},
+        "6": {"class_type": "SaveImage", "inputs": {"images": ["5", 0], "filename_prefix": "x"}},
+    }
+    rep = read_prompt(prompt, kind="image")
+    assert _vae(rep) == [
+        ("checkpoint", "decoded", "stable-diffusion-xl-base-1.0"),
+        ("checkpoint", "sampled", "sd15.ckpt"),
+    ]
+    prompt["5"]["inputs"]["vae"] = ["1", 1]  # the CLIP output is no VAE
+    assert any("DiffusersLoader #1 output 1 is not its VAE" in g.reason for g in read_prompt(prompt, kind="image").gaps)
+
+
 def test_several_save_nodes_file_name_picks_the_writer():
     prompt = default_prompt()
     prompt["20"] = {"class_type": "VAELoader", "inputs": {"vae_name": "other_vae.safetensors"}}
@@ -387,6 +410,8 @@ def test_several_save_nodes_file_name_picks_the_writer():
 
 def test_ui_workflow_reroute_primitive_bypass_mute_group():
     wf = default_workflow()
+    loader = next(n for n in wf["nodes"] if n["id"] == 10)
+    loader["widgets_values"] = ["stale.safetensors"]  # the converted widget's value comes from the PrimitiveNode
     rep = read_workflow(json.dumps(wf))
     vae = rep.by_role("vae", traced=True)
     assert [(e.relation, e.name) for e in vae] == [("decoded", "SDXL/sdxl_vae.safetensors")]

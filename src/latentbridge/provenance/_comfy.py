@@ -144,7 +144,7 @@ def _api_nodes(prompt: Any) -> tuple[dict[str, _Node], list[Gap]]:
             bad += 1
             continue
         meta = raw.get("_meta")
-        title = meta.get("title") if isinstance(meta, dict) and isinstance(meta.get("title"), str) else ""
+        title = meta["title"] if isinstance(meta, dict) and isinstance(meta.get("title"), str) else ""
         node = _Node(str(key), raw["class_type"], title)
         inputs = raw.get("inputs")
         for name, value in inputs.items() if isinstance(inputs, dict) else ():
@@ -214,7 +214,7 @@ def _ui_nodes(workflow: Any) -> tuple[dict[str, _Node], list[Gap], list[dict[str
         if cls in subgraphs:
             cls = f"subgraph {subgraphs[cls]!r}"
         mode = raw.get("mode", 0)
-        title = raw.get("title") if isinstance(raw.get("title"), str) else ""
+        title = raw["title"] if isinstance(raw.get("title"), str) else ""
         node = _Node(str(raw["id"]), cls, title, int(mode) if _is_int(mode) else 0)
         widgets = raw.get("widgets_values")
         kind = KINDS_BY_CLASS.get(cls)
@@ -228,15 +228,16 @@ def _ui_nodes(workflow: Any) -> tuple[dict[str, _Node], list[Gap], list[dict[str
             str(o.get("type", "")) if isinstance(o, dict) else ""
             for o in (outputs if isinstance(outputs, list) else ())
         )
-        for inp in raw.get("inputs") if isinstance(raw.get("inputs"), list) else ():
+        raw_inputs = raw.get("inputs")
+        for inp in raw_inputs if isinstance(raw_inputs, list) else ():
             if not isinstance(inp, dict) or not isinstance(inp.get("name"), str):
                 continue
             widget = inp.get("widget")
             name = widget["name"] if isinstance(widget, dict) and isinstance(widget.get("name"), str) else inp["name"]
             node.input_types[name] = str(inp.get("type", ""))
             link = inp.get("link")
-            if _is_int(link) and int(link) in links:
-                node.inputs[name] = links[int(link)]
+            if isinstance(link, int) and not isinstance(link, bool) and link in links:
+                node.inputs[name] = links[link]
         props = raw.get("properties")
         if isinstance(props, dict) and isinstance(props.get("models"), list):
             models += [m for m in props["models"] if isinstance(m, dict)]
@@ -417,60 +418,55 @@ class _Tracer:
     def _latent(self, node: _Node, task: _Task) -> list[_Task]:
         kind, via = node.kind, task.via
         self.latent_outputs.add((node.id, task.link.slot))
-        role = kind.role if kind is not None else ""
-        if role == "sampler":
+        if kind is None:
+            names = self.typed_inputs(node, "LATENT", LATENT_INPUT_NAMES)
+            tasks = [t for k in names for t in self.follow(node, k, "LATENT", "encoded", via)]
+            tasks += self.follow(node, "vae", "VAE", "encoded", via)
+            tasks += self.follow(node, "model", "MODEL", "sampled", via)
+            if not tasks:
+                self.gap(f"{node.label} makes the latent, and latentbridge does not know node class {node.cls!r}", via)
+            return tasks
+        if kind.role == "sampler":
             self._sampler_facts(node)
             tasks = self.follow(node, kind.model_input, "MODEL", "sampled", via) if kind.model_input else []
             if kind.guider_input:
                 tasks += self.follow(node, kind.guider_input, "GUIDER", "sampled", via)
             return tasks + [t for k in kind.latent_inputs for t in self.follow(node, k, "LATENT", "encoded", via)]
-        if role == "encoder":
+        if kind.role == "encoder":
             if node.out_type(task.link.slot) != "LATENT":
                 self.gap(f"{node.label} output {task.link.slot} is not its latent", via)
                 return []
             return self.follow(node, kind.vae_input, "VAE", "encoded", via)
-        if role == "latent_origin":
+        if kind.role == "latent_origin":
             if node.cls == "LoadLatent":
                 name, _ = self.value(node, "latent")
                 self.gap(f"the latent was loaded from file {name!r} by {node.label}: inspect that file", via)
             else:
                 self.facts.setdefault("latent origin", self._origin(node))
             return []
-        if role == "latent_op":
+        if kind.role == "latent_op":
             return [t for k in kind.latent_inputs for t in self.follow(node, k, "LATENT", "encoded", via)]
-        if kind is not None:
-            self.gap(f"{node.label} does not output a latent", via)
-            return []
-        tasks = [
-            t
-            for k in self.typed_inputs(node, "LATENT", LATENT_INPUT_NAMES)
-            for t in self.follow(node, k, "LATENT", "encoded", via)
-        ]
-        tasks += self.follow(node, "vae", "VAE", "encoded", via)
-        tasks += self.follow(node, "model", "MODEL", "sampled", via)
-        if not tasks:
-            self.gap(f"{node.label} makes the latent, and latentbridge does not know node class {node.cls!r}", via)
-        return tasks
+        self.gap(f"{node.label} does not output a latent", via)
+        return []
 
     def _image(self, node: _Node, task: _Task) -> list[_Task]:
         kind, via = node.kind, task.via
-        role = kind.role if kind is not None else ""
-        if role == "decoder":
+        if kind is None:
+            names = self.typed_inputs(node, "IMAGE", IMAGE_INPUT_NAMES)
+            if not names:
+                self.gap(f"{node.label} makes the image, and latentbridge does not know node class {node.cls!r}", via)
+            return [t for k in names for t in self.follow(node, k, "IMAGE", task.relation, via)]
+        if kind.role == "decoder":
             tasks = self.follow(node, kind.vae_input, "VAE", "decoded", via)
             return tasks + [t for k in kind.latent_inputs for t in self.follow(node, k, "LATENT", "encoded", via)]
-        if role == "image_origin":
+        if kind.role == "image_origin":
             name, _ = self.value(node, "image")
             self.gap(f"the image was loaded from file {name!r} by {node.label}, not decoded in this graph", via)
             return []
-        if role == "image_op":
+        if kind.role == "image_op":
             return [t for k in kind.image_inputs for t in self.follow(node, k, "IMAGE", task.relation, via)]
-        if kind is not None:
-            self.gap(f"{node.label} does not output an image", via)
-            return []
-        names = self.typed_inputs(node, "IMAGE", IMAGE_INPUT_NAMES)
-        if not names:
-            self.gap(f"{node.label} makes the image, and latentbridge does not know node class {node.cls!r}", via)
-        return [t for k in names for t in self.follow(node, k, "IMAGE", task.relation, via)]
+        self.gap(f"{node.label} does not output an image", via)
+        return []
 
     def _sampler_facts(self, node: _Node) -> None:
         for name in ("seed", "noise_seed", "steps", "cfg", "sampler_name", "scheduler", "denoise"):
@@ -520,7 +516,10 @@ def trace_graph(nodes: dict[str, _Node], source: str, *, kind: str, file_name: s
     want = "LATENT" if kind == "latent" else "IMAGE"
     tasks = []
     for sink in sinks:
-        names = sink.kind.latent_inputs if kind == "latent" else sink.kind.image_inputs
+        sink_kind = sink.kind
+        if sink_kind is None:  # pragma: no cover - _sinks keeps known classes only
+            continue
+        names = sink_kind.latent_inputs if kind == "latent" else sink_kind.image_inputs
         followed = [
             t for k in names for t in tracer.follow(sink, k, want, "encoded" if kind == "latent" else "decoded", ())
         ]
@@ -533,19 +532,15 @@ def trace_graph(nodes: dict[str, _Node], source: str, *, kind: str, file_name: s
         )
     tracer.run(tasks)
     if kind == "latent":  # the VAE the workflow decoded the same latent chain with
-        decoders = [
-            n
-            for n in nodes.values()
-            if n.kind is not None
-            and n.kind.role == "decoder"
-            and n.mode not in (MODE_NEVER, MODE_BYPASS)
-            and any(
-                isinstance(v, _Link) and (v.node, v.slot) in tracer.latent_outputs
-                for k, v in n.inputs.items()
-                if k in n.kind.latent_inputs
-            )
-        ]
-        tracer.run([t for d in decoders for t in tracer.follow(d, d.kind.vae_input, "VAE", "decoded", ())])
+        decoders: list[tuple[_Node, NodeKind]] = []
+        for n in nodes.values():
+            dk = n.kind
+            if dk is None or dk.role != "decoder" or n.mode in (MODE_NEVER, MODE_BYPASS):
+                continue
+            reads = [n.inputs.get(k) for k in dk.latent_inputs]
+            if any(isinstance(v, _Link) and (v.node, v.slot) in tracer.latent_outputs for v in reads):
+                decoders.append((n, dk))
+        tracer.run([t for d, dk in decoders for t in tracer.follow(d, dk.vae_input, "VAE", "decoded", ())])
     _list_unreached(tracer)
     return tracer
 
@@ -572,8 +567,8 @@ def _model_entries(models: list[dict[str, Any]], source: str) -> list[Evidence]:
         role = _MODEL_DIRS.get(folder.strip().lower()) if isinstance(folder, str) else None
         if not isinstance(name, str) or not name.strip() or role is None:
             continue
-        raw_hash = m.get("hash") if isinstance(m.get("hash"), str) else ""
-        hash_type = m.get("hash_type") if isinstance(m.get("hash_type"), str) else ""
+        raw_hash = m["hash"] if isinstance(m.get("hash"), str) else ""
+        hash_type = m["hash_type"] if isinstance(m.get("hash_type"), str) else ""
         match = _HEX.fullmatch(raw_hash.strip()) if raw_hash and hash_type.lower() == "sha256" else None
         out.append(
             Evidence(
