@@ -140,6 +140,9 @@ def test_which_png_workflow_and_a1111_vae_hash(setup, tmp_path):
         f"--vae auto: {target}" in result.output
         and "the ComfyUI prompt decoded it with vae 'zoo-a.safetensors'" in result.output
     )
+    only_ui = _png(tmp_path / "ComfyUI_00002_.png", workflow=json.dumps(_workflow("zoo-a.safetensors")))
+    out = json.loads(runner.invoke(app, ["library", "which", str(only_ui), "--json"], env=_env(home)).output)
+    assert out["vae_auto"]["path"] == str(target) and out["vae_auto"]["evidence"]["source"] == "ComfyUI workflow"
     # A1111 names the VAE by a file name this machine does not have, and its "VAE hash" (sha256[:10])
     short = file_hashes(target).autov2
     params = (

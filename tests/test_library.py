@@ -49,7 +49,7 @@ def test_hashes_against_hand_computed_values(tmp_path, monkeypatch):
     assert file_hashes(small).autov1 == EMPTY_SHA256[:8]  # seek past the end reads nothing
     # chunk boundaries do not matter: the same values read 1000 bytes at a time
     monkeypatch.setattr(hashes, "_CHUNK", 1000)
-    hashes._file_hashes_cached.cache_clear()
+    hashes.clear_cache()
     assert file_hashes(path) == h
 
 
@@ -247,6 +247,19 @@ def test_strongest_evidence_first_and_builtin_zoo(models, tmp_path):
     got = resolve_vae(report, lib)
     assert got.entry.name == "zoo-a.safetensors" and got.evidence.relation == "encoded"
     assert [c.evidence.relation for c in which(report, lib).candidates] == ["encoded", "sampled", "listed"]
+    # two different files named equally strongly: refused, never a guess
+    two = ProvenanceReport(
+        (
+            Evidence("vae", "decoded", "ComfyUI prompt", "zoo-a.safetensors", via=("VAELoader #1",)),
+            Evidence("vae", "decoded", "ComfyUI prompt", "SDXL/zoo-b.safetensors", via=("VAELoader #2",)),
+        ),
+        (),
+        ("ComfyUI prompt",),
+    )
+    with pytest.raises(LibraryError, match=r"names 2 different files equally strongly .*will not guess"):
+        resolve_vae(two, lib)
+    listed = ProvenanceReport((Evidence("vae", "listed", "ComfyUI workflow", "zoo-a.safetensors"),), (), ("x",))
+    assert "lists vae 'zoo-a.safetensors'" in resolve_vae(listed, lib).reasons[0]
     # a latentbridge record of a zoo VAE that no scanned folder holds: the built-in zoo answers, by hash
     zoo_c = file_hashes(zoo_path("zoo-c")).sha256
     rec = Evidence("vae", "encoded", "latentbridge record", "zoo-c", zoo_c, "sha256")

@@ -88,6 +88,10 @@ class NameMatch:
     entries: tuple[LibraryEntry, ...]
     how: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {"how": self.how, "entries": [e.to_dict() for e in self.entries]}
+
 
 def _basename(name: str) -> str:
     return re.split(r"[\\/]", name.strip())[-1]

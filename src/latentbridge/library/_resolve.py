@@ -277,12 +277,16 @@ def resolve_vae(
         FileFormatError: ``source`` is a file that cannot be read.
     """
     found = which(source, library)
-    notes: list[str] = []
-    for c in found.candidates:
-        if not c.usable:
-            if c.problem:
-                notes.append(f"skipped {c.evidence.role} {c.evidence.name or c.evidence.hash!r}: {c.problem}")
-            continue
+    notes = [
+        f"skipped {c.evidence.role} {c.evidence.name or c.evidence.hash!r}: {c.problem}"
+        for c in found.candidates
+        if not c.usable and c.problem
+    ]
+    usable = [c for c in found.candidates if c.usable]
+    if not usable:
+        raise LibraryError(_nothing(found, library, notes))
+    strongest = [c for c in usable if _rank(c.evidence)[:2] == _rank(usable[0].evidence)[:2]]
+    for c in strongest:
         groups = distinct_files(c.usable)
         if len(groups) > 1:
             shown = "; ".join(f"{g[0].path} (sha256 {g[0].sha256[:12] or 'not hashed'})" for g in groups[:4])
@@ -291,21 +295,26 @@ def resolve_vae(
                 f"different files match it by {c.how}: {shown}; latentbridge will not guess: pass --vae FILE, or "
                 "remove the copies you do not use and rescan"
             )
-        chosen = sorted(groups[0], key=lambda x: (x.root == "built-in zoo", x.path))[0]
-        reasons = [_reason(c, chosen)]
-        if len(groups[0]) > 1:
-            reasons.append(f"{len(groups[0])} identical copies are indexed; using {chosen.path}")
-        for other in found.candidates:
-            if other is c or not other.usable or not other.evidence.traced:
-                continue
-            if all(x.sha256 != chosen.sha256 or not x.sha256 for x in other.usable):
-                reasons.append(
-                    f"note: the {other.evidence.source} also names {other.evidence.role} {other.evidence.name!r} "
-                    f"({other.usable[0].path}), a different file"
-                )
-        spec = chosen.name if chosen.root == "built-in zoo" else chosen.path
-        return ResolvedVAE(spec, chosen, c.evidence, tuple(reasons + notes))
-    raise LibraryError(_nothing(found, library, notes))
+    groups = distinct_files(x for c in strongest for x in c.usable)
+    if len(groups) > 1:
+        shown = "; ".join(f"{c.evidence.sentence()} -> {c.usable[0].path}" for c in strongest[:4])
+        raise LibraryError(
+            f"--vae auto: the provenance names {len(groups)} different files equally strongly ({shown}); "
+            "latentbridge will not guess: pass --vae FILE"
+        )
+    c = usable[0]
+    chosen = sorted(groups[0], key=lambda x: (x.root == "built-in zoo", x.path))[0]
+    reasons = [_reason(c, chosen)]
+    if len(groups[0]) > 1:
+        reasons.append(f"{len(groups[0])} identical copies are indexed; using {chosen.path}")
+    for other in usable[len(strongest) :]:
+        if other.evidence.traced and all(x.sha256 != chosen.sha256 or not x.sha256 for x in other.usable):
+            reasons.append(
+                f"note: the {other.evidence.source} also names {other.evidence.role} {other.evidence.name!r} "
+                f"({other.usable[0].path}, {other.evidence.relation}), a different file"
+            )
+    spec = chosen.name if chosen.root == "built-in zoo" else chosen.path
+    return ResolvedVAE(spec, chosen, c.evidence, tuple(reasons + notes))
 
 
 def _looked_for(candidates: tuple[Candidate, ...]) -> str:

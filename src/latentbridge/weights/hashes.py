@@ -247,3 +247,10 @@ def file_hashes(path: str | Path) -> FileHashes:
     p = Path(path).resolve()
     st = p.stat()
     return _file_hashes_cached(str(p), st.st_size, st.st_mtime_ns)
+
+
+def clear_cache() -> None:
+    """Forget the per-process hash caches (for benchmarks that time hashing, or a file rewritten within one mtime
+    tick of the filesystem)."""
+    _sha256_cached.cache_clear()
+    _file_hashes_cached.cache_clear()
