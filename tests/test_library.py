@@ -201,6 +201,11 @@ def test_resolve_by_name_hash_and_refusals(models, tmp_path):
     wrong = Evidence("vae", "decoded", "A1111 parameters", "zoo-a.safetensors", "0123456789", "sha256")
     with pytest.raises(LibraryError, match=r"none has the recorded sha256 0123456789.*other versions"):
         resolve_vae(wrong, lib)
+    # A1111 writes "Model" without the extension, sub-folders joined by "_" (CheckpointInfo.model_name)
+    a1111 = Evidence("checkpoint", "decoded", "A1111 parameters", "baked")
+    assert resolve_vae(a1111, lib).path.endswith("checkpoints/baked.safetensors")
+    assert "A1111 model name" in resolve_vae(a1111, lib).reasons[0]
+    assert lib.by_name("SDXL_zoo-b").entries == (b,)
     # a checkpoint's baked-in VAE is used; a checkpoint without one is reported, never used
     baked = Evidence("checkpoint", "decoded", "ComfyUI prompt", "baked.safetensors")
     assert resolve_vae(baked, lib).path.endswith("checkpoints/baked.safetensors")

@@ -272,7 +272,11 @@ class Library:
             ("file name (ignoring case)", lambda e: e.name.lower() == base.lower()),
             (
                 "A1111 model name",
-                lambda e: e.stem == stem or _stem(e.rel).replace("/", "_") == text or e.stem.lower() == stem.lower(),
+                lambda e: (
+                    e.stem == stem
+                    or e.rel.rsplit(".", 1)[0].replace("/", "_") == text
+                    or e.stem.lower() == stem.lower()
+                ),
             ),
             ("Hugging Face repository", lambda e: bool(e.hf_repo) and text in (e.hf_repo, e.hf_repo.split("/")[-1])),
         ]
