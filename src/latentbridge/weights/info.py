@@ -159,7 +159,8 @@ def ambiguity(m: Match) -> str:
     return f"{geometry_phrase(m)}: {' or '.join(m.candidates)} — the file alone cannot tell; {AMBIGUOUS_FIX}"
 
 
-def _modelspec_format(value: str) -> str:
+def modelspec_format(value: str) -> str:
+    """The latent format a ``modelspec.architecture`` names ("stable-diffusion-xl-v1-base/lora" -> "sdxl"), or ""."""
     arch = value.strip().lower().split("/")[0]
     for prefix, name in MODELSPEC_FORMATS:
         if arch.startswith(prefix):
@@ -218,8 +219,8 @@ def resolve_format(
     if from_config:
         signals.append(("config.json", from_config))
     spec = header.metadata.get("modelspec.architecture", "")
-    if spec and _modelspec_format(spec):
-        signals.append(("modelspec", _modelspec_format(spec)))
+    if spec and modelspec_format(spec):
+        signals.append(("modelspec", modelspec_format(spec)))
     chosen: tuple[str, str] | None = None
     for source, name in signals:
         fmt = reg.get(name)
