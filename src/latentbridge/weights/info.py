@@ -45,6 +45,8 @@ _SHORT = {
     "autoencoder_kl": "KL",
     "autoencoder_kl_flux2": "FLUX.2 KL",
     "autoencoder_kl_wan": "Wan 3-D KL",
+    "autoencoder_kl_hunyuan_video": "HunyuanVideo 3-D KL",
+    "autoencoder_hunyuan_dcae": "Hunyuan DC-AE-style KL",
     "autoencoder_dc": "DC-AE",
     "taesd": "TAESD",
     "taehv": "TAEHV",

@@ -75,9 +75,10 @@ class Signature:
 
     Attributes:
         architecture: the network ("autoencoder_kl", "autoencoder_kl_flux2", "autoencoder_kl_wan",
-            "autoencoder_dc", "taesd", "taehv", "vaeapprox", "vaelight").
+            "autoencoder_kl_hunyuan_video", "autoencoder_hunyuan_dcae", "autoencoder_dc", "taesd", "taehv",
+            "vaeapprox", "vaelight").
         variant: architecture variant ("" or "pool" (TAEF2), "f32" (TAESana), "residual" (Wan 2.2),
-            "p2"/"p4" (TAEHV with a 2×2/4×4 pixel patchify)).
+            "p2"/"p4" (TAEHV with a 2×2/4×4 pixel patchify), "video" (HunyuanVideo 1.5's 3-D DC-AE-style VAE)).
         layout: key layout ("diffusers", "ldm", "bfl", "wan", "efficientvit", "sequential", "module", "comfyui",
             "a1111", "onnx").
         title: one line for humans.
@@ -286,10 +287,14 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
     d = layout == "diffusers"
     enc_block = "encoder.down_blocks.0.resnets.0.conv1.weight" if d else "encoder.down.0.block.0.conv1.weight"
     dec_block = "decoder.up_blocks.0.resnets.0.conv1.weight" if d else "decoder.up.0.block.0.conv1.weight"
+    # Every KL f8/f4 encoder's first level ends in a square stride-2 conv; HunyuanImage 2.1's (same key names) ends
+    # in a conv to a quarter of the next width before a pixel-unshuffle, and its decoder upsamples at level 0.
+    enc_down = "encoder.down_blocks.0.downsamplers.0.conv.weight" if d else "encoder.down.0.downsample.conv.weight"
     enc = [KeyRule("encoder.conv_in.weight", ("*", "*", 3, 3)), KeyRule(enc_block, ("*", "*", 3, 3))]
-    enc.append(KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3)))
+    enc += [KeyRule(enc_down, ("D", "D", 3, 3)), KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3))]
     dec = [KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3)), KeyRule(dec_block, ("*", "*", 3, 3))]
     dec.append(KeyRule("decoder.conv_out.weight", ("*", "*", 3, 3)))
+    dec_forbidden = () if d else ("decoder.up.0.upsample.conv.weight",)  # LDM level 0 is full resolution
     enc_prefixes, dec_prefixes = ["encoder."], ["decoder."]
     forbidden: list[str] = []
     if quant == "top":
@@ -307,11 +312,16 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
     levels_dec = "decoder.up_blocks.{}.resnets.0.conv1.weight" if d else "decoder.up.{}.block.0.conv1.weight"
     parts = (
         Part(_ENC, tuple(enc_prefixes), tuple(enc), levels=levels_enc),
-        Part(_DEC, tuple(dec_prefixes), tuple(dec), levels=levels_dec),
+        Part(_DEC, tuple(dec_prefixes), tuple(dec), forbidden=dec_forbidden, levels=levels_dec),
     )
     if flux2:
         bn = (KeyRule("bn.running_mean", ("4C",)), KeyRule("bn.running_var", ("4C",)))
-        title = "FLUX.2 KL VAE with BatchNorm latent statistics (diffusers AutoencoderKLFlux2)"
+        keys = {
+            "diffusers": "diffusers keys",
+            "bfl": "BFL keys (encoder.quant_conv, decoder.post_quant_conv)",
+            "ldm": "ComfyUI keys (LDM names, root quant_conv: what ComfyUI's VAESave writes)",
+        }[layout]
+        title = f"FLUX.2 KL VAE with BatchNorm latent statistics (diffusers AutoencoderKLFlux2), {keys}"
         return Signature(
             "autoencoder_kl_flux2", "", layout, title, parts, required=bn, shared_prefixes=("bn.",), serves=("flux2",)
         )
@@ -401,6 +411,92 @@ def _wan(layout: str, residual: bool) -> Signature:
         ratio_offset=1 if residual else 0,  # one level per resample, plus the 2× patchify of Wan 2.2
         dims=3,
         serves=("wan22",) if residual else ("wan21",),
+    )
+
+
+def _hunyuan_video(layout: str) -> Signature:
+    """HunyuanVideo's causal 3-D KL VAE: AutoencoderKL's structure with every conv a causal Conv3d (``….conv.``).
+
+    ``layout``: "diffusers" (diffusers AutoencoderKLHunyuanVideo) or "ldm" (ComfyUI's keys: LDM names plus the
+    ``.conv`` of each causal conv, 1×1×1-conv attention; what ComfyUI loads and its VAESave writes).
+    """
+    d = layout == "diffusers"
+    five = ("*", "*", 3, 3, 3)
+    if d:
+        enc_block = "encoder.down_blocks.{}.resnets.0.conv1.conv.weight"
+        dec_block = "decoder.up_blocks.{}.resnets.0.conv1.conv.weight"
+        enc_down = "encoder.down_blocks.0.downsamplers.0.conv.conv.weight"
+    else:
+        enc_block = "encoder.down.{}.block.0.conv1.conv.weight"
+        dec_block = "decoder.up.{}.block.0.conv1.conv.weight"
+        enc_down = "encoder.down.0.downsample.conv.conv.weight"
+    enc = (
+        KeyRule("encoder.conv_in.conv.weight", ("*", 3, 3, 3, 3)),
+        KeyRule(enc_block.format(0), five),
+        KeyRule(enc_down, ("D", "D", 3, 3, 3)),  # HunyuanVideo 1.5 reduces channels before a space-to-depth
+        KeyRule("encoder.conv_out.conv.weight", ("2C", "*", 3, 3, 3)),
+        KeyRule("quant_conv.weight", ("2C", "2C", 1, 1, 1)),
+    )
+    dec = (
+        KeyRule("decoder.conv_in.conv.weight", ("*", "C", 3, 3, 3)),
+        KeyRule(dec_block.format(0), five),
+        KeyRule("decoder.conv_out.conv.weight", (3, "*", 3, 3, 3)),
+        KeyRule("post_quant_conv.weight", ("C", "C", 1, 1, 1)),
+    )
+    keys = "diffusers keys" if d else "ComfyUI keys (LDM names, .conv per causal conv)"
+    return Signature(
+        "autoencoder_kl_hunyuan_video",
+        "",
+        layout,
+        f"HunyuanVideo causal 3-D KL VAE (diffusers AutoencoderKLHunyuanVideo), {keys}",
+        (
+            Part(_ENC, ("encoder.", "quant_conv."), enc, levels=enc_block),
+            Part(
+                _DEC,
+                ("decoder.", "post_quant_conv."),
+                dec,
+                forbidden=() if d else ("decoder.up.0.upsample.conv.conv.weight",),
+                levels=dec_block,
+            ),
+        ),
+        dims=3,
+        serves=("hunyuan_video",),
+    )
+
+
+def _hunyuan_dcae(dims: int) -> Signature:
+    """HunyuanImage 2.1 (2-D, 32×) and HunyuanVideo 1.5 (3-D, 16×) VAEs in ComfyUI's keys (comfy/ldm/hunyuan_video/
+    vae.py, vae_refiner.py): LDM-like names, no quant convs, each level's resampling conv reduces (encoder) or
+    widens (decoder) the channels around a space-to-depth, and the decoder starts upsampling at level 0.
+    Identified only: latentbridge has no key map to diffusers' AutoencoderKLHunyuanImage / …Video15 yet.
+    """
+    c = ".conv" if dims == 3 else ""  # the 3-D network's causal convs hold their Conv3d as `.conv`
+    k = (3,) * dims
+    enc = (
+        KeyRule(f"encoder.conv_in{c}.weight", ("*", 3, *k)),
+        KeyRule(f"encoder.down.0.downsample.conv{c}.weight", ("Q", "*", *k)),  # a quarter of level 1's width
+        KeyRule(f"encoder.down.1.block.0.conv1{c}.weight", ("*", "4Q", *k)),  # ... restored by a 2×2 unshuffle
+        KeyRule(f"encoder.conv_out{c}.weight", ("2C", "*", *k)),
+    )
+    dec = (
+        KeyRule(f"decoder.conv_in{c}.weight", ("*", "C", *k)),
+        KeyRule(f"decoder.up.0.upsample.conv{c}.weight", ("*", "*", *k)),
+        KeyRule(f"decoder.conv_out{c}.weight", (3, "*", *k)),
+    )
+    name = "HunyuanImage 2.1 VAE (32×, 2-D)" if dims == 2 else "HunyuanVideo 1.5 VAE (16×, 4× time, causal 3-D)"
+    return Signature(
+        "autoencoder_hunyuan_dcae",
+        "" if dims == 2 else "video",
+        "comfyui",
+        f"{name}, ComfyUI keys; identified only: latentbridge cannot load it yet",
+        (
+            Part(_ENC, ("encoder.",), enc, levels=f"encoder.down.{{}}.block.0.conv1{c}.weight"),
+            Part(_DEC, ("decoder.",), dec, levels=f"decoder.up.{{}}.block.0.conv1{c}.weight"),
+        ),
+        forbidden=("quant_conv.weight", "post_quant_conv.weight"),
+        dims=dims,
+        serves=("hunyuan_image21",) if dims == 2 else ("hunyuan_video15",),
+        loadable=False,
     )
 
 
@@ -677,6 +773,11 @@ SIGNATURES: tuple[Signature, ...] = (
     _kl("bfl", "none", flux2=False),
     _kl("diffusers", "top", flux2=True),
     _kl("bfl", "inner", flux2=True),
+    _kl("ldm", "top", flux2=True),
+    _hunyuan_video("diffusers"),
+    _hunyuan_video("ldm"),
+    _hunyuan_dcae(2),
+    _hunyuan_dcae(3),
     _wan("diffusers", residual=False),
     _wan("diffusers", residual=True),
     _wan("wan", residual=False),
