@@ -95,10 +95,17 @@ t_comfy=$(date +%s)
 
 before=$(torch_build)
 echo "$before" >"$VENV/torch-before.json"
+"$VENV/bin/python" -m pip freeze --disable-pip-version-check --exclude-editable >"$VENV/freeze-before.txt"
 echo "comfy_env.sh: installing latentbridge into $VENV (torch must not change)" >&2
 pip_q -e .
 after=$(torch_build)
 echo "$after" >"$VENV/torch-after.json"
+"$VENV/bin/python" -m pip freeze --disable-pip-version-check --exclude-editable >"$VENV/freeze-after.txt"
+# what latentbridge's dependencies added or changed in ComfyUI's environment (informational)
+diff "$VENV/freeze-before.txt" "$VENV/freeze-after.txt" | sed -n 's/^> /  + /p; s/^< /  - /p' >"$VENV/freeze-diff.txt" || true
+echo "comfy_env.sh: latentbridge's dependencies changed $(grep -c '^  - ' "$VENV/freeze-diff.txt" || true) and added" \
+    "$(($(grep -c '^  + ' "$VENV/freeze-diff.txt" || true) - $(grep -c '^  - ' "$VENV/freeze-diff.txt" || true))) packages" \
+    "($VENV/freeze-diff.txt)" >&2
 if [ "$before" != "$after" ]; then
     echo "comfy_env.sh: installing latentbridge changed ComfyUI's torch:" >&2
     echo "  before: $before" >&2
