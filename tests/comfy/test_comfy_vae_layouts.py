@@ -266,3 +266,77 @@ def test_hunyuan_video_clips_differ_by_comfyuis_attention_and_chunked_decode(com
     with torch.no_grad():
         assert (vae.decode(z2) - module.decode(z2)).abs().max() <= PARITY
         assert (vae.decode(z3) - module.decode(z3)).abs().max() > 1e-3  # per-chunk GroupNorm statistics
+
+
+def _header(module: torch.nn.Module, name: str):
+    """An in-memory safetensors header of a module's state dict (shapes only: no file, no tensor data)."""
+    from pathlib import Path
+
+    from latentbridge.weights import Header, TensorInfo
+
+    state = module.state_dict()
+    tensors = {k: TensorInfo(tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state.items()}
+    return Header(Path(name), Path(name), "safetensors", tensors)
+
+
+def _released(kind: str) -> torch.nn.Module:
+    """ComfyUI's module for ``kind`` as comfy/sd.py's VAE builds it (meta device where the released size is big)."""
+    if kind == "mochi":
+        import comfy.ldm.genmo.vae.model as mochi
+
+        with torch.device("meta"):
+            return mochi.VideoVAE()
+    if kind.startswith("ltxv"):
+        import comfy.ldm.lightricks.vae.causal_video_autoencoder as ltx
+
+        with torch.device("meta"):
+            return ltx.VideoVAE(version=int(kind[-1]))
+    if kind == "cosmos":  # comfy/sd.py's CV8x8x8 config with narrower channels (its patcher cannot be built on meta)
+        import comfy.ldm.cosmos.vae as cosmos
+
+        config = {"z_channels": 16, "latent_channels": 16, "z_factor": 1, "resolution": 1024, "in_channels": 3}
+        config.update(out_channels=3, channels=32, channels_mult=[2, 4, 4], num_res_blocks=2, attn_resolutions=[32])
+        config.update(dropout=0.0, patch_size=4, num_groups=1, temporal_compression=8, spacial_compression=8)
+        return cosmos.CausalContinuousVideoTokenizer(**config)
+    if kind == "stage_a":
+        from comfy.ldm.cascade.stage_a import StageA
+
+        with torch.device("meta"):
+            return StageA()
+    if kind == "svd":  # comfy/sd.py: the "decoder.mid.block_1.mix_factor" branch
+        from comfy.ldm.models.autoencoder import AutoencodingEngine
+
+        enc = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3, "ch": 128}
+        enc.update(ch_mult=[1, 2, 4, 4], num_res_blocks=2, attn_resolutions=[], dropout=0.0)
+        dec = dict(enc, video_kernel_size=[3, 1, 1], alpha=0.0)
+        with torch.device("meta"):
+            return AutoencodingEngine(
+                regularizer_config={"target": "comfy.ldm.models.autoencoder.DiagonalGaussianRegularizer"},
+                encoder_config={"target": "comfy.ldm.modules.diffusionmodules.model.Encoder", "params": enc},
+                decoder_config={"target": "comfy.ldm.modules.temporal_ae.VideoDecoder", "params": dec},
+            )
+    raise ValueError(kind)
+
+
+@pytest.mark.parametrize(
+    ("kind", "signature", "fmt", "channels", "ratio"),
+    [
+        ("mochi", "autoencoder_mochi/comfyui", "mochi", 12, 8),
+        ("ltxv0", "autoencoder_kl_ltx_video/original", "ltxv", 128, 32),
+        ("ltxv1", "autoencoder_kl_ltx_video/original", "ltxv", 128, 32),
+        ("ltxv2", "autoencoder_kl_ltx_video/original", "ltxv", 128, 32),
+        ("cosmos", "cosmos_tokenizer/comfyui", "cosmos", 16, 8),
+        ("stage_a", "vqgan_stage_a/comfyui", "cascade_b", 4, 4),
+        ("svd", "autoencoder_kl_temporal_decoder/ldm", "sd1", 4, 8),
+    ],
+)
+def test_other_vaes_comfyui_loads_are_identified(comfy, kind, signature, fmt, channels, ratio):
+    """The remaining image/video VAEs of registered formats that comfy/sd.py's VAE accepts, in the keys its modules
+    hold (what its VAESave writes): identified, with the format, and refused by load_vae with the reason."""
+    from latentbridge.weights.info import identify
+
+    info = identify(_header(_released(kind), f"{kind}.safetensors"), hash=False)
+    assert info.matches == (signature,)
+    assert (info.format, info.latent_channels, info.spatial_ratio) == (fmt, channels, ratio)
+    assert info.has_encoder and info.has_decoder
+    assert any("cannot load them yet" in n for n in info.notes)

@@ -75,8 +75,9 @@ class Signature:
 
     Attributes:
         architecture: the network ("autoencoder_kl", "autoencoder_kl_flux2", "autoencoder_kl_wan",
-            "autoencoder_kl_hunyuan_video", "autoencoder_hunyuan_dcae", "autoencoder_dc", "taesd", "taehv",
-            "vaeapprox", "vaelight").
+            "autoencoder_kl_hunyuan_video", "autoencoder_hunyuan_dcae", "autoencoder_kl_temporal_decoder",
+            "autoencoder_kl_ltx_video", "autoencoder_mochi", "cosmos_tokenizer", "vqgan_stage_a", "autoencoder_dc",
+            "taesd", "taehv", "vaeapprox", "vaelight").
         variant: architecture variant ("" or "pool" (TAEF2), "f32" (TAESana), "residual" (Wan 2.2),
             "p2"/"p4" (TAEHV with a 2×2/4×4 pixel patchify), "video" (HunyuanVideo 1.5's 3-D DC-AE-style VAE)).
         layout: key layout ("diffusers", "ldm", "bfl", "wan", "efficientvit", "sequential", "module", "comfyui",
@@ -330,9 +331,9 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
         "ldm": "AutoencoderKL, original LDM/SGM keys (encoder.down.0.block.0…, quant_conv)",
         "bfl": "AutoencoderKL, BFL bare keys (encoder.down.0.block.0…, no quant_conv: FLUX.1 ae, SD3)",
     }[layout]
-    return Signature(
-        "autoencoder_kl", "", layout, title, parts, forbidden=(*forbidden, "bn.running_mean"), serves=_KL_SERVES
-    )
+    # SVD's temporal decoder has the same LDM names plus time-mixing layers: its own signature below
+    forbidden += ["bn.running_mean", "decoder.mid.block_1.mix_factor"]
+    return Signature("autoencoder_kl", "", layout, title, parts, forbidden=tuple(forbidden), serves=_KL_SERVES)
 
 
 def _wan(layout: str, residual: bool) -> Signature:
@@ -498,6 +499,166 @@ def _hunyuan_dcae(dims: int) -> Signature:
         serves=("hunyuan_image21",) if dims == 2 else ("hunyuan_video15",),
         loadable=False,
     )
+
+
+# --- VAEs ComfyUI loads that latentbridge identifies but cannot run yet (key names as comfy/sd.py reads them) ---
+
+_IDENTIFIED_ONLY = "identified only: latentbridge cannot load it yet"
+_FIVE = ("*", "*", 3, 3, 3)
+
+# Stable Video Diffusion's VAE: SD's encoder, a decoder with time-mixing layers (sgm VideoDecoder).
+_SVD = Signature(
+    "autoencoder_kl_temporal_decoder",
+    "",
+    "ldm",
+    f"AutoencoderKL with SVD's temporal decoder (diffusers AutoencoderKLTemporalDecoder), LDM keys; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.", "quant_conv."),
+            (
+                KeyRule("encoder.conv_in.weight", ("*", 3, 3, 3)),
+                KeyRule("encoder.down.0.block.0.conv1.weight", ("*", "*", 3, 3)),
+                KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3)),
+            ),
+            levels="encoder.down.{}.block.0.conv1.weight",
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3)),
+                KeyRule("decoder.conv_out.time_mix_conv.weight", (3, 3, "*", 1, 1)),
+            ),
+            levels="decoder.up.{}.block.0.conv1.weight",
+        ),
+    ),
+    required=(KeyRule("decoder.mid.block_1.mix_factor", (1,)),),  # its encoder alone is SD's: a KL file
+    serves=("sd1",),
+    loadable=False,
+)
+
+# LTX-Video 0.9.x (Lightricks' keys; comfy/ldm/lightricks/vae): 4×4 pixel patchify (48 = 3·16 channels), causal
+# 3-D convs holding `.conv`, per-channel latent statistics stored beside the network.
+_LTXV = Signature(
+    "autoencoder_kl_ltx_video",
+    "",
+    "original",
+    f"LTX-Video causal 3-D VAE (0.9.x), Lightricks keys (per_channel_statistics); {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.",),
+            (
+                KeyRule("encoder.conv_in.conv.weight", ("*", 48, 3, 3, 3)),
+                KeyRule("encoder.down_blocks.0.res_blocks.0.conv1.conv.weight", _FIVE),
+                KeyRule("encoder.conv_out.conv.weight", _FIVE),
+            ),
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.conv_in.conv.weight", ("*", "C", 3, 3, 3)),
+                KeyRule("decoder.up_blocks.0.res_blocks.0.conv1.conv.weight", _FIVE),
+                KeyRule("decoder.conv_out.conv.weight", (48, "*", 3, 3, 3)),
+            ),
+        ),
+    ),
+    required=(KeyRule("per_channel_statistics.mean-of-means", ("C",)),),
+    shared_prefixes=("per_channel_statistics.",),
+    ratio=32,
+    dims=3,
+    serves=("ltxv",),
+    loadable=False,
+)
+
+# Mochi 1 (Genmo) with ComfyUI's encoder./decoder. prefixes (comfy/ldm/genmo/vae/model.py): linear-patch
+# encoder, 1×1×1-conv decoder input; these two keys are the ones comfy/sd.py looks for.
+_MOCHI = Signature(
+    "autoencoder_mochi",
+    "",
+    "comfyui",
+    f"Mochi 1 VAE (Genmo), encoder./decoder. keys as ComfyUI loads them; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.",),
+            (
+                KeyRule("encoder.layers.4.layers.1.attn_block.attn.qkv.weight"),
+                KeyRule("encoder.output_proj.weight", ("2C", "*")),
+            ),
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.blocks.0.0.weight", ("*", "C", 1, 1, 1)),
+                KeyRule("decoder.blocks.2.blocks.3.stack.5.weight"),
+                KeyRule("decoder.output_proj.weight", (3, "*")),
+            ),
+        ),
+    ),
+    ratio=8,
+    dims=3,
+    serves=("mochi",),
+    loadable=False,
+)
+
+# NVIDIA Cosmos-1.0 continuous tokenizer CV8x8x8 (comfy/ldm/cosmos/vae.py): a 3-D wavelet patchify (192 = 3·4³),
+# factorised (spatial 1×3×3, temporal 3×1×1) convs holding `.conv3d`, per-frame latent statistics.
+_COSMOS = Signature(
+    "cosmos_tokenizer",
+    "",
+    "comfyui",
+    f"NVIDIA Cosmos-1.0 continuous video tokenizer (CV8x8x8), ComfyUI keys; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.", "quant_conv."),
+            (
+                KeyRule("encoder.conv_in.0.conv3d.weight", ("*", 192, 1, 3, 3)),
+                KeyRule("encoder.conv_out.0.conv3d.weight", ("C", "*", 1, 3, 3)),
+                KeyRule("quant_conv.conv3d.weight", ("C", "C", 1, 1, 1)),
+            ),
+        ),
+        Part(
+            _DEC,
+            ("decoder.", "post_quant_conv."),
+            (
+                KeyRule("decoder.conv_in.0.conv3d.weight", ("*", "C", 1, 3, 3)),
+                KeyRule("decoder.conv_out.0.conv3d.weight", (192, "*", 1, 3, 3)),
+                KeyRule("post_quant_conv.conv3d.weight", ("C", "C", 1, 1, 1)),
+            ),
+        ),
+    ),
+    shared_prefixes=("latent_mean", "latent_std"),
+    ratio=8,
+    dims=3,
+    serves=("cosmos",),
+    loadable=False,
+)
+
+# Stable Cascade stage A (comfy/ldm/cascade/stage_a.py): a VQGAN, pixel-unshuffle 2 then one stride-2 conv: 4×.
+_STAGE_A = Signature(
+    "vqgan_stage_a",
+    "",
+    "comfyui",
+    f"Stable Cascade stage A VQGAN (4 ch, 4×), keys as ComfyUI loads them; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("in_block.", "down_blocks."),
+            (KeyRule("in_block.1.weight", ("*", 12, 1, 1)), KeyRule("down_blocks.1.weight", ("*", "*", 4, 4))),
+        ),
+        Part(_DEC, ("up_blocks.", "out_block."), (KeyRule("out_block.0.weight", (12, "*", 1, 1)),)),
+    ),
+    required=(KeyRule("vquantizer.codebook.weight", ("*", "C")),),
+    shared_prefixes=("vquantizer.",),
+    ratio=4,
+    serves=("cascade_b",),
+    loadable=False,
+)
 
 
 _DC = Signature(
@@ -778,6 +939,11 @@ SIGNATURES: tuple[Signature, ...] = (
     _hunyuan_video("ldm"),
     _hunyuan_dcae(2),
     _hunyuan_dcae(3),
+    _SVD,
+    _LTXV,
+    _MOCHI,
+    _COSMOS,
+    _STAGE_A,
     _wan("diffusers", residual=False),
     _wan("diffusers", residual=True),
     _wan("wan", residual=False),
