@@ -220,3 +220,26 @@ def test_the_harness_writes_nothing_into_comfyui(comfy):
     """After every run above, no file or folder in the ComfyUI tree changed since ComfyUI was imported."""
     newer = [p for p in [comfy.root, *comfy.root.rglob("*")] if p.stat().st_mtime >= comfy.started_at]
     assert newer == []
+
+
+def test_empty_latent_into_vae_decode(comfy, sd_vae, kl16_vae):
+    """EmptyLatentImage -> VAEDecode: a 4-channel VAE decodes the zeros (as latentbridge does); a 16-channel VAE
+    fails in its first convolution — the failure the pack's check exists for."""
+    from latentbridge.weights import load_vae
+
+    def graph(vae_name: str) -> dict:
+        return {
+            "1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}},
+            "2": {"class_type": "VAELoader", "inputs": {"vae_name": vae_name}},
+            "3": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["2", 0]}},
+            "4": {"class_type": "PreviewImage", "inputs": {"images": ["3", 0]}},
+        }
+
+    r = comfy.run(graph(sd_vae.name))
+    assert r.ok, r.error
+    with torch.no_grad():
+        want = ((load_vae(sd_vae, hash=False).decode(torch.zeros(1, 4, 6, 8)) + 1) / 2).clamp(0, 1)
+    assert (r.values["3"][0] - want.permute(0, 2, 3, 1)).abs().mean() < DECODE_MEAN_TOL
+    r = comfy.run(graph(kl16_vae.name))
+    assert not r.ok and r.error["node_type"] == "VAEDecode"
+    assert "expected input[1, 4, 6, 8] to have 16 channels" in r.error["exception_message"]

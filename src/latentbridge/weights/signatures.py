@@ -317,11 +317,7 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
     )
     if flux2:
         bn = (KeyRule("bn.running_mean", ("4C",)), KeyRule("bn.running_var", ("4C",)))
-        keys = {
-            "diffusers": "diffusers keys",
-            "bfl": "BFL keys (encoder.quant_conv, decoder.post_quant_conv)",
-            "ldm": "ComfyUI keys (LDM names, root quant_conv: what ComfyUI's VAESave writes)",
-        }[layout]
+        keys = {"diffusers": "diffusers", "bfl": "BFL", "ldm": "ComfyUI (what its VAESave writes)"}[layout] + " keys"
         title = f"FLUX.2 KL VAE with BatchNorm latent statistics (diffusers AutoencoderKLFlux2), {keys}"
         return Signature(
             "autoencoder_kl_flux2", "", layout, title, parts, required=bn, shared_prefixes=("bn.",), serves=("flux2",)
