@@ -69,3 +69,7 @@ class DeviceError(LatentBridgeError, ValueError):
 
 class LatentBridgeWarning(UserWarning):
     """Something latentbridge did on your behalf that you should know about (a redo in fp32, automatic tiling)."""
+
+
+class LibraryError(LatentBridgeError):
+    """A local model library that cannot be opened or used, or a lookup in it that found nothing usable."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 import struct
 import tempfile
 import warnings
@@ -382,6 +383,89 @@ def save_images(
     return written
 
 
+IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"RIFF", "WEBP"),
+)
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+_COMFY_EXIF_TAGS = (0x0110, 0x010F, 0x010E, 0x010D, 0x010C)  # ComfyUI WebP: Model "prompt:…", Make "workflow:…", …
+
+
+def image_kind(path: str | os.PathLike[str]) -> str:
+    """ "PNG", "JPEG" or "WEBP" from a file's first bytes, or "" for anything else (never from its name)."""
+    try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return ""  # a FIFO would block the open below; the readers refuse such files with their own message
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except OSError:  # missing, a folder, unreadable, a symlink loop: not an image, and the readers say why
+        return ""
+    for magic, kind in IMAGE_MAGIC:
+        if head.startswith(magic) and (kind != "WEBP" or head[8:12] == b"WEBP"):
+            return kind
+    return ""
+
+
+def _user_comment(raw: Any) -> str:
+    """An EXIF UserComment's text: an 8-byte charset code ("UNICODE\\0" = UTF-16, "ASCII\\0\\0\\0"), then the text.
+
+    A1111 writes it with piexif's ``UserComment.dump(..., encoding="unicode")`` (UTF-16 big-endian); other tools
+    write little-endian, told apart here by where the zero bytes of ASCII characters fall.
+    """
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes):
+        return ""
+    code, body = raw[:8], raw[8:]
+    if code == b"UNICODE\x00":
+        big = body[0::2].count(0) >= body[1::2].count(0)
+        return body.decode("utf-16-be" if big else "utf-16-le", errors="replace").rstrip("\x00")
+    if code in (b"ASCII\x00\x00\x00", b"\x00" * 8):
+        return body.decode("utf-8", errors="replace").rstrip("\x00")
+    return raw.decode("utf-8", errors="replace").rstrip("\x00")
+
+
+def read_image_text(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Every text an image file carries that generators write provenance into, by key.
+
+    * PNG: every tEXt/zTXt/iTXt chunk (ComfyUI's ``prompt`` and ``workflow``, A1111's ``parameters``,
+      latentbridge's ``latentbridge``).
+    * JPEG / WebP: the EXIF UserComment as ``parameters`` (A1111 and Forge write their infotext there), ComfyUI's
+      WebP EXIF entries ``"prompt:{json}"`` (0x0110 Model) and ``"workflow:{json}"`` (0x010F Make, then down), and a
+      JPEG comment as ``comment``.
+
+    Raises:
+        FileFormatError: not a PNG, JPEG or WebP file, or text chunks too large for Pillow to read.
+    """
+    path = Path(path)
+    if image_kind(path) == "PNG":
+        return png_texts(path)  # chunk by chunk: Pillow's image.text decodes every pixel first
+    try:
+        with _open(path) as image:
+            if image.format not in READ_FORMATS:
+                raise FileFormatError(f"{path}: a {image.format} file; provenance is read from PNG, JPEG or WebP files")
+            out: dict[str, str] = {}
+            exif = image.getexif()
+            comment = _user_comment(exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT))
+            if comment:
+                out["parameters"] = comment
+            for tag in _COMFY_EXIF_TAGS:
+                value = exif.get(tag)
+                if isinstance(value, str) and ":" in value:
+                    key, _, text = value.partition(":")
+                    if key.isidentifier():
+                        out.setdefault(key, text)
+            if isinstance(image.info.get("comment"), bytes | str):
+                c = image.info["comment"]
+                out["comment"] = c.decode("utf-8", errors="replace") if isinstance(c, bytes) else c
+            return out
+    except DECODE_ERRORS as exc:  # a damaged EXIF block or comment
+        raise FileFormatError(
+            f"{path}: its metadata cannot be read ({type(exc).__name__}: {exc}); the file is damaged"
+        ) from exc
+
+
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The provenance JSON :func:`save_images` stored in a PNG (``{}`` when the file has none).
 
@@ -392,7 +476,7 @@ def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileFormatError: not a PNG, a damaged chunk structure, or a ``latentbridge`` chunk that is not a JSON object.
     """
     path = Path(path)
-    text = png_text(path, PNG_KEY)
+    text = png_texts(path).get(PNG_KEY)
     if text is None:
         return {}
     fix = "the file was edited: re-export it from latentbridge, or remove the chunk"
@@ -402,24 +486,25 @@ def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
-def png_text(path: Path, key: str) -> str | None:
-    """The text of the PNG text chunk (tEXt, zTXt or iTXt) named ``key``, or None; no pixel is decoded.
+def png_texts(path: Path) -> dict[str, str]:
+    """Every text chunk (tEXt, zTXt, iTXt) of a PNG by keyword (the first of a keyword wins); no pixel is decoded.
+
+    Each chunk's length is checked against the file, each text chunk's CRC is checked, compressed text is inflated
+    to at most :data:`~latentbridge._guard.MAX_JSON_BYTES`.
 
     Raises:
         FileFormatError: not a PNG file, a chunk whose length runs past the end of the file, a text chunk with a bad
-            CRC or damaged compression, or a file that ends before its IEND chunk without the chunk being found.
+            CRC or damaged compression, or a file that ends before its IEND chunk.
     """
     size = regular_file(path, "PNG file").st_size
+    found: dict[str, str] = {}
     with path.open("rb") as f:
         if f.read(8) != _PNG_SIGNATURE:
             raise _not_png(path)
         at = 8
-        found: str | None = None
         while True:
             head = f.read(8)
             if len(head) < 8:
-                if found is not None:
-                    return found
                 raise FileFormatError(f"{path}: a truncated PNG file (it ends at byte {at} before its IEND chunk)")
             length, kind = struct.unpack(">I4s", head)
             if length > size - at - 12:
@@ -435,12 +520,12 @@ def png_text(path: Path, key: str) -> str | None:
                         f"{path}: the {kind.decode()} chunk at byte {at} fails its CRC: the file is damaged"
                     )
                 name, value = _text_chunk(path, kind, body)
-                if name == key and found is None:
-                    found = value
+                found.setdefault(name, value)
             else:
                 f.seek(length + 4, os.SEEK_CUR)
             at += 12 + length
             if kind == b"IEND":
+                found.pop("", None)
                 return found
 
 

@@ -19,12 +19,15 @@ from rich.console import Console
 from rich.markup import escape
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, fail_on_error, parse_bytes, vae_spec
+from latentbridge.cli._common import GRID_HELP, auto_vae, fail_on_error, parse_bytes, vae_spec
 from latentbridge.errors import LatentBridgeError, LatentBridgeWarning
 
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
-VAE_HELP = "VAE: a weight file, a diffusers folder, a zoo name (zoo-a), or ENCODER,DECODER files joined by a comma."
+VAE_HELP = (
+    "VAE: a weight file, a diffusers folder, a zoo name (zoo-a), ENCODER,DECODER files joined by a comma, or auto "
+    "(the file the latent's provenance names, from `latentbridge library`)."
+)
 
 
 def load_vae_spec(spec: str, vae_format: str | None, device: str, part: str) -> Any:
@@ -147,7 +150,7 @@ def decode_command(
     # before any work; a video latent's file count depends on the VAE (one PNG per frame for an image VAE)
     video = "T" in latent.layout
     refuse_existing(output_paths(output, latent.dim("N")), overwrite, folders_only=video)
-    model = load_vae_spec(vae, vae_format, device, "decoder")
+    model = load_vae_spec(auto_vae(vae, latent_file), vae_format, device, "decoder")
     framewise = video and model.dims == 2  # frames of an image VAE's latents (AnimateDiff, SVD)
     if video:
         refuse_existing(output_paths(output, latent.dim("N") * (latent.dim("T") if framewise else 1)), overwrite)

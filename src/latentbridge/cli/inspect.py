@@ -19,6 +19,8 @@ from rich.text import Text
 from latentbridge.cli._app import app
 from latentbridge.cli._common import GRID_HELP, fail_on_error
 from latentbridge.files import LatentFile, classify, latent_stats, open_latent
+from latentbridge.images import image_kind
+from latentbridge.provenance import ProvenanceReport, from_latent_file, read_provenance
 
 UNKNOWN_FORMAT = "unknown — run `latentbridge identify`"
 UNKNOWN_SPACE = "unknown — pass --space raw|model or run `latentbridge check`"
@@ -93,6 +95,17 @@ def _describe_weights(path: Path, fmt: str | None, as_json: bool, console: Conso
         console.print(Text(info.render()))
 
 
+def _show_provenance(found: ProvenanceReport, as_json: bool, console: Console, head: dict[str, Any]) -> None:
+    """The provenance readers' findings: one JSON object, or a titled list of lines."""
+    if as_json:
+        typer.echo(json.dumps({**head, "provenance_found": found.to_dict()}, indent=1, ensure_ascii=False))
+        return
+    if found.sources or head:
+        console.print(Text("provenance found", style="bold"))
+        for line in found.lines():
+            console.print(Text(f"  {line}"))
+
+
 @app.command("inspect")
 @fail_on_error
 def inspect_command(
@@ -120,13 +133,17 @@ def inspect_command(
     console = Console(highlight=False)
     if not file.exists() and not file.is_symlink():  # a link loop or a dangling link: the reader names it
         raise FileNotFoundError(f"{file} does not exist")
+    if image_kind(file):  # an image: only the provenance it carries (ComfyUI graphs, A1111 parameters …)
+        _show_provenance(read_provenance(file), as_json, console, {"file": str(file), "kind": "image"})
+        return
     if file.is_dir() or classify(file) == "weights":  # a folder can only be a diffusers model (or pipeline)
         _describe_weights(file, format, as_json, console, hash)
         return
     info = open_latent(file, key=key, format=format, space=space, layout=layout, override=override, grid=grid)
     stats = latent_stats(info.latent)
+    found = from_latent_file(info)
     if as_json:
-        out = {"kind": "latent", **info.to_dict()}
+        out = {"kind": "latent", **info.to_dict(), "provenance_found": found.to_dict()}
         out["stats"] = {"overall": stats["overall"], "channels": stats["channels"]}
         if out["format"] is None:
             out["format_hint"] = UNKNOWN_FORMAT
@@ -134,3 +151,4 @@ def inspect_command(
         return
     console.print(_summary_table(info, stats))
     console.print(_stats_table(stats))
+    _show_provenance(found, False, console, {})

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, fail_on_error, print_error, vae_spec
+from latentbridge.cli._common import GRID_HELP, auto_vae, fail_on_error, print_error, vae_spec
 
 
 def load_vae_option(
@@ -80,7 +80,9 @@ def fidelity_table(rows: Any, title: str) -> Table:
 def transfer_command(
     source: Path = typer.Argument(..., help="A latent file, or a folder of latent files.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder, for a folder input)."),
-    from_vae: str = typer.Option(None, "--from-vae", help="Source VAE: weight file, zoo name, or ENCODER,DECODER."),
+    from_vae: str = typer.Option(
+        None, "--from-vae", help="Source VAE: weight file, zoo name, ENCODER,DECODER, or auto."
+    ),
     to_vae: str = typer.Option(None, "--to-vae", help="Target VAE: weight file, zoo name, or ENCODER,DECODER."),
     bridge: Path = typer.Option(None, "--bridge", help="A bridge file from `latentbridge fit-bridge` (no pixels)."),
     bridge_kind: str = typer.Option("conv", "--bridge-kind", help="Which converter of the bridge: conv or linear."),
@@ -144,6 +146,7 @@ def transfer_command(
     if refine:
         method = Refine(refine)
     # A is only decoded; B encodes, and decodes too when the result is scored or refined through its decoder
+    from_vae = auto_vae(from_vae, source, option="--from-vae")  # "auto": the file the latent's provenance names
     src_vae = load_vae_option(from_vae, None, device, dtype, part="decoder", option="--from-vae")
     dst_part = "both" if report or refine else "encoder"
     dst_vae = load_vae_option(to_vae, None, device, dtype, part=dst_part, option="--to-vae")

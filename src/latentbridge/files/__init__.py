@@ -16,7 +16,7 @@ ComfyUI ``.latent`` (current and legacy), latentbridge's own ``.latent`` (ComfyU
 from __future__ import annotations
 
 from latentbridge.files._classify import classify
-from latentbridge.files._read import KOHYA_SPACE, LatentFile, open_latent, read_latent
+from latentbridge.files._read import KOHYA_SPACE, MUSUBI_FORMATS, LatentFile, musubi_known, open_latent, read_latent
 from latentbridge.files._sniff import KINDS, sniff
 from latentbridge.files._stats import latent_stats
 from latentbridge.files._write import CONTAINERS, comfy_ready, container_for, record, write_latent
@@ -25,11 +25,13 @@ __all__ = [
     "CONTAINERS",
     "KINDS",
     "KOHYA_SPACE",
+    "MUSUBI_FORMATS",
     "LatentFile",
     "classify",
     "comfy_ready",
     "container_for",
     "latent_stats",
+    "musubi_known",
     "open_latent",
     "read_latent",
     "record",

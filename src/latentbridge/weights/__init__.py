@@ -10,7 +10,7 @@ Public API::
 from __future__ import annotations
 
 from latentbridge.weights._header import Header, TensorInfo, read_header
-from latentbridge.weights.hashes import KNOWN_FILES, KnownFile, sha256_file
+from latentbridge.weights.hashes import KNOWN_FILES, FileHashes, KnownFile, autov2, file_hashes, sha256_file
 from latentbridge.weights.info import WeightsInfo, describe
 from latentbridge.weights.load import load_vae
 from latentbridge.weights.signatures import SIGNATURES, Match, Signature, detect
@@ -18,14 +18,17 @@ from latentbridge.weights.signatures import SIGNATURES, Match, Signature, detect
 __all__ = [
     "KNOWN_FILES",
     "SIGNATURES",
+    "FileHashes",
     "Header",
     "KnownFile",
     "Match",
     "Signature",
     "TensorInfo",
     "WeightsInfo",
+    "autov2",
     "describe",
     "detect",
+    "file_hashes",
     "load_vae",
     "read_header",
     "sha256_file",
