@@ -7,8 +7,8 @@ seed file the same way (``random.Random(f"{s}:{i}")``), so any case can be writt
 
 * **Targets** (:data:`TARGETS`): a public reader called on a file, and the seed files it is fuzzed from. A
   reader answers a bad file with a :class:`~latentbridge.errors.LatentBridgeError` that names the file; any
-  other exception, a hang or a memory blow-up is a finding. Register more with :func:`register` (the
-  provenance readers of PNG/.latent metadata graphs are the next ones).
+  other exception, a hang or a memory blow-up is a finding. Register more with :func:`register` (a reader, a
+  seed builder, a weight): the provenance readers of ComfyUI graphs and A1111 infotexts are registered so.
 * **Seeds**: valid files built by latentbridge's own writers (and by torch/NumPy/Pillow where the file is
   someone else's: ComfyUI latents, kohya caches, state dicts), small enough that thousands of cases run in
   seconds.
@@ -318,6 +318,99 @@ def _bridge_seeds(scratch: Path) -> list[Seed]:
     return [_main(Seed("bridge", {"bridge.safetensors": data}, ""))]
 
 
+# ComfyUI's default text-to-image graph in API form (its script_examples/basic_api_example.py), with a VAELoader and
+# a SaveLatent; the same graph in the frontend's UI form (schema 0.4 links [id, from, slot, to, slot, type]); an
+# A1111 infotext. The provenance readers trace these; the mutators reach inside them (JSON inside a string).
+COMFY_PROMPT = {
+    "3": {
+        "class_type": "KSampler",
+        "inputs": {"model": ["4", 0], "positive": ["6", 0], "negative": ["7", 0], "latent_image": ["5", 0],
+                   "seed": 8566257, "steps": 20, "cfg": 8, "sampler_name": "euler", "scheduler": "normal",
+                   "denoise": 1},
+    },
+    "4": {"class_type": "CheckpointLoaderSimple", "inputs": {"ckpt_name": "sdxl_base.safetensors"}},
+    "5": {"class_type": "EmptyLatentImage", "inputs": {"batch_size": 1, "height": 1024, "width": 1024}},
+    "6": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "a red fox"}},
+    "7": {"class_type": "CLIPTextEncode", "inputs": {"clip": ["4", 1], "text": "blurry"}},
+    "8": {"class_type": "VAEDecode", "inputs": {"samples": ["3", 0], "vae": ["10", 0]}},
+    "9": {"class_type": "SaveImage", "inputs": {"filename_prefix": "ComfyUI", "images": ["8", 0]}},
+    "10": {"class_type": "VAELoader", "inputs": {"vae_name": "SDXL/sdxl_vae.safetensors"}},
+    "11": {"class_type": "SaveLatent", "inputs": {"filename_prefix": "latents/ComfyUI", "samples": ["3", 0]}},
+}  # fmt: skip
+
+
+def _ui_node(nid: int, cls: str, inputs: list, outputs: list, widgets: list | None = None, mode: int = 0) -> dict:
+    node = {"id": nid, "type": cls, "pos": [0, nid * 50], "size": [300, 100], "flags": {}, "order": nid,
+            "mode": mode, "inputs": inputs, "outputs": outputs, "properties": {"Node name for S&R": cls}}  # fmt: skip
+    if widgets is not None:
+        node["widgets_values"] = widgets
+    return node
+
+
+COMFY_WORKFLOW = {
+    "last_node_id": 11,
+    "last_link_id": 5,
+    "nodes": [
+        _ui_node(4, "CheckpointLoaderSimple", [], [{"name": "MODEL", "type": "MODEL", "links": [1], "slot_index": 0}],
+                 ["sdxl_base.safetensors"]),
+        _ui_node(3, "KSampler", [{"name": "model", "type": "MODEL", "link": 1}],
+                 [{"name": "LATENT", "type": "LATENT", "links": [2, 3], "slot_index": 0}],
+                 [156680208700286, "randomize", 20, 8, "euler", "normal", 1]),
+        _ui_node(10, "VAELoader", [], [{"name": "VAE", "type": "VAE", "links": [4], "slot_index": 0}],
+                 ["SDXL/sdxl_vae.safetensors"]),
+        _ui_node(8, "VAEDecode", [{"name": "samples", "type": "LATENT", "link": 2},
+                                  {"name": "vae", "type": "VAE", "link": 4}],
+                 [{"name": "IMAGE", "type": "IMAGE", "links": [5], "slot_index": 0}]),
+        _ui_node(9, "SaveImage", [{"name": "images", "type": "IMAGE", "link": 5}], [], ["ComfyUI"]),
+        _ui_node(11, "SaveLatent", [{"name": "samples", "type": "LATENT", "link": 3}], [], ["latents/ComfyUI"]),
+    ],
+    "links": [[1, 4, 0, 3, 0, "MODEL"], [2, 3, 0, 8, 0, "LATENT"], [3, 3, 0, 11, 0, "LATENT"],
+              [4, 10, 0, 8, 1, "VAE"], [5, 8, 0, 9, 0, "IMAGE"]],
+    "groups": [],
+    "config": {},
+    "extra": {"ds": {"scale": 1.0, "offset": [0, 0]}},
+    "version": 0.4,
+}  # fmt: skip
+A1111_PARAMETERS = (
+    "a red fox in the snow, (detailed fur:1.2), <lora:foxes:0.8>\nNegative prompt: lowres, watermark\n"
+    "Steps: 28, Sampler: DPM++ 2M, Schedule type: Karras, CFG scale: 6.5, Seed: 3735928559, Size: 832x1216, "
+    "Model hash: 31e35c80fc, Model: sd_xl_base_1.0, VAE hash: 235745af8d, VAE: sdxl_vae.safetensors, "
+    'Lora hashes: "foxes: 1a2b3c4d5e6f", Version: v1.10.1'
+)
+
+
+def _provenance_seeds(scratch: Path) -> list[Seed]:
+    """What the provenance readers read: ComfyUI .latent and PNG files with prompt/workflow, A1111 PNG and JPEG."""
+    import numpy as np
+    import safetensors.torch
+    import torch
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    prompt, workflow = json.dumps(COMFY_PROMPT), json.dumps(COMFY_WORKFLOW)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    latent = safetensors.torch.save(
+        {"latent_tensor": x, "latent_format_version_0": torch.tensor([])},
+        metadata={"prompt": prompt, "workflow": workflow},
+    )
+    seeds = [Seed("comfyui-latent-graph", {"ComfyUI_00001_.latent": latent}, "")]
+    pixels = Image.fromarray(np.full((16, 16, 3), 128, np.uint8))
+    for name, texts in (("comfyui.png", {"prompt": prompt, "workflow": workflow}),
+                        ("00001-3735928559.png", {"parameters": A1111_PARAMETERS})):  # fmt: skip
+        info = PngInfo()
+        for k, v in texts.items():
+            info.add_text(k, v)
+        buf = io.BytesIO()
+        pixels.save(buf, format="PNG", pnginfo=info, compress_level=4)
+        seeds.append(Seed(name, {name: buf.getvalue()}, ""))
+    exif = Image.Exif()
+    exif.get_ifd(0x8769)[0x9286] = b"UNICODE\x00" + A1111_PARAMETERS.encode("utf-16-be")  # piexif's UserComment
+    buf = io.BytesIO()
+    pixels.save(buf, format="JPEG", exif=exif)
+    seeds.append(Seed("a1111.jpg", {"00002.jpg": buf.getvalue()}, ""))
+    return [_main(s) for s in seeds]
+
+
 # --- the readers -----------------------------------------------------------------------------------------
 
 
@@ -370,6 +463,19 @@ def _load_bridge(path: Path) -> Any:
     return load_bridge(path, kind="conv")
 
 
+def _read_provenance(path: Path) -> Any:
+    from latentbridge.provenance import read_provenance
+
+    return read_provenance(path).to_dict()
+
+
+def _latent_provenance(path: Path) -> Any:
+    from latentbridge.files import open_latent
+    from latentbridge.provenance import from_latent_file
+
+    return from_latent_file(open_latent(path)).to_dict()
+
+
 register(Target("read_latent", _read_latent, _latent_seeds, 4.0))
 register(Target("classify", _classify, lambda d: _latent_seeds(d) + _weight_seeds(d / "w"), 1.0))
 register(Target("describe", _describe, lambda d: _weight_seeds(d) + _folder_seeds(d / "f"), 2.0))
@@ -379,6 +485,12 @@ register(Target("load_image", _load_image, _image_seeds, 2.0))
 register(Target("png_metadata", _png_metadata, _png_metadata_seeds, 1.0))
 register(Target("preview_fit", _load_fit, _fit_seeds, 0.5))
 register(Target("bridge", _load_bridge, _bridge_seeds, 0.5))
+register(Target("read_provenance", _read_provenance, _provenance_seeds, 1.5))
+register(
+    Target(
+        "latent_provenance", _latent_provenance, lambda d: _latent_seeds(d)[:7] + _provenance_seeds(d / "p")[:1], 0.5
+    )
+)
 
 
 # Targets that misbehave on purpose, to test the runner itself; a name starting with "_" is never in a default run.
