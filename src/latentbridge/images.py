@@ -135,6 +135,8 @@ def _open(path: Path) -> Image.Image:
     try:
         regular_file(path, "image file")
     except FileNotFoundError as exc:
+        if path.is_symlink():  # a dangling link: the message names where it points
+            raise
         raise type(exc)(f"image file {str(path)!r} does not exist; check the path") from exc
     try:
         with warnings.catch_warnings():
