@@ -8,22 +8,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from latentbridge.check import EXIT_CODES, Report, VaeFacts, check, image_scores, vae_facts
+from latentbridge.checks import EXIT_CODES, Report, check, image_scores, vae_identity
 from latentbridge.cli import app
+from latentbridge.fingerprint import Identification, identify
 from latentbridge.formats import formats, get_format, raw_to_model
-from latentbridge.identify import Identification, identify
 from latentbridge.latent import Latent, Provenance
 from latentbridge.photos import HELDOUT_PHOTOS, photo_tensor
 from latentbridge.profiles import GROUPS
+from latentbridge.vae import VaeIdentity
 
 runner = CliRunner()
 
 
-def facts(fmt: str | None, *, channels: int = 4, ratio: int = 8, dims: int = 2, space: str = "raw") -> VaeFacts:
+def facts(fmt: str | None, *, channels: int = 4, ratio: int = 8, dims: int = 2, space: str = "raw") -> VaeIdentity:
     """Header facts of a VAE of format ``fmt`` (its raw geometry), as latentbridge.weights.describe gives them."""
     f = get_format(fmt) if fmt else None
     c, r = f.space_shape(space) if f else (channels, ratio)
-    return VaeFacts(f"{fmt or 'unknown'}-vae.safetensors", "", "autoencoder_kl", f, space, c, r, f.dims if f else dims)
+    name = f"{fmt or 'unknown'}-vae.safetensors"
+    return VaeIdentity(name, "", "autoencoder_kl", f, space, c, r, f.dims if f else dims)
 
 
 def smooth(shape: tuple[int, ...], seed: int = 0, scale: float = 1.0, offset: float = 0.0) -> torch.Tensor:
@@ -447,7 +449,7 @@ def test_zoo_a_latent_with_zoo_b_vae():
 
 def fingerprint_of(x: torch.Tensor, shares: dict[tuple[str, str], float]) -> Identification:
     """A fingerprint with given (format, space) -> probability, every candidate fitting its profile."""
-    from latentbridge.identify import Candidate
+    from latentbridge.fingerprint import Candidate
 
     cands = []
     for (name, space), p in sorted(shares.items(), key=lambda kv: -kv[1]):
@@ -572,12 +574,12 @@ def dataclass_replace(obj, **kw):
 def test_vae_facts_from_weights_headers(shared_weights):
     from latentbridge.weights import describe
 
-    f = vae_facts(describe(shared_weights / "taef2" / "taef2_decoder.pth"))
+    f = vae_identity(describe(shared_weights / "taef2" / "taef2_decoder.pth"))
     assert (f.format.name, f.native_space, f.channels, f.spatial_ratio) == ("flux2", "model", 128, 16)
-    f = vae_facts(describe(shared_weights / "vaeapprox" / "vaeapprox-sdxl.pt"))
+    f = vae_identity(describe(shared_weights / "vaeapprox" / "vaeapprox-sdxl.pt"))
     assert f.format.name == "sdxl" and set(f.candidates) >= {"sd1", "sdxl"}  # known file: sdxl by its sha256
-    with pytest.raises(TypeError, match="check needs a VAE, VaeFacts or WeightsInfo for the VAE, got str"):
-        vae_facts("sd1")
+    with pytest.raises(TypeError, match="check needs a VAE, a VaeIdentity, a WeightsInfo or a diffusers autoencoder"):
+        vae_identity("sd1")
 
 
 # --- preflight --------------------------------------------------------------------------------------------
@@ -623,7 +625,7 @@ def zoo_pair():
 
 
 def test_preflight_cycle_tells_own_latents_from_another_space(zoo_pair):
-    from latentbridge.check import cycle_reference
+    from latentbridge.checks import cycle_reference
 
     zoo_a, zoo_b = zoo_pair
     image = photo_tensor("astronaut", 128)
@@ -657,7 +659,7 @@ def test_preflight_cycle_without_a_threshold_says_so(zoo_pair):
 
 
 def test_cycle_reference_needs_both_halves(sd1_decoder):
-    from latentbridge.check import cycle_reference
+    from latentbridge.checks import cycle_reference
 
     with pytest.raises(ValueError, match=r"cycle_reference needs a VAE with an encoder and a decoder; .*lacks one"):
         cycle_reference(sd1_decoder, 16)
@@ -729,9 +731,7 @@ def test_check_command_preflight_runs_the_cycle_test_with_both_halves(tmp_path):
 
     if not zoo.zoo_path("zoo-a").exists():
         pytest.skip(f"zoo VAE zoo-a not trained yet ({zoo.zoo_path('zoo-a')} missing)")
-    path = write_latent(
-        codec.encode(load_vae("zoo-a"), photo_tensor("chelsea", 128), progress=False), tmp_path / "a.latent"
-    )
+    path = write_latent(codec.encode(load_vae("zoo-a"), photo_tensor("chelsea", 128)), tmp_path / "a.latent")
     own = runner.invoke(app, ["check", str(path), "--vae", "zoo-a", "--preflight"], env={"COLUMNS": "200"})
     assert own.exit_code == 0, own.output
     assert "preflight-cycle: decode→encode keeps the latent about as well as zoo-a's own latents" in own.output

@@ -25,8 +25,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,11 +37,45 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from latentbridge import codec
+from latentbridge._atomic import atomic_write
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.latent import Latent
-from latentbridge.refine import frozen_parameters
+from latentbridge.run import COMPUTE_DTYPES, Run, Tiling
 from latentbridge.vae import VAE
 from latentbridge.weights.hashes import same_autoencoder
+
+__all__ = [
+    "BRIDGE_KINDS",
+    "BUILTIN_PREFIX",
+    "FILE_VERSION",
+    "FIT_TARGETS",
+    "IMAGE_SUFFIXES",
+    "META_KEY",
+    "WEIGHTINGS",
+    "Bridge",
+    "BridgeConfig",
+    "BridgeKind",
+    "BridgeNet",
+    "Endpoint",
+    "EpochLog",
+    "FitEvent",
+    "FitResult",
+    "NamedImage",
+    "TuneLog",
+    "Views",
+    "check_bridge_input",
+    "check_bridge_tensor",
+    "decoder_weights",
+    "fit_bridge",
+    "load_bridge",
+    "load_images",
+    "plot_curve",
+    "random_views",
+    "save_bridge",
+    "solve_linear",
+    "tune_through_decoder",
+]
 
 BridgeKind = Literal["linear", "conv"]
 BRIDGE_KINDS: tuple[str, ...] = ("linear", "conv")
@@ -299,7 +331,7 @@ def check_bridge_tensor(x: torch.Tensor, bridge: Bridge) -> None:
     if x.ndim != 4:
         raise ShapeError(
             f"a bridge maps image latents [N, C, h, w], got shape {tuple(x.shape)}; "
-            "video latents go through latentbridge.transfer.transfer (frame by frame)"
+            "video latents go through latentbridge.transfers.transfer (frame by frame)"
         )
     if x.shape[1] != cfg.src_channels:
         raise IncompatibleError(
@@ -439,36 +471,27 @@ def random_views(image: np.ndarray, count: int, size: int, step: int, generator:
     return out
 
 
-def _encode_native(vae: VAE, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """images [N, 3, H, W] in [-1, 1] -> native latents, float32, with a NaN/Inf check."""
+def _native_run(vae: VAE, run: Run, batch_size: int) -> Run:
+    """The codec run for the bridge's own encodes/decodes: where the VAE lives, in its own dtype (no copy)."""
+    dtype = vae.dtype if vae.dtype in COMPUTE_DTYPES.values() else torch.float32
+    return run.replace(device=vae.device, dtype=dtype, batch_size=batch_size, tiling=Tiling(), progress=None)
+
+
+def _encode_native(vae: VAE, images: torch.Tensor, batch_size: int, run: Run = Run()) -> torch.Tensor:
+    """images [N, 3, H, W] in [-1, 1] -> native latents, float32 on the CPU, through the codec (NaN guard)."""
     if vae.encode is None:
         raise IncompatibleError(
             f"{vae.name} has no encoder (decoder-only file); fitting a bridge encodes the same images with both "
             "VAEs: pass a file that holds the encoder too"
         )
-    param = next(iter(vae.module.parameters()), None) if vae.module is not None else None
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
-    with torch.no_grad():
-        out = torch.cat([vae.encode(b.to(device, dtype)).float().cpu() for b in images.split(batch_size)])
-    if not torch.isfinite(out).all():
-        raise LatentBridgeError(
-            f"{vae.name} produced NaN/Inf latents while encoding the training crops; its weights may be broken "
-            "or too low-precision: load it in float32"
-        )
-    return out
+    return codec.encode_native(vae, images, _native_run(vae, run, batch_size)).cpu()
 
 
-def _decode_native(vae: VAE | None, latents: torch.Tensor, batch_size: int) -> torch.Tensor | None:
-    """native latents -> images [N, 3, H, W] in [0, 1] (clamped), or None without a decoder."""
+def _decode_native(vae: VAE | None, latents: torch.Tensor, batch_size: int, run: Run = Run()) -> torch.Tensor | None:
+    """native latents -> images [N, 3, H, W] in [0, 1] (clamped) through the codec, or None without a decoder."""
     if vae is None or vae.decode is None:
         return None
-    param = next(iter(vae.module.parameters()), None) if vae.module is not None else None
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
-    with torch.no_grad():
-        out = [vae.decode(b.to(device, dtype)).float().cpu() for b in latents.split(batch_size)]
-    return torch.cat(out).clamp(-1, 1).add(1).div(2)
+    return codec.decode_native(vae, latents, _native_run(vae, run, batch_size)).cpu().clamp(-1, 1).add(1).div(2)
 
 
 # --- fitting --------------------------------------------------------------------------------------------
@@ -671,7 +694,9 @@ def fit_bridge(
     weighting: str = "decoder",
     max_seconds: float | None = None,
     tune_seconds: float = 0.0,
+    tune_steps: int = 0,
     on_event: Callable[[FitEvent], None] | None = None,
+    run: Run = Run(),
 ) -> FitResult:
     """Fit a linear map and a conv bridge from ``src_vae``'s latents to ``dst_vae``'s.
 
@@ -709,7 +734,11 @@ def fit_bridge(
             transfer is judged by: the target decode of its output against the source decode, through the frozen
             target decoder (a torch network; see :func:`tune_through_decoder`). 0 (default) skips it; it is not
             counted in ``max_seconds``.
+        tune_steps: a step budget for that tuning instead of (or with) ``tune_seconds``: it stops at whichever
+            comes first (0: no step budget). Steps make the result independent of the machine's speed.
         on_event: called with progress (encoding, then once per epoch, then "tune" steps).
+        run: where the VAEs encode and decode the views (device, batching) and the cancel token, checked
+            before every training and tuning step.
 
     Returns:
         A FitResult with both bridges, the validation curve and the scores.
@@ -859,9 +888,19 @@ def fit_bridge(
     net.load_state_dict(best_state)
     net.eval()
     tuned: TuneLog | None = None
-    if tune_seconds > 0:
+    if tune_seconds > 0 or tune_steps > 0:
         tuned = tune_through_decoder(
-            net, src_vae, dst_vae, windows, x_va, tune_seconds, lr=lr / 5, seed=seed, on_event=on_event
+            net,
+            src_vae,
+            dst_vae,
+            windows,
+            x_va,
+            tune_seconds or None,
+            steps=tune_steps or None,
+            lr=lr / 5,
+            seed=seed,
+            on_event=on_event,
+            run=run,
         )
 
     same_shape = all(x.shape == y.shape for x, y in zip(x_va, y_va, strict=True))
@@ -946,13 +985,15 @@ def tune_through_decoder(
     dst_vae: VAE,
     windows: _Windows,
     x_va: Views,
-    seconds: float,
+    seconds: float | None = None,
     *,
+    steps: int | None = None,
     lr: float = 4e-4,
     batch_size: int = 8,
     validate_every: int = 25,
     seed: int = 0,
     on_event: Callable[[FitEvent], None] | None = None,
+    run: Run = Run(),
 ) -> TuneLog:
     """Fine-tune ``net`` in place so that ``dst_vae.decode(net(z))`` matches ``src_vae.decode(z)`` in pixels.
 
@@ -970,9 +1011,11 @@ def tune_through_decoder(
         dst_vae: target VAE whose decoder is a torch network (gradients flow through it; weights stay frozen).
         windows: aligned training windows (their source latents are used).
         x_va: held-out source views [1, C, h, w] for validation.
-        seconds: wall-clock budget.
+        seconds: wall-clock budget (None: none).
+        steps: step budget (None: none); tuning stops at the first budget reached, and needs at least one.
         lr, batch_size, validate_every, seed: Adam step size, windows per step, validation interval, data seed.
         on_event: called with FitEvent("tune", step, 0) after each validation.
+        run: its cancel token is checked before every step.
 
     Returns:
         A TuneLog.
@@ -990,6 +1033,8 @@ def tune_through_decoder(
             f"{dst_vae.name} ({dst_vae.architecture}) is not a torch network (an ONNX model has no gradients), so "
             "the bridge cannot be tuned through its decoder; fit without --tune-seconds"
         )
+    if seconds is None and steps is None:
+        raise ValueError("tuning needs a budget: pass seconds=, steps= or both (--tune-seconds / --tune-steps)")
     gen = torch.Generator().manual_seed(seed + 1)
 
     def score() -> float:
@@ -1000,7 +1045,7 @@ def tune_through_decoder(
     best = before = score()
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = 0
+    done = 0
     with torch.no_grad():  # the source decodes of the whole training views, once (the pixel targets)
         pixels = [src_vae.decode(x).float().clamp(-1, 1) for x in windows.xs]
     for x, px in zip(windows.xs, pixels, strict=True):
@@ -1009,34 +1054,37 @@ def tune_through_decoder(
                 f"{src_vae.name} decodes a {tuple(x.shape[-2:])}-cell latent to {tuple(px.shape[-2:])} px, not "
                 f"{windows.src_ratio}× its size; the bridge cannot be tuned on its decodes: fit without --tune-seconds"
             )
-    with frozen_parameters(dst_vae.module):
-        while time.perf_counter() - start < seconds:
-            net.train()
-            bx, ref = windows.sample_pixels(batch_size, gen, pixels)
-            out = dst_vae.decode(net(bx)).float()
-            if out.shape != ref.shape:
-                raise IncompatibleError(
-                    f"the target decoder gives {tuple(out.shape)} for a window the source decodes to "
-                    f"{tuple(ref.shape)}; these VAEs cannot be compared pixel for pixel: fit without --tune-seconds"
-                )
-            m = max(1, out.shape[-1] // 8)
-            loss = (out - ref)[..., m:-m, m:-m].pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
-            if steps % validate_every == 0:
-                now = score()
-                if now > best:
-                    best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
-                if on_event is not None:
-                    on_event(FitEvent("tune", steps, 0))
-        now = score()
-        if now > best:
-            best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
+    params = list(net.parameters())
+    # gradients go into the bridge only: the target decoder (possibly shared) is never written to
+    while (seconds is None or time.perf_counter() - start < seconds) and (steps is None or done < steps):
+        run.check_cancelled("tuning the bridge through the decoder")
+        net.train()
+        bx, ref = windows.sample_pixels(batch_size, gen, pixels)
+        out = dst_vae.decode(net(bx)).float()
+        if out.shape != ref.shape:
+            raise IncompatibleError(
+                f"the target decoder gives {tuple(out.shape)} for a window the source decodes to "
+                f"{tuple(ref.shape)}; these VAEs cannot be compared pixel for pixel: fit without --tune-seconds"
+            )
+        m = max(1, out.shape[-1] // 8)
+        loss = (out - ref)[..., m:-m, m:-m].pow(2).mean()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        opt.step()
+        done += 1
+        if done % validate_every == 0:
+            now = score()
+            if now > best:
+                best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
+            if on_event is not None:
+                on_event(FitEvent("tune", done, steps or 0))
+    now = score()
+    if now > best:
+        best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
     net.eval()
-    return TuneLog(steps, round(time.perf_counter() - start, 2), round(before, 3), round(best, 3))
+    return TuneLog(done, round(time.perf_counter() - start, 2), round(before, 3), round(best, 3))
 
 
 def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: Views, nets: Mapping[str, BridgeNet]) -> dict[str, float]:
@@ -1063,20 +1111,6 @@ def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: Views, nets: Mapping[str, 
 # --- files ----------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_bridge(result: FitResult, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write both converters and their metadata to one safetensors file, atomically.
 
@@ -1092,7 +1126,7 @@ def save_bridge(result: FitResult, path: str | Path, *, overwrite: bool = False)
     tensors.update({f"conv.{k}": v.detach().contiguous() for k, v in result.conv.net.state_dict().items()})
     meta = dict(result.conv.meta)
     meta["configs"] = {"linear": result.linear.config.to_dict(), "conv": result.conv.config.to_dict()}
-    _atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+    atomic_write(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}), parents=True)
     return path
 
 
@@ -1178,5 +1212,5 @@ def plot_curve(result: FitResult, path: str | Path) -> Path:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     path = Path(path)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue(), parents=True)
     return path

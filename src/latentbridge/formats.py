@@ -30,6 +30,30 @@ import torch
 from latentbridge import _format_data as D
 from latentbridge.errors import ShapeError, UnknownFormatError, did_you_mean
 
+__all__ = [
+    "SOURCE_KEYS",
+    "SPACES",
+    "LatentFormat",
+    "NormSource",
+    "NormStats",
+    "Space",
+    "convert",
+    "find_formats",
+    "formats",
+    "get_format",
+    "grid_options",
+    "latent_frames",
+    "latent_shape",
+    "model_to_raw",
+    "nearest_sizes",
+    "pack",
+    "pixel_frames",
+    "raw_to_model",
+    "token_formats",
+    "tokens_to_model",
+    "unpack",
+]
+
 Space = Literal["raw", "model"]
 NormSource = Literal["none", "registry", "vae"]
 SPACES: tuple[str, ...] = ("raw", "model")

@@ -22,6 +22,20 @@ import torch.nn.functional as F
 
 from latentbridge.errors import ShapeError
 
+__all__ = [
+    "LPIPS_NOTE",
+    "SSIM_K1",
+    "SSIM_K2",
+    "SSIM_RADIUS",
+    "SSIM_SIGMA",
+    "Fidelity",
+    "T",
+    "fidelity",
+    "median_time",
+    "psnr",
+    "ssim",
+]
+
 T = TypeVar("T")
 
 LPIPS_NOTE = (

@@ -25,7 +25,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -35,9 +34,51 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentbridge._atomic import atomic_write
 from latentbridge.errors import LatentBridgeError
 from latentbridge.formats import LatentFormat, NormStats, formats, pack
 from latentbridge.vae import VAE
+
+__all__ = [
+    "CALIBRATION_SIZES",
+    "DATA_FILE",
+    "GROUPS",
+    "JOINT_SHRINK",
+    "MAX_CORR_CHANNELS",
+    "MAX_JOINT_CHANNELS",
+    "MIN_SLOPE_SIDE",
+    "PROFILE_KINDS",
+    "SAME_RAW_SPACE",
+    "SPREAD_FLOOR",
+    "STUDENT_NU",
+    "Calibration",
+    "Features",
+    "Population",
+    "Profile",
+    "Stat",
+    "Transfer",
+    "affine",
+    "build_profile",
+    "builtin_profiles",
+    "calibrate",
+    "calibration",
+    "feature_fit",
+    "is_identity",
+    "latent_features",
+    "load_user_profiles",
+    "native_profile_space",
+    "natural_image_reference",
+    "pooled_stats",
+    "profile_from_norm_stats",
+    "profile_from_published",
+    "profile_set",
+    "raw_owner",
+    "sample_crops",
+    "save_user_profile",
+    "spectral_slope",
+    "transform_profile",
+    "user_profile_dir",
+]
 
 GROUPS: tuple[str, ...] = ("mean", "logstd", "corr", "slope")
 PROFILE_KINDS: tuple[str, ...] = ("published", "measured", "derived", "user")
@@ -690,18 +731,9 @@ def _safe_name(text: str) -> str:
 
 def save_user_profile(profile: Profile, directory: Path) -> Path:
     """Write ``profile`` to ``directory/<format>.<space>.json`` atomically (temp file + os.replace)."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{_safe_name(profile.format)}.{profile.space}.json"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as file:
-            json.dump({"schema": 1, "profile": profile.to_dict()}, file, indent=1)
-            file.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps({"schema": 1, "profile": profile.to_dict()}, indent=1) + "\n"
+    return atomic_write(path, text.encode(), parents=True)
 
 
 def load_user_profiles(directory: Path) -> tuple[Profile, ...]:

@@ -15,6 +15,7 @@ ComfyUI ``.latent`` (current and legacy), latentbridge's own ``.latent`` (ComfyU
 
 from __future__ import annotations
 
+from latentbridge._atomic import atomic_write
 from latentbridge.files._classify import classify
 from latentbridge.files._read import KOHYA_SPACE, LatentFile, open_latent, read_latent
 from latentbridge.files._sniff import KINDS, sniff
@@ -26,6 +27,7 @@ __all__ = [
     "KINDS",
     "KOHYA_SPACE",
     "LatentFile",
+    "atomic_write",
     "classify",
     "comfy_ready",
     "container_for",

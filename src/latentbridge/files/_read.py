@@ -113,6 +113,11 @@ class LatentFile:
     latent: Latent
     recorded: dict[str, str] = field(default_factory=dict)  # latentbridge.* entries only
 
+    @property
+    def recorded_layout(self) -> str | None:
+        """The layout the file's latentbridge record states, or None when it states none."""
+        return self.recorded.get(META_PREFIX + "layout")
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (no tensor data)."""
         lat = self.latent

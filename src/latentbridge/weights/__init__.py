@@ -4,7 +4,8 @@ Public API::
 
     describe(path, format=None, *, hash=None) -> WeightsInfo   # identify from the header, never loading tensors
     detect(header) -> list[Match]                               # every signature that fits
-    load_vae(spec, *, format=None, device="cpu", dtype=torch.float32, part="both") -> VAE
+    load_vae(spec, *, format=None, device=None, dtype=None, part="available") -> VAE
+    resolve_spec(spec) -> (path, extra)                         # what a zoo name / hub:ID / path names on disk
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 from latentbridge.weights._header import Header, TensorInfo, read_header
 from latentbridge.weights.hashes import KNOWN_FILES, KnownFile, sha256_file
 from latentbridge.weights.info import WeightsInfo, describe
-from latentbridge.weights.load import load_vae
+from latentbridge.weights.load import load_vae, resolve_spec
 from latentbridge.weights.signatures import SIGNATURES, Match, Signature, detect
 
 __all__ = [
@@ -28,5 +29,6 @@ __all__ = [
     "detect",
     "load_vae",
     "read_header",
+    "resolve_spec",
     "sha256_file",
 ]

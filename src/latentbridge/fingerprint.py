@@ -41,6 +41,20 @@ from latentbridge.profiles import (
     user_profile_dir,
 )
 
+__all__ = [
+    "CONFIDENT",
+    "NOISE_CROSS",
+    "NOISE_LAG1",
+    "Candidate",
+    "Identification",
+    "canonical_tensor",
+    "family_log_prior",
+    "identify",
+    "layout_hints",
+    "shape_candidates",
+    "value_flags",
+]
+
 CONFIDENT = 0.9  # a candidate with this calibrated probability (and a fitting profile) is named alone
 NOISE_LAG1 = 0.1  # i.i.d. noise: neighbouring cells correlate by < 0.1; image latents by 0.5–0.95
 NOISE_CROSS = 0.1  # … and channels correlate by < 0.1

@@ -29,13 +29,37 @@ from typing import Any
 
 import torch
 
+from latentbridge import codec
+from latentbridge._atomic import atomic_write
 from latentbridge.bridge import Bridge, check_bridge_input
-from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
+from latentbridge.errors import FileFormatError, IncompatibleError, ShapeError
 from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import LPIPS_NOTE, fidelity, median_time
 from latentbridge.refine import REFINE_STEPS
+from latentbridge.run import Run
 from latentbridge.vae import VAE
 from latentbridge.weights.hashes import same_autoencoder
+
+__all__ = [
+    "FIDELITY_NOTE",
+    "FITS",
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "SIDECAR_SUFFIX",
+    "FidelityRow",
+    "FileOutcome",
+    "Method",
+    "Refine",
+    "as_method",
+    "centre_common",
+    "check_source",
+    "decode_images",
+    "fidelity_report",
+    "method_name",
+    "output_container",
+    "transfer",
+    "transfer_dir",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,43 +169,16 @@ def check_source(latent: Latent, vae: VAE) -> None:
 # --- the methods ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CodecOptions:
-    """Options passed through to latentbridge.codec encode/decode (see there); None = the codec's default."""
-
-    batch_size: int | None = None
-    tile: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    progress: bool = False
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for codec.encode/decode, leaving out the ones not set."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-def _codec() -> Any:
-    try:
-        from latentbridge import codec
-    except ImportError as exc:  # a source checkout where the codec has not landed
-        raise LatentBridgeError(
-            f"decode→re-encode needs latentbridge.codec, which cannot be imported ({exc}); "
-            "reinstall latentbridge, or transfer with a bridge (--bridge FILE)"
-        ) from exc
-    return codec
-
-
-def decode_images(vae: VAE, latent: Latent, opts: CodecOptions = CodecOptions()) -> torch.Tensor:
+def decode_images(vae: VAE, latent: Latent, run: Run = Run()) -> torch.Tensor:
     """Decode with latentbridge.codec: a Latent (any space the format allows) -> images [N, 3, H, W] in [0, 1].
 
     Video latents of image VAEs decode frame by frame: [N, C, T, h, w] -> [N·T, 3, H, W] (frame-major per clip).
     """
-    codec = _codec()
     if _framewise(latent, vae):
         latent = latent.frames_as_batch()
     # Padding recorded at encode time stays on: the target encoder gets the full decoded canvas, and the
     # record (kept in the provenance) still tells where the picture is.
-    return codec.decode(vae, latent, crop_padding=False, **opts.kwargs())
+    return codec.decode(vae, latent, run, crop_padding=False)
 
 
 def _framewise(latent: Latent, vae: VAE) -> bool:
@@ -246,7 +243,7 @@ def _reencode(
     latent: Latent,
     src_vae: VAE | None,
     dst_vae: VAE | None,
-    opts: CodecOptions,
+    run: Run,
     refine: Refine | None = None,
     fit: str | None = None,
 ) -> tuple[Latent, str]:
@@ -259,21 +256,29 @@ def _reencode(
                 f"{flag} {vae.name} has no {part[:-1]}er (the file holds only one half); decode→re-encode needs "
                 f"the source decoder and the target encoder: pass a file that holds the {part[:-1]}er"
             )
-    if refine is not None and opts.tile is not None:
+    if refine is not None and run.tiling.tile is not None:
         raise ValueError(
-            f"refinement runs the target decoder untiled (it needs gradients through it), but --tile {opts.tile} "
+            f"refinement runs the target decoder untiled (it needs gradients through it), but --tile {run.tiling.tile} "
             "was given; drop --tile, or transfer with --method reencode"
         )
-    codec = _codec()
-    images, padding = _fit_canvas(decode_images(src_vae, latent, opts), dst_vae, fit, latent.provenance)
-    out = codec.encode(dst_vae, images * 2 - 1, **opts.kwargs())
+    images, padding = _fit_canvas(decode_images(src_vae, latent, run), dst_vae, fit, latent.provenance)
+    out = codec.encode(dst_vae, images * 2 - 1, run)
     if refine is None:
         return out, padding
-    from latentbridge.codec import _progress_bar
     from latentbridge.refine import refine_latent
 
-    with _progress_bar(opts.progress, out.tensor.shape[0] * refine.steps, f"refine {dst_vae.name}") as advance:
-        result = refine_latent(dst_vae, out.tensor, images * 2 - 1, refine.steps, on_step=lambda: advance(1))
+    task, total = f"refine {dst_vae.name}", out.tensor.shape[0] * refine.steps
+    done = 0
+    run.check_cancelled(task)
+    run.report(task, 0, total)
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        run.report(task, done, total)
+        run.check_cancelled(task)
+
+    result = refine_latent(dst_vae, out.tensor, images * 2 - 1, refine.steps, on_step=step)
     return dataclasses.replace(out, tensor=result.latent), padding
 
 
@@ -308,12 +313,8 @@ def transfer(
     *,
     method: Method = "reencode",
     space: str | None = None,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    progress: bool = False,
     fit: str | None = None,
+    run: Run = Run(),
 ) -> Latent:
     """Move a latent from ``src_vae``'s latent space to ``dst_vae``'s.
 
@@ -327,12 +328,12 @@ def transfer(
             ``dst_vae``'s decoder towards ``src_vae``'s decode: closer to the best achievable, about 3 decodes per
             step, untiled) or a :class:`~latentbridge.bridge.Bridge` (maps latents directly).
         space: the output's space, "raw" or "model"; default: the input's space (raw when unknown).
-        batch_size, tile, device, dtype, progress: passed to latentbridge.codec (decode→re-encode only; the
-            codec's defaults when None: one image per call, no tiling, CPU, fp32).
         fit: decode→re-encode only, when the decoded size is not one the target format takes (SD1's 8-px
             multiples into FLUX.2's 16): "pad" reflect-pads to the next multiple (the output's provenance
             records the padding, and `latentbridge decode` crops it off), "crop" centre-crops to the previous one;
             None (default) refuses such a size with an error naming both.
+        run: how decode→re-encode and refinement execute (device, dtype, batching, tiling, progress of each
+            decode/encode/refinement, cancel); a bridge maps latents directly and checks only the cancel token.
 
     Returns:
         A Latent of ``dst_vae``'s format in ``space``, canonical layout (video keeps its layout), float32 for
@@ -363,10 +364,10 @@ def transfer(
             "the same kind"
         )
     work = latent.frames_as_batch() if framewise else latent
-    opts = CodecOptions(batch_size, tile, device, dtype, progress)
+    run.check_cancelled(f"transfer {method_name(method)}")
     if fit is not None and bridge is not None:
         raise ValueError("fit (--pad/--crop) applies to decode→re-encode; a bridge maps latents cell by cell")
-    moved, padding = _reencode(work, src_vae, dst_vae, opts, refine, fit) if bridge is None else (None, "")
+    moved, padding = _reencode(work, src_vae, dst_vae, run, refine, fit) if bridge is None else (None, "")
     out = moved if moved is not None else _bridge(work, bridge, src_vae, dst_vae)
     if bridge is None and dst_vae is not None and dst_vae.format is not None and out.format is None:
         out = out.replace(format=dst_vae.format)
@@ -450,11 +451,8 @@ def fidelity_report(
     *,
     image: torch.Tensor | None = None,
     repeats: int = 1,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
     fit: str | None = None,
+    run: Run = Run(),
 ) -> tuple[FidelityRow, ...]:
     """Transfer ``latent`` with each method and measure what survives.
 
@@ -472,8 +470,7 @@ def fidelity_report(
     Returns:
         One FidelityRow per method, then the reference rows.
     """
-    opts = CodecOptions(batch_size, tile, device, dtype)
-    reference = _as_frames(decode_images(src_vae, latent, opts)).float()
+    reference = _as_frames(decode_images(src_vae, latent, run)).float()
     n = latent.dim("N") * latent.dim("T")
     truth = None if image is None else _as_frames(image).float().add(1).div(2).clamp(0, 1)
     rows = []
@@ -483,11 +480,11 @@ def fidelity_report(
         how = {"fit": fit} if fit is not None and not isinstance(as_method(method), Bridge) else {}
         out, seconds = median_time(
             lambda m=method, how=how: transfer(
-                latent, src_vae, dst_vae, method=m, space=dst_vae.native_space, **how, **opts.kwargs()
+                latent, src_vae, dst_vae, method=m, space=dst_vae.native_space, **how, run=run
             ),
             repeats,
         )
-        decoded = _as_frames(decode_images(dst_vae, out, opts)).float()
+        decoded = _as_frames(decode_images(dst_vae, out, run)).float()
         fid = fidelity(*centre_common(decoded, reference))
         vs_image = fidelity(*centre_common(decoded, truth)) if truth is not None else None
         rows.append(
@@ -510,7 +507,7 @@ def fidelity_report(
 
             pad, crop = fit == "pad", fit == "crop"
             fitted, _ = fit_size(image, dst_vae.size_multiple, pad=pad, crop=crop, what="the --image")
-        best = _as_frames(decode_images(dst_vae, _codec().encode(dst_vae, fitted, **opts.kwargs()), opts)).float()
+        best = _as_frames(decode_images(dst_vae, codec.encode(dst_vae, fitted, run), run)).float()
         vs_image = fidelity(*centre_common(best, truth))
         note = "target VAE encodes + decodes the original image"
         rows.append(FidelityRow("best achievable", vs_image.psnr, vs_image.ssim, math.nan, vs_image.psnr,
@@ -602,9 +599,7 @@ def _read_manifest(path: Path) -> dict | None:
 
 
 def _write_manifest(path: Path, data: dict) -> None:
-    from latentbridge.bridge import _atomic_write_bytes
-
-    _atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _candidates(folder: Path) -> list[Path]:
@@ -630,12 +625,9 @@ def transfer_dir(
     out_space: str | None = None,
     container: str | None = None,
     overwrite: bool = False,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     fit: str | None = None,
+    run: Run = Run(),
 ) -> tuple[FileOutcome, ...]:
     """Transfer every latent file in ``src_dir`` into ``out_dir`` (same file names), resumably.
 
@@ -647,13 +639,16 @@ def transfer_dir(
 
     Args:
         src_dir, out_dir: source and output folders (different; ``out_dir`` is created).
-        src_vae, dst_vae, method, batch_size, tile, device, dtype, fit: as for :func:`transfer`.
+        src_vae, dst_vae, method, fit: as for :func:`transfer`.
         format, space: what to assume for files that do not record their format/space (as ``read_latent``).
         out_space: the outputs' space (default: each input's).
         container: the output container ("latent", "safetensors", "pt", "npy", "npz"); default: each input's.
         overwrite: redo every file and replace outputs (and a manifest of another transfer).
-        on_file: called after each file with its outcome (a progress bar; raising from it stops the run
-            cleanly: finished files stay finished).
+        on_file: called after each file with its outcome (raising from it stops the run cleanly: finished files
+            stay finished).
+        run: how each file's transfer executes; its progress callback hears one step per file (task "transfer
+            METHOD"), and its cancel token stops the folder before the next file — or inside the current one,
+            whose output is then not written (finished files stay finished and recorded).
 
     Returns:
         One FileOutcome per file in the source folder, in name order.
@@ -691,7 +686,11 @@ def transfer_dir(
 
     paths = _candidates(src_dir)
     outcomes = []
+    task = f"transfer {method_name(method)}"
+    inner = run.replace(progress=None)  # the folder reports files; each file's decodes stay quiet
+    run.report(task, 0, len(paths))
     for index, path in enumerate(paths, 1):
+        run.check_cancelled(task)
         t0 = time.perf_counter()
         target = out_dir / path.name
         try:
@@ -703,6 +702,7 @@ def transfer_dir(
         if not is_latent:
             outcome = FileOutcome(path.name, "not-latent", "", index, len(paths), time.perf_counter() - t0, why)
             outcomes.append(outcome)
+            run.report(task, index, len(paths))
             if on_file is not None:
                 on_file(outcome)
             continue
@@ -727,11 +727,8 @@ def transfer_dir(
                 dst_vae,
                 method=method,
                 space=out_space,
-                batch_size=batch_size,
-                tile=tile,
-                device=device,
-                dtype=dtype,
                 fit=fit,
+                run=inner,
             )
             write_latent(out, target, container=output_container(kind, container), overwrite=True)
         files[path.name] = {
@@ -743,6 +740,7 @@ def transfer_dir(
         _write_manifest(manifest_path, manifest)
         outcome = FileOutcome(path.name, status, str(target), index, len(paths), time.perf_counter() - t0, note)
         outcomes.append(outcome)
+        run.report(task, index, len(paths))
         if on_file is not None:
             on_file(outcome)
     return tuple(outcomes)

@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -35,10 +34,48 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from latentbridge import codec
+from latentbridge._atomic import atomic_write
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.formats import LatentFormat, unpack
 from latentbridge.latent import Latent
+from latentbridge.run import Run
 from latentbridge.vae import VAE
+
+__all__ = [
+    "FIT_FILE_VERSION",
+    "METHODS",
+    "PreviewFit",
+    "Previewer",
+    "apply_linear",
+    "choose_previewer",
+    "decode_images",
+    "default_fits_dir",
+    "downsample_to",
+    "find_fit",
+    "fit_for_vae",
+    "fit_linear",
+    "fit_path",
+    "fit_preview",
+    "fitted_previewer",
+    "fold_frames",
+    "frames_per_item",
+    "has_published_factors",
+    "image_grid",
+    "linear_psnr",
+    "list_fits",
+    "load_fit",
+    "png_bytes",
+    "preview",
+    "preview_grid",
+    "preview_space_latent",
+    "rgb_preview",
+    "save_fit",
+    "sha_parts",
+    "tiny_previewer",
+    "to_pil",
+    "write_png",
+]
 
 Previewer = Callable[[Latent], torch.Tensor]
 """``preview(latent) -> Tensor[B', 3, H, W]`` float32 in [0, 1] (``B' = B·T`` for video)."""
@@ -308,8 +345,6 @@ def linear_psnr(
 
 def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
     """Encode one [1, 3, H, W] image in [0, 1]; return the latent the fit reads and its space."""
-    from latentbridge import codec  # local: the codec pulls in rich's progress machinery
-
     if vae.encode is None:
         raise LatentBridgeError(
             f"VAE {vae.name!r} has no encoder, and fitting preview factors needs one to encode the images; "
@@ -318,7 +353,7 @@ def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
     x = image * 2.0 - 1.0
     if vae.dims == 3:
         x = x.unsqueeze(2)  # a one-frame video: [1, 3, 1, H, W]
-    latent = codec.encode(vae, x, progress=False)
+    latent = codec.encode(vae, x)
     if vae.format is None:
         return fold_frames(latent.tensor.float()), latent.space
     return preview_space_latent(latent), "model"
@@ -441,26 +476,11 @@ def fit_path(folder: str | os.PathLike[str], sha256: str) -> Path:
     return Path(folder) / f"{'+'.join(sha_parts(sha256, 'fit_path'))}.json"
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_fit(fit: PreviewFit, folder: str | os.PathLike[str]) -> Path:
     """Store ``fit`` as ``<folder>/<vae sha256>.json`` (atomic write); returns the path."""
     sha_parts(fit.vae_sha256, f"VAE {fit.vae_name!r}")
     path = fit_path(folder, fit.vae_sha256)
-    return atomic_write_bytes(path, (json.dumps(fit.to_dict(), indent=1) + "\n").encode())
+    return atomic_write(path, (json.dumps(fit.to_dict(), indent=1) + "\n").encode(), parents=True)
 
 
 def load_fit(path: str | os.PathLike[str]) -> PreviewFit:
@@ -550,8 +570,9 @@ def _relabel_for(latent: Latent, vae: VAE) -> Latent:
     return latent.replace(format=vae.format)
 
 
-def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False) -> torch.Tensor:
-    """Decode ``latent`` with ``vae`` through :func:`latentbridge.codec.decode` (fp32, whole images).
+def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False, run: Run = Run()) -> torch.Tensor:
+    """Decode ``latent`` with ``vae`` through :func:`latentbridge.codec.decode` (as ``run`` says: fp32 whole images
+    by default).
 
     Args:
         vae: any decoder (full VAE, TAESD family incl. TAEF2, VAEApprox, VAElight).
@@ -562,11 +583,9 @@ def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False) -> torch.T
     Returns:
         [B·T, 3, H·r, W·r] float32 in [0, 1] (``r = vae.output_ratio``), frames folded into the batch.
     """
-    from latentbridge import codec  # local: the codec pulls in rich's progress machinery
-
     if relabel:
         latent = _relabel_for(latent, vae)
-    return fold_frames(codec.decode(vae, latent, progress=False))
+    return fold_frames(codec.decode(vae, latent, run))
 
 
 def tiny_previewer(vae: VAE) -> Previewer:
@@ -685,7 +704,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def write_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Write ``image`` as a PNG file atomically; returns the path."""
-    return atomic_write_bytes(path, png_bytes(image))
+    return atomic_write(path, png_bytes(image), parents=True)
 
 
 def preview_grid(images: torch.Tensor, frames: int = 1, *, upscale: int = 1) -> Image.Image:

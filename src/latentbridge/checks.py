@@ -9,7 +9,7 @@ What it looks at, in order: values (NaN/inf, all zeros, constant, noise), layout
 channels-last, frames-first), image vs video, channel count (naming the registered formats that fit), packed
 vs unpacked (FLUX.2), spatial/temporal ratio and recorded family, the family's size and frame rules, the space
 (raw, model, scaled twice, unscaled twice — from the statistics against the reference profile), and the
-statistical fingerprint (:func:`latentbridge.identify.identify`) against the VAE's family. ``preflight=True``
+statistical fingerprint (:func:`latentbridge.fingerprint.identify`) against the VAE's family. ``preflight=True``
 adds cheap decodes of a small crop with every candidate family, scored for how natural they look, and — for a
 VAE with both halves — a decode→encode cycle test: a latent of the VAE's own space is (nearly) a fixed point of
 encode∘decode, a latent of another space is not (:func:`cycle_ratio`).
@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from latentbridge.errors import IncompatibleError
+from latentbridge import codec
+from latentbridge.errors import InputTypeError
+from latentbridge.fingerprint import Identification, identify, value_flags
 from latentbridge.formats import LatentFormat, NormStats, find_formats, formats, get_format, latent_frames
-from latentbridge.identify import Identification, identify, value_flags
 from latentbridge.latent import LAYOUT_NAMES, Latent, alternative_layouts, to_layout
 from latentbridge.profiles import (
     Calibration,
@@ -48,8 +49,44 @@ from latentbridge.profiles import (
     transform_profile,
     user_profile_dir,
 )
-from latentbridge.vae import VAE
+from latentbridge.run import COMPUTE_DTYPES, Run
+from latentbridge.vae import VAE, VaeIdentity, as_vae
 from latentbridge.zoo import is_zoo_name
+
+__all__ = [
+    "CYCLE_PHOTOS",
+    "EXIT_CODES",
+    "FAMILY_DOUBT",
+    "FAMILY_ERROR",
+    "FRAME_KEYS",
+    "PER_ITEM_CACHES",
+    "PREFLIGHT_MARGIN",
+    "PREFLIGHT_NATURAL",
+    "SCALE_ONLY_LOGSTD_SPREAD",
+    "SCORE_NAMES",
+    "SEVERITIES",
+    "SIZE_KEYS",
+    "SPACE_DECISION",
+    "STEP_NAMES",
+    "VERDICTS",
+    "WIDTH_KEYS",
+    "Z_CAP",
+    "Finding",
+    "LatentFacts",
+    "PreflightScore",
+    "Report",
+    "SpaceTest",
+    "check",
+    "cycle_ratio",
+    "cycle_reference",
+    "image_scores",
+    "preflight_candidates",
+    "rgb_preview_of",
+    "run_preflight",
+    "space_test",
+    "test_run",
+    "vae_identity",
+]
 
 SEVERITIES: tuple[str, ...] = ("info", "warn", "error")
 PER_ITEM_CACHES: tuple[str, ...] = ("kohya-ss/sd-scripts latent cache", "musubi-tuner latent cache")
@@ -106,105 +143,20 @@ class Finding:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class VaeFacts:
-    """What the check needs to know about a VAE (from a loaded VAE or a weight file's header).
-
-    Attributes:
-        name: file name or built-in name.
-        sha256: content hash ("" when unknown).
-        architecture: identified architecture ("autoencoder_kl", "taesd", …).
-        format: the latent format it reads/writes, or None when the file alone cannot tell.
-        native_space: "raw" or "model": the space its decoder takes.
-        channels: latent channels in ``native_space``.
-        spatial_ratio: pixels per latent cell in ``native_space``.
-        dims: 2 (image) or 3 (video).
-        has_decoder: the file holds a decoder.
-        stats: normalisation statistics stored in the file (FLUX.2 BatchNorm), else None.
-    """
-
-    name: str
-    sha256: str
-    architecture: str
-    format: LatentFormat | None
-    native_space: str
-    channels: int
-    spatial_ratio: int
-    dims: int
-    has_decoder: bool = True
-    stats: NormStats | None = None
-    candidates: tuple[str, ...] = ()  # formats the file's geometry fits, when ``format`` is None
-
-    @staticmethod
-    def from_vae(vae: VAE) -> VaeFacts:
-        """The facts of a loaded VAE."""
-        return VaeFacts(
-            name=vae.name,
-            sha256=vae.sha256,
-            architecture=vae.architecture,
-            format=vae.format,
-            native_space=vae.native_space,
-            channels=vae.channels,
-            spatial_ratio=vae.spatial_ratio,
-            dims=vae.dims,
-            has_decoder=vae.decode is not None,
-            stats=vae.stats,
-        )
-
-    def with_format(self, fmt: LatentFormat) -> VaeFacts:
-        """The same VAE with its family given by the user."""
-        return dataclasses.replace(self, format=fmt)
-
-    def to_dict(self) -> dict:
-        """JSON-ready dict."""
-        return {
-            "name": self.name,
-            "sha256": self.sha256,
-            "architecture": self.architecture,
-            "format": self.format.name if self.format is not None else None,
-            "native_space": self.native_space,
-            "channels": self.channels,
-            "spatial_ratio": self.spatial_ratio,
-            "dims": self.dims,
-            "has_decoder": self.has_decoder,
-            "candidates": list(self.candidates),
-        }
-
-
-def vae_facts(vae: Any) -> VaeFacts:
-    """VaeFacts from a loaded VAE, a VaeFacts, or a header description (``latentbridge.weights.WeightsInfo``)."""
-    if isinstance(vae, VaeFacts):
-        return vae
-    if isinstance(vae, VAE):
-        return VaeFacts.from_vae(vae)
+def vae_identity(vae: Any) -> VaeIdentity:
+    """The :class:`~latentbridge.vae.VaeIdentity` the check compares with: of a loaded VAE (or diffusers
+    autoencoder module), a VaeIdentity itself, or a weight file's header description (``WeightsInfo``)."""
+    if isinstance(vae, VaeIdentity):
+        return vae.identity
+    if isinstance(vae, torch.nn.Module):
+        return as_vae(vae).identity
     from latentbridge.weights import WeightsInfo  # local: the weights package is only needed for files
 
     if isinstance(vae, WeightsInfo):
-        return _facts_from_info(vae)
-    raise TypeError(f"check needs a VAE, VaeFacts or WeightsInfo for the VAE, got {type(vae).__name__}")
-
-
-def _facts_from_info(info: Any) -> VaeFacts:
-    """VaeFacts from a WeightsInfo (header facts: raw geometry, native space, resolved format or candidates)."""
-    if info.architecture is None or info.latent_channels is None or info.spatial_ratio is None:
-        why = info.notes[0] if info.notes else "no VAE architecture matches its tensors"
-        raise IncompatibleError(
-            f"cannot check against {info.path}: {why}; expected a VAE weight file (or a checkpoint holding one)"
-        )
-    fmt = get_format(info.format) if info.format else None
-    native = info.native_space or "raw"
-    channels, ratio = fmt.space_shape(native) if fmt is not None else (info.latent_channels, info.spatial_ratio)
-    return VaeFacts(
-        name=info.path,
-        sha256=info.sha256,
-        architecture=info.architecture,
-        format=fmt,
-        native_space=native,
-        channels=channels,
-        spatial_ratio=ratio,
-        dims=info.dims or 2,
-        has_decoder=info.has_decoder,
-        candidates=tuple(info.formats),
+        return vae.identity()
+    raise InputTypeError(
+        "check needs a VAE, a VaeIdentity, a WeightsInfo or a diffusers autoencoder module for the VAE, got "
+        f"{type(vae).__name__}: load one with latentbridge.load_vae(path) or wrap pipe.vae with latentbridge.as_vae"
     )
 
 
@@ -249,7 +201,7 @@ class Report:
     verdict: str
     findings: tuple[Finding, ...]
     latent: LatentFacts
-    vae: VaeFacts
+    vae: VaeIdentity
     identification: Identification | None = None
     preflight: tuple[Any, ...] = field(default=())
 
@@ -301,7 +253,7 @@ def _formats_with_channels(channels: int, dims: int | None) -> str:
     return "; ".join(parts) if parts else "none in the registry"
 
 
-def _accepted_channels(vae: VaeFacts) -> dict[int, str]:
+def _accepted_channels(vae: VaeIdentity) -> dict[int, str]:
     """Channel counts the VAE can take (after the codec's space conversion) -> which space that is."""
     fmt = vae.format
     if fmt is None:
@@ -428,7 +380,7 @@ def _worst(findings: list[Finding]) -> str:
     return "ok"
 
 
-def _as_latent(latent: Latent | torch.Tensor, vae: VaeFacts) -> tuple[Latent, bool]:
+def _as_latent(latent: Latent | torch.Tensor, vae: VaeIdentity) -> tuple[Latent, bool]:
     """(Latent, layout declared?) — a bare tensor gets the canonical layout for its rank."""
     if isinstance(latent, Latent):
         return latent, True
@@ -496,7 +448,7 @@ def _value_findings(flags: tuple[str, ...], flag_evidence: tuple[tuple[str, floa
 
 
 def _layout_findings(
-    lat: Latent, facts: VaeFacts, declared: bool, accepted: Mapping[int, str]
+    lat: Latent, facts: VaeIdentity, declared: bool, accepted: Mapping[int, str]
 ) -> tuple[Latent, torch.Tensor, list[Finding]]:
     """Layout (missing batch, channels-last, frames-first) and rank (image vs video) against the VAE.
 
@@ -627,14 +579,14 @@ def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
-def _vae_family(facts: VaeFacts) -> str:
+def _vae_family(facts: VaeIdentity) -> str:
     """'flux1 (flux1-vae.safetensors)' or the VAE's name when its format is unknown."""
     return f"{facts.format.name} ({facts.name})" if facts.format is not None else facts.name
 
 
 def check(
     latent: Latent | torch.Tensor,
-    vae: VAE | VaeFacts | Any,
+    vae: VAE | VaeIdentity | Any,
     *,
     format: str | LatentFormat | None = None,
     space: str | None = None,
@@ -645,13 +597,14 @@ def check(
     preflight_cells: int = 32,
     fingerprint: Identification | None = None,
     cycle_reference: float | None = None,
+    run: Run | None = None,
 ) -> Report:
     """Check that a latent and a VAE belong together before decoding.
 
     Args:
         latent: a Latent (recorded format, space, layout and provenance are used) or a bare tensor (its layout
             is taken as canonical for its rank and checked against the VAE).
-        vae: a loaded VAE, VaeFacts, or a weights description (see :func:`vae_facts`).
+        vae: a loaded VAE, VaeIdentity, or a weights description (see :func:`vae_identity`).
         format: the latent's format when it is not recorded (overrides the record).
         space: the latent's space, "raw" or "model", when it is not recorded (overrides the record).
         profiles: (format, space) -> Profile; default: built-in plus user profiles.
@@ -660,15 +613,19 @@ def check(
         preflight: also decode a small crop with every candidate family and score the images (needs a loaded
             VAE for the VAE's own decode; rgb previews for the other candidates).
         preflight_cells: side of the centre crop, in latent cells, that preflight decodes.
-        fingerprint: :func:`~latentbridge.identify.identify` of this latent, when already computed (checking
+        fingerprint: :func:`~latentbridge.fingerprint.identify` of this latent, when already computed (checking
             one latent against many VAEs); it must come from the same tensor and profiles.
         cycle_reference: :func:`cycle_reference` of this VAE at ``preflight_cells``, when already computed
             (checking many latents against one VAE); computed by preflight when needed and not given.
+        run: how preflight's test decodes run (default: on the VAE's own device and dtype); its cancel token
+            stops them.
 
     Returns:
         A Report; its verdict is "error" when decoding would fail or silently give a wrong image.
     """
-    facts = vae_facts(vae)
+    if isinstance(vae, torch.nn.Module):
+        vae = as_vae(vae)  # a diffusers autoencoder module (pipe.vae)
+    facts = vae_identity(vae)
     lat, declared = _as_latent(latent, facts)
     if format is not None:
         lat = lat.replace(format=get_format(format))
@@ -888,7 +845,7 @@ def check(
     report = Report(_worst(findings), tuple(findings), facts_out, facts, ident)
     if preflight and fingerprintable and channels in accepted:
         scores, extra = run_preflight(
-            x, vae, report, cells=preflight_cells, cycle_reference=cycle_reference, calib=calib
+            x, vae, report, cells=preflight_cells, cycle_reference=cycle_reference, calib=calib, run=run
         )
         all_findings = tuple(sorted((*report.findings, *extra), key=lambda f: -SEVERITIES.index(f.severity)))
         report = dataclasses.replace(
@@ -931,7 +888,7 @@ def _temporal_clash(lat_fmt: LatentFormat, vae_fmt: LatentFormat, frames: int) -
 
 
 def _pixel_size_findings(
-    lat: Latent, x: torch.Tensor, fmt: LatentFormat, facts: VaeFacts, space: str, add: Any
+    lat: Latent, x: torch.Tensor, fmt: LatentFormat, facts: VaeIdentity, space: str, add: Any
 ) -> None:
     """Recorded pixel size vs ratio, the family's size multiple, and its frame rule."""
     ratio = fmt.model_spatial_ratio if space == "model" and x.shape[1] == fmt.model_channels else fmt.spatial_ratio
@@ -1085,7 +1042,7 @@ def _family_findings(
     ident: Identification,
     lat_fmt: LatentFormat | None,
     vae_fmt: LatentFormat | None,
-    facts: VaeFacts,
+    facts: VaeIdentity,
     profiles: Mapping[tuple[str, str], Profile],
     add: Any,
     space: str | None = None,
@@ -1418,6 +1375,7 @@ def run_preflight(
     cells: int = 32,
     cycle_reference: float | None = None,
     calib: Calibration | None = None,
+    run: Run | None = None,
 ) -> tuple[list[PreflightScore], list[Finding]]:
     """Decode a small centre crop cheaply with every candidate family and score how natural each looks.
 
@@ -1480,9 +1438,8 @@ def run_preflight(
             try:
                 lat = Latent(crop, fmt, sp)
                 native = crop if fmt is None else lat.to_space(vae.native_space, facts.stats).tensor
-                with torch.no_grad():
-                    image = vae.decode(native.to(next(iter(vae.module.parameters())).dtype) if vae.module else native)
-            except ValueError:
+                image = codec.decode_native(vae, native, test_run(vae, run))
+            except ValueError:  # no conversion for this space, or a decode that is not finite even in fp32
                 continue
             image = ((image.float() + 1) / 2).clamp(0, 1)
             pooled = torch.nn.functional.adaptive_avg_pool2d(image, tuple(crop.shape[-2:]))
@@ -1492,7 +1449,7 @@ def run_preflight(
     findings: list[Finding] = []
     if isinstance(vae, VAE) and vae.decode is not None and vae.encode is not None and facts.dims == 2:
         findings.extend(
-            _cycle_findings(crop, vae, lat_fmt or vae_fmt, spaces, cells, cycle_reference, calib or calibration())
+            _cycle_findings(crop, vae, lat_fmt or vae_fmt, spaces, cells, cycle_reference, calib or calibration(), run)
         )
     if not scores:
         return scores, findings
@@ -1539,15 +1496,20 @@ def run_preflight(
 CYCLE_PHOTOS: tuple[str, ...] = ("coffee", "rocket")
 
 
-def _cycle(z: torch.Tensor, vae: VAE) -> torch.Tensor:
-    """encode(decode(z)) in the VAE's native space, the image clamped to [-1, 1] in between."""
-    dtype = next(iter(vae.module.parameters())).dtype if vae.module is not None else torch.float32
-    with torch.no_grad():
-        image = vae.decode(z.to(dtype)).float().clamp(-1, 1)  # type: ignore[misc]
-        return vae.encode(image.to(dtype)).float()  # type: ignore[misc]
+def test_run(vae: VAE, run: Run | None = None) -> Run:
+    """The run of the check's test decodes: the caller's, else the VAE's own device and dtype (no cast copy)."""
+    if run is not None:
+        return run
+    return Run(device=vae.device, dtype=vae.dtype if vae.dtype in COMPUTE_DTYPES.values() else "fp32")
 
 
-def cycle_ratio(z: torch.Tensor, vae: VAE) -> tuple[float, float, float]:
+def _cycle(z: torch.Tensor, vae: VAE, run: Run | None = None) -> torch.Tensor:
+    """encode(decode(z)) in the VAE's native space through the codec, the image clamped to [-1, 1] in between."""
+    image = codec.decode_native(vae, z, test_run(vae, run)).clamp(-1, 1)
+    return codec.encode_native(vae, image, test_run(vae, run))
+
+
+def cycle_ratio(z: torch.Tensor, vae: VAE, run: Run | None = None) -> tuple[float, float, float]:
     """How far one decode→encode cycle moves a latent, relative to how far a second cycle moves the result.
 
     A latent of the VAE's own space is close to a fixed point of encode∘decode: the first cycle moves it about
@@ -1559,6 +1521,7 @@ def cycle_ratio(z: torch.Tensor, vae: VAE) -> tuple[float, float, float]:
     Args:
         z: [1, C, h, w] latent in the VAE's native space (any space the VAE decodes).
         vae: a VAE with both ``encode`` and ``decode`` (images in [-1, 1]).
+        run: how the cycles run (default: the VAE's own device and dtype).
 
     Returns:
         (first, second, ratio): the two moves as fractions of the latent's spread around its channel means,
@@ -1566,19 +1529,20 @@ def cycle_ratio(z: torch.Tensor, vae: VAE) -> tuple[float, float, float]:
     """
     z = z.float()
     spread = float((z - z.mean(dim=(-2, -1), keepdim=True)).norm()) or 1.0
-    z2 = _cycle(z, vae)
-    z3 = _cycle(z2, vae)
+    z2 = _cycle(z, vae, run)
+    z3 = _cycle(z2, vae, run)
     first, second = float((z2 - z).norm()) / spread, float((z3 - z2).norm()) / spread
     return first, second, first / max(second, 1e-12)
 
 
-def cycle_reference(vae: VAE, cells: int = 32, photos: tuple[str, ...] = CYCLE_PHOTOS) -> float:
+def cycle_reference(vae: VAE, cells: int = 32, photos: tuple[str, ...] = CYCLE_PHOTOS, run: Run | None = None) -> float:
     """The cycle ratio of the VAE's own latents of bundled photos: the baseline :func:`cycle_ratio` is judged by.
 
     Args:
         vae: a 2-D VAE with both halves.
         cells: latent side to encode at (the preflight crop's size), i.e. photos of ``cells·ratio`` pixels.
         photos: bundled photo names (:mod:`latentbridge.photos`).
+        run: how the encodes and cycles run (default: the VAE's own device and dtype).
 
     Returns:
         The median ratio over the photos' centre crops.
@@ -1587,12 +1551,10 @@ def cycle_reference(vae: VAE, cells: int = 32, photos: tuple[str, ...] = CYCLE_P
 
     if vae.encode is None or vae.decode is None:
         raise ValueError(f"cycle_reference needs a VAE with an encoder and a decoder; {vae.name} lacks one")
-    dtype = next(iter(vae.module.parameters())).dtype if vae.module is not None else torch.float32
     ratios = []
     for name in photos:
-        with torch.no_grad():
-            z = vae.encode(photo_tensor(name, cells * vae.spatial_ratio).to(dtype)).float()
-        ratios.append(cycle_ratio(z, vae)[2])
+        z = codec.encode_native(vae, photo_tensor(name, cells * vae.spatial_ratio), test_run(vae, run))
+        ratios.append(cycle_ratio(z, vae, run)[2])
     return float(np.median(ratios))
 
 
@@ -1604,6 +1566,7 @@ def _cycle_findings(
     cells: int,
     reference: float | None,
     calib: Calibration,
+    run: Run | None = None,
 ) -> list[Finding]:
     """The decode→encode cycle test of the crop in each candidate space, against the VAE's own baseline."""
     if not math.isfinite(calib.cycle_threshold):
@@ -1621,10 +1584,10 @@ def _cycle_findings(
             native = crop if fmt is None else Latent(crop, fmt, sp).to_space(vae.native_space, vae.stats).tensor
         except ValueError:
             continue  # this space cannot be converted without statistics we lack
-        rows.append((sp, *cycle_ratio(native, vae)))
+        rows.append((sp, *cycle_ratio(native, vae, run)))
     if not rows:
         return []
-    ref = reference if reference is not None else cycle_reference(vae, min(cells, *crop.shape[-2:]))
+    ref = reference if reference is not None else cycle_reference(vae, min(cells, *crop.shape[-2:]), run=run)
     sp, first, _, ratio = min(rows, key=lambda r: r[3])
     relative = ratio / ref
     evidence = (
