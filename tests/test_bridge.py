@@ -20,7 +20,6 @@ from latentbridge.bridge import (
     Bridge,
     BridgeConfig,
     BridgeNet,
-    Endpoint,
     FitResult,
     NamedImage,
     check_bridge_tensor,
@@ -402,7 +401,7 @@ def test_wrong_family_is_refused(fitted: FitResult) -> None:
 
 
 def test_endpoint_describes_the_vae(vae_a: VAE) -> None:
-    assert Endpoint.of(vae_a).describe() == "tiny-a (format sd1, raw, 4 ch / 8×, sha256 aaaaaaaaaaaa)"
+    assert vae_a.identity.describe() == "tiny-a (format sd1, raw, 4 ch / 8×, sha256 aaaaaaaaaaaa)"
     assert isinstance(Bridge, type)
 
 
@@ -485,8 +484,10 @@ def test_cli_fit_bridge_then_transfer(shared_weights: Path, tmp_path: Path) -> N
         assert text in result.output
     assert out.with_suffix(".png").exists()
     bridge = load_bridge(out)
-    assert bridge.config.unshuffle == 2 and bridge.src.format == "sd1" and bridge.dst.format == "flux2"
-    assert bridge.src.space == "raw" and bridge.dst.space == "model" and bridge.meta["data"]["images"] == 3
+    assert bridge.config.unshuffle == 2 and bridge.src.format.name == "sd1" and bridge.dst.format.name == "flux2"
+    assert (
+        bridge.src.native_space == "raw" and bridge.dst.native_space == "model" and bridge.meta["data"]["images"] == 3
+    )
 
     light = load_vae(sd1.split(","))
     write_latent(codec.encode(light, photo_tensor("astronaut", 64)), tmp_path / "a.latent")

@@ -37,7 +37,7 @@ from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import LPIPS_NOTE, fidelity, median_time
 from latentbridge.refine import REFINE_STEPS
 from latentbridge.run import Run
-from latentbridge.vae import VAE
+from latentbridge.vae import VAE, VaeIdentity
 from latentbridge.weights.hashes import same_autoencoder
 
 __all__ = [
@@ -112,11 +112,12 @@ def _short(sha: str) -> str:
     return sha[:12] if sha else "no-sha256"
 
 
-def _identity(vae: VAE | None, bridge_side: Any | None) -> tuple[str, str]:
+def _identity(vae: VAE | None, bridge_side: VaeIdentity | None) -> tuple[str, str]:
     """(name, sha256) of one end: the VAE if given, else the bridge's record of it."""
-    if vae is not None:
-        return vae.name, vae.sha256
-    return bridge_side.vae_name, bridge_side.vae_sha256
+    side = vae if vae is not None else bridge_side
+    if side is None:
+        raise ValueError("a transfer needs each VAE, or a bridge that records it: pass --from-vae and --to-vae")
+    return side.name, side.sha256
 
 
 def _step(method: Method, src: tuple[str, str], dst: tuple[str, str]) -> str:
@@ -283,27 +284,27 @@ def _reencode(
 
 
 def _bridge(latent: Latent, bridge: Bridge, src_vae: VAE | None, dst_vae: VAE | None) -> Latent:
-    from latentbridge.formats import get_format
 
     for vae, side, flag in ((src_vae, bridge.src, "--from-vae"), (dst_vae, bridge.dst, "--to-vae")):
-        if vae is not None and vae.sha256 and side.vae_sha256 and not same_autoencoder(vae.sha256, side.vae_sha256):
+        if vae is not None and vae.sha256 and side.sha256 and not same_autoencoder(vae.sha256, side.sha256):
             raise IncompatibleError(
                 f"{flag} {vae.name} (sha256 {vae.sha256[:12]}) is not the VAE this bridge was fitted for: "
                 f"{side.describe()}; pass that VAE, or fit a bridge for {vae.name} (latentbridge fit-bridge)"
             )
     check_bridge_input(latent, bridge)
-    if latent.format is None and latent.space != bridge.src.space:
+    src_format = bridge.src.format.name if bridge.src.format is not None else ""
+    if latent.format is None and latent.space != bridge.src.native_space:
         raise IncompatibleError(
             f"this latent's format is unknown and its space is {latent.space!r}, but the bridge reads "
-            f"{bridge.src.space}-space latents of {bridge.src.describe()}; pass --format {bridge.src.format or 'NAME'} "
+            f"{bridge.src.native_space}-space latents of {bridge.src.describe()}; pass --format {src_format or 'NAME'} "
             f"and --space raw|model so it can be converted"
         )
     stats = src_vae.stats if src_vae is not None else None
-    x = latent if latent.format is None else latent.to_space(bridge.src.space, stats)
+    x = latent if latent.format is None else latent.to_space(bridge.src.native_space, stats)
     y = bridge.map(x.tensor)
-    fmt = get_format(bridge.dst.format) if bridge.dst.format else None
+    fmt = bridge.dst.format
     stats = dst_vae.stats if dst_vae is not None else None  # FLUX.2-like targets convert spaces with them
-    return Latent(y.to(latent.tensor.dtype), fmt, bridge.dst.space, "NCHW", latent.provenance, stats)
+    return Latent(y.to(latent.tensor.dtype), fmt, bridge.dst.native_space, "NCHW", latent.provenance, stats)
 
 
 def transfer(
