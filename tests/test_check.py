@@ -152,7 +152,8 @@ def test_ratio_mismatch_from_provenance_size():
         "raw",
         provenance=Provenance(extra=(("height", "1024"), ("width", "1024"))),
     )
-    f = check(lat, facts("flux2")).finding("ratio-mismatch")
+    f = check(lat, facts("flux2")).finding("source-size-mismatch")
+    assert f.evidence_kind == "provenance"
     assert (
         "the source image was 1024×1024 px (provenance) but a 32×32 latent at flux2's 8× decodes to 256×256"
         in f.message
@@ -417,6 +418,7 @@ def test_scale_only_formats_still_catch_a_missing_scale():
 
 def test_recorded_family_mismatch_sd1_sdxl(sd1_raw):
     f = check(Latent(sd1_raw, SD1, "raw"), facts("sdxl")).finding("family-mismatch")
+    assert f.evidence_kind == "fact"
     assert f.message.startswith("the latent is recorded as sd1 but sdxl-vae.safetensors is sdxl: same shapes")
     assert "latentbridge transfer` (sd1 → sdxl)" in f.fix
 
@@ -428,7 +430,8 @@ def test_recorded_family_mismatch_flux1_sd3():
 
 def test_fingerprint_catches_an_unrecorded_family(sd1_raw):
     report = check(Latent(sd1_raw, None, "raw"), facts("sdxl"))
-    f = report.finding("family-mismatch")
+    f = report.finding("fingerprint-mismatch")
+    assert f.evidence_kind == "statistics"
     assert f.message.startswith("the latent's statistics say sd1 raw (")
     assert "but sdxl-vae.safetensors is sdxl" in f.message
     assert f.fix.startswith("decode with a sd1 VAE")
@@ -443,7 +446,7 @@ def test_zoo_a_latent_with_zoo_b_vae():
 
     enc = load_vae("zoo-a", part="encoder")
     z = enc.encode(photo_tensor("chelsea", 256))
-    assert check(Latent(z, None, "raw"), facts("zoo-b")).finding("family-mismatch").severity == "error"
+    assert check(Latent(z, None, "raw"), facts("zoo-b")).finding("fingerprint-mismatch").severity == "error"
     assert check(Latent(z, None, "raw"), facts("zoo-a")).verdict == "ok"
 
 
@@ -477,7 +480,7 @@ def test_another_normalisation_of_the_same_vae_is_named_as_such():
     # a Playground-normalised latent and an SDXL VAE: the right network, but SDXL's scale would decode it wrong
     x = smooth((1, 4, 32, 32), scale=0.5)
     fp = fingerprint_of(x, {("playground25", "model"): 0.96, ("sdxl", "model"): 0.02, ("sd1", "model"): 0.02})
-    f = check(Latent(x, None, "model"), facts("sdxl", space="model"), fingerprint=fp).finding("family-mismatch")
+    f = check(Latent(x, None, "model"), facts("sdxl", space="model"), fingerprint=fp).finding("fingerprint-mismatch")
     assert "the latent's statistics say playground25 model (96% of model latents)" in f.message
     # sdxl model only; playground25 model is not counted
     assert "(2.0% by the same statistics): the same VAE, another model-space normalisation" in f.message
@@ -494,12 +497,12 @@ def test_a_recorded_space_conditions_the_family_probability():
         x, {("sd1", "raw"): 0.03, ("sdxl", "raw"): 0.10, ("sd1", "model"): 0.02, ("sdxl", "model"): 0.85}
     )
     bare = check(x, facts("sd1"), fingerprint=fp)
-    assert "family-doubt" in bare.codes("warn") or "family-mismatch" in bare.codes("error")
+    assert "family-doubt" in bare.codes("warn") or "fingerprint-mismatch" in bare.codes("error")
     raw = check(Latent(x, None, "raw"), facts("sd1"), fingerprint=fp)
-    assert not {"family-doubt", "family-mismatch"} & set(raw.codes()), raw.findings
+    assert not {"family-doubt", "fingerprint-mismatch"} & set(raw.codes()), raw.findings
     # recorded as model: sd1 is 2/87 = 2.3 % of the model-space hypotheses: an error, said so
     model = check(Latent(raw_to_model(x, SD1), None, "model"), facts("sd1"), fingerprint=fp)
-    f = model.finding("family-mismatch")
+    f = model.finding("fingerprint-mismatch")
     assert "the latent's statistics say sdxl model (98% of model latents)" in f.message and "(2.3% by" in f.message
 
 
@@ -554,7 +557,7 @@ def test_statistics_that_fit_no_profile_neither_confirm_nor_refute(sd1_raw):
     report = check(Latent(sd1_raw[:1] * 0.001 + 40, None, "raw"), facts("sd1"))
     f = report.finding("no-fit")
     assert f.severity == "info" and "fit no reference profile well (nearest: " in f.message
-    assert "family-mismatch" not in report.codes()
+    assert not {"family-mismatch", "fingerprint-mismatch"} & set(report.codes())
 
 
 def test_decoder_missing():

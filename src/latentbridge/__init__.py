@@ -25,12 +25,14 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 __all__ = [
+    "FINDINGS",
     "VAE",
     "CancelToken",
     "Cancelled",
     "DtypeError",
     "FileFormatError",
     "Finding",
+    "FindingKind",
     "FormatRequiredError",
     "Identification",
     "IncompatibleError",
@@ -108,7 +110,7 @@ _MODULES: dict[str, tuple[str, ...]] = {
     "latentbridge.vae": ("VAE", "VaeIdentity", "as_vae"),
     "latentbridge.run": ("Run", "Tiling", "Progress", "CancelToken"),
     "latentbridge.codec": ("encode", "decode", "estimate_memory"),
-    "latentbridge.checks": ("check", "Report", "Finding"),
+    "latentbridge.checks": ("check", "Report", "Finding", "FindingKind", "FINDINGS"),
     "latentbridge.fingerprint": ("identify", "Identification"),
     "latentbridge.previews": ("preview",),
     "latentbridge.transfers": ("transfer", "transfer_dir", "fidelity_report", "Refine"),
@@ -191,7 +193,7 @@ def _load(module_name: str) -> Any:
 
 if TYPE_CHECKING:  # what mypy and editors see; at run time the names load lazily
     from latentbridge.bridge import fit_bridge, load_bridge
-    from latentbridge.checks import Finding, Report, check
+    from latentbridge.checks import FINDINGS, Finding, FindingKind, Report, check
     from latentbridge.codec import decode, encode, estimate_memory
     from latentbridge.comparison import compare
     from latentbridge.errors import (

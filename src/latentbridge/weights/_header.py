@@ -27,8 +27,14 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from latentbridge.errors import FileFormatError
-from latentbridge.files._containers import load_pickle, pickle_refusal, refused_global
-from latentbridge.files._sniff import looks_like_safetensors, text_impostor, zip_kind
+from latentbridge.files import (
+    load_pickle,
+    looks_like_safetensors,
+    pickle_refusal,
+    refused_global,
+    text_impostor,
+    zip_kind,
+)
 
 # safetensors dtype codes -> torch dtype names
 _ST_DTYPES: dict[str, str] = {
