@@ -157,38 +157,68 @@ def __dir__() -> list[str]:
 def _load(module_name: str) -> Any:
     """The module, imported with plain import statements (no importlib: the architecture test forbids it)."""
     if module_name == "latentbridge.latent":
-        from latentbridge import latent as module
-    elif module_name == "latentbridge.formats":
-        from latentbridge import formats as module
-    elif module_name == "latentbridge.files":
-        from latentbridge import files as module
-    elif module_name == "latentbridge.weights":
-        from latentbridge import weights as module
-    elif module_name == "latentbridge.vae":
-        from latentbridge import vae as module
-    elif module_name == "latentbridge.run":
-        from latentbridge import run as module
-    elif module_name == "latentbridge.codec":
-        from latentbridge import codec as module
-    elif module_name == "latentbridge.checks":
-        from latentbridge import checks as module
-    elif module_name == "latentbridge.fingerprint":
-        from latentbridge import fingerprint as module
-    elif module_name == "latentbridge.previews":
-        from latentbridge import previews as module
-    elif module_name == "latentbridge.transfers":
-        from latentbridge import transfers as module
-    elif module_name == "latentbridge.bridge":
-        from latentbridge import bridge as module
-    elif module_name == "latentbridge.comparison":
-        from latentbridge import comparison as module
-    elif module_name == "latentbridge.report":
-        from latentbridge import report as module
-    elif module_name == "latentbridge.images":
-        from latentbridge import images as module
-    else:
-        from latentbridge import errors as module
-    return module
+        from latentbridge import latent
+
+        return latent
+    if module_name == "latentbridge.formats":
+        from latentbridge import formats
+
+        return formats
+    if module_name == "latentbridge.files":
+        from latentbridge import files
+
+        return files
+    if module_name == "latentbridge.weights":
+        from latentbridge import weights
+
+        return weights
+    if module_name == "latentbridge.vae":
+        from latentbridge import vae
+
+        return vae
+    if module_name == "latentbridge.run":
+        from latentbridge import run
+
+        return run
+    if module_name == "latentbridge.codec":
+        from latentbridge import codec
+
+        return codec
+    if module_name == "latentbridge.checks":
+        from latentbridge import checks
+
+        return checks
+    if module_name == "latentbridge.fingerprint":
+        from latentbridge import fingerprint
+
+        return fingerprint
+    if module_name == "latentbridge.previews":
+        from latentbridge import previews
+
+        return previews
+    if module_name == "latentbridge.transfers":
+        from latentbridge import transfers
+
+        return transfers
+    if module_name == "latentbridge.bridge":
+        from latentbridge import bridge
+
+        return bridge
+    if module_name == "latentbridge.comparison":
+        from latentbridge import comparison
+
+        return comparison
+    if module_name == "latentbridge.report":
+        from latentbridge import report
+
+        return report
+    if module_name == "latentbridge.images":
+        from latentbridge import images
+
+        return images
+    from latentbridge import errors
+
+    return errors
 
 
 if TYPE_CHECKING:  # what mypy and editors see; at run time the names load lazily

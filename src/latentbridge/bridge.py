@@ -29,7 +29,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -679,7 +679,7 @@ def fit_bridge(
     weight, bias = _solve_flat(design, wanted)
     with torch.no_grad():
         linear_net.linear.weight.copy_(weight[:, :, None, None])
-        linear_net.linear.bias.copy_(bias)
+        cast(torch.Tensor, linear_net.linear.bias).copy_(bias)  # Conv2d(..., bias=True) always has one
     linear_net.eval()
 
     # The conv bridge: the linear map plus a residual body that starts at zero, trained on random windows.

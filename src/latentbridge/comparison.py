@@ -225,7 +225,7 @@ def compare(
         if image is not None and ref_image is not None:
             target = ref_image.float()
             if target.shape != image.shape:
-                target = _resize(target, tuple(image.shape[-2:]))
+                target = _resize(target, (int(image.shape[-2]), int(image.shape[-1])))
                 if "resized" not in ref_desc:
                     ref_desc += " (resized to each decode's size where they differ)"
             p = float(metrics.psnr(image[None].clamp(0, 1), target[None].clamp(0, 1))[0])

@@ -162,7 +162,7 @@ class LatentFormat:
         return "NCHW" if self.dims == 2 else "NCTHW"
 
     @property
-    def comfy_space(self) -> str:
+    def comfy_space(self) -> Space:
         """The space ComfyUI's ``LATENT`` (and its ``.latent`` files) holds for this format.
 
         ComfyUI's VAE objects output raw latents and its latent formats' ``process_in`` applies scale/shift or

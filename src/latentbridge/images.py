@@ -132,7 +132,7 @@ def _open_rgb(path: Path) -> np.ndarray:
     if not path.exists():
         raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the path")
     try:
-        image = Image.open(path)
+        image: Image.Image = Image.open(path)
     except UnidentifiedImageError as exc:
         raise FileFormatError(
             f"{path}: not an image Pillow can read; expected a PNG, JPEG or WebP file (convert it to PNG)"
@@ -329,7 +329,11 @@ def save_images(
         info.add_text(PNG_KEY, json.dumps(meta, sort_keys=True))
         if images.ndim == 4:
             frame = Image.fromarray(pixels[i])
-            atomic_write(out, lambda f, frame=frame, info=info: frame.save(f, format="PNG", pnginfo=info))
+
+            def save_png(f: Any, frame: Image.Image = frame, info: PngInfo = info) -> None:
+                frame.save(f, format="PNG", pnginfo=info)
+
+            atomic_write(out, save_png)
         else:
             frames = [Image.fromarray(a) for a in pixels[i]]
 

@@ -139,7 +139,7 @@ class Fidelity:
     ssim: float
     images: int
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | str]:
         """JSON-ready dict (``inf`` PSNR becomes the string "inf")."""
         return {"psnr_db": self.psnr if math.isfinite(self.psnr) else "inf", "ssim": self.ssim, "images": self.images}
 

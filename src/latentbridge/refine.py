@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from latentbridge.errors import IncompatibleError, ShapeError
-from latentbridge.vae import VAE
+from latentbridge.vae import VAE, Fn
 
 __all__ = [
     "REFINE_LR",
@@ -62,7 +62,8 @@ class RefineResult:
         return tuple(10 * math.log10(b / a) if a > 0 else math.inf for b, a in pairs)
 
 
-def _check(vae: VAE, latents: torch.Tensor, target: torch.Tensor, steps: int) -> None:
+def _check(vae: VAE, latents: torch.Tensor, target: torch.Tensor, steps: int) -> Fn:
+    """The VAE's decoder, after checking that refinement can run with it."""
     if steps < 0:
         raise ValueError(f"refinement steps must be 0 or more, got {steps}")
     if vae.decode is None:
@@ -80,6 +81,7 @@ def _check(vae: VAE, latents: torch.Tensor, target: torch.Tensor, steps: int) ->
             f"refinement needs one target picture per latent, got {latents.shape[0]} latents and "
             f"{target.shape[0]} pictures"
         )
+    return vae.decode
 
 
 def refine_latent(
@@ -110,7 +112,7 @@ def refine_latent(
         IncompatibleError: the VAE has no decoder or is not a torch network.
         ShapeError: the decode's shape differs from ``target``'s, or the counts differ.
     """
-    _check(vae, latents, target, steps)
+    decode = _check(vae, latents, target, steps)
     device, dtype = vae.device, vae.dtype
     out, before, after = [], [], []
     # Gradients are taken with respect to the latent only (torch.autograd.grad): the decoder's weights — possibly
@@ -119,7 +121,7 @@ def refine_latent(
         z0 = z0.to(device, torch.float32)
         goal = goal.to(device, torch.float32)
         with torch.no_grad():
-            first = vae.decode(z0.to(dtype)).float()
+            first = decode(z0.to(dtype)).float()
         if first.shape != goal.shape:
             raise ShapeError(
                 f"{vae.name} decodes this latent to {tuple(first.shape)} but the target picture is "
@@ -131,7 +133,7 @@ def refine_latent(
         opt = torch.optim.Adam([z], lr=lr * float(z0.std().clamp_min(1e-6)))
         for _ in range(steps):
             with torch.enable_grad():
-                loss = (vae.decode(z.to(dtype)).float() - goal).pow(2).mean()
+                loss = (decode(z.to(dtype)).float() - goal).pow(2).mean()
                 value = float(loss.detach())
                 if not math.isfinite(value):  # keep the best finite iterate; more steps cannot help
                     break
@@ -142,7 +144,7 @@ def refine_latent(
             if on_step is not None:
                 on_step()
         with torch.no_grad():
-            last = float((vae.decode(z.detach().to(dtype)).float() - goal).pow(2).mean())
+            last = float((decode(z.detach().to(dtype)).float() - goal).pow(2).mean())
         if math.isfinite(last) and last < best:
             best, best_z = last, z.detach().clone()
         after.append(best)

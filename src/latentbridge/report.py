@@ -139,7 +139,7 @@ class LatentReport:
 
 
 def _previews(latent: Latent, fits_dir: str | os.PathLike[str] | None, notes: list[str]) -> list[Preview]:
-    out = []
+    out: list[Preview] = []
     fmt = latent.format
     if fmt is None or latent.space == "unknown":
         notes.append("previews need a known format and space: pass --format NAME and --space raw|model")
@@ -656,10 +656,12 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) of a protobuf message: ints, floats as raw bytes, or bytes."""
-    out, pos = [], 0
+    out: list[tuple[int, int, Any]] = []
+    pos = 0
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _read_varint(buf, pos)
         elif wire == 1:

@@ -33,6 +33,7 @@ from latentbridge import codec
 from latentbridge._atomic import atomic_write
 from latentbridge.bridge import Bridge, check_bridge_input
 from latentbridge.errors import FileFormatError, IncompatibleError, ShapeError
+from latentbridge.formats import Space
 from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import LPIPS_NOTE, fidelity, median_time
 from latentbridge.refine import REFINE_STEPS
@@ -195,12 +196,12 @@ def _unframes(frames: Latent, n: int, layout: str) -> Latent:
     return out.to_layout(layout)
 
 
-def _out_space(latent: Latent, space: str | None) -> str:
+def _out_space(latent: Latent, space: str | None) -> Space:
     if space is not None:
         if space not in ("raw", "model"):
             raise ValueError(f"space must be 'raw' or 'model', got {space!r}")
-        return space
-    return latent.space if latent.space in ("raw", "model") else "raw"
+        return "raw" if space == "raw" else "model"
+    return "model" if latent.space == "model" else "raw"
 
 
 FITS = ("pad", "crop")
@@ -368,8 +369,10 @@ def transfer(
     run.check_cancelled(f"transfer {method_name(method)}")
     if fit is not None and bridge is not None:
         raise ValueError("fit (--pad/--crop) applies to decode→re-encode; a bridge maps latents cell by cell")
-    moved, padding = _reencode(work, src_vae, dst_vae, run, refine, fit) if bridge is None else (None, "")
-    out = moved if moved is not None else _bridge(work, bridge, src_vae, dst_vae)
+    if bridge is None:
+        out, padding = _reencode(work, src_vae, dst_vae, run, refine, fit)
+    else:
+        out, padding = _bridge(work, bridge, src_vae, dst_vae), ""
     if bridge is None and dst_vae is not None and dst_vae.format is not None and out.format is None:
         out = out.replace(format=dst_vae.format)
     if out.format is not None and out.space in ("raw", "model") and out.space != out_space:
@@ -386,7 +389,7 @@ def transfer(
     src_id = _identity(src_vae, bridge.src if bridge else None)
     dst_id = _identity(dst_vae, bridge.dst if bridge else None)
     prov = _provenance(latent.provenance, method, src_id, dst_id)
-    if moved is not None:
+    if bridge is None:
         prov = _with_padding(prov, padding)
     return dataclasses.replace(out, provenance=prov)
 
@@ -478,13 +481,12 @@ def fidelity_report(
     for method in methods:
         # The output stays in the target's native space: the report decodes it, and a tiny target VAE
         # (TAESD family) may lack the statistics to convert it.
-        how = {"fit": fit} if fit is not None and not isinstance(as_method(method), Bridge) else {}
-        out, seconds = median_time(
-            lambda m=method, how=how: transfer(
-                latent, src_vae, dst_vae, method=m, space=dst_vae.native_space, **how, run=run
-            ),
-            repeats,
-        )
+        how = fit if fit is not None and not isinstance(as_method(method), Bridge) else None
+
+        def moved(method: Method = method, how: str | None = how) -> Latent:
+            return transfer(latent, src_vae, dst_vae, method=method, space=dst_vae.native_space, fit=how, run=run)
+
+        out, seconds = median_time(moved, repeats)
         decoded = _as_frames(decode_images(dst_vae, out, run)).float()
         fid = fidelity(*centre_common(decoded, reference))
         vs_image = fidelity(*centre_common(decoded, truth)) if truth is not None else None

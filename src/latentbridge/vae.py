@@ -382,8 +382,7 @@ def as_vae(vae: Any, *, format: LatentFormat | str | None = None, name: str = ""
     if isinstance(vae, VAE):
         if format is None:
             return vae
-        fmt = get_format(format) if isinstance(format, str) else format
-        return dataclasses.replace(vae, format=fmt)
+        return dataclasses.replace(vae, format=get_format(format) if isinstance(format, str) else format)
     kind = _diffusers_kind(vae)
     if kind is None:
         hint = "pass its .vae" if hasattr(vae, "vae") else "load a file or folder with latentbridge.load_vae(path)"
@@ -394,17 +393,13 @@ def as_vae(vae: Any, *, format: LatentFormat | str | None = None, name: str = ""
     module: Any = vae
     cfg: Any = module.config
     label = name or str(cfg.get("_name_or_path") or "") or type(vae).__name__
-    if kind == "AutoencoderTiny":
+    space: Space = "model" if kind == "AutoencoderTiny" else "raw"
+    if kind in ("AutoencoderTiny", "AutoencoderDC"):
         channels, ratio, dims = int(cfg["latent_channels"]), 2 ** (len(cfg["encoder_block_out_channels"]) - 1), 2
-        space: Space = "model"
     elif kind == "AutoencoderKLWan":
-        channels, ratio, dims, space = int(cfg["z_dim"]), int(cfg.get("scale_factor_spatial") or 8), 3, "raw"
-    elif kind == "AutoencoderDC":
-        channels, ratio, dims = int(cfg["latent_channels"]), 2 ** (len(cfg["encoder_block_out_channels"]) - 1), 2
-        space = "raw"
+        channels, ratio, dims = int(cfg["z_dim"]), int(cfg.get("scale_factor_spatial") or 8), 3
     else:
         channels, ratio, dims = int(cfg["latent_channels"]), 2 ** (len(cfg["block_out_channels"]) - 1), 2
-        space = "raw"
     fmt = _module_format(format, cfg, channels, ratio, dims, space, label)
     if fmt is not None and (fmt.space_shape(space) != (channels, ratio) or fmt.dims != dims):
         raise IncompatibleError(

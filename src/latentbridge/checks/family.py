@@ -70,7 +70,7 @@ def family_findings(
             and not is_zoo_name(best.format)
             and _profile_kinds(profiles, raw_owner(best.format)) & {"measured", "user"}
         )
-        if sharp and ident.confident and raw_owner(best.format) != raw_owner(vae_fmt.name):
+        if best is not None and sharp and ident.confident and raw_owner(best.format) != raw_owner(vae_fmt.name):
             fmt_best = formats().get(best.format)
             ratio = ""
             if fmt_best is not None and fmt_best.spatial_ratio != vae_fmt.spatial_ratio:

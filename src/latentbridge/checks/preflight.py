@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -14,7 +14,7 @@ import torch
 from latentbridge import codec
 from latentbridge.checks.findings import Finding
 from latentbridge.checks.result import Report
-from latentbridge.formats import LatentFormat, find_formats, get_format
+from latentbridge.formats import LatentFormat, Space, find_formats, get_format
 from latentbridge.latent import Latent
 from latentbridge.profiles import (
     Calibration,
@@ -233,7 +233,7 @@ def run_preflight(
     facts = report.vae
     crop = _centre_crop(x, cells)
     space = report.latent.space
-    spaces = [space] if space in ("raw", "model") else ["raw", "model"]
+    spaces: list[Space] = [cast(Space, space)] if space in ("raw", "model") else ["raw", "model"]
     vae_fmt = facts.format
     lat_fmt = get_format(report.latent.format) if report.latent.format else None
     raw_channels = crop.shape[1]
@@ -259,18 +259,18 @@ def run_preflight(
             label = f"{fmt.name} rgb preview ({sp})"
             scores.append(PreflightScore(label, fmt.name, "rgb", sp, values, z, penalty, ref_name))
     if isinstance(vae, VAE) and vae.decode is not None and facts.dims == 2:
-        fmt = lat_fmt or vae_fmt
+        read_as = lat_fmt or vae_fmt
         for sp in spaces:
             try:
-                lat = Latent(crop, fmt, sp)
-                native = crop if fmt is None else lat.to_space(vae.native_space, facts.stats).tensor
+                lat = Latent(crop, read_as, sp)
+                native = crop if read_as is None else lat.to_space(vae.native_space, facts.stats).tensor
                 image = codec.decode_native(vae, native, preflight_run(vae, run))
             except ValueError:  # no conversion for this space, or a decode that is not finite even in fp32
                 continue
             image = ((image.float() + 1) / 2).clamp(0, 1)
-            pooled = torch.nn.functional.adaptive_avg_pool2d(image, tuple(crop.shape[-2:]))
+            pooled = torch.nn.functional.adaptive_avg_pool2d(image, (int(crop.shape[-2]), int(crop.shape[-1])))
             values, z, penalty = _score(pooled, reference)
-            name = fmt.name if fmt is not None else "?"
+            name = read_as.name if read_as is not None else "?"
             scores.append(PreflightScore(f"VAE decode ({sp} as {name})", name, "vae", sp, values, z, penalty))
     findings: list[Finding] = []
     if isinstance(vae, VAE) and vae.decode is not None and vae.encode is not None and facts.dims == 2:
@@ -282,7 +282,7 @@ def run_preflight(
     table = tuple((s.label, round(s.penalty, 2)) for s in scores)
     own = [s for s in scores if vae_fmt is not None and s.format == vae_fmt.name and s.decoder == "rgb"]
     others = [s for s in scores if vae_fmt is not None and s.format != vae_fmt.name and s.decoder == "rgb"]
-    if own and others:
+    if own and others and vae_fmt is not None:
         mine = min(own, key=lambda s: s.penalty)
         best = min(others, key=lambda s: s.penalty)
         if not mine.natural and best.natural and best.penalty * PREFLIGHT_MARGIN < mine.penalty:
@@ -386,7 +386,7 @@ def _cycle_findings(
     crop: torch.Tensor,
     vae: VAE,
     fmt: LatentFormat | None,
-    spaces: list[str],
+    spaces: list[Space],
     cells: int,
     reference: float | None,
     calib: Calibration,

@@ -83,7 +83,7 @@ def decode_command(
     # before any work; a video latent's file count depends on the VAE (one PNG per frame for an image VAE)
     video = "T" in latent.layout
     refuse_existing(output_paths(output, latent.dim("N")), overwrite, folders_only=video)
-    model = load_vae_option(vae, part="decoder", format=vae_format, device=run.device)
+    model = load_vae_option(vae, part="decoder", format=vae_format, device=str(run.device))
     framewise = video and model.dims == 2  # frames of an image VAE's latents (AnimateDiff, SVD)
     if video:
         refuse_existing(output_paths(output, latent.dim("N") * (latent.dim("T") if framewise else 1)), overwrite)

@@ -54,7 +54,7 @@ def encode_command(
 
     container = container_for(output, container)  # before any work: `-o x.npy` must be a NumPy file
     refuse_existing([output], overwrite)
-    model = load_vae_option(vae, part="encoder", format=vae_format, device=run.device)
+    model = load_vae_option(vae, part="encoder", format=vae_format, device=str(run.device))
     if model.format is None:
         if vae_format is None:
             raise IncompatibleError(

@@ -26,6 +26,7 @@ from latentbridge._atomic import atomic_write
 from latentbridge.errors import IncompatibleError, did_you_mean
 from latentbridge.files import _containers as C
 from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER
+from latentbridge.formats import Space
 from latentbridge.latent import Latent
 
 CONTAINERS: tuple[str, ...] = ("latent", "safetensors", "pt", "npy", "npz")
@@ -64,7 +65,7 @@ def comfy_ready(latent: Latent) -> Latent:
         IncompatibleError: a model-space latent whose format is unknown, or a conversion that needs VAE
             statistics the Latent does not carry.
     """
-    target = latent.format.comfy_space if latent.format is not None else "raw"
+    target: Space = latent.format.comfy_space if latent.format is not None else "raw"
     if latent.space not in ("unknown", target):
         if latent.format is None:
             raise IncompatibleError(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -118,6 +118,11 @@ class BridgeNet(nn.Module):
     [N, C_dst, h·src_ratio/dst_ratio, w·src_ratio/dst_ratio].
     """
 
+    src_mean: torch.Tensor  # buffers, [C_src] / [C_dst]
+    src_std: torch.Tensor
+    dst_mean: torch.Tensor
+    dst_std: torch.Tensor
+
     def __init__(self, cfg: BridgeConfig) -> None:
         super().__init__()
         self.cfg = cfg
@@ -133,14 +138,15 @@ class BridgeNet(nn.Module):
                 bout = cfg.dst_channels // cfg.unshuffle**2
             else:
                 bin_, bout = cfg.src_channels * cfg.unshuffle**2, cfg.dst_channels * cfg.shuffle**2
+            head = nn.Conv2d(cfg.hidden, bout, 1)
+            nn.init.zeros_(head.weight)  # start exactly at the linear map
+            nn.init.zeros_(cast(torch.Tensor, head.bias))  # Conv2d(..., bias=True) has one
             self.body = nn.Sequential(
                 nn.Conv2d(bin_, cfg.hidden, 3, padding=1),
                 *[_Residual(cfg.hidden) for _ in range(cfg.blocks)],
                 nn.SiLU(),
-                nn.Conv2d(cfg.hidden, bout, 1),
+                head,
             )
-            nn.init.zeros_(self.body[-1].weight)  # start exactly at the linear map
-            nn.init.zeros_(self.body[-1].bias)
 
     def _through(self, body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
         """Normalised source -> body output on the target grid."""

@@ -16,12 +16,13 @@ Containers, recognised by their first bytes (never by the file name):
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
@@ -128,7 +129,7 @@ def _fail(path: Path, what: str, fix: str) -> FileFormatError:
     return FileFormatError(f"cannot read {path}: {what}; {fix}")
 
 
-def read_header(path: str | Path) -> Header:
+def read_header(path: str | os.PathLike[str]) -> Header:
     """Read the header of a weight file or diffusers folder.
 
     Raises:
@@ -317,7 +318,7 @@ def _read_folder(folder: Path) -> Header:
         raise _fail(config_path, f"it is not valid JSON ({exc})", "restore the folder's config.json") from exc
     if not isinstance(config, dict):
         raise _fail(config_path, "it is not a JSON object", "restore the folder's config.json")
-    inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(index, folder)
+    inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(cast(Path, index), folder)
     return replace(inner, source=folder, config=config)
 
 

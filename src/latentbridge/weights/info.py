@@ -253,9 +253,9 @@ def resolve_format(
         signals.append(("modelspec", _modelspec_format(spec)))
     chosen: tuple[str, str] | None = None
     for source, name in signals:
-        fmt = reg.get(name)
-        if fmt is None or not _fits(fmt, m):
-            why = "is not a registered format" if fmt is None else f"does not fit a {geometry_phrase(m)}"
+        named = reg.get(name)
+        if named is None or not _fits(named, m):
+            why = "is not a registered format" if named is None else f"does not fit a {geometry_phrase(m)}"
             notes.append(f"{source} names format {name!r}, which {why}: ignored")
             continue
         if source not in ("user", "metadata") and name not in m.candidates:

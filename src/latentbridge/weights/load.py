@@ -18,7 +18,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -501,7 +501,7 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
     what = f"{header.source} ({sig.name})"
     state, shapes, stray = _diffusers_state(header, info, parts)
     _check_stray(stray, what)
-    cls, derive = {
+    builders: dict[str, tuple[Any, Callable[[], dict[str, Any]]]] = {  # diffusers class, config maker
         "autoencoder_kl": (AutoencoderKL, lambda: kl_config(shapes, m.channels, flux2=False)),
         "autoencoder_kl_flux2": (AutoencoderKLFlux2, lambda: kl_config(shapes, m.channels, flux2=True)),
         "autoencoder_kl_wan": (
@@ -509,7 +509,8 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
             lambda: wan_config(shapes, m.channels, residual=sig.variant == "residual"),
         ),
         "autoencoder_dc": (AutoencoderDC, lambda: dc_config(shapes, m.channels)),
-    }[sig.architecture]
+    }
+    cls, derive = builders[sig.architecture]
     config, _source = stored_config(header, ctx.config, cls.__name__)
     config = config or derive()
     fmt = ctx.format
@@ -521,7 +522,7 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
     model = _build_meta(cls, config, what)
     stats = None
     if sig.architecture == "autoencoder_kl_flux2":
-        eps = float(model.config.batch_norm_eps)
+        eps = float(cast(Any, model).config.batch_norm_eps)
         stats = NormStats.from_running(
             state["bn.running_mean"], state["bn.running_var"], eps, f"bn.running_mean/var of {header.path.name}"
         )
