@@ -313,30 +313,34 @@ def from_autoencoder_kl(
     )
 
 
-def bind_autoencoder_kl(model: torch.nn.Module) -> tuple[Fn | None, Fn | None]:
-    """``(encode, decode)`` of an AutoencoderKL-like module: posterior mean, and the decoder's sample."""
-    net: Any = model
+def _diffusers_bind(latents_of: Callable[[Any], torch.Tensor], what: str) -> Bind:
+    """A ``bind`` for a diffusers autoencoder: ``encode`` returns ``latents_of(module.encode(images))``,
+    ``decode`` returns ``module.decode(latents).sample``."""
 
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return net.encode(images).latent_dist.mean
+    def bind(model: torch.nn.Module) -> tuple[Fn | None, Fn | None]:
+        net: Any = model
 
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        return net.decode(latents).sample
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            return latents_of(net.encode(images))
 
-    return encode, decode
+        def decode(latents: torch.Tensor) -> torch.Tensor:
+            return net.decode(latents).sample
+
+        return encode, decode
+
+    bind.__doc__ = f"``(encode, decode)`` of {what}."
+    return bind
 
 
-def bind_autoencoder_dc(model: torch.nn.Module) -> tuple[Fn | None, Fn | None]:
-    """``(encode, decode)`` of a diffusers AutoencoderDC (Sana's DC-AE): deterministic latents, decoder sample."""
-    net: Any = model
-
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return net.encode(images).latent
-
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        return net.decode(latents).sample
-
-    return encode, decode
+bind_autoencoder_kl = _diffusers_bind(
+    lambda out: out.latent_dist.mean, "an AutoencoderKL-like module: the posterior mean, the decoder's sample"
+)
+bind_autoencoder_dc = _diffusers_bind(
+    lambda out: out.latent, "a diffusers AutoencoderDC (Sana's DC-AE): deterministic latents, the decoder's sample"
+)
+bind_autoencoder_tiny = _diffusers_bind(
+    lambda out: out.latents, "a diffusers AutoencoderTiny (TAESD): [-1, 1] images <-> model-space latents"
+)
 
 
 DIFFUSERS_CLASSES: tuple[str, ...] = (
@@ -475,16 +479,3 @@ def _module_format(
         and math.isclose(f.shift, shift, rel_tol=CONFIG_SCALE_RTOL, abs_tol=1e-4)
     ]
     return named[0] if len(named) == 1 else None
-
-
-def bind_autoencoder_tiny(model: torch.nn.Module) -> tuple[Fn | None, Fn | None]:
-    """``(encode, decode)`` of a diffusers AutoencoderTiny (TAESD): [-1, 1] images <-> model-space latents."""
-    net: Any = model
-
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return net.encode(images).latents
-
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        return net.decode(latents).sample
-
-    return encode, decode
