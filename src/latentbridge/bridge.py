@@ -42,7 +42,7 @@ from latentbridge._atomic import atomic_write
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.latent import Latent, as_space
 from latentbridge.models.bridgenet import BRIDGE_KINDS, BridgeConfig, BridgeKind, BridgeNet
-from latentbridge.run import COMPUTE_DTYPES, Run, Tiling
+from latentbridge.run import Run
 from latentbridge.vae import VAE, VaeIdentity
 from latentbridge.weights.hashes import same_autoencoder
 
@@ -317,8 +317,7 @@ def random_views(image: np.ndarray, count: int, size: int, step: int, generator:
 
 def _native_run(vae: VAE, run: Run, batch_size: int) -> Run:
     """The codec run for the bridge's own encodes/decodes: where the VAE lives, in its own dtype (no copy)."""
-    dtype = vae.dtype if vae.dtype in COMPUTE_DTYPES.values() else torch.float32
-    return run.replace(device=vae.device, dtype=dtype, batch_size=batch_size, tiling=Tiling(), progress=None)
+    return vae.own_run().replace(batch_size=batch_size, cancel=run.cancel)
 
 
 def _encode_native(vae: VAE, images: torch.Tensor, batch_size: int, run: Run = Run()) -> torch.Tensor:

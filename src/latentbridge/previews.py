@@ -28,6 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -40,7 +41,7 @@ from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridge
 from latentbridge.formats import LatentFormat, unpack
 from latentbridge.latent import Latent
 from latentbridge.run import Run
-from latentbridge.vae import VAE
+from latentbridge.vae import VAE, as_vae
 
 __all__ = [
     "FIT_FILE_VERSION",
@@ -343,7 +344,7 @@ def linear_psnr(
     return _pooled_psnr(torch.cat(previews), torch.cat(targets))
 
 
-def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
+def _encode_for_fit(vae: VAE, image: torch.Tensor, run: Run) -> tuple[torch.Tensor, str]:
     """Encode one [1, 3, H, W] image in [0, 1]; return the latent the fit reads and its space."""
     if vae.encode is None:
         raise LatentBridgeError(
@@ -353,13 +354,13 @@ def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
     x = image * 2.0 - 1.0
     if vae.dims == 3:
         x = x.unsqueeze(2)  # a one-frame video: [1, 3, 1, H, W]
-    latent = codec.encode(vae, x)
+    latent = codec.encode(vae, x, run)
     if vae.format is None:
         return fold_frames(latent.tensor.float()), latent.space
     return preview_space_latent(latent), "model"
 
 
-def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] = ()) -> PreviewFit:
+def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] = (), *, run: Run = Run()) -> PreviewFit:
     """Fit latent→RGB preview factors for ``vae`` on ``images``.
 
     Each image is encoded with :func:`latentbridge.codec.encode` (posterior mean, fp32), converted to model space
@@ -371,6 +372,7 @@ def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] =
         vae: a VAE with an encoder; its ``sha256`` names the fit.
         images: [1, 3, H, W] tensors in [0, 1], H and W multiples of the VAE's spatial ratio.
         names: one name per image (kept in the fit for the record).
+        run: how the encodes run (default fp32 on the CPU).
 
     Returns:
         The fit (not yet stored: see :func:`save_fit`).
@@ -383,7 +385,7 @@ def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] =
     for image in images:
         if image.ndim != 4 or image.shape[:2] != (1, 3):
             raise ShapeError(f"fit_preview takes images [1, 3, H, W] in [0, 1], got {tuple(image.shape)}")
-        z, space = _encode_for_fit(vae, image.float())
+        z, space = _encode_for_fit(vae, image.float(), run)
         latents.append(z)
         pictures.append(image.float())
     factors, bias, quality, cells = fit_linear(latents, pictures)
@@ -588,17 +590,18 @@ def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False, run: Run =
     return fold_frames(codec.decode(vae, latent, run))
 
 
-def tiny_previewer(vae: VAE) -> Previewer:
+def tiny_previewer(vae: VAE, run: Run = Run()) -> Previewer:
     """A previewer that runs a small decoder (TAESD family incl. TAEF2, VAEApprox) — or any VAE's decoder.
 
     The returned function maps a latent (raw or model space; converted to the decoder's native space) to
-    [B·T, 3, H·r, W·r] float32 in [0, 1], ``r = vae.output_ratio`` (TAESD/TAEF2: 8, VAEApprox: 2).
+    [B·T, 3, H·r, W·r] float32 in [0, 1], ``r = vae.output_ratio`` (TAESD/TAEF2: 8, VAEApprox: 2), decoded as
+    ``run`` says.
     """
     if vae.decode is None:
         raise LatentBridgeError(f"VAE {vae.name!r} has no decoder; pass a decoder file for --method tiny")
 
     def preview(latent: Latent) -> torch.Tensor:
-        return decode_images(vae, latent)
+        return decode_images(vae, latent, run=run)
 
     return preview
 
@@ -607,13 +610,20 @@ def tiny_previewer(vae: VAE) -> Previewer:
 
 
 def choose_previewer(
-    latent: Latent, method: str = "auto", *, vae: VAE | None = None, fits_dir: str | os.PathLike[str] | None = None
+    latent: Latent,
+    method: str = "auto",
+    *,
+    vae: VAE | None = None,
+    fits_dir: str | os.PathLike[str] | None = None,
+    run: Run = Run(),
 ) -> tuple[Previewer, str]:
     """Pick the previewer for ``latent`` and say which one and why.
 
     ``auto``: with a ``vae``, its stored fit (:func:`fit_for_vae`) or else the VAE itself as a tiny decoder;
     without one, a stored fit for the latent (:func:`find_fit`: its provenance's VAE, then its format) or else the
     published factors. ``rgb``, ``fitted`` and ``tiny`` insist on that method and raise when it is unavailable.
+
+    ``run``: how a tiny decoder runs (device, dtype, cancel).
 
     Returns:
         (previewer, a one-line description of the choice).
@@ -638,7 +648,7 @@ def choose_previewer(
     if method == "tiny" or (method == "auto" and vae is not None):
         if vae is None:
             raise ValueError("--method tiny needs --vae FILE: a tiny decoder (TAESD family, TAEF2, VAEApprox)")
-        return tiny_previewer(vae), f"decoder {vae.name} ({vae.architecture})"
+        return tiny_previewer(vae, run), f"decoder {vae.name} ({vae.architecture})"
     if method == "rgb" or (latent.format is not None and has_published_factors(latent.format)):
         fmt = latent.format
         why = f"published factors for {fmt.name} ({fmt.source('rgb')})" if fmt is not None else "published factors"
@@ -651,10 +661,25 @@ def choose_previewer(
 
 
 def preview(
-    latent: Latent, method: str = "auto", *, vae: VAE | None = None, fits_dir: str | None = None
+    latent: Latent,
+    method: str = "auto",
+    *,
+    vae: VAE | Any | None = None,
+    fits_dir: str | os.PathLike[str] | None = None,
+    run: Run = Run(),
 ) -> torch.Tensor:
-    """Preview ``latent`` with :func:`choose_previewer`'s pick: [B·T, 3, H, W] float32 in [0, 1]."""
-    previewer, _ = choose_previewer(latent, method, vae=vae, fits_dir=fits_dir)
+    """A quick picture of ``latent``: [B·T, 3, H, W] float32 in [0, 1] (frames folded into the batch).
+
+    Args:
+        latent: a latent with a known format and space.
+        method: "auto", "rgb" (published latent→RGB factors), "fitted" (factors from ``fits_dir``) or "tiny" (a
+            small decoder given as ``vae``); see :func:`choose_previewer` for what "auto" picks.
+        vae: a tiny decoder (TAESD family, TAEF2, VAEApprox) or any VAE, also a diffusers module.
+        fits_dir: where fitted factors are stored (``latentbridge fit-preview``).
+        run: how a decoder runs.
+    """
+    decoder = as_vae(vae) if vae is not None else None
+    previewer, _ = choose_previewer(latent, method, vae=decoder, fits_dir=fits_dir, run=run)
     return previewer(latent)
 
 

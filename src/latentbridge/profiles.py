@@ -34,9 +34,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentbridge import codec
 from latentbridge._atomic import atomic_write
 from latentbridge.errors import LatentBridgeError
 from latentbridge.formats import LatentFormat, NormStats, formats, pack
+from latentbridge.run import Run
 from latentbridge.vae import VAE
 
 __all__ = [
@@ -867,6 +869,7 @@ def calibrate(
     crops: int = 2,
     seed: int = 0,
     kind: str = "user",
+    run: Run | None = None,
 ) -> Profile:
     """Build a profile for any VAE with an encoder by encoding images.
 
@@ -880,6 +883,7 @@ def calibrate(
         crops: random crops per image and size.
         seed: seed of the crop sampler.
         kind: profile kind to record ("user" for `latentbridge calibrate`, "measured" for shipped ones).
+        run: how the encodes run (default: on the VAE's own device and dtype); its cancel token stops them.
 
     Returns:
         A Profile of the VAE's native space (packed first for tiny decoders of packed formats).
@@ -903,10 +907,11 @@ def calibrate(
     for size in sizes:
         if size % vae.spatial_ratio:
             raise ValueError(f"calibration size {size} is not a multiple of the VAE's ratio {vae.spatial_ratio}")
+    own = run if run is not None else vae.own_run()
     for image in image_list:
         for size in sizes:
             batch = sample_crops(image, size, crops, generator)
-            z = vae.encode(batch).float()
+            z = codec.encode_native(vae, batch, own).cpu()
             if do_pack and fmt is not None:
                 z = pack(z, fmt.patch)
             latents.append(z)

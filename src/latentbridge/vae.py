@@ -34,6 +34,7 @@ from typing import Any
 import torch
 
 from latentbridge.formats import LatentFormat, NormStats, Space
+from latentbridge.run import COMPUTE_DTYPES, Run
 
 __all__ = [
     "CONFIG_SCALE_RTOL",
@@ -180,6 +181,12 @@ class VAE(VaeIdentity):
         """The module's weight dtype (float32 for ONNX and plain functions)."""
         t = _first_float(self.module)
         return t.dtype if t is not None else torch.float32
+
+    def own_run(self) -> Run:
+        """A :class:`~latentbridge.run.Run` on this VAE's own device and dtype: the codec then needs no cast copy
+        (a dtype the codec does not compute in, such as float64, runs in fp32)."""
+        dtype = self.dtype if self.dtype in COMPUTE_DTYPES.values() else torch.float32
+        return Run(device=self.device, dtype=dtype)
 
     def running(
         self, device: torch.device, dtype: torch.dtype, channels_last: bool

@@ -20,7 +20,7 @@ from latentbridge.profiles import (
     Calibration,
     calibration,
 )
-from latentbridge.run import COMPUTE_DTYPES, Run
+from latentbridge.run import Run
 from latentbridge.vae import VAE
 
 SCORE_NAMES: tuple[str, ...] = ("saturation", "cast", "range", "clipped", "slope")
@@ -322,9 +322,7 @@ CYCLE_PHOTOS: tuple[str, ...] = ("coffee", "rocket")
 
 def preflight_run(vae: VAE, run: Run | None = None) -> Run:
     """The run of the check's test decodes: the caller's, else the VAE's own device and dtype (no cast copy)."""
-    if run is not None:
-        return run
-    return Run(device=vae.device, dtype=vae.dtype if vae.dtype in COMPUTE_DTYPES.values() else "fp32")
+    return run if run is not None else vae.own_run()
 
 
 def _cycle(z: torch.Tensor, vae: VAE, run: Run | None = None) -> torch.Tensor:
