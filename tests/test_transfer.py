@@ -344,6 +344,33 @@ def test_directory_transfer_resumes_after_an_interruption(
     assert [o.status for o in _run(latent_dir, out, vae_a, vae_c)][:4] == ["skipped"] * 4
 
 
+def test_a_cancelled_directory_transfer_keeps_finished_files_and_writes_no_partial_one(
+    latent_dir: Path, vae_a: VAE, vae_c: VAE, tmp_path: Path
+) -> None:
+    """The cancel token is set (as another thread would) while the third file is being decoded: that file is not
+    written, the two before it stay complete and recorded, and a rerun finishes the folder."""
+    from latentbridge.errors import Cancelled
+    from latentbridge.run import CancelToken
+
+    out, token, events, calls = tmp_path / "out", CancelToken(), [], []
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 3:  # each file is one latent: the third file's decode
+            token.cancel("stopped by the user")
+        return vae_a.decode(z)
+
+    watched = dataclasses.replace(vae_a, decode=decode)
+    run = Run(progress=lambda e: events.append((e.task, e.done)), cancel=token)
+    with pytest.raises(Cancelled, match=r"was cancelled \(stopped by the user\); nothing was written for it"):
+        transfer_dir(latent_dir, out, watched, vae_c, run=run)
+    assert sorted(p.name for p in out.iterdir()) == ["l0.latent", "l1.latent", MANIFEST_NAME]  # no temp file left
+    assert sorted(json.loads((out / MANIFEST_NAME).read_text())["files"]) == ["l0.latent", "l1.latent"]
+    assert events == [("transfer reencode", 0), ("transfer reencode", 1), ("transfer reencode", 2)]
+    again = transfer_dir(latent_dir, out, vae_a, vae_c)
+    assert [o.status for o in again][:4] == ["skipped", "skipped", "done", "done"]
+
+
 def test_directory_adopts_an_output_written_just_before_the_interruption(
     latent_dir: Path, vae_a: VAE, vae_c: VAE, tmp_path: Path
 ) -> None:
