@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Literal, cast
 
 Severity = Literal["info", "warn", "error"]
@@ -67,16 +68,16 @@ class FindingKind:
 
 
 def _catalogue(kinds: Iterable[FindingKind]) -> Mapping[str, FindingKind]:
-    out: dict[str, FindingKind] = {}
-    for kind in kinds:
-        if kind.code in out:
-            raise ValueError(f"finding code {kind.code!r} is catalogued twice: one meaning per code")
-        out[kind.code] = kind
-    return out
+    """code -> kind; a code listed twice is an error (one meaning per code)."""
+    listed = [kind.code for kind in kinds]
+    twice = sorted({code for code in listed if listed.count(code) > 1})
+    if twice:
+        raise ValueError(f"finding codes {twice} are catalogued twice: one meaning per code")
+    return MappingProxyType({kind.code: kind for kind in kinds})
 
 
 FINDINGS: Mapping[str, FindingKind] = _catalogue(
-    (
+    [
         # values
         FindingKind("non-finite", "NaN or inf values", ("error",), "fact", ("non_finite_values", "values")),
         FindingKind("all-zero", "an all-zero latent (an empty latent)", ("error",), "fact", ("max_abs",)),
@@ -267,7 +268,7 @@ FINDINGS: Mapping[str, FindingKind] = _catalogue(
             "vae-test",
             ("cycle", "reference_ratio", "relative_ratio", "threshold"),
         ),
-    )
+    ]
 )
 """The finding catalogue: code -> :class:`FindingKind` (title, severity range, evidence kind, evidence keys)."""
 
