@@ -52,10 +52,11 @@ def _model_latent(fmt, size: int = 64, batch: int = 2, seed: int = 0) -> Latent:
 
 @pytest.mark.parametrize("fmt", WITH_RGB, ids=lambda f: f.name)
 def test_rgb_preview_shape_range_and_numbers(fmt):
-    lat = _model_latent(fmt)
+    size = max(64, 4 * fmt.model_spatial_ratio)  # at least 4×4 latent cells, also for the 32× formats
+    lat = _model_latent(fmt, size=size)
     out = P.rgb_preview(lat)
     frames = lat.dim("T")
-    side = 64 // fmt.spatial_ratio  # unpacked resolution, also for FLUX.2's packed model space
+    side = size // fmt.spatial_ratio  # unpacked resolution, also for FLUX.2's packed model space
     assert out.shape == (2 * frames, 3, side, side)
     assert out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0

@@ -68,6 +68,8 @@ __all__ = [
     "check_bridge_tensor",
     "decoder_weights",
     "fit_bridge",
+    "identity_from_record",
+    "identity_record",
     "load_bridge",
     "load_images",
     "plot_curve",

@@ -14,6 +14,7 @@ __all__ = [
     "InputTypeError",
     "LatentBridgeError",
     "LatentBridgeWarning",
+    "LibraryError",
     "MissingPartError",
     "NonFiniteError",
     "ShapeError",
@@ -102,3 +103,7 @@ class NonFiniteError(LatentBridgeError, ValueError):
 
 class LatentBridgeWarning(UserWarning):
     """Something latentbridge did on your behalf that you should know about (a redo in fp32, automatic tiling)."""
+
+
+class LibraryError(LatentBridgeError):
+    """A local model library that cannot be opened or used, or a lookup in it that found nothing usable."""

@@ -684,9 +684,12 @@ _BUILTIN: tuple[LatentFormat, ...] = (
         64,
         32,
         scale=0.75289,
+        rgb_factors=D.HUNYUAN_IMAGE21_RGB,
+        rgb_bias=D.HUNYUAN_IMAGE21_RGB_BIAS,
         sources={
             "geometry": "tencent/HunyuanImage-2.1 vae config: 64 latent channels, 32× spatial compression",
             "scale": D.COMFY + " HunyuanImage21.scale_factor 0.75289",
+            "rgb": D.COMFY + " HunyuanImage21.latent_rgb_factors(+bias) (ComfyUI 0.8.0)",
             "size_multiple": "latent cells are 32 px",
         },
     ),
@@ -772,9 +775,12 @@ _BUILTIN: tuple[LatentFormat, ...] = (
         temporal_ratio=4,
         causal_first_frame=True,
         scale=1.03682,
+        rgb_factors=D.HUNYUAN_VIDEO15_RGB,
+        rgb_bias=D.HUNYUAN_VIDEO15_RGB_BIAS,
         sources={
             "geometry": "HunyuanVideo 1.5 report: causal 3-D VAE, 32 channels, 16× spatial, 4× temporal",
             "scale": D.COMFY + " HunyuanVideo15.scale_factor 1.03682",
+            "rgb": D.COMFY + " HunyuanVideo15.latent_rgb_factors(+bias) (ComfyUI 0.8.0)",
             "size_multiple": "latent cells are 16 px",
         },
     ),
@@ -788,13 +794,14 @@ _BUILTIN: tuple[LatentFormat, ...] = (
         temporal_ratio=8,
         causal_first_frame=True,
         norm_source="vae",
+        rgb_factors=D.LTXV_RGB,
+        rgb_bias=D.LTXV_RGB_BIAS,
         sources={
             "geometry": "Lightricks/LTX-Video vae config: 128 latent channels, 32× spatial, 8× temporal",
             "scale": "scale 1: diffusers' LTX pipeline normalises with the VAE's latents_mean/latents_std",
             "norm": "diffusers AutoencoderKLLTXVideo buffers latents_mean/latents_std "
             "(original checkpoints: per_channel_statistics.mean-of-means / std-of-means)",
-            "rgb": "public factors exist (ComfyUI LTXV, 128 rows) but are not carried yet; "
-            "fit them with `latentbridge fit-preview`",
+            "rgb": D.COMFY + " LTXV.latent_rgb_factors(+bias) (ComfyUI 0.8.0), 128 rows for the normalised latent",
             "size_multiple": "latent cells are 32 px",
         },
     ),

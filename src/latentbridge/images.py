@@ -33,15 +33,18 @@ from latentbridge.errors import FileFormatError, LatentBridgeWarning, ShapeError
 from latentbridge.formats import nearest_sizes
 
 __all__ = [
+    "IMAGE_MAGIC",
     "PADDING_KEY",
     "PNG_KEY",
     "READ_FORMATS",
     "LoadedImages",
     "Padding",
     "fit_size",
+    "image_kind",
     "load_image",
     "load_images",
     "output_paths",
+    "read_image_text",
     "read_png_metadata",
     "save_images",
     "to_signed",
@@ -353,6 +356,89 @@ def save_images(
     return written
 
 
+IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"RIFF", "WEBP"),
+)
+_EXIF_IFD, _USER_COMMENT = 0x8769, 0x9286
+_COMFY_EXIF_TAGS = (0x0110, 0x010F, 0x010E, 0x010D, 0x010C)  # ComfyUI WebP: Model "prompt:…", Make "workflow:…", …
+
+
+def image_kind(path: str | os.PathLike[str]) -> str:
+    """ "PNG", "JPEG" or "WEBP" from a file's first bytes, or "" for anything else (never from its name)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(12)
+    except (IsADirectoryError, FileNotFoundError, PermissionError):
+        return ""
+    for magic, kind in IMAGE_MAGIC:
+        if head.startswith(magic) and (kind != "WEBP" or head[8:12] == b"WEBP"):
+            return kind
+    return ""
+
+
+def _user_comment(raw: Any) -> str:
+    """An EXIF UserComment's text: an 8-byte charset code ("UNICODE\\0" = UTF-16, "ASCII\\0\\0\\0"), then the text.
+
+    A1111 writes it with piexif's ``UserComment.dump(..., encoding="unicode")`` (UTF-16 big-endian); other tools
+    write little-endian, told apart here by where the zero bytes of ASCII characters fall.
+    """
+    if isinstance(raw, str):
+        return raw
+    if not isinstance(raw, bytes):
+        return ""
+    code, body = raw[:8], raw[8:]
+    if code == b"UNICODE\x00":
+        big = body[0::2].count(0) >= body[1::2].count(0)
+        return body.decode("utf-16-be" if big else "utf-16-le", errors="replace").rstrip("\x00")
+    if code in (b"ASCII\x00\x00\x00", b"\x00" * 8):
+        return body.decode("utf-8", errors="replace").rstrip("\x00")
+    return raw.decode("utf-8", errors="replace").rstrip("\x00")
+
+
+def read_image_text(path: str | os.PathLike[str]) -> dict[str, str]:
+    """Every text an image file carries that generators write provenance into, by key.
+
+    * PNG: every tEXt/zTXt/iTXt chunk (ComfyUI's ``prompt`` and ``workflow``, A1111's ``parameters``,
+      latentbridge's ``latentbridge``).
+    * JPEG / WebP: the EXIF UserComment as ``parameters`` (A1111 and Forge write their infotext there), ComfyUI's
+      WebP EXIF entries ``"prompt:{json}"`` (0x0110 Model) and ``"workflow:{json}"`` (0x010F Make, then down), and a
+      JPEG comment as ``comment``.
+
+    Raises:
+        FileFormatError: not a PNG, JPEG or WebP file, or text chunks too large for Pillow to read.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            if image.format not in READ_FORMATS:
+                raise FileFormatError(f"{path}: a {image.format} file; provenance is read from PNG, JPEG or WebP files")
+            if image.format == "PNG":
+                return {str(k): str(v) for k, v in image.text.items()}  # type: ignore[attr-defined]
+            out: dict[str, str] = {}
+            exif = image.getexif()
+            comment = _user_comment(exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT))
+            if comment:
+                out["parameters"] = comment
+            for tag in _COMFY_EXIF_TAGS:
+                value = exif.get(tag)
+                if isinstance(value, str) and ":" in value:
+                    key, _, text = value.partition(":")
+                    if key.isidentifier():
+                        out.setdefault(key, text)
+            if isinstance(image.info.get("comment"), bytes | str):
+                c = image.info["comment"]
+                out["comment"] = c.decode("utf-8", errors="replace") if isinstance(c, bytes) else c
+            return out
+    except UnidentifiedImageError as exc:
+        raise FileFormatError(f"{path}: not an image Pillow can read; expected a PNG, JPEG or WebP file") from exc
+    except ValueError as exc:  # Pillow's text-chunk size limits (PngImagePlugin.MAX_TEXT_CHUNK / MAX_TEXT_MEMORY)
+        raise FileFormatError(
+            f"{path}: its text chunks cannot be read ({exc}); the file is damaged or hostile"
+        ) from exc
+
+
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The provenance JSON :func:`save_images` stored in a PNG (``{}`` when the file has none).
 
@@ -360,13 +446,11 @@ def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
         FileFormatError: not a PNG, or a ``latentbridge`` chunk that is not JSON.
     """
     path = Path(path)
-    try:
-        with Image.open(path) as image:
-            if image.format != "PNG":
-                raise FileFormatError(f"{path}: a {image.format} file; provenance is read from PNG files only")
-            text = image.text.get(PNG_KEY)  # type: ignore[attr-defined]
-    except UnidentifiedImageError as exc:
-        raise FileFormatError(f"{path}: not an image Pillow can read; expected a PNG written by latentbridge") from exc
+    kind = image_kind(path)
+    if kind != "PNG":
+        what = f"a {kind} file" if kind else "not a PNG file"
+        raise FileFormatError(f"{path}: {what}; provenance is read from PNG files only")
+    text = read_image_text(path).get(PNG_KEY)
     if text is None:
         return {}
     try:

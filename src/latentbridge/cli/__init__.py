@@ -13,6 +13,7 @@ from latentbridge.cli import fit_preview as _fit_preview  # noqa: F401  (registe
 from latentbridge.cli import formats as _formats  # noqa: F401  (registers the command)
 from latentbridge.cli import identify as _identify  # noqa: F401  (registers the command)
 from latentbridge.cli import inspect as _inspect  # noqa: F401  (registers the command)
+from latentbridge.cli import library as _library  # noqa: F401  (registers the command group)
 from latentbridge.cli import preview as _preview  # noqa: F401  (registers the command)
 from latentbridge.cli import report as _report  # noqa: F401  (registers the command)
 from latentbridge.cli import transfer as _transfer  # noqa: F401  (registers the command)

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import typer
 from rich.console import Console
@@ -31,7 +31,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 _err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 VAE_HELP = "VAE: a weight file, a diffusers folder, a zoo name (zoo-a), or ENCODER,DECODER files joined by a comma."
-HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/previews (default ~/.cache/latentbridge)."
+AUTO_VAE_HELP = (
+    "VAE: a weight file, a diffusers folder, a zoo name (zoo-a), ENCODER,DECODER files joined by a comma, or auto "
+    "(the file the latent's provenance names, from `latentbridge library`)."
+)
+FITS_HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/previews (default ~/.cache/latentbridge)."
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
 
 
@@ -77,6 +81,37 @@ def vae_spec(spec: str) -> str | list[str]:
     if not parts:
         raise typer.BadParameter(f"--vae {spec!r} names no file: expected FILE, a zoo name, or ENCODER,DECODER")
     return parts[0] if len(parts) == 1 else parts
+
+
+HOME_ENV = "LATENTBRIDGE_HOME"  # the library's home; read here, by the CLI only
+DEFAULT_HOME = "~/.latentbridge"
+HOME_HELP = f"The model library's folder (default: ${HOME_ENV}, else {DEFAULT_HOME})."
+
+
+def library_home(home: str | os.PathLike[str] | None = None) -> Path:
+    """``--home``, else ``$LATENTBRIDGE_HOME``, else ``~/.latentbridge``."""
+    return Path(home or os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
+
+
+@overload
+def auto_vae(spec: str, latent: str | os.PathLike[str], *, option: str = ...) -> str: ...
+@overload
+def auto_vae(spec: None, latent: str | os.PathLike[str], *, option: str = ...) -> None: ...
+def auto_vae(spec: str | None, latent: str | os.PathLike[str], *, option: str = "--vae") -> str | None:
+    """``--vae auto``: the VAE the library resolves from the latent's provenance (its reasons on stderr); any other
+    value is returned unchanged. The one place the CLI turns "auto" into a file."""
+    if spec is None or spec.strip().lower() != "auto" or Path(spec).exists():
+        return spec
+    from latentbridge.library import Library, resolve_vae
+
+    if Path(latent).is_dir():
+        raise LatentBridgeError(
+            f"{option} auto reads one latent file's provenance, and {latent} is a folder: pass {option} FILE"
+        )
+    resolved = resolve_vae(latent, Library(library_home()))
+    for line in resolved.reasons:
+        _err.print(f"[cyan]{option} auto:[/cyan] {escape(line)}", markup=True)
+    return resolved.spec
 
 
 def load_vae_option(

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from latentbridge import LatentBridgeError
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, load_vae_option, vae_spec
+from latentbridge.cli._common import GRID_HELP, auto_vae, load_vae_option, vae_spec
 
 if TYPE_CHECKING:
     from latentbridge import Report
@@ -97,7 +97,9 @@ def render(report: Report, console: Console) -> None:
 @exit_2_on_error
 def check_command(
     latent: str = typer.Argument(..., help="A latent file (.latent, .safetensors, .pt, .npy, .npz, kohya cache)."),
-    vae: str = typer.Option(..., "--vae", help="The VAE to decode with: weight file, diffusers folder or zoo name."),
+    vae: str = typer.Option(
+        ..., "--vae", help="The VAE to decode with: weight file, diffusers folder, zoo name, auto."
+    ),
     format: str = typer.Option(None, "--format", help="The latent's format, when the file does not record it."),
     space: str = typer.Option(None, "--space", help="raw or model: the latent's space, when not recorded."),
     vae_format: str = typer.Option(None, "--vae-format", help="The VAE's format, when its file cannot tell."),
@@ -114,7 +116,7 @@ def check_command(
     from latentbridge import check, read_latent
 
     lat = read_latent(latent, key=key, format=format, space=space, layout=layout, grid=grid)
-    loaded = load_vae_for_check(vae, vae_format, preflight)
+    loaded = load_vae_for_check(auto_vae(vae, latent), vae_format, preflight)
     report = check(lat, loaded, preflight=preflight)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=1, default=str))

@@ -17,8 +17,9 @@ from rich.markup import escape
 from latentbridge import LatentBridgeError
 from latentbridge.cli._app import app
 from latentbridge.cli._common import (
+    AUTO_VAE_HELP,
     GRID_HELP,
-    VAE_HELP,
+    auto_vae,
     fail_on_error,
     load_vae_option,
     refuse_existing,
@@ -55,7 +56,7 @@ def decode_command(
     latent_file: Path = typer.Argument(
         ..., help="Latent file (.latent, safetensors, pt, npy/npz, kohya cache).", show_default=False
     ),
-    vae: str = typer.Option(..., "--vae", help=VAE_HELP, show_default=False),
+    vae: str = typer.Option(..., "--vae", help=AUTO_VAE_HELP, show_default=False),
     output: Path = typer.Option(
         ..., "-o", "--output", help="Output .png (a batch writes out-0.png, out-1.png, …).", show_default=False
     ),
@@ -83,7 +84,7 @@ def decode_command(
     # before any work; a video latent's file count depends on the VAE (one PNG per frame for an image VAE)
     video = "T" in latent.layout
     refuse_existing(output_paths(output, latent.dim("N")), overwrite, folders_only=video)
-    model = load_vae_option(vae, part="decoder", format=vae_format, device=str(run.device))
+    model = load_vae_option(auto_vae(vae, latent_file), part="decoder", format=vae_format, device=str(run.device))
     framewise = video and model.dims == 2  # frames of an image VAE's latents (AnimateDiff, SVD)
     if video:
         refuse_existing(output_paths(output, latent.dim("N") * (latent.dim("T") if framewise else 1)), overwrite)

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import HOME_HELP, IMAGE_SUFFIXES, fail_on_error, vae_spec
+from latentbridge.cli._common import FITS_HOME_HELP, IMAGE_SUFFIXES, fail_on_error, vae_spec
 
 if TYPE_CHECKING:
     import torch
@@ -61,7 +61,7 @@ def fit_preview_command(
     photos: bool = typer.Option(False, "--photos", help="Fit on latentbridge's bundled training photos instead."),
     max_side: int = typer.Option(512, "--max-side", min=16, help="Shrink larger images to this many pixels."),
     format: str = typer.Option(None, "--format", help="The VAE's latent format when the file cannot tell."),
-    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
 ) -> None:
     """Fit latent→RGB preview factors for a VAE by least squares and store them for `latentbridge preview`."""
     from latentbridge import load_vae

@@ -21,6 +21,7 @@ from latentbridge.cli._common import GRID_HELP, fail_on_error
 
 if TYPE_CHECKING:
     from latentbridge import LatentFile
+    from latentbridge.provenance import ProvenanceReport
 
 UNKNOWN_FORMAT = "unknown — run `latentbridge identify`"
 UNKNOWN_SPACE = "unknown — pass --space raw|model or run `latentbridge check`"
@@ -95,6 +96,17 @@ def _describe_weights(path: Path, fmt: str | None, as_json: bool, console: Conso
         console.print(Text(info.render()))
 
 
+def _show_provenance(found: ProvenanceReport, as_json: bool, console: Console, head: dict[str, Any]) -> None:
+    """The provenance readers' findings: one JSON object, or a titled list of lines."""
+    if as_json:
+        typer.echo(json.dumps({**head, "provenance_found": found.to_dict()}, indent=1, ensure_ascii=False))
+        return
+    if found.sources or head:
+        console.print(Text("provenance found", style="bold"))
+        for line in found.lines():
+            console.print(Text(f"  {line}"))
+
+
 @app.command("inspect")
 @fail_on_error
 def inspect_command(
@@ -119,19 +131,25 @@ def inspect_command(
     weight file or diffusers folder is (architecture, latent geometry, format)."""
     from latentbridge import latent_stats, open_latent
     from latentbridge.files import classify
+    from latentbridge.images import image_kind
+    from latentbridge.provenance import from_latent_file, read_provenance
 
     if space is not None and space not in ("raw", "model"):
         raise typer.BadParameter(f"{space!r} is not a space: use raw or model", param_hint="--space")
     console = Console(highlight=False)
     if not file.exists():
         raise FileNotFoundError(f"{file} does not exist")
+    if image_kind(file):  # an image: only the provenance it carries (ComfyUI graphs, A1111 parameters …)
+        _show_provenance(read_provenance(file), as_json, console, {"file": str(file), "kind": "image"})
+        return
     if file.is_dir() or classify(file) == "weights":  # a folder can only be a diffusers model (or pipeline)
         _describe_weights(file, format, as_json, console, hash)
         return
     info = open_latent(file, key=key, format=format, space=space, layout=layout, override=override, grid=grid)
     stats = latent_stats(info.latent)
+    found = from_latent_file(info)
     if as_json:
-        out = {"kind": "latent", **info.to_dict()}
+        out = {"kind": "latent", **info.to_dict(), "provenance_found": found.to_dict()}
         out["stats"] = {"overall": stats["overall"], "channels": stats["channels"]}
         if out["format"] is None:
             out["format_hint"] = UNKNOWN_FORMAT
@@ -139,3 +157,4 @@ def inspect_command(
         return
     console.print(_summary_table(info, stats))
     console.print(_stats_table(stats))
+    _show_provenance(found, False, console, {})

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, HOME_HELP, fail_on_error, load_vae_option
+from latentbridge.cli._common import FITS_HOME_HELP, GRID_HELP, fail_on_error, load_vae_option
 
 METHODS: tuple[str, ...] = ("auto", "rgb", "fitted", "tiny")  # latentbridge.previews.METHODS, without torch
 
@@ -33,7 +33,7 @@ def preview_command(
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Enlarge each preview by this factor (nearest)."),
-    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
 ) -> None:
     """Write a quick preview of a latent as a PNG (published, fitted or tiny-decoder preview)."""
     from latentbridge import read_latent

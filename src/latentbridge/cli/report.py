@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import HOME_HELP, fail_on_error, load_reference, load_vae_option, run_options
+from latentbridge.cli._common import FITS_HOME_HELP, fail_on_error, load_reference, load_vae_option, run_options
 
 if TYPE_CHECKING:
     from latentbridge import Run
@@ -34,7 +34,7 @@ def report_command(
     space: str = typer.Option(None, "--space", help="raw or model, when the files do not record it."),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
     title: str = typer.Option("latentbridge report", "--title", help="Page title."),
-    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
     *,
     run: Run,
 ) -> None:

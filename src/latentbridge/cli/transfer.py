@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, fail_on_error, load_vae_option, run_options
+from latentbridge.cli._common import GRID_HELP, auto_vae, fail_on_error, load_vae_option, run_options
 
 if TYPE_CHECKING:
     from latentbridge import Run
@@ -67,7 +67,9 @@ def fidelity_table(rows: Any, title: str) -> Table:
 def transfer_command(
     source: Path = typer.Argument(..., help="A latent file, or a folder of latent files.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder, for a folder input)."),
-    from_vae: str = typer.Option(None, "--from-vae", help="Source VAE: weight file, zoo name, or ENCODER,DECODER."),
+    from_vae: str = typer.Option(
+        None, "--from-vae", help="Source VAE: weight file, zoo name, ENCODER,DECODER, or auto."
+    ),
     to_vae: str = typer.Option(None, "--to-vae", help="Target VAE: weight file, zoo name, or ENCODER,DECODER."),
     bridge: Path = typer.Option(None, "--bridge", help="A bridge file from `latentbridge fit-bridge` (no pixels)."),
     bridge_kind: str = typer.Option("conv", "--bridge-kind", help="Which converter of the bridge: conv or linear."),
@@ -129,6 +131,7 @@ def transfer_command(
         method = Refine(refine)
     # A is only decoded; B encodes, and decodes too when the result is scored or refined through its decoder
     device, dtype = str(run.device), str(run.dtype)
+    from_vae = auto_vae(from_vae, source, option="--from-vae")  # "auto": the file the latent's provenance names
     src_vae = (
         load_vae_option(from_vae, part="decoder", device=device, dtype=dtype, option="--from-vae") if from_vae else None
     )

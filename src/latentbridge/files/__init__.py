@@ -22,8 +22,15 @@ from __future__ import annotations
 from latentbridge._atomic import atomic_write
 from latentbridge.files._classify import classify
 from latentbridge.files._containers import load_pickle, pickle_refusal, refused_global
-from latentbridge.files._read import KOHYA_SPACE, LatentFile, open_latent, read_latent
-from latentbridge.files._sniff import KINDS, looks_like_safetensors, sniff, text_impostor, zip_kind
+from latentbridge.files._read import KOHYA_SPACE, MUSUBI_FORMATS, LatentFile, musubi_known, open_latent, read_latent
+from latentbridge.files._sniff import (
+    KINDS,
+    looks_like_safetensors,
+    read_safetensors_header,
+    sniff,
+    text_impostor,
+    zip_kind,
+)
 from latentbridge.files._stats import latent_stats
 from latentbridge.files._write import CONTAINERS, comfy_ready, container_for, record, write_latent
 
@@ -31,6 +38,7 @@ __all__ = [
     "CONTAINERS",
     "KINDS",
     "KOHYA_SPACE",
+    "MUSUBI_FORMATS",
     "LatentFile",
     "atomic_write",
     "classify",
@@ -39,9 +47,11 @@ __all__ = [
     "latent_stats",
     "load_pickle",
     "looks_like_safetensors",
+    "musubi_known",
     "open_latent",
     "pickle_refusal",
     "read_latent",
+    "read_safetensors_header",
     "record",
     "refused_global",
     "sniff",

@@ -75,7 +75,7 @@ MUSUBI_FORMATS: dict[str, dict[int, tuple[str, str]]] = {
 }
 
 
-def _musubi_known(arch: str) -> dict[int, tuple[str, str]]:
+def musubi_known(arch: str) -> dict[int, tuple[str, str]]:
     """The {channels: (format, space)} of a musubi-tuner architecture name ({} when its caching was not read)."""
     if arch in MUSUBI_FORMATS:
         return MUSUBI_FORMATS[arch]
@@ -346,7 +346,7 @@ def _musubi_extras(contents: Contents, key: str, r: _Reading) -> None:
     if len(shape) == len(sizes) + 1 and shape[1:] == sizes:
         r.layout = "CTHW" if len(sizes) == 3 else "CHW"
     arch = dict(r.provenance.extra).get("musubi.architecture", "")
-    known = _musubi_known(arch).get(shape[0]) if shape else None
+    known = musubi_known(arch).get(shape[0]) if shape else None
     if known is not None:
         r.fmt, r.space = get_format(known[0]), known[1]
     others = sorted(n for n in contents.entries if n != key and _MUSUBI_LATENT.fullmatch(n))

@@ -47,6 +47,13 @@ _SHORT = {
     "autoencoder_kl": "KL",
     "autoencoder_kl_flux2": "FLUX.2 KL",
     "autoencoder_kl_wan": "Wan 3-D KL",
+    "autoencoder_kl_hunyuan_video": "HunyuanVideo 3-D KL",
+    "autoencoder_hunyuan_dcae": "Hunyuan DC-AE-style KL",
+    "autoencoder_kl_temporal_decoder": "SVD temporal-decoder KL",
+    "autoencoder_kl_ltx_video": "LTX-Video 3-D KL",
+    "autoencoder_mochi": "Mochi",
+    "cosmos_tokenizer": "Cosmos tokenizer",
+    "vqgan_stage_a": "Stable Cascade VQGAN",
     "autoencoder_dc": "DC-AE",
     "taesd": "TAESD",
     "taehv": "TAEHV",
@@ -190,7 +197,8 @@ def ambiguity(m: Match) -> str:
     return f"{geometry_phrase(m)}: {' or '.join(m.candidates)} — the file alone cannot tell; {AMBIGUOUS_FIX}"
 
 
-def _modelspec_format(value: str) -> str:
+def modelspec_format(value: str) -> str:
+    """The latent format a ``modelspec.architecture`` names ("stable-diffusion-xl-v1-base/lora" -> "sdxl"), or ""."""
     arch = value.strip().lower().split("/")[0]
     for prefix, name in MODELSPEC_FORMATS:
         if arch.startswith(prefix):
@@ -249,8 +257,8 @@ def resolve_format(
     if from_config:
         signals.append(("config.json", from_config))
     spec = header.metadata.get("modelspec.architecture", "")
-    if spec and _modelspec_format(spec):
-        signals.append(("modelspec", _modelspec_format(spec)))
+    if spec and modelspec_format(spec):
+        signals.append(("modelspec", modelspec_format(spec)))
     chosen: tuple[str, str] | None = None
     for source, name in signals:
         named = reg.get(name)

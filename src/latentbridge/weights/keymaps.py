@@ -189,6 +189,31 @@ def ldm_to_diffusers(levels: int) -> dict[str, str | None]:
     return out
 
 
+# --- HunyuanVideo: ComfyUI's keys -> diffusers AutoencoderKLHunyuanVideo ---------------------------------
+
+# the LDM names of convolutions, which HunyuanVideo's causal convs hold one level deeper (`conv1.conv.weight`)
+_CAUSAL_CONVS = ("conv_in", "conv_out", "conv1", "conv2", "nin_shortcut", "downsample.conv", "upsample.conv")
+
+
+def hunyuan_video_to_diffusers(levels: int) -> dict[str, str | None]:
+    """ComfyUI's HunyuanVideo VAE keys -> diffusers AutoencoderKLHunyuanVideo keys, for ``levels`` levels.
+
+    ComfyUI names the network as an LDM AutoencoderKL (comfy/ldm/modules/diffusionmodules/model.py with
+    ``conv3d``) whose every 3×3×3 conv is a causal wrapper holding its ``Conv3d`` as ``.conv``; diffusers'
+    HunyuanVideo blocks hold them the same way under diffusers' names. So the map is :func:`ldm_to_diffusers` with
+    that extra ``.conv`` on both sides of each conv; attention (1×1×1 convs in ComfyUI, linear in diffusers) and
+    the root 1×1×1 quant convs keep their names.
+    """
+    out: dict[str, str | None] = {}
+    for src, dst in ldm_to_diffusers(levels).items():
+        head = src[: -len(".{}")] if src.endswith(".{}") else ""
+        if dst is not None and head.endswith(_CAUSAL_CONVS) and not head.endswith("quant_conv"):
+            out[f"{head}.conv.{{}}"] = f"{dst[: -len('.{}')]}.conv.{{}}"
+        else:
+            out[src] = dst
+    return out
+
+
 # --- Wan 2.1: original release keys -> diffusers AutoencoderKLWan ---------------------------------------
 
 _WAN_RESNET = {

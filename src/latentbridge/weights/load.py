@@ -286,6 +286,38 @@ def kl_config(shapes: Mapping[str, tuple[int, ...]], channels: int, flux2: bool)
     return config
 
 
+def hunyuan_video_config(shapes: Mapping[str, tuple[int, ...]], channels: int) -> dict[str, Any]:
+    """An AutoencoderKLHunyuanVideo config from diffusers-named tensor shapes.
+
+    Widths, depth, resnets per level, attention and channels come from the shapes; the temporal compression (4)
+    holds no weights of its own (a causal conv's stride) and is the released HunyuanVideo VAE's.
+    """
+    enc = "encoder.conv_in.conv.weight" in shapes
+    keys = list(shapes)
+    block = "encoder.down_blocks.{}.resnets.0.conv1.conv.weight"
+    if not enc:
+        block = "decoder.up_blocks.{}.resnets.0.conv1.conv.weight"
+    levels = count_levels(block, keys)
+    if enc:
+        widths = [shapes[block.format(i)][0] for i in range(levels)]
+        per_block = count_levels("encoder.down_blocks.0.resnets.{}.conv1.conv.weight", keys)
+    else:
+        widths = [shapes[block.format(levels - 1 - i)][0] for i in range(levels)]
+        per_block = count_levels("decoder.up_blocks.0.resnets.{}.conv1.conv.weight", keys) - 1
+    return {
+        "in_channels": shapes["encoder.conv_in.conv.weight"][1] if enc else 3,
+        "out_channels": shapes["decoder.conv_out.conv.weight"][0] if "decoder.conv_out.conv.weight" in shapes else 3,
+        "latent_channels": channels,
+        "down_block_types": ("HunyuanVideoDownBlock3D",) * levels,
+        "up_block_types": ("HunyuanVideoUpBlock3D",) * levels,
+        "block_out_channels": tuple(widths),
+        "layers_per_block": per_block,
+        "spatial_compression_ratio": 2 ** (levels - 1),
+        "temporal_compression_ratio": 4,
+        "mid_block_add_attention": any(".mid_block.attentions." in k for k in keys),
+    }
+
+
 def wan_config(shapes: Mapping[str, tuple[int, ...]], channels: int, residual: bool) -> dict[str, Any]:
     """An AutoencoderKLWan config from diffusers-named tensor shapes (Wan 2.1 flat, Wan 2.2 residual)."""
     if "encoder.conv_in.weight" not in shapes:
@@ -461,6 +493,13 @@ def _diffusers_state(
 
 def _keymap(sig: Signature, keys: list[str]) -> tuple[K.KeyMap, K.FusedMap]:
     """(key map to diffusers names, fused tensors to split) for a signature's layout; depth read from ``keys``."""
+    if sig.architecture == "autoencoder_kl_hunyuan_video":
+        if sig.layout == "diffusers":
+            return {}, {}
+        levels = count_levels("encoder.down.{}.block.0.conv1.conv.weight", keys) or count_levels(
+            "decoder.up.{}.block.0.conv1.conv.weight", keys
+        )
+        return K.hunyuan_video_to_diffusers(levels), {}
     if sig.layout in ("ldm", "bfl"):
         levels = count_levels("encoder.down.{}.block.0.conv1.weight", keys) or count_levels(
             "decoder.up.{}.block.0.conv1.weight", keys
@@ -494,7 +533,7 @@ def _check_stray(stray: list[str], what: str) -> None:
 
 
 def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _Ctx) -> VAE:
-    from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLWan
+    from diffusers import AutoencoderDC, AutoencoderKL, AutoencoderKLFlux2, AutoencoderKLHunyuanVideo, AutoencoderKLWan
 
     m = _must_identify(info)
     sig = m.signature
@@ -509,6 +548,7 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
             lambda: wan_config(shapes, m.channels, residual=sig.variant == "residual"),
         ),
         "autoencoder_dc": (AutoencoderDC, lambda: dc_config(shapes, m.channels)),
+        "autoencoder_kl_hunyuan_video": (AutoencoderKLHunyuanVideo, lambda: hunyuan_video_config(shapes, m.channels)),
     }
     cls, derive = builders[sig.architecture]
     config, _source = stored_config(header, ctx.config, cls.__name__)

@@ -75,9 +75,11 @@ class Signature:
 
     Attributes:
         architecture: the network ("autoencoder_kl", "autoencoder_kl_flux2", "autoencoder_kl_wan",
-            "autoencoder_dc", "taesd", "taehv", "vaeapprox", "vaelight").
+            "autoencoder_kl_hunyuan_video", "autoencoder_hunyuan_dcae", "autoencoder_kl_temporal_decoder",
+            "autoencoder_kl_ltx_video", "autoencoder_mochi", "cosmos_tokenizer", "vqgan_stage_a", "autoencoder_dc",
+            "taesd", "taehv", "vaeapprox", "vaelight").
         variant: architecture variant ("" or "pool" (TAEF2), "f32" (TAESana), "residual" (Wan 2.2),
-            "p2"/"p4" (TAEHV with a 2×2/4×4 pixel patchify)).
+            "p2"/"p4" (TAEHV with a 2×2/4×4 pixel patchify), "video" (HunyuanVideo 1.5's 3-D DC-AE-style VAE)).
         layout: key layout ("diffusers", "ldm", "bfl", "wan", "efficientvit", "sequential", "module", "comfyui",
             "a1111", "onnx").
         title: one line for humans.
@@ -286,10 +288,14 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
     d = layout == "diffusers"
     enc_block = "encoder.down_blocks.0.resnets.0.conv1.weight" if d else "encoder.down.0.block.0.conv1.weight"
     dec_block = "decoder.up_blocks.0.resnets.0.conv1.weight" if d else "decoder.up.0.block.0.conv1.weight"
+    # Every KL f8/f4 encoder's first level ends in a square stride-2 conv; HunyuanImage 2.1's (same key names) ends
+    # in a conv to a quarter of the next width before a pixel-unshuffle, and its decoder upsamples at level 0.
+    enc_down = "encoder.down_blocks.0.downsamplers.0.conv.weight" if d else "encoder.down.0.downsample.conv.weight"
     enc = [KeyRule("encoder.conv_in.weight", ("*", "*", 3, 3)), KeyRule(enc_block, ("*", "*", 3, 3))]
-    enc.append(KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3)))
+    enc += [KeyRule(enc_down, ("D", "D", 3, 3)), KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3))]
     dec = [KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3)), KeyRule(dec_block, ("*", "*", 3, 3))]
     dec.append(KeyRule("decoder.conv_out.weight", ("*", "*", 3, 3)))
+    dec_forbidden = () if d else ("decoder.up.0.upsample.conv.weight",)  # LDM level 0 is full resolution
     enc_prefixes, dec_prefixes = ["encoder."], ["decoder."]
     forbidden: list[str] = []
     if quant == "top":
@@ -307,11 +313,12 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
     levels_dec = "decoder.up_blocks.{}.resnets.0.conv1.weight" if d else "decoder.up.{}.block.0.conv1.weight"
     parts = (
         Part(_ENC, tuple(enc_prefixes), tuple(enc), levels=levels_enc),
-        Part(_DEC, tuple(dec_prefixes), tuple(dec), levels=levels_dec),
+        Part(_DEC, tuple(dec_prefixes), tuple(dec), forbidden=dec_forbidden, levels=levels_dec),
     )
     if flux2:
         bn = (KeyRule("bn.running_mean", ("4C",)), KeyRule("bn.running_var", ("4C",)))
-        title = "FLUX.2 KL VAE with BatchNorm latent statistics (diffusers AutoencoderKLFlux2)"
+        keys = {"diffusers": "diffusers", "bfl": "BFL", "ldm": "ComfyUI (what its VAESave writes)"}[layout] + " keys"
+        title = f"FLUX.2 KL VAE with BatchNorm latent statistics (diffusers AutoencoderKLFlux2), {keys}"
         return Signature(
             "autoencoder_kl_flux2", "", layout, title, parts, required=bn, shared_prefixes=("bn.",), serves=("flux2",)
         )
@@ -320,9 +327,9 @@ def _kl(layout: str, quant: str, flux2: bool) -> Signature:
         "ldm": "AutoencoderKL, original LDM/SGM keys (encoder.down.0.block.0…, quant_conv)",
         "bfl": "AutoencoderKL, BFL bare keys (encoder.down.0.block.0…, no quant_conv: FLUX.1 ae, SD3)",
     }[layout]
-    return Signature(
-        "autoencoder_kl", "", layout, title, parts, forbidden=(*forbidden, "bn.running_mean"), serves=_KL_SERVES
-    )
+    # SVD's temporal decoder has the same LDM names plus time-mixing layers: its own signature below
+    forbidden += ["bn.running_mean", "decoder.mid.block_1.mix_factor"]
+    return Signature("autoencoder_kl", "", layout, title, parts, forbidden=tuple(forbidden), serves=_KL_SERVES)
 
 
 def _wan(layout: str, residual: bool) -> Signature:
@@ -402,6 +409,252 @@ def _wan(layout: str, residual: bool) -> Signature:
         dims=3,
         serves=("wan22",) if residual else ("wan21",),
     )
+
+
+def _hunyuan_video(layout: str) -> Signature:
+    """HunyuanVideo's causal 3-D KL VAE: AutoencoderKL's structure with every conv a causal Conv3d (``….conv.``).
+
+    ``layout``: "diffusers" (diffusers AutoencoderKLHunyuanVideo) or "ldm" (ComfyUI's keys: LDM names plus the
+    ``.conv`` of each causal conv, 1×1×1-conv attention; what ComfyUI loads and its VAESave writes).
+    """
+    d = layout == "diffusers"
+    five = ("*", "*", 3, 3, 3)
+    if d:
+        enc_block = "encoder.down_blocks.{}.resnets.0.conv1.conv.weight"
+        dec_block = "decoder.up_blocks.{}.resnets.0.conv1.conv.weight"
+        enc_down = "encoder.down_blocks.0.downsamplers.0.conv.conv.weight"
+    else:
+        enc_block = "encoder.down.{}.block.0.conv1.conv.weight"
+        dec_block = "decoder.up.{}.block.0.conv1.conv.weight"
+        enc_down = "encoder.down.0.downsample.conv.conv.weight"
+    enc = (
+        KeyRule("encoder.conv_in.conv.weight", ("*", 3, 3, 3, 3)),
+        KeyRule(enc_block.format(0), five),
+        KeyRule(enc_down, ("D", "D", 3, 3, 3)),  # HunyuanVideo 1.5 reduces channels before a space-to-depth
+        KeyRule("encoder.conv_out.conv.weight", ("2C", "*", 3, 3, 3)),
+        KeyRule("quant_conv.weight", ("2C", "2C", 1, 1, 1)),
+    )
+    dec = (
+        KeyRule("decoder.conv_in.conv.weight", ("*", "C", 3, 3, 3)),
+        KeyRule(dec_block.format(0), five),
+        KeyRule("decoder.conv_out.conv.weight", (3, "*", 3, 3, 3)),
+        KeyRule("post_quant_conv.weight", ("C", "C", 1, 1, 1)),
+    )
+    keys = "diffusers keys" if d else "ComfyUI keys (LDM names, .conv per causal conv)"
+    return Signature(
+        "autoencoder_kl_hunyuan_video",
+        "",
+        layout,
+        f"HunyuanVideo causal 3-D KL VAE (diffusers AutoencoderKLHunyuanVideo), {keys}",
+        (
+            Part(_ENC, ("encoder.", "quant_conv."), enc, levels=enc_block),
+            Part(
+                _DEC,
+                ("decoder.", "post_quant_conv."),
+                dec,
+                forbidden=() if d else ("decoder.up.0.upsample.conv.conv.weight",),
+                levels=dec_block,
+            ),
+        ),
+        dims=3,
+        serves=("hunyuan_video",),
+    )
+
+
+def _hunyuan_dcae(dims: int) -> Signature:
+    """HunyuanImage 2.1 (2-D, 32×) and HunyuanVideo 1.5 (3-D, 16×) VAEs in ComfyUI's keys (comfy/ldm/hunyuan_video/
+    vae.py, vae_refiner.py): LDM-like names, no quant convs, each level's resampling conv reduces (encoder) or
+    widens (decoder) the channels around a space-to-depth, and the decoder starts upsampling at level 0.
+    Identified only: latentbridge has no key map to diffusers' AutoencoderKLHunyuanImage / …Video15 yet.
+    """
+    c = ".conv" if dims == 3 else ""  # the 3-D network's causal convs hold their Conv3d as `.conv`
+    k = (3,) * dims
+    enc = (
+        KeyRule(f"encoder.conv_in{c}.weight", ("*", 3, *k)),
+        KeyRule(f"encoder.down.0.downsample.conv{c}.weight", ("Q", "*", *k)),  # a quarter of level 1's width
+        KeyRule(f"encoder.down.1.block.0.conv1{c}.weight", ("*", "4Q", *k)),  # ... restored by a 2×2 unshuffle
+        KeyRule(f"encoder.conv_out{c}.weight", ("2C", "*", *k)),
+    )
+    dec = (
+        KeyRule(f"decoder.conv_in{c}.weight", ("*", "C", *k)),
+        KeyRule(f"decoder.up.0.upsample.conv{c}.weight", ("*", "*", *k)),
+        KeyRule(f"decoder.conv_out{c}.weight", (3, "*", *k)),
+    )
+    name = "HunyuanImage 2.1 VAE (32×, 2-D)" if dims == 2 else "HunyuanVideo 1.5 VAE (16×, 4× time, causal 3-D)"
+    return Signature(
+        "autoencoder_hunyuan_dcae",
+        "" if dims == 2 else "video",
+        "comfyui",
+        f"{name}, ComfyUI keys; identified only: latentbridge cannot load it yet",
+        (
+            Part(_ENC, ("encoder.",), enc, levels=f"encoder.down.{{}}.block.0.conv1{c}.weight"),
+            Part(_DEC, ("decoder.",), dec, levels=f"decoder.up.{{}}.block.0.conv1{c}.weight"),
+        ),
+        forbidden=("quant_conv.weight", "post_quant_conv.weight"),
+        dims=dims,
+        serves=("hunyuan_image21",) if dims == 2 else ("hunyuan_video15",),
+        loadable=False,
+    )
+
+
+# --- VAEs ComfyUI loads that latentbridge identifies but cannot run yet (key names as comfy/sd.py reads them) ---
+
+_IDENTIFIED_ONLY = "identified only: latentbridge cannot load it yet"
+_FIVE = ("*", "*", 3, 3, 3)
+
+# Stable Video Diffusion's VAE: SD's encoder, a decoder with time-mixing layers (sgm VideoDecoder).
+_SVD = Signature(
+    "autoencoder_kl_temporal_decoder",
+    "",
+    "ldm",
+    f"AutoencoderKL with SVD's temporal decoder (diffusers AutoencoderKLTemporalDecoder), LDM keys; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.", "quant_conv."),
+            (
+                KeyRule("encoder.conv_in.weight", ("*", 3, 3, 3)),
+                KeyRule("encoder.down.0.block.0.conv1.weight", ("*", "*", 3, 3)),
+                KeyRule("encoder.conv_out.weight", ("2C", "*", 3, 3)),
+            ),
+            levels="encoder.down.{}.block.0.conv1.weight",
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.conv_in.weight", ("*", "C", 3, 3)),
+                KeyRule("decoder.conv_out.time_mix_conv.weight", (3, 3, "*", 1, 1)),
+            ),
+            levels="decoder.up.{}.block.0.conv1.weight",
+        ),
+    ),
+    required=(KeyRule("decoder.mid.block_1.mix_factor", (1,)),),  # its encoder alone is SD's: a KL file
+    serves=("sd1",),
+    loadable=False,
+)
+
+# LTX-Video 0.9.x (Lightricks' keys; comfy/ldm/lightricks/vae): 4×4 pixel patchify (48 = 3·16 channels), causal
+# 3-D convs holding `.conv`, per-channel latent statistics stored beside the network.
+_LTXV = Signature(
+    "autoencoder_kl_ltx_video",
+    "",
+    "original",
+    f"LTX-Video causal 3-D VAE (0.9.x), Lightricks keys (per_channel_statistics); {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.",),
+            (
+                KeyRule("encoder.conv_in.conv.weight", ("*", 48, 3, 3, 3)),
+                KeyRule("encoder.down_blocks.0.res_blocks.0.conv1.conv.weight", _FIVE),
+                KeyRule("encoder.conv_out.conv.weight", _FIVE),
+            ),
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.conv_in.conv.weight", ("*", "C", 3, 3, 3)),
+                KeyRule("decoder.up_blocks.0.res_blocks.0.conv1.conv.weight", _FIVE),
+                KeyRule("decoder.conv_out.conv.weight", (48, "*", 3, 3, 3)),
+            ),
+        ),
+    ),
+    required=(KeyRule("per_channel_statistics.mean-of-means", ("C",)),),
+    shared_prefixes=("per_channel_statistics.",),
+    ratio=32,
+    dims=3,
+    serves=("ltxv",),
+    loadable=False,
+)
+
+# Mochi 1 (Genmo) with ComfyUI's encoder./decoder. prefixes (comfy/ldm/genmo/vae/model.py): linear-patch
+# encoder, 1×1×1-conv decoder input; these two keys are the ones comfy/sd.py looks for.
+_MOCHI = Signature(
+    "autoencoder_mochi",
+    "",
+    "comfyui",
+    f"Mochi 1 VAE (Genmo), encoder./decoder. keys as ComfyUI loads them; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.",),
+            (
+                KeyRule("encoder.layers.4.layers.1.attn_block.attn.qkv.weight"),
+                KeyRule("encoder.output_proj.weight", ("2C", "*")),
+            ),
+        ),
+        Part(
+            _DEC,
+            ("decoder.",),
+            (
+                KeyRule("decoder.blocks.0.0.weight", ("*", "C", 1, 1, 1)),
+                KeyRule("decoder.blocks.2.blocks.3.stack.5.weight"),
+                KeyRule("decoder.output_proj.weight", (3, "*")),
+            ),
+        ),
+    ),
+    ratio=8,
+    dims=3,
+    serves=("mochi",),
+    loadable=False,
+)
+
+# NVIDIA Cosmos-1.0 continuous tokenizer CV8x8x8 (comfy/ldm/cosmos/vae.py): a 3-D wavelet patchify (192 = 3·4³),
+# factorised (spatial 1×3×3, temporal 3×1×1) convs holding `.conv3d`, per-frame latent statistics.
+_COSMOS = Signature(
+    "cosmos_tokenizer",
+    "",
+    "comfyui",
+    f"NVIDIA Cosmos-1.0 continuous video tokenizer (CV8x8x8), ComfyUI keys; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("encoder.", "quant_conv."),
+            (
+                KeyRule("encoder.conv_in.0.conv3d.weight", ("*", 192, 1, 3, 3)),
+                KeyRule("encoder.conv_out.0.conv3d.weight", ("C", "*", 1, 3, 3)),
+                KeyRule("quant_conv.conv3d.weight", ("C", "C", 1, 1, 1)),
+            ),
+        ),
+        Part(
+            _DEC,
+            ("decoder.", "post_quant_conv."),
+            (
+                KeyRule("decoder.conv_in.0.conv3d.weight", ("*", "C", 1, 3, 3)),
+                KeyRule("decoder.conv_out.0.conv3d.weight", (192, "*", 1, 3, 3)),
+                KeyRule("post_quant_conv.conv3d.weight", ("C", "C", 1, 1, 1)),
+            ),
+        ),
+    ),
+    shared_prefixes=("latent_mean", "latent_std"),
+    ratio=8,
+    dims=3,
+    serves=("cosmos",),
+    loadable=False,
+)
+
+# Stable Cascade stage A (comfy/ldm/cascade/stage_a.py): a VQGAN, pixel-unshuffle 2 then one stride-2 conv: 4×.
+_STAGE_A = Signature(
+    "vqgan_stage_a",
+    "",
+    "comfyui",
+    f"Stable Cascade stage A VQGAN (4 ch, 4×), keys as ComfyUI loads them; {_IDENTIFIED_ONLY}",
+    (
+        Part(
+            _ENC,
+            ("in_block.", "down_blocks."),
+            (KeyRule("in_block.1.weight", ("*", 12, 1, 1)), KeyRule("down_blocks.1.weight", ("*", "*", 4, 4))),
+        ),
+        Part(_DEC, ("up_blocks.", "out_block."), (KeyRule("out_block.0.weight", (12, "*", 1, 1)),)),
+    ),
+    required=(KeyRule("vquantizer.codebook.weight", ("*", "C")),),
+    shared_prefixes=("vquantizer.",),
+    ratio=4,
+    serves=("cascade_b",),
+    loadable=False,
+)
 
 
 _DC = Signature(
@@ -677,6 +930,16 @@ SIGNATURES: tuple[Signature, ...] = (
     _kl("bfl", "none", flux2=False),
     _kl("diffusers", "top", flux2=True),
     _kl("bfl", "inner", flux2=True),
+    _kl("ldm", "top", flux2=True),
+    _hunyuan_video("diffusers"),
+    _hunyuan_video("ldm"),
+    _hunyuan_dcae(2),
+    _hunyuan_dcae(3),
+    _SVD,
+    _LTXV,
+    _MOCHI,
+    _COSMOS,
+    _STAGE_A,
     _wan("diffusers", residual=False),
     _wan("diffusers", residual=True),
     _wan("wan", residual=False),
