@@ -13,7 +13,7 @@ import struct
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -266,7 +266,7 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, Entry], dict[str, str
     return entries, dict(meta)
 
 
-def read_npy_entry(fp: BinaryIO, name: str) -> Entry:
+def read_npy_entry(fp: IO[bytes], name: str) -> Entry:
     """Describe one .npy stream from its header (format 1.0 or 2.0); the stream is left at the data."""
     version = np.lib.format.read_magic(fp)
     if version == (1, 0):

@@ -16,19 +16,26 @@ Containers, recognised by their first bytes (never by the file name):
 from __future__ import annotations
 
 import json
+import os
 import pickle
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
 
 from latentbridge.errors import FileFormatError
-from latentbridge.files._containers import load_pickle, pickle_refusal, refused_global
-from latentbridge.files._sniff import looks_like_safetensors, text_impostor, zip_kind
+from latentbridge.files import (
+    load_pickle,
+    looks_like_safetensors,
+    pickle_refusal,
+    refused_global,
+    text_impostor,
+    zip_kind,
+)
 
 # safetensors dtype codes -> torch dtype names
 _ST_DTYPES: dict[str, str] = {
@@ -122,7 +129,7 @@ def _fail(path: Path, what: str, fix: str) -> FileFormatError:
     return FileFormatError(f"cannot read {path}: {what}; {fix}")
 
 
-def read_header(path: str | Path) -> Header:
+def read_header(path: str | os.PathLike[str]) -> Header:
     """Read the header of a weight file or diffusers folder.
 
     Raises:
@@ -311,7 +318,7 @@ def _read_folder(folder: Path) -> Header:
         raise _fail(config_path, f"it is not valid JSON ({exc})", "restore the folder's config.json") from exc
     if not isinstance(config, dict):
         raise _fail(config_path, "it is not a JSON object", "restore the folder's config.json")
-    inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(index, folder)
+    inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(cast(Path, index), folder)
     return replace(inner, source=folder, config=config)
 
 
