@@ -3,7 +3,7 @@
 # any looser spec pulls a multi-GB CUDA build), then the package with its extras; a second run skips
 # the install unless pyproject.toml or this script changed.
 #   ./run.sh demo [ARGS]   run the offline demo (latentbridge demo)
-#   ./run.sh test          run ruff and the whole test suite (then tests/comfy in ComfyUI's own venv)
+#   ./run.sh test          run ruff, mypy and the whole test suite (then tests/comfy in ComfyUI's own venv)
 #   ./run.sh cli ARGS      run any latentbridge command inside the environment
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -47,6 +47,7 @@ demo)
 test)
     "$VENV/bin/ruff" check .
     "$VENV/bin/ruff" format --check .
+    "$VENV/bin/mypy"
     "$VENV/bin/python" -m pytest -q "$@"
     # The node-pack tests run a real ComfyUI inside its own environment (scripts/comfy_env.sh); only on a full run.
     if [ $# -eq 0 ]; then

@@ -148,21 +148,23 @@ def _runner(case: dict[str, Any], vae: Any, module: Any) -> Any:
                 return module.encode(x).latent_dist.mean
 
         return run_diffusers
-    options: dict[str, Any] = {"progress": False}
+    from latentbridge import Run, Tiling
+
+    run = Run()
     if variant == "fast":
-        options.update(dtype="bf16", channels_last=True)
+        run = Run(dtype="bf16", channels_last=True)
     elif variant == "exact-cl":  # fp32 in channels-last memory format (oneDNN's preferred layout on CPU)
-        options.update(channels_last=True)
+        run = Run(channels_last=True)
     elif variant in ("tiled", "tiled-1pass"):
-        options.update(tile=tile, overlap=tile // 4, tile_passes=1 if variant == "tiled-1pass" else 2)
+        run = Run(tiling=Tiling(tile=tile, overlap=tile // 4, passes=1 if variant == "tiled-1pass" else 2))
     elif variant == "auto-768MiB":
-        options.update(max_memory=BUDGET)
+        run = Run(max_memory=BUDGET)
 
     def run_ours(x: torch.Tensor) -> torch.Tensor:
         if op == "decode":
             space = vae.native_space
-            return codec.decode(vae, Latent(x, format=vae.format, space=space), **options)
-        return codec.encode(vae, x, **options).tensor
+            return codec.decode(vae, Latent(x, format=vae.format, space=space), run)
+        return codec.encode(vae, x, run).tensor
 
     return run_ours
 
@@ -177,13 +179,12 @@ def worker(case: dict[str, Any]) -> dict[str, Any]:
     run = _runner(case, vae, module)
     estimate = None
     if not case["variant"].startswith("diffusers"):
-        from latentbridge import codec
+        from latentbridge import Run, Tiling, codec
 
         tile = case["tile"] if "tiled" in case["variant"] else None
         fast = case["variant"] == "fast"
-        estimate = codec.estimate_memory(
-            vae, x.shape, op=case["op"], dtype="bf16" if fast else "fp32", tile=tile, channels_last=fast
-        )
+        run = Run(dtype="bf16" if fast else "fp32", tiling=Tiling(tile=tile), channels_last=fast)
+        estimate = codec.estimate_memory(vae, x.shape, op=case["op"], run=run)
     cells = 64 // (vae.spatial_ratio if case["op"] == "decode" else 1)  # a 64-px warm-up input
     warm = x[..., :cells, :cells]
     with warnings.catch_warnings(record=True) as caught:
@@ -265,7 +266,7 @@ def make_input(model: str, op: str, size: int, path: Path, zoo_dir: str | None) 
         x = photo_tensor("astronaut", size)
         if op == "decode":
             vae, _ = _build(model, zoo_dir)
-            x = codec.encode(vae, x, progress=False).tensor
+            x = codec.encode(vae, x).tensor
     torch.save(x, path)
 
 
@@ -395,10 +396,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` with latentbridge's one atomic writer (temp file, fsync, ``os.replace``)."""
+    from latentbridge.files import atomic_write as write
+
+    write(path, text.encode("utf-8"), parents=True)
 
 
 def ab_worker(spec: dict[str, Any]) -> dict[str, Any]:

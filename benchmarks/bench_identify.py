@@ -48,12 +48,13 @@ sys.path.insert(0, str(REPO / "scripts"))
 
 import build_profiles as B  # noqa: E402
 
-from latentbridge.check import VaeFacts, check, cycle_reference, run_preflight  # noqa: E402
+from latentbridge.checks import check, cycle_reference, run_preflight  # noqa: E402
+from latentbridge.fingerprint import identify  # noqa: E402
 from latentbridge.formats import LatentFormat, formats, get_format, pack  # noqa: E402
-from latentbridge.identify import identify  # noqa: E402
 from latentbridge.latent import Latent  # noqa: E402
 from latentbridge.photos import HELDOUT_PHOTOS  # noqa: E402
 from latentbridge.profiles import builtin_profiles, profile_from_published, profile_set, raw_owner  # noqa: E402
+from latentbridge.vae import VaeIdentity  # noqa: E402
 
 SIZES = (128, 256, 384)
 EVAL_SEED = 777
@@ -73,10 +74,10 @@ class Sample:
     profiled: bool  # statistics are meaningful (a trained encoder)
 
 
-def vae_facts_for(fmt: LatentFormat) -> VaeFacts:
+def vae_facts_for(fmt: LatentFormat) -> VaeIdentity:
     """What a full VAE file of ``fmt`` tells the check (raw native space, the file's format known)."""
     c, r = fmt.space_shape("raw")
-    return VaeFacts(f"{fmt.name}.safetensors", "", "autoencoder_kl", fmt, "raw", c, r, fmt.dims)
+    return VaeIdentity(f"{fmt.name}.safetensors", "", "autoencoder_kl", fmt, "raw", c, r, fmt.dims)
 
 
 # --------------------------------------------------------------------------------------------- samples

@@ -2,7 +2,7 @@
 
 For each VAE family available offline:
 
-* fit latent→RGB factors with :func:`latentbridge.preview.fit_preview` on the TRAIN photos
+* fit latent→RGB factors with :func:`latentbridge.previews.fit_preview` on the TRAIN photos
   (``latentbridge.photos.TRAIN_PHOTOS``, centre squares at ``--fit-size`` px);
 * on each HELDOUT photo (``HELDOUT_PHOTOS``, at ``--size`` px) encode it, take the family's decode as the
   truth, and measure the PSNR of each preview against that decode area-downsampled to the preview's size:
@@ -36,7 +36,6 @@ import os
 import platform
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,7 +89,7 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
 def bench_family(family: str, size: int, fit_size: int, repeats: int) -> dict:
     """Fit on TRAIN, measure on HELDOUT; return the family's JSON-ready record."""
     from latentbridge import codec
-    from latentbridge import preview as P
+    from latentbridge import previews as P
     from latentbridge.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, photo_tensor
 
     vae, tiny, title = _load(family)
@@ -102,15 +101,15 @@ def bench_family(family: str, size: int, fit_size: int, repeats: int) -> dict:
         methods["tiny"] = P.tiny_previewer(tiny)
     rows = []
     for name in HELDOUT_PHOTOS:
-        latent = codec.encode(vae, photo_tensor(name, size), progress=False)
-        truth = codec.decode(vae, latent, progress=False)
+        latent = codec.encode(vae, photo_tensor(name, size))
+        truth = codec.decode(vae, latent)
         row: dict = {"photo": name, "latent_shape": list(latent.shape)}
         for method, fn in methods.items():
             out = fn(latent)
             target = F.interpolate(truth, size=tuple(out.shape[-2:]), mode="area")
             row[f"{method}_psnr_db"] = _psnr(out, target)
             row[f"{method}_seconds"] = _median_time(lambda fn=fn, latent=latent: fn(latent), repeats)
-        row["decode_seconds"] = _median_time(lambda latent=latent: codec.decode(vae, latent, progress=False), 1)
+        row["decode_seconds"] = _median_time(lambda latent=latent: codec.decode(vae, latent), 1)
         rows.append(row)
 
     def mean(key: str) -> float:
@@ -189,16 +188,10 @@ def markdown(report: dict) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and ``os.replace``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write ``text`` to ``path`` with latentbridge's one atomic writer (temp file, fsync, ``os.replace``)."""
+    from latentbridge.files import atomic_write as write
+
+    write(path, text.encode("utf-8"), parents=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

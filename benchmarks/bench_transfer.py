@@ -1,7 +1,7 @@
 """Benchmark: moving latents between VAE families — decode→re-encode, linear map, learned bridge.
 
 For each pair (A -> B): fit a bridge on ``builtin:train`` (timed, capped), then on each held-out photo encode
-it with A and measure, in the same run, every method with :func:`latentbridge.transfer.fidelity_report`:
+it with A and measure, in the same run, every method with :func:`latentbridge.transfers.fidelity_report`:
 
 * PSNR / SSIM of B's decode of the transferred latent against A's decode of the original latent;
 * the same against the original photo;
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import platform
 import statistics
 import sys
@@ -85,7 +84,7 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
     from latentbridge import codec
     from latentbridge.bridge import fit_bridge, load_bridge, save_bridge
     from latentbridge.photos import HELDOUT_PHOTOS, photo_tensor
-    from latentbridge.transfer import Refine, fidelity_report
+    from latentbridge.transfers import Refine, fidelity_report
 
     a, b = load(src_name), load(dst_name)
     log(f"{src_name} -> {dst_name}: fitting (cap {args.fit_seconds:.0f} s, encoding included)")
@@ -117,7 +116,7 @@ def run_pair(src_name: str, dst_name: str, args: argparse.Namespace, log) -> dic
     per_photo = []
     for name in HELDOUT_PHOTOS:
         image = photo_tensor(name, args.size)
-        latent = codec.encode(a, image, progress=False)
+        latent = codec.encode(a, image)
         methods = ["reencode", *([Refine(args.refine)] if args.refine and b.module is not None else []), *bridges]
         rows = fidelity_report(latent, a, b, methods, image=image, repeats=args.repeats)
         per_photo.append({"photo": name, "rows": [r.to_dict() for r in rows]})
@@ -282,11 +281,10 @@ def markdown(report: dict) -> str:
 
 
 def atomic_write(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    """Write ``text`` to ``path`` with latentbridge's one atomic writer (temp file, fsync, ``os.replace``)."""
+    from latentbridge.files import atomic_write as write
+
+    write(path, text.encode("utf-8"), parents=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,9 +41,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from latentbridge import _format_data as D  # noqa: E402
-from latentbridge.check import image_scores  # noqa: E402
+from latentbridge.checks import image_scores  # noqa: E402
+from latentbridge.fingerprint import family_log_prior, identify  # noqa: E402
 from latentbridge.formats import formats, get_format, raw_to_model  # noqa: E402
-from latentbridge.identify import family_log_prior, identify  # noqa: E402
 from latentbridge.photos import TRAIN_PHOTOS, load_photo  # noqa: E402
 from latentbridge.profiles import (  # noqa: E402
     CALIBRATION_SIZES,
@@ -410,11 +410,11 @@ def cycle_calibration(
     """Threshold of preflight's decode→encode test: the largest relative cycle ratio of an own latent.
 
     For every true autoencoder pair, the first crop of every training photo at 128 and 256 px: its cycle ratio
-    (latentbridge.check.cycle_ratio) divided by the VAE's reference ratio on the bundled reference photos at the
+    (latentbridge.checks.cycle_ratio) divided by the VAE's reference ratio on the bundled reference photos at the
     same size (cycle_reference). The threshold is the maximum over all of them: with n own latents, a new one
     exceeds the largest with probability about 1/(n+1).
     """
-    from latentbridge.check import CYCLE_PHOTOS, cycle_ratio, cycle_reference
+    from latentbridge.checks import CYCLE_PHOTOS, cycle_ratio, cycle_reference
 
     relative: dict[str, list[float]] = {}
     refs: dict[str, dict[int, float]] = {}
@@ -467,7 +467,7 @@ def natural_reference(photos: Iterable[str], seed: int) -> dict:
 
 def preview_reference(encs: list[Encoder], latents: dict[str, dict[str, list[torch.Tensor]]]) -> dict:
     """Image scores of each measured family's rgb previews of its own training latents (what "right" looks like)."""
-    from latentbridge.check import rgb_preview_of
+    from latentbridge.checks import rgb_preview_of
 
     out = {}
     for enc in encs:

@@ -274,7 +274,7 @@ def _png_metadata_seeds(scratch: Path) -> list[Seed]:
 def _fit_seeds(scratch: Path) -> list[Seed]:
     """A stored preview fit (what `fit-preview` writes), from the zoo's published factors."""
     from latentbridge.formats import get_format
-    from latentbridge.preview import PreviewFit, save_fit
+    from latentbridge.previews import PreviewFit, save_fit
 
     fmt = get_format("zoo-a")
     fit = PreviewFit(
@@ -452,7 +452,7 @@ def _png_metadata(path: Path) -> Any:
 
 
 def _load_fit(path: Path) -> Any:
-    from latentbridge.preview import load_fit
+    from latentbridge.previews import load_fit
 
     return load_fit(path)
 

@@ -430,7 +430,7 @@ def _dangling(tmp: Path) -> Path:
 
 
 def _preview(path: Path) -> Any:
-    from latentbridge.preview import preview
+    from latentbridge.previews import preview
 
     return preview(read_latent(path))
 
@@ -463,7 +463,7 @@ def _fit_deep(tmp: Path) -> Path:
 
 
 def _load_fit(path: Path) -> Any:
-    from latentbridge.preview import load_fit
+    from latentbridge.previews import load_fit
 
     return load_fit(path)
 

@@ -20,7 +20,6 @@ from latentbridge.bridge import (
     Bridge,
     BridgeConfig,
     BridgeNet,
-    Endpoint,
     FitResult,
     NamedImage,
     check_bridge_tensor,
@@ -402,7 +401,7 @@ def test_wrong_family_is_refused(fitted: FitResult) -> None:
 
 
 def test_endpoint_describes_the_vae(vae_a: VAE) -> None:
-    assert Endpoint.of(vae_a).describe() == "tiny-a (format sd1, raw, 4 ch / 8×, sha256 aaaaaaaaaaaa)"
+    assert vae_a.identity.describe() == "tiny-a (format sd1, raw, 4 ch / 8×, sha256 aaaaaaaaaaaa)"
     assert isinstance(Bridge, type)
 
 
@@ -427,7 +426,7 @@ def test_zoo_bridge_quality() -> None:
 
 
 def test_tuning_through_the_decoder_improves_the_decoded_match() -> None:
-    """zoo-a -> zoo-b: a briefly trained bridge, then a few seconds of pixel-loss tuning through zoo-b's decoder."""
+    """zoo-a -> zoo-b: a briefly trained bridge, then 30 steps of pixel-loss tuning through zoo-b's decoder."""
     import dataclasses
 
     from latentbridge import zoo
@@ -442,13 +441,14 @@ def test_tuning_through_the_decoder_improves_the_decoded_match() -> None:
     images = [NamedImage(n, small_photo(n, 128)) for n in ("coffee", "rocket", "china", "grace_hopper")]
     events: list = []
     result = fit_bridge(
-        a, b, images, view_size=96, views_per_image=1, crop=64, epochs=3, hidden=32, blocks=1, tune_seconds=12,
+        a, b, images, view_size=96, views_per_image=1, crop=64, epochs=3, hidden=32, blocks=1, tune_steps=30,
         on_event=events.append,
     )  # fmt: skip
     tune = result.conv.meta["tune"]
-    # Three epochs leave the bridge far from converged: pixel-loss steps must raise the held-out decoded PSNR
-    # (measured +1–2 dB here); the kept state is the best validated one, and the scores are of that state.
-    assert tune["steps"] >= 25 and tune["psnr_after"] > tune["psnr_before"] + 0.2
+    # Three epochs leave the bridge far from converged: 30 pixel-loss steps (a step budget, so the test does not
+    # depend on the machine's speed; 25+ steps measured +1–2 dB here) must raise the held-out decoded PSNR; the
+    # kept state is the best validated one, and the scores are of that state.
+    assert tune["steps"] == 30 and tune["psnr_after"] > tune["psnr_before"] + 0.2
     assert result.scores["psnr_conv"] == pytest.approx(tune["psnr_after"], abs=1e-3)
     assert any(e.stage == "tune" for e in events)
     onnx_like = dataclasses.replace(b, module=None, architecture="vaelight")
@@ -464,9 +464,9 @@ def test_cli_fit_bridge_then_transfer(shared_weights: Path, tmp_path: Path) -> N
 
     from latentbridge import codec
     from latentbridge.cli import app
-    from latentbridge.cli.transfer import load_vae_option
     from latentbridge.files import read_latent, write_latent
     from latentbridge.photos import photo_tensor
+    from latentbridge.weights import load_vae
 
     sd1 = ",".join(str(shared_weights / f) for f in ("vaelight-sd1/VAEencoder.onnx", "vaelight-sd1/VAEpreview.onnx"))
     flux2 = ",".join(str(shared_weights / f) for f in ("taef2/taef2_encoder.pth", "taef2/taef2_decoder.pth"))
@@ -484,11 +484,13 @@ def test_cli_fit_bridge_then_transfer(shared_weights: Path, tmp_path: Path) -> N
         assert text in result.output
     assert out.with_suffix(".png").exists()
     bridge = load_bridge(out)
-    assert bridge.config.unshuffle == 2 and bridge.src.format == "sd1" and bridge.dst.format == "flux2"
-    assert bridge.src.space == "raw" and bridge.dst.space == "model" and bridge.meta["data"]["images"] == 3
+    assert bridge.config.unshuffle == 2 and bridge.src.format.name == "sd1" and bridge.dst.format.name == "flux2"
+    assert (
+        bridge.src.native_space == "raw" and bridge.dst.native_space == "model" and bridge.meta["data"]["images"] == 3
+    )
 
-    light = load_vae_option(sd1, None, "cpu", "fp32")
-    write_latent(codec.encode(light, photo_tensor("astronaut", 64), progress=False), tmp_path / "a.latent")
+    light = load_vae(sd1.split(","))
+    write_latent(codec.encode(light, photo_tensor("astronaut", 64)), tmp_path / "a.latent")
     run = ["transfer", str(tmp_path / "a.latent"), "--bridge", str(out), "-o", str(tmp_path / "a2.st")]
     run += ["--out-space", "model", "--container", "safetensors"]
     moved = CliRunner().invoke(app, run, env={"COLUMNS": "200"})

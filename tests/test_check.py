@@ -8,22 +8,24 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from latentbridge.check import EXIT_CODES, Report, VaeFacts, check, image_scores, vae_facts
+from latentbridge.checks import EXIT_CODES, Report, check, image_scores, vae_identity
 from latentbridge.cli import app
+from latentbridge.fingerprint import Identification, identify
 from latentbridge.formats import formats, get_format, raw_to_model
-from latentbridge.identify import Identification, identify
 from latentbridge.latent import Latent, Provenance
 from latentbridge.photos import HELDOUT_PHOTOS, photo_tensor
 from latentbridge.profiles import GROUPS
+from latentbridge.vae import VaeIdentity
 
 runner = CliRunner()
 
 
-def facts(fmt: str | None, *, channels: int = 4, ratio: int = 8, dims: int = 2, space: str = "raw") -> VaeFacts:
+def facts(fmt: str | None, *, channels: int = 4, ratio: int = 8, dims: int = 2, space: str = "raw") -> VaeIdentity:
     """Header facts of a VAE of format ``fmt`` (its raw geometry), as latentbridge.weights.describe gives them."""
     f = get_format(fmt) if fmt else None
     c, r = f.space_shape(space) if f else (channels, ratio)
-    return VaeFacts(f"{fmt or 'unknown'}-vae.safetensors", "", "autoencoder_kl", f, space, c, r, f.dims if f else dims)
+    name = f"{fmt or 'unknown'}-vae.safetensors"
+    return VaeIdentity(name, "", "autoencoder_kl", f, space, c, r, f.dims if f else dims)
 
 
 def smooth(shape: tuple[int, ...], seed: int = 0, scale: float = 1.0, offset: float = 0.0) -> torch.Tensor:
@@ -150,7 +152,8 @@ def test_ratio_mismatch_from_provenance_size():
         "raw",
         provenance=Provenance(extra=(("height", "1024"), ("width", "1024"))),
     )
-    f = check(lat, facts("flux2")).finding("ratio-mismatch")
+    f = check(lat, facts("flux2")).finding("source-size-mismatch")
+    assert f.evidence_kind == "provenance"
     assert (
         "the source image was 1024×1024 px (provenance) but a 32×32 latent at flux2's 8× decodes to 256×256"
         in f.message
@@ -415,6 +418,7 @@ def test_scale_only_formats_still_catch_a_missing_scale():
 
 def test_recorded_family_mismatch_sd1_sdxl(sd1_raw):
     f = check(Latent(sd1_raw, SD1, "raw"), facts("sdxl")).finding("family-mismatch")
+    assert f.evidence_kind == "fact"
     assert f.message.startswith("the latent is recorded as sd1 but sdxl-vae.safetensors is sdxl: same shapes")
     assert "latentbridge transfer` (sd1 → sdxl)" in f.fix
 
@@ -426,7 +430,8 @@ def test_recorded_family_mismatch_flux1_sd3():
 
 def test_fingerprint_catches_an_unrecorded_family(sd1_raw):
     report = check(Latent(sd1_raw, None, "raw"), facts("sdxl"))
-    f = report.finding("family-mismatch")
+    f = report.finding("fingerprint-mismatch")
+    assert f.evidence_kind == "statistics"
     assert f.message.startswith("the latent's statistics say sd1 raw (")
     assert "but sdxl-vae.safetensors is sdxl" in f.message
     assert f.fix.startswith("decode with a sd1 VAE")
@@ -441,13 +446,13 @@ def test_zoo_a_latent_with_zoo_b_vae():
 
     enc = load_vae("zoo-a", part="encoder")
     z = enc.encode(photo_tensor("chelsea", 256))
-    assert check(Latent(z, None, "raw"), facts("zoo-b")).finding("family-mismatch").severity == "error"
+    assert check(Latent(z, None, "raw"), facts("zoo-b")).finding("fingerprint-mismatch").severity == "error"
     assert check(Latent(z, None, "raw"), facts("zoo-a")).verdict == "ok"
 
 
 def fingerprint_of(x: torch.Tensor, shares: dict[tuple[str, str], float]) -> Identification:
     """A fingerprint with given (format, space) -> probability, every candidate fitting its profile."""
-    from latentbridge.identify import Candidate
+    from latentbridge.fingerprint import Candidate
 
     cands = []
     for (name, space), p in sorted(shares.items(), key=lambda kv: -kv[1]):
@@ -475,7 +480,7 @@ def test_another_normalisation_of_the_same_vae_is_named_as_such():
     # a Playground-normalised latent and an SDXL VAE: the right network, but SDXL's scale would decode it wrong
     x = smooth((1, 4, 32, 32), scale=0.5)
     fp = fingerprint_of(x, {("playground25", "model"): 0.96, ("sdxl", "model"): 0.02, ("sd1", "model"): 0.02})
-    f = check(Latent(x, None, "model"), facts("sdxl", space="model"), fingerprint=fp).finding("family-mismatch")
+    f = check(Latent(x, None, "model"), facts("sdxl", space="model"), fingerprint=fp).finding("fingerprint-mismatch")
     assert "the latent's statistics say playground25 model (96% of model latents)" in f.message
     # sdxl model only; playground25 model is not counted
     assert "(2.0% by the same statistics): the same VAE, another model-space normalisation" in f.message
@@ -492,12 +497,12 @@ def test_a_recorded_space_conditions_the_family_probability():
         x, {("sd1", "raw"): 0.03, ("sdxl", "raw"): 0.10, ("sd1", "model"): 0.02, ("sdxl", "model"): 0.85}
     )
     bare = check(x, facts("sd1"), fingerprint=fp)
-    assert "family-doubt" in bare.codes("warn") or "family-mismatch" in bare.codes("error")
+    assert "family-doubt" in bare.codes("warn") or "fingerprint-mismatch" in bare.codes("error")
     raw = check(Latent(x, None, "raw"), facts("sd1"), fingerprint=fp)
-    assert not {"family-doubt", "family-mismatch"} & set(raw.codes()), raw.findings
+    assert not {"family-doubt", "fingerprint-mismatch"} & set(raw.codes()), raw.findings
     # recorded as model: sd1 is 2/87 = 2.3 % of the model-space hypotheses: an error, said so
     model = check(Latent(raw_to_model(x, SD1), None, "model"), facts("sd1"), fingerprint=fp)
-    f = model.finding("family-mismatch")
+    f = model.finding("fingerprint-mismatch")
     assert "the latent's statistics say sdxl model (98% of model latents)" in f.message and "(2.3% by" in f.message
 
 
@@ -552,7 +557,7 @@ def test_statistics_that_fit_no_profile_neither_confirm_nor_refute(sd1_raw):
     report = check(Latent(sd1_raw[:1] * 0.001 + 40, None, "raw"), facts("sd1"))
     f = report.finding("no-fit")
     assert f.severity == "info" and "fit no reference profile well (nearest: " in f.message
-    assert "family-mismatch" not in report.codes()
+    assert not {"family-mismatch", "fingerprint-mismatch"} & set(report.codes())
 
 
 def test_decoder_missing():
@@ -572,12 +577,12 @@ def dataclass_replace(obj, **kw):
 def test_vae_facts_from_weights_headers(shared_weights):
     from latentbridge.weights import describe
 
-    f = vae_facts(describe(shared_weights / "taef2" / "taef2_decoder.pth"))
+    f = vae_identity(describe(shared_weights / "taef2" / "taef2_decoder.pth"))
     assert (f.format.name, f.native_space, f.channels, f.spatial_ratio) == ("flux2", "model", 128, 16)
-    f = vae_facts(describe(shared_weights / "vaeapprox" / "vaeapprox-sdxl.pt"))
+    f = vae_identity(describe(shared_weights / "vaeapprox" / "vaeapprox-sdxl.pt"))
     assert f.format.name == "sdxl" and set(f.candidates) >= {"sd1", "sdxl"}  # known file: sdxl by its sha256
-    with pytest.raises(TypeError, match="check needs a VAE, VaeFacts or WeightsInfo for the VAE, got str"):
-        vae_facts("sd1")
+    with pytest.raises(TypeError, match="check needs a VAE, a VaeIdentity, a WeightsInfo or a diffusers autoencoder"):
+        vae_identity("sd1")
 
 
 # --- preflight --------------------------------------------------------------------------------------------
@@ -623,7 +628,7 @@ def zoo_pair():
 
 
 def test_preflight_cycle_tells_own_latents_from_another_space(zoo_pair):
-    from latentbridge.check import cycle_reference
+    from latentbridge.checks import cycle_reference
 
     zoo_a, zoo_b = zoo_pair
     image = photo_tensor("astronaut", 128)
@@ -657,7 +662,7 @@ def test_preflight_cycle_without_a_threshold_says_so(zoo_pair):
 
 
 def test_cycle_reference_needs_both_halves(sd1_decoder):
-    from latentbridge.check import cycle_reference
+    from latentbridge.checks import cycle_reference
 
     with pytest.raises(ValueError, match=r"cycle_reference needs a VAE with an encoder and a decoder; .*lacks one"):
         cycle_reference(sd1_decoder, 16)
@@ -729,9 +734,7 @@ def test_check_command_preflight_runs_the_cycle_test_with_both_halves(tmp_path):
 
     if not zoo.zoo_path("zoo-a").exists():
         pytest.skip(f"zoo VAE zoo-a not trained yet ({zoo.zoo_path('zoo-a')} missing)")
-    path = write_latent(
-        codec.encode(load_vae("zoo-a"), photo_tensor("chelsea", 128), progress=False), tmp_path / "a.latent"
-    )
+    path = write_latent(codec.encode(load_vae("zoo-a"), photo_tensor("chelsea", 128)), tmp_path / "a.latent")
     own = runner.invoke(app, ["check", str(path), "--vae", "zoo-a", "--preflight"], env={"COLUMNS": "200"})
     assert own.exit_code == 0, own.output
     assert "preflight-cycle: decode→encode keeps the latent about as well as zoo-a's own latents" in own.output

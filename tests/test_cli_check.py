@@ -23,7 +23,7 @@ def test_vae_path_with_commas_is_one_file(tmp_path):
         pytest.skip(f"zoo VAE zoo-a is not built in this checkout ({zoo.zoo_path('zoo-a')} missing)")
     vae = tmp_path / "VAE (v1, fp16) ü.safetensors"
     vae.write_bytes(Path(zoo.zoo_path("zoo-a")).read_bytes())
-    encoded = codec.encode(load_vae("zoo-a", part="encoder"), photo_tensor("astronaut", 64), progress=False)
+    encoded = codec.encode(load_vae("zoo-a", part="encoder"), photo_tensor("astronaut", 64))
     latent = write_latent(encoded, tmp_path / "a, b.latent")
     result = runner.invoke(app, ["check", str(latent), "--vae", str(vae)])
     assert result.exit_code == 0, result.output

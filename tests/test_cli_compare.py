@@ -26,7 +26,7 @@ def sd1(shared_weights, vaelight_files, tmp_path_factory):
 
     torch.set_num_threads(1)
     light = vaelight_files
-    latent = codec.encode(weights.load_vae(light), photo_tensor("chelsea", 128), progress=False)
+    latent = codec.encode(weights.load_vae(light), photo_tensor("chelsea", 128))
     folder = tmp_path_factory.mktemp("cmp")
     path = write_latent(latent, folder / "chelsea.latent")
     approx = {k: str(shared_weights / "vaeapprox" / f"vaeapprox-{k}.pt") for k in ("sd1", "sdxl", "sd3")}

@@ -19,6 +19,7 @@ from latentbridge.images import read_png_metadata, to_uint8
 from latentbridge.latent import Latent
 from latentbridge.metrics import psnr
 from latentbridge.photos import HELDOUT_PHOTOS, load_photo, photo_tensor
+from latentbridge.run import Run, Tiling
 
 pytest.importorskip("latentbridge.weights", reason="latentbridge.weights (load_vae) is not in this checkout yet")
 
@@ -87,7 +88,7 @@ def test_decode_png_equals_the_library_decode(tmp_path, taef2_spec):
     path = write_latent(latent, tmp_path / "two.safetensors", container="safetensors")
     result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "two.png", "--batch-size", "2")
     assert result.exit_code == 0, result.output
-    expected = codec.decode(load_vae(taef2_spec.split(",")), latent, batch_size=2, progress=False)
+    expected = codec.decode(load_vae(taef2_spec.split(",")), latent, run=Run(batch_size=2))
     for i in range(2):
         with Image.open(tmp_path / f"two-{i}.png") as im:
             np.testing.assert_array_equal(np.asarray(im), to_uint8(expected)[i])  # bit-exact 8-bit output
@@ -101,7 +102,9 @@ def test_memory_budget_tiles_and_says_so(tmp_path, taef2_spec):
 
     vae = load_vae(taef2_spec.split(","))
     need = codec.estimate_memory(vae, latent.shape)
-    budget = codec.estimate_memory(vae, latent.shape, tile=128)  # what 128-px tiles (2 passes) are estimated at
+    budget = codec.estimate_memory(
+        vae, latent.shape, run=Run(tiling=Tiling(tile=128))
+    )  # what 128-px tiles (2 passes) are estimated at
     assert budget < need  # so the whole image does not fit the budget and tiles must
     result = invoke("decode", path, "--vae", taef2_spec, "-o", tmp_path / "big.png", "--max-memory", str(budget))
     assert result.exit_code == 0, result.output
@@ -191,13 +194,13 @@ def test_output_folder_is_checked_before_any_work(tmp_path, zoo_a, monkeypatch):
         assert result.exit_code == 1
         assert f"error: output folder {tmp_path / 'missing'} does not exist: create it first" in result.output
 
-    class ReadOnlyFolders:  # `os` as decode.py sees a read-only folder (root, running tests, may write anywhere)
+    class ReadOnlyFolders:  # `os` as the CLI's output check sees a read-only folder (root may write anywhere)
         access = staticmethod(lambda *args: False)
 
         def __getattr__(self, name):
             return getattr(os, name)
 
-    monkeypatch.setattr("latentbridge.cli.decode.os", ReadOnlyFolders())
+    monkeypatch.setattr("latentbridge.cli._common.os", ReadOnlyFolders())
     result = invoke("decode", path, "--vae", zoo_a, "-o", tmp_path / "x.png")
     assert result.exit_code == 1 and f"cannot write into folder {tmp_path} (permission denied)" in result.output
 
@@ -225,7 +228,7 @@ def test_frames_of_an_image_latent_decode_one_by_one(tmp_path, shared_weights):
     from latentbridge.weights import load_vae
 
     light = load_vae(str(shared_weights / "vaelight-sd1" / "VAEencoder.onnx"), part="encoder")
-    frames = encode(light, torch.cat([photo_tensor(n, 64) for n in HELDOUT_PHOTOS]), progress=False)
+    frames = encode(light, torch.cat([photo_tensor(n, 64) for n in HELDOUT_PHOTOS]))
     torch.save(frames.tensor.transpose(0, 1)[None].contiguous(), tmp_path / "clip.pt")  # a bare [1, 4, 3, 8, 8]
     decoder = str(shared_weights / "vaelight-sd1" / "VAEpreview.onnx")
     args = [str(tmp_path / "clip.pt"), "--vae", decoder, "--space", "raw"]
@@ -246,6 +249,21 @@ def test_frames_of_an_image_latent_decode_one_by_one(tmp_path, shared_weights):
         np.asarray(Image.open(p)).tolist() for p in pngs
     ]
     # frame k of the clip is photo k's latent: its PNG is that latent's own decode
-    alone = codec.decode(load_vae(decoder, part="decoder"), frames, progress=False)
+    alone = codec.decode(load_vae(decoder, part="decoder"), frames)
     for k, png in enumerate(pngs):
         assert np.array_equal(np.asarray(Image.open(png)), to_uint8(alone[k]))
+
+
+def test_decode_draws_the_codec_progress_bar_on_a_terminal(tmp_path):
+    """The bar the codec drew itself before (label with the tile plan, done/total) now comes from the Run's
+    progress callback; it appears on a terminal (FORCE_COLOR makes rich treat the test's stderr as one) only."""
+    import re
+
+    path = write_latent(Latent(torch.randn(1, 4, 16, 16), get_format("zoo-a"), "raw"), tmp_path / "a.latent")
+    args = ["decode", str(path), "--vae", "zoo-a", "-o", str(tmp_path / "a.png"), "--tile", "64", "--force"]
+    shown = runner.invoke(app, args, env={"COLUMNS": "120", "FORCE_COLOR": "1"})
+    assert shown.exit_code == 0, shown.output
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown.output)  # the bar's ANSI control codes
+    assert "decode zoo-a (9 tiles of 56×56 px)" in text and "18/18" in text  # 9 tiles × 2 GroupNorm passes
+    quiet = runner.invoke(app, [*args, "--overwrite"], env={"COLUMNS": "120"})
+    assert quiet.exit_code == 0 and "tiles of" not in quiet.output

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from latentbridge.cli import app
 from latentbridge.photos import load_photo
-from latentbridge.preview import default_fits_dir, list_fits
+from latentbridge.previews import default_fits_dir, list_fits
 
 runner = CliRunner()
 

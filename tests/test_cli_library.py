@@ -63,7 +63,7 @@ def _workflow(vae_name: str) -> dict:
 def zoo_latent(tmp_path_factory) -> torch.Tensor:
     """A real zoo-a latent of a real photo (raw space, as a ComfyUI LATENT holds it)."""
     torch.set_num_threads(1)
-    return codec.encode(load_vae("zoo-a"), photos.photo_tensor("astronaut", 64), progress=False).tensor
+    return codec.encode(load_vae("zoo-a"), photos.photo_tensor("astronaut", 64)).tensor
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from latentbridge.files import write_latent
 from latentbridge.formats import get_format
 from latentbridge.latent import Latent
 from latentbridge.photos import photo_tensor
-from latentbridge.preview import PreviewFit, default_fits_dir, save_fit
+from latentbridge.previews import PreviewFit, default_fits_dir, save_fit
 
 runner = CliRunner()
 
@@ -28,7 +28,7 @@ def files(shared_weights, tmp_path_factory):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("latents")
     taef2 = weights.load_vae([shared_weights / "taef2" / f"taef2_{h}.pth" for h in ("encoder", "decoder")])
-    flux2 = codec.encode(taef2, photo_tensor("astronaut", 128), progress=False)
+    flux2 = codec.encode(taef2, photo_tensor("astronaut", 128))
     write_latent(flux2, folder / "astronaut_flux2.safetensors", container="safetensors")
     g = torch.Generator().manual_seed(0)
     video = Latent(torch.randn(1, 16, 3, 8, 8, generator=g), get_format("wan21"), "model", "NCTHW")

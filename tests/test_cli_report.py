@@ -26,7 +26,7 @@ def latents(shared_weights, vaelight_files, tmp_path_factory):
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("rep")
     light = vaelight_files
-    image = codec.encode(weights.load_vae(light), photo_tensor("astronaut", 128), progress=False)
+    image = codec.encode(weights.load_vae(light), photo_tensor("astronaut", 128))
     a = write_latent(image, folder / "astronaut.latent")
     x = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
     b = write_latent(Latent(x, get_format("sd1"), "model"), folder / "noise.safetensors", container="safetensors")

@@ -11,12 +11,12 @@ import pytest
 import torch
 from PIL import Image
 
-from latentbridge import compare as C
+from latentbridge import comparison as C
 from latentbridge.errors import ShapeError
 from latentbridge.formats import get_format
 from latentbridge.latent import Latent
 from latentbridge.photos import photo_tensor
-from latentbridge.preview import to_pil
+from latentbridge.previews import to_pil
 
 
 @pytest.fixture(autouse=True)
@@ -55,7 +55,7 @@ def sd1_setup(shared_weights):
     light = weights.load_vae([shared_weights / "vaelight-sd1" / n for n in ("VAEencoder.onnx", "VAEpreview.onnx")])
     approx = {k: weights.load_vae(shared_weights / "vaeapprox" / f"vaeapprox-{k}.pt") for k in ("sd1", "sdxl", "sd3")}
     photo = photo_tensor("chelsea", 128)
-    latent = codec.encode(light, photo, progress=False)  # raw SD1, provenance names VAElight
+    latent = codec.encode(light, photo)  # raw SD1, provenance names VAElight
     return light, approx, latent, (photo + 1) / 2
 
 
@@ -71,7 +71,7 @@ def test_the_right_decoder_wins_and_the_wrong_ones_say_why(sd1_setup):
     assert sd1.psnr > sdxl.psnr + 3
     assert sd1.colourfulness > sdxl.colourfulness  # the wrong space washes the colours out
     assert sd3.image is None and "cannot even be fed to this decoder" in sd3.error and sd3.psnr is None
-    if sd1.verdict:  # latentbridge.check is available: it calls the mix-ups
+    if sd1.verdict:  # latentbridge.checks is available: it calls the mix-ups
         assert (sd1.verdict, sdxl.verdict, sd3.verdict) == ("ok", "error", "error")
 
 

@@ -12,8 +12,8 @@ import torch
 from typer.testing import CliRunner
 
 from latentbridge.cli import app
+from latentbridge.fingerprint import Identification, family_log_prior, identify, shape_candidates
 from latentbridge.formats import formats, get_format, raw_to_model
-from latentbridge.identify import Identification, family_log_prior, identify, shape_candidates
 from latentbridge.latent import Latent
 from latentbridge.photos import HELDOUT_PHOTOS, TRAIN_PHOTOS, photo_tensor
 from latentbridge.profiles import (

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from latentbridge import preview as P
+from latentbridge import previews as P
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.formats import NormStats, formats, get_format, latent_shape
 from latentbridge.latent import Latent, Provenance
@@ -164,8 +164,8 @@ def test_fitted_factors_beat_published_ones_on_taef2(shared_weights):
     assert fit.published_psnr is not None and fit.fit_psnr > fit.published_psnr  # least squares wins on its own data
     fitted, published = [], []
     for name in HELDOUT_PHOTOS:
-        lat = codec.encode(vae, photo_tensor(name, size), progress=False)
-        truth = F.interpolate(codec.decode(vae, lat, progress=False), scale_factor=1 / 8, mode="area")
+        lat = codec.encode(vae, photo_tensor(name, size))
+        truth = F.interpolate(codec.decode(vae, lat), scale_factor=1 / 8, mode="area")
         fitted.append(P._pooled_psnr(P.fitted_previewer(fit)(lat), truth))
         published.append(P._pooled_psnr(P.rgb_preview(lat), truth))
     # measured: fitted 18.0 dB vs published 16.7 dB mean over astronaut/chelsea/flower at 128 px
@@ -187,8 +187,8 @@ def test_fitted_factors_beat_or_match_the_zoo_factors():
         fit = P.fit_preview(vae, [(photo_tensor(n, size) + 1) / 2 for n in names], names)
         fitted, published = [], []
         for photo in HELDOUT_PHOTOS:
-            lat = codec.encode(vae, photo_tensor(photo, size), progress=False)
-            truth = F.interpolate(codec.decode(vae, lat, progress=False), scale_factor=1 / 8, mode="area")
+            lat = codec.encode(vae, photo_tensor(photo, size))
+            truth = F.interpolate(codec.decode(vae, lat), scale_factor=1 / 8, mode="area")
             fitted.append(P._pooled_psnr(P.fitted_previewer(fit)(lat), truth))
             published.append(P._pooled_psnr(P.rgb_preview(lat), truth))
         # the zoo's own factors are a least-squares fit too (on more crops): matching within 0.5 dB counts
@@ -319,7 +319,7 @@ def test_tiny_preview_with_taef2_reproduces_the_photo(shared_weights):
     codec = _codec()
     vae = _taef2(shared_weights)
     photo = photo_tensor("astronaut", 128)
-    lat = codec.encode(vae, photo, progress=False)
+    lat = codec.encode(vae, photo)
     previewer, why = P.choose_previewer(lat, "tiny", vae=vae)
     out = previewer(lat)
     assert out.shape == (1, 3, 128, 128) and "taesd" in why

@@ -17,7 +17,8 @@ from latentbridge.errors import IncompatibleError, ShapeError
 from latentbridge.files import read_latent, write_latent
 from latentbridge.photos import photo_tensor
 from latentbridge.refine import refine_latent
-from latentbridge.transfer import Refine, fidelity_report, method_name, transfer
+from latentbridge.run import Run, Tiling
+from latentbridge.transfers import Refine, fidelity_report, method_name, transfer
 from latentbridge.vae import VAE
 
 
@@ -38,8 +39,8 @@ def pair() -> tuple[VAE, VAE]:
 def test_refinement_brings_the_decode_closer_to_its_target(pair: tuple[VAE, VAE]) -> None:
     a, b = pair
     image = photo_tensor("chelsea", 96)
-    target = codec.decode(a, codec.encode(a, image, progress=False), progress=False) * 2 - 1  # [-1, 1]
-    start = codec.encode(b, target, progress=False).tensor
+    target = codec.decode(a, codec.encode(a, image)) * 2 - 1  # [-1, 1]
+    start = codec.encode(b, target).tensor
     flags = [p.requires_grad for p in b.module.parameters()]
     result = refine_latent(b, start, target, steps=8)
     assert result.latent.shape == start.shape and result.latent.dtype == torch.float32
@@ -54,7 +55,7 @@ def test_refinement_brings_the_decode_closer_to_its_target(pair: tuple[VAE, VAE]
 def test_zero_steps_change_nothing(pair: tuple[VAE, VAE]) -> None:
     _, b = pair
     image = photo_tensor("astronaut", 64)
-    start = codec.encode(b, image, progress=False).tensor
+    start = codec.encode(b, image).tensor
     result = refine_latent(b, start, image, steps=0)
     assert torch.equal(result.latent, start) and result.mse_before == result.mse_after
 
@@ -62,7 +63,7 @@ def test_zero_steps_change_nothing(pair: tuple[VAE, VAE]) -> None:
 def test_reencode_plus_refine_gets_close_to_the_best_achievable(pair: tuple[VAE, VAE]) -> None:
     a, b = pair
     image = photo_tensor("astronaut", 128)
-    latent = codec.encode(a, image, progress=False)
+    latent = codec.encode(a, image)
     rows = {r.method: r for r in fidelity_report(latent, a, b, ["reencode", Refine(10)], image=image)}
     refined, plain, best = rows["reencode+refine 10"], rows["reencode"], rows["best achievable"]
     # Refinement optimises exactly the first column (B's decode vs A's decode): it must improve it clearly.
@@ -73,7 +74,7 @@ def test_reencode_plus_refine_gets_close_to_the_best_achievable(pair: tuple[VAE,
 
 def test_refine_method_records_itself_and_survives_a_file(pair: tuple[VAE, VAE], tmp_path: Path) -> None:
     a, b = pair
-    latent = codec.encode(a, photo_tensor("chelsea", 64), progress=False)
+    latent = codec.encode(a, photo_tensor("chelsea", 64))
     out = transfer(latent, a, b, method=Refine(2))
     assert out.format_name == b.format.name and out.shape == latent.shape
     assert dict(out.provenance.extra)["transfer.method"] == "reencode+refine 2"
@@ -86,13 +87,13 @@ def test_refine_method_records_itself_and_survives_a_file(pair: tuple[VAE, VAE],
 def test_refinement_errors(pair: tuple[VAE, VAE]) -> None:
     a, b = pair
     image = photo_tensor("chelsea", 64)
-    latent = codec.encode(a, image, progress=False)
+    latent = codec.encode(a, image)
     with pytest.raises(ValueError, match="at least 1 step"):
         Refine(0)
     with pytest.raises(ValueError, match="unknown transfer method 'refined'"):
         transfer(latent, a, b, method="refined")
     with pytest.raises(ValueError, match=r"runs the target decoder untiled .* drop --tile"):
-        transfer(latent, a, b, method="refine", tile=32)
+        transfer(latent, a, b, run=Run(tiling=Tiling(tile=32)), method="refine")
     onnx_like = dataclasses.replace(b, module=None, architecture="vaelight")
     with pytest.raises(IncompatibleError, match=r"not a torch network .* --method reencode"):
         refine_latent(onnx_like, latent.tensor, image, steps=1)
@@ -112,7 +113,7 @@ def test_cli_transfer_refine(pair: tuple[VAE, VAE], tmp_path: Path) -> None:
     from latentbridge.cli import app
 
     a, _ = pair
-    write_latent(codec.encode(a, photo_tensor("chelsea", 64), progress=False), tmp_path / "in.latent")
+    write_latent(codec.encode(a, photo_tensor("chelsea", 64)), tmp_path / "in.latent")
     args = ["transfer", str(tmp_path / "in.latent"), "--from-vae", "zoo-a", "--to-vae", "zoo-b"]
     result = CliRunner().invoke(app, [*args, "-o", str(tmp_path / "out.latent"), "--refine", "3", "--report"])
     assert result.exit_code == 0, result.output

@@ -21,7 +21,7 @@ from latentbridge.errors import FileFormatError
 from latentbridge.formats import get_format
 from latentbridge.latent import Latent
 from latentbridge.photos import photo_tensor
-from latentbridge.preview import PreviewFit, save_fit
+from latentbridge.previews import PreviewFit, save_fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,7 +34,7 @@ def reports(shared_weights, vaelight_files, tmp_path_factory):
     torch.set_num_threads(1)
     light = weights.load_vae(vaelight_files)
     approx = [weights.load_vae(shared_weights / "vaeapprox" / f"vaeapprox-{k}.pt") for k in ("sd1", "sdxl")]
-    latent = codec.encode(light, photo_tensor("chelsea", 128), progress=False)
+    latent = codec.encode(light, photo_tensor("chelsea", 128))
     fits = tmp_path_factory.mktemp("previews")
     rows = ((0.3, 0.2, 0.3), (0.3, 0.5, 0.2), (-0.3, 0.2, 0.3), (-0.2, -0.3, -0.7))
     fit = PreviewFit(light.sha256, light.name, "sd1", "model", rows, (0.0, 0.0, 0.0), ("x",), 64, 20.0, None, "now")
@@ -69,7 +69,7 @@ def test_report_contents(reports):
     assert {name for name, _, _ in image.figures} == {"statistics", "histograms", "channels", "correlation", "spectrum"}
     assert "sequence" in {name for name, _, _ in video.figures}  # three latent frames: a per-frame curve
     assert video.comparison is None and video.previews[0].frames == 3 and video.previews[0].images.shape[0] == 3
-    if image.checks:  # latentbridge.check is available: one verdict per candidate, the SDXL decoder refused
+    if image.checks:  # latentbridge.checks is available: one verdict per candidate, the SDXL decoder refused
         assert [r.verdict for _, r in image.checks] == ["ok", "ok", "error"]
 
 

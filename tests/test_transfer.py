@@ -21,7 +21,8 @@ from latentbridge.files import read_latent, write_latent
 from latentbridge.formats import get_format
 from latentbridge.latent import Latent, Provenance
 from latentbridge.photos import HELDOUT_PHOTOS, photo_tensor
-from latentbridge.transfer import (
+from latentbridge.run import Run
+from latentbridge.transfers import (
     MANIFEST_NAME,
     FileOutcome,
     fidelity_report,
@@ -77,7 +78,7 @@ def photos() -> torch.Tensor:
 
 @pytest.fixture(scope="module")
 def latent_a(vae_a: VAE, photos: torch.Tensor) -> Latent:
-    lat = codec.encode(vae_a, photos, progress=False)
+    lat = codec.encode(vae_a, photos)
     return lat.replace(provenance=dataclasses.replace(lat.provenance, source_image="astronaut,chelsea"))
 
 
@@ -94,7 +95,7 @@ def test_reencode_gives_the_target_format_in_the_input_space(
     assert out.format is dst.format and out.space == space and out.layout == "NCHW"
     assert out.shape == (2, dst.channels, SIZE // 8, SIZE // 8)
     # The same thing by hand: decode with A, encode with B (both through the codec), then the space.
-    by_hand = codec.encode(dst, codec.decode(vae_a, latent_a, progress=False) * 2 - 1, progress=False)
+    by_hand = codec.encode(dst, codec.decode(vae_a, latent_a) * 2 - 1)
     # Same networks and inputs; 1e-5 allows float32 reordering between the raw/model round trip.
     assert torch.allclose(out.to_space("raw").tensor, by_hand.tensor, atol=1e-5)
 
@@ -133,7 +134,7 @@ def test_provenance_survives_a_file(latent_a: Latent, vae_a: VAE, vae_c: VAE, tm
 
 
 def test_batches_equal_single_latents(latent_a: Latent, vae_a: VAE, vae_b: VAE) -> None:
-    both = transfer(latent_a, vae_a, vae_b, batch_size=2)
+    both = transfer(latent_a, vae_a, vae_b, run=Run(batch_size=2))
     one = transfer(latent_a.replace(tensor=latent_a.tensor[1:]), vae_a, vae_b)
     # Same convolutions on the same sample; 1e-5 covers batch-size dependent float32 kernels.
     assert torch.allclose(both.tensor[1:], one.tensor, atol=1e-5)
@@ -164,10 +165,10 @@ def tiny_wan(seed: int, name: str, fmt: str) -> VAE:
 def test_video_latents_go_through_a_3d_vae_whole() -> None:
     wan, cog = tiny_wan(1, "wan-a", "wan21"), tiny_wan(2, "cog-b", "cogvideox")
     clip = torch.rand(1, 3, 5, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1  # 5 frames: 4n+1
-    latent = codec.encode(wan, clip, progress=False)
+    latent = codec.encode(wan, clip)
     out = transfer(latent, wan, cog)
     assert out.format_name == "cogvideox" and out.layout == "NCTHW" and out.shape == (1, 16, 2, 4, 4)
-    by_hand = codec.encode(cog, codec.decode(wan, latent, progress=False) * 2 - 1, progress=False)
+    by_hand = codec.encode(cog, codec.decode(wan, latent) * 2 - 1)
     assert torch.allclose(out.tensor, by_hand.tensor, atol=1e-5)  # the same clip-level decode and encode
 
 
@@ -343,6 +344,33 @@ def test_directory_transfer_resumes_after_an_interruption(
     assert [o.status for o in _run(latent_dir, out, vae_a, vae_c)][:4] == ["skipped"] * 4
 
 
+def test_a_cancelled_directory_transfer_keeps_finished_files_and_writes_no_partial_one(
+    latent_dir: Path, vae_a: VAE, vae_c: VAE, tmp_path: Path
+) -> None:
+    """The cancel token is set (as another thread would) while the third file is being decoded: that file is not
+    written, the two before it stay complete and recorded, and a rerun finishes the folder."""
+    from latentbridge.errors import Cancelled
+    from latentbridge.run import CancelToken
+
+    out, token, events, calls = tmp_path / "out", CancelToken(), [], []
+
+    def decode(z: torch.Tensor) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 3:  # each file is one latent: the third file's decode
+            token.cancel("stopped by the user")
+        return vae_a.decode(z)
+
+    watched = dataclasses.replace(vae_a, decode=decode)
+    run = Run(progress=lambda e: events.append((e.task, e.done)), cancel=token)
+    with pytest.raises(Cancelled, match=r"was cancelled \(stopped by the user\); nothing was written for it"):
+        transfer_dir(latent_dir, out, watched, vae_c, run=run)
+    assert sorted(p.name for p in out.iterdir()) == ["l0.latent", "l1.latent", MANIFEST_NAME]  # no temp file left
+    assert sorted(json.loads((out / MANIFEST_NAME).read_text())["files"]) == ["l0.latent", "l1.latent"]
+    assert events == [("transfer reencode", 0), ("transfer reencode", 1), ("transfer reencode", 2)]
+    again = transfer_dir(latent_dir, out, vae_a, vae_c)
+    assert [o.status for o in again][:4] == ["skipped", "skipped", "done", "done"]
+
+
 def test_directory_adopts_an_output_written_just_before_the_interruption(
     latent_dir: Path, vae_a: VAE, vae_c: VAE, tmp_path: Path
 ) -> None:
@@ -399,7 +427,7 @@ def zoo_vae(name: str) -> VAE:
 def test_zoo_reencode_is_close_to_the_best_achievable(src: str, dst: str) -> None:
     a, b = zoo_vae(src), zoo_vae(dst)
     image = photo_tensor("astronaut", 128)
-    latent = codec.encode(a, image, progress=False)
+    latent = codec.encode(a, image)
     rows = {r.method: r for r in fidelity_report(latent, a, b, image=image)}
     # B reproduces A's (smoother) decode at least as well as it reproduces the sharp original: the benchmark's
     # 1 dB target, on one held-out photo.
@@ -410,13 +438,13 @@ def test_zoo_reencode_is_close_to_the_best_achievable(src: str, dst: str) -> Non
 
 def test_zoo_round_trip(tmp_path: Path) -> None:
     a, c = zoo_vae("zoo-a"), zoo_vae("zoo-c")
-    latent = codec.encode(a, photo_tensor("chelsea", 128), progress=False)
+    latent = codec.encode(a, photo_tensor("chelsea", 128))
     back = transfer(transfer(latent, a, c), c, a)
-    ref = codec.decode(a, latent, progress=False)
+    ref = codec.decode(a, latent)
     from latentbridge.metrics import psnr
 
     # Two decode→encode passes through small VAEs each lose detail, but the picture survives (> 25 dB).
-    assert psnr(codec.decode(a, back, progress=False), ref).item() > 25
+    assert psnr(codec.decode(a, back), ref).item() > 25
     assert [h.split(" ")[1] for h in back.provenance.history[-2:]] == ["reencode", "reencode"]
     assert back.provenance.vae_name == "zoo-a" and back.format_name == "zoo-a"
 
@@ -438,15 +466,15 @@ def real_specs(shared_weights: Path) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def real_vaes(real_specs: dict[str, str]) -> dict[str, VAE]:
-    from latentbridge.cli.transfer import load_vae_option
+    from latentbridge.cli._common import load_vae_option
 
-    return {k: load_vae_option(v, None, "cpu", "fp32") for k, v in real_specs.items()}
+    return {k: load_vae_option(v, part="both") for k, v in real_specs.items()}
 
 
 def test_real_sd1_to_flux2_and_back(real_vaes: dict[str, VAE]) -> None:
     light, taef2 = real_vaes["sd1"], real_vaes["flux2"]
     image = photo_tensor("astronaut", 128)
-    latent = codec.encode(light, image, progress=False)
+    latent = codec.encode(light, image)
     with pytest.raises(IncompatibleError, match=r"cannot be converted to raw space .* pass space='model'"):
         transfer(latent, light, taef2)  # TAEF2 has no BatchNorm statistics: FLUX.2 raw space is out of reach
     flux = transfer(latent, light, taef2, space="model")
@@ -472,7 +500,7 @@ def test_cli_transfer_file_with_report(real_specs: dict[str, str], real_vaes: di
 
     image = photo_tensor("chelsea", 64)
     Image.fromarray(to_uint8((image[0] + 1) / 2)).save(tmp_path / "chelsea.png")
-    write_latent(codec.encode(real_vaes["sd1"], image, progress=False), tmp_path / "in.latent")
+    write_latent(codec.encode(real_vaes["sd1"], image), tmp_path / "in.latent")
     args = ["transfer", str(tmp_path / "in.latent"), "--from-vae", real_specs["sd1"], "--to-vae", real_specs["flux2"]]
     args += ["-o", str(tmp_path / "out.safetensors"), "--out-space", "model", "--container", "safetensors"]
     result = CliRunner().invoke(app, [*args, "--report", "--image", str(tmp_path / "chelsea.png")], env=runner_env)
@@ -499,7 +527,7 @@ def test_cli_transfer_folder_resumes(real_specs: dict[str, str], real_vaes: dict
     src = tmp_path / "in"
     src.mkdir()
     for name in HELDOUT_PHOTOS:
-        write_latent(codec.encode(real_vaes["flux2"], photo_tensor(name, 64), progress=False), src / f"{name}.st",
+        write_latent(codec.encode(real_vaes["flux2"], photo_tensor(name, 64)), src / f"{name}.st",
                      container="safetensors")  # fmt: skip
     args = ["transfer", str(src), "--from-vae", real_specs["flux2"], "--to-vae", real_specs["sd1"]]
     args += ["-o", str(tmp_path / "out")]
@@ -516,17 +544,17 @@ def test_latent_from_the_encoder_file_transfers_with_the_decoder_file(
     real_specs: dict[str, str], real_vaes: dict[str, VAE]
 ) -> None:
     """A split VAE: the latent records the encoder file's hash, --from-vae names the decoder file alone."""
-    from latentbridge.cli.transfer import load_vae_option
+    from latentbridge.cli._common import load_vae_option
 
     encoder_file, decoder_file = real_specs["sd1"].split(",")
-    encoder = load_vae_option(encoder_file, None, "cpu", "fp32", part="encoder")
-    decoder = load_vae_option(decoder_file, None, "cpu", "fp32", part="decoder")
-    latent = codec.encode(encoder, photo_tensor("chelsea", 64), progress=False)
+    encoder = load_vae_option(encoder_file, part="encoder")
+    decoder = load_vae_option(decoder_file, part="decoder")
+    latent = codec.encode(encoder, photo_tensor("chelsea", 64))
     assert latent.provenance.vae_sha256 == encoder.sha256 != decoder.sha256
     by_half = transfer(latent, decoder, real_vaes["sd1"])
     by_pair = transfer(latent, real_vaes["sd1"], real_vaes["sd1"])  # "enc+dec" hashes: share the encoder's
     assert torch.equal(by_half.tensor, by_pair.tensor)
-    taef2_decoder = load_vae_option(real_specs["flux2"].split(",")[1], None, "cpu", "fp32", part="decoder")
+    taef2_decoder = load_vae_option(real_specs["flux2"].split(",")[1], part="decoder")
     with pytest.raises(IncompatibleError, match=r"this is a sd1 latent but --from-vae .* reads flux2 latents"):
         transfer(latent, taef2_decoder, real_vaes["sd1"])
 
@@ -537,14 +565,14 @@ def test_sizes_the_target_cannot_take_are_padded_or_cropped(
 ) -> None:
     """SD1 takes 8-px multiples, FLUX.2 16: a 72×56 px SD1 latent goes to FLUX.2 only with --pad or --crop."""
     light, taef2 = real_vaes["sd1"], real_vaes["flux2"]
-    latent = codec.encode(light, photo_tensor("astronaut", 128)[..., :72, :56], progress=False)  # 9×7 cells
+    latent = codec.encode(light, photo_tensor("astronaut", 128)[..., :72, :56])  # 9×7 cells
     with pytest.raises(ShapeError, match=r"multiples of 16 px, got 72×56; .* --pad / --crop"):
         transfer(latent, light, taef2, space="model")
     out = transfer(latent, light, taef2, space="model", fit=fit)
     record = dict(out.provenance.extra).get("padding")
     if fit == "pad":  # 80×64: 4 px top and bottom, 4 px left and right, recorded for decode to crop off
         assert out.shape == (1, 128, 5, 4) and record == "4,4,4,4"
-        pictures = codec.decode(taef2, out, progress=False)
+        pictures = codec.decode(taef2, out)
         assert pictures.shape[-2:] == (72, 56)
     else:  # 64×48: nothing padded, nothing recorded
         assert out.shape == (1, 128, 4, 3) and record is None
@@ -575,7 +603,7 @@ def test_cli_names_the_half_a_transfer_needs(
 
     from latentbridge.cli import app
 
-    write_latent(codec.encode(real_vaes["sd1"], photo_tensor("chelsea", 64), progress=False), tmp_path / "in.latent")
+    write_latent(codec.encode(real_vaes["sd1"], photo_tensor("chelsea", 64)), tmp_path / "in.latent")
     light_encoder, light_decoder = real_specs["sd1"].split(",")
     taef2_encoder = real_specs["flux2"].split(",")[0]
     base = ["transfer", str(tmp_path / "in.latent"), "-o", str(tmp_path / "out.latent"), "--out-space", "model"]

@@ -790,7 +790,9 @@ def test_decoder_only_file(tmp_path):
     info = describe(path, hash=False)
     assert info.has_decoder and not info.has_encoder
     with pytest.raises(WeightsError, match=r"holds only the decoder of a AutoencoderKL.*pass part='decoder'"):
-        load_vae(path, hash=False)
+        load_vae(path, part="both", hash=False)
+    available = load_vae(path, hash=False)  # the default loads the half the file holds
+    assert available.decode is not None and available.encode is None
     vae = load_vae(path, part="decoder", hash=False)
     assert vae.encode is None and vae.module.encoder is None
     z = torch.randn(1, 4, 4, 4)

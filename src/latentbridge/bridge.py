@@ -25,13 +25,11 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -39,15 +37,49 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from latentbridge import codec
+from latentbridge._atomic import atomic_write
 from latentbridge._guard import load_json
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
-from latentbridge.latent import Latent
-from latentbridge.refine import frozen_parameters
-from latentbridge.vae import VAE
+from latentbridge.latent import Latent, as_space
+from latentbridge.models.bridgenet import BRIDGE_KINDS, BridgeConfig, BridgeKind, BridgeNet
+from latentbridge.run import Run
+from latentbridge.vae import VAE, VaeIdentity
 from latentbridge.weights.hashes import same_autoencoder
 
-BridgeKind = Literal["linear", "conv"]
-BRIDGE_KINDS: tuple[str, ...] = ("linear", "conv")
+__all__ = [
+    "BRIDGE_KINDS",
+    "BUILTIN_PREFIX",
+    "FILE_VERSION",
+    "FIT_TARGETS",
+    "IMAGE_SUFFIXES",
+    "META_KEY",
+    "WEIGHTINGS",
+    "Bridge",
+    "BridgeConfig",
+    "BridgeKind",
+    "BridgeNet",
+    "EpochLog",
+    "FitEvent",
+    "FitResult",
+    "NamedImage",
+    "TuneLog",
+    "Views",
+    "check_bridge_input",
+    "check_bridge_tensor",
+    "decoder_weights",
+    "fit_bridge",
+    "identity_from_record",
+    "identity_record",
+    "load_bridge",
+    "load_images",
+    "plot_curve",
+    "random_views",
+    "save_bridge",
+    "solve_linear",
+    "tune_through_decoder",
+]
+
 META_KEY = "latentbridge.bridge"
 FILE_VERSION = 1
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg")
@@ -59,188 +91,34 @@ WEIGHTINGS: tuple[str, ...] = ("decoder", "uniform")
 # --- identity of both ends ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """One side of a bridge: the VAE whose latents it reads or writes, and their native geometry.
-
-    Attributes:
-        vae_name: what the user called the VAE ("zoo-a", a file path).
-        vae_sha256: content hash of its weight file ("" when built in memory).
-        format: registry name of its latent format ("" when unknown).
-        space: the VAE's native space, "raw" or "model": the bridge reads/writes latents in this space.
-        channels: latent channels in ``space``.
-        spatial_ratio: pixels per latent cell in ``space``.
-    """
-
-    vae_name: str
-    vae_sha256: str
-    format: str
-    space: str
-    channels: int
-    spatial_ratio: int
-
-    @staticmethod
-    def of(vae: VAE) -> Endpoint:
-        """The endpoint of a loaded VAE."""
-        return Endpoint(
-            vae_name=vae.name,
-            vae_sha256=vae.sha256,
-            format=vae.format.name if vae.format is not None else "",
-            space=vae.native_space,
-            channels=vae.channels,
-            spatial_ratio=vae.spatial_ratio,
-        )
-
-    def describe(self) -> str:
-        """'zoo-a (format zoo-a, raw, 4 ch / 8×, sha256 1a2b3c4d5e6f)' for messages."""
-        sha = self.vae_sha256[:12] or "not recorded"
-        fmt = self.format or "unknown"
-        return f"{self.vae_name} (format {fmt}, {self.space}, {self.channels} ch / {self.spatial_ratio}×, sha256 {sha})"
+def identity_record(vae: VaeIdentity) -> dict[str, Any]:
+    """How a bridge file records one of its VAEs (the keys bridge files have always used)."""
+    return {
+        "vae_name": vae.name,
+        "vae_sha256": vae.sha256,
+        "format": vae.format.name if vae.format is not None else "",
+        "space": vae.native_space,
+        "channels": vae.channels,
+        "spatial_ratio": vae.spatial_ratio,
+    }
 
 
-@dataclass(frozen=True, slots=True)
-class BridgeConfig:
-    """Architecture of a bridge network: everything needed to rebuild it before loading its weights.
+def identity_from_record(record: Mapping[str, Any]) -> VaeIdentity:
+    """The :class:`~latentbridge.vae.VaeIdentity` a bridge file's record names (inverse of :func:`identity_record`;
+    the record does not hold the architecture, so it is "")."""
+    from latentbridge.formats import get_format
 
-    Attributes:
-        src_channels, dst_channels: native latent channels of the source and target VAE.
-        src_ratio, dst_ratio: their spatial ratios (pixels per latent cell); one must divide the other.
-        hidden: width of the convolutional body.
-        blocks: residual blocks in the body; 0 with ``kind == "linear"``.
-        kind: "linear" (1×1 channel mixing only) or "conv" (linear map + residual conv body).
-    """
-
-    src_channels: int
-    dst_channels: int
-    src_ratio: int
-    dst_ratio: int
-    hidden: int = 64
-    blocks: int = 2
-    kind: str = "conv"
-
-    def __post_init__(self) -> None:
-        if self.kind not in BRIDGE_KINDS:
-            raise ValueError(f"bridge kind must be one of {BRIDGE_KINDS}, got {self.kind!r}")
-        for name in ("src_channels", "dst_channels", "src_ratio", "dst_ratio", "hidden"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"bridge {name} must be a positive integer, got {getattr(self, name)}")
-        if self.blocks < 0:
-            raise ValueError(f"bridge blocks must be 0 or more, got {self.blocks}")
-        lo, hi = sorted((self.src_ratio, self.dst_ratio))
-        if hi % lo:
-            raise IncompatibleError(
-                f"a bridge needs spatial ratios that divide one another, got {self.src_ratio}× (source) and "
-                f"{self.dst_ratio}× (target); transfer with --method reencode instead (it decodes to pixels)"
-            )
-
-    @property
-    def unshuffle(self) -> int:
-        """Input pixel-unshuffle factor (> 1 when the source latent is finer than the target)."""
-        return self.dst_ratio // self.src_ratio if self.dst_ratio > self.src_ratio else 1
-
-    @property
-    def shuffle(self) -> int:
-        """Output pixel-shuffle factor (> 1 when the source latent is coarser than the target)."""
-        return self.src_ratio // self.dst_ratio if self.src_ratio > self.dst_ratio else 1
-
-    @property
-    def fine_body(self) -> bool:
-        """True when the conv body runs on the finer of the two grids.
-
-        A packed latent (FLUX.2's 128 ch / 16× model space is a 2×2 space-to-depth of 32 ch / 8×) is best
-        predicted cell by cell on the fine grid: the body then sees (or writes) C·/k² channels per fine cell and
-        the packing is exact. That needs the coarse side's channel count to be a multiple of k²; otherwise the
-        body runs on the coarse grid, on the packed channels.
-        """
-        k = max(self.unshuffle, self.shuffle)
-        coarse_channels = self.dst_channels if self.unshuffle > 1 else self.src_channels
-        return k > 1 and coarse_channels % (k * k) == 0
-
-    @property
-    def body_ratio(self) -> int:
-        """Pixels per cell of the grid the conv body runs on."""
-        lo, hi = sorted((self.src_ratio, self.dst_ratio))
-        return lo if self.fine_body else hi
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready dict of the fields."""
-        return dataclasses.asdict(self)
-
-
-# --- the network ----------------------------------------------------------------------------------------
-
-
-class _Residual(nn.Module):
-    def __init__(self, width: int) -> None:
-        super().__init__()
-        self.conv1 = nn.Conv2d(width, width, 3, padding=1)
-        self.conv2 = nn.Conv2d(width, width, 3, padding=1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.silu(self.conv1(F.silu(x))))
-
-
-class BridgeNet(nn.Module):
-    """Normalise -> linear 1×1 map on the coarse grid [+ residual conv body] -> denormalise.
-
-    The linear map sees the source pixel-unshuffled to the target grid (or writes the target pixel-shuffled from
-    the source grid), so it mixes every channel of every cell that covers the same pixels. The conv body runs
-    on the finer grid when the channel counts allow (see :attr:`BridgeConfig.fine_body`): a coarse source is
-    pixel-shuffled before it, a coarse target is pixel-unshuffled after it.
-
-    ``forward``: source native latents [N, C_src, h, w] -> target native latents
-    [N, C_dst, h·src_ratio/dst_ratio, w·src_ratio/dst_ratio].
-    """
-
-    def __init__(self, cfg: BridgeConfig) -> None:
-        super().__init__()
-        self.cfg = cfg
-        self.register_buffer("src_mean", torch.zeros(cfg.src_channels))
-        self.register_buffer("src_std", torch.ones(cfg.src_channels))
-        self.register_buffer("dst_mean", torch.zeros(cfg.dst_channels))
-        self.register_buffer("dst_std", torch.ones(cfg.dst_channels))
-        self.linear = nn.Conv2d(cfg.src_channels * cfg.unshuffle**2, cfg.dst_channels * cfg.shuffle**2, 1)
-        self.body: nn.Sequential | None = None
-        if cfg.kind == "conv":
-            if cfg.fine_body:  # channels per fine cell on each side
-                bin_ = cfg.src_channels // cfg.shuffle**2
-                bout = cfg.dst_channels // cfg.unshuffle**2
-            else:
-                bin_, bout = cfg.src_channels * cfg.unshuffle**2, cfg.dst_channels * cfg.shuffle**2
-            self.body = nn.Sequential(
-                nn.Conv2d(bin_, cfg.hidden, 3, padding=1),
-                *[_Residual(cfg.hidden) for _ in range(cfg.blocks)],
-                nn.SiLU(),
-                nn.Conv2d(cfg.hidden, bout, 1),
-            )
-            nn.init.zeros_(self.body[-1].weight)  # start exactly at the linear map
-            nn.init.zeros_(self.body[-1].bias)
-
-    def _through(self, body: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
-        """Normalised source -> body output on the target grid."""
-        cfg = self.cfg
-        if cfg.fine_body:
-            if cfg.shuffle > 1:
-                return body(F.pixel_shuffle(x, cfg.shuffle))
-            return F.pixel_unshuffle(body(x), cfg.unshuffle)
-        if cfg.unshuffle > 1:
-            return body(F.pixel_unshuffle(x, cfg.unshuffle))
-        y = body(x)
-        return F.pixel_shuffle(y, cfg.shuffle) if cfg.shuffle > 1 else y
-
-    def normalised(self, x: torch.Tensor) -> torch.Tensor:
-        """Source native latents -> the normalised target latents the network predicts (before denormalising)."""
-        cfg = self.cfg
-        x = (x - self.src_mean.view(1, -1, 1, 1)) / self.src_std.view(1, -1, 1, 1)
-        y = self.linear(F.pixel_unshuffle(x, cfg.unshuffle) if cfg.unshuffle > 1 else x)
-        if cfg.shuffle > 1:
-            y = F.pixel_shuffle(y, cfg.shuffle)
-        if self.body is not None:
-            y = y + self._through(self.body, x)
-        return y
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.normalised(x) * self.dst_std.view(1, -1, 1, 1) + self.dst_mean.view(1, -1, 1, 1)
+    fmt = get_format(record["format"]) if record["format"] else None
+    return VaeIdentity(
+        str(record["vae_name"]),
+        str(record["vae_sha256"]),
+        "",
+        fmt,
+        as_space(str(record["space"]), unknown=False),  # type: ignore[arg-type]
+        int(record["channels"]),
+        int(record["spatial_ratio"]),
+        fmt.dims if fmt is not None else 2,
+    )
 
 
 # --- the bridge value -----------------------------------------------------------------------------------
@@ -261,8 +139,8 @@ class Bridge:
     """
 
     kind: str
-    src: Endpoint
-    dst: Endpoint
+    src: VaeIdentity
+    dst: VaeIdentity
     net: BridgeNet
     meta: Mapping[str, Any] = field(default_factory=dict)
     sha256: str = ""
@@ -276,7 +154,7 @@ class Bridge:
     @property
     def name(self) -> str:
         """'conv bridge zoo-a->zoo-b' for tables and provenance."""
-        return f"{self.kind} bridge {self.src.vae_name}->{self.dst.vae_name}"
+        return f"{self.kind} bridge {self.src.name}->{self.dst.name}"
 
     def map(self, x: torch.Tensor, batch_size: int = 16) -> torch.Tensor:
         """Map source latents to target latents.
@@ -300,11 +178,11 @@ def check_bridge_tensor(x: torch.Tensor, bridge: Bridge) -> None:
     if x.ndim != 4:
         raise ShapeError(
             f"a bridge maps image latents [N, C, h, w], got shape {tuple(x.shape)}; "
-            "video latents go through latentbridge.transfer.transfer (frame by frame)"
+            "video latents go through latentbridge.transfers.transfer (frame by frame)"
         )
     if x.shape[1] != cfg.src_channels:
         raise IncompatibleError(
-            f"this latent has {x.shape[1]} channels in {bridge.src.space} space but the bridge reads "
+            f"this latent has {x.shape[1]} channels in {bridge.src.native_space} space but the bridge reads "
             f"{cfg.src_channels}-channel latents of {bridge.src.describe()}; use a bridge fitted from this "
             "latent's VAE (latentbridge fit-bridge --src-vae ...) or transfer with --method reencode"
         )
@@ -328,14 +206,14 @@ def check_bridge_input(latent: Latent, bridge: Bridge) -> None:
     """
     src = bridge.src
     fmt = latent.format_name
-    if fmt and src.format and fmt != src.format:
+    if fmt and src.format is not None and fmt != src.format.name:
         raise IncompatibleError(
             f"this latent is a {fmt} latent but the bridge maps latents of {src.describe()} to "
-            f"{bridge.dst.vae_name}; use a bridge fitted from a {fmt} VAE "
+            f"{bridge.dst.name}; use a bridge fitted from a {fmt} VAE "
             f"(latentbridge fit-bridge --src-vae <{fmt} VAE> ...) or transfer with --method reencode"
         )
     made_by = latent.provenance.vae_sha256
-    if made_by and src.vae_sha256 and not same_autoencoder(made_by, src.vae_sha256):
+    if made_by and src.sha256 and not same_autoencoder(made_by, src.sha256):
         who = latent.provenance.vae_name or "another VAE"
         raise IncompatibleError(
             f"this latent was made by {who} (sha256 {made_by[:12]}) but the bridge was fitted on latents of "
@@ -343,7 +221,7 @@ def check_bridge_input(latent: Latent, bridge: Bridge) -> None:
             f"{who} (latentbridge fit-bridge --src-vae ...) or transfer with --method reencode"
         )
     channels = latent.dim("C")
-    if latent.space == src.space and channels != src.channels:
+    if latent.space == src.native_space and channels != src.channels:
         raise IncompatibleError(
             f"this latent has {channels} channels in {latent.space} space but the bridge reads {src.channels}-channel "
             f"latents of {src.describe()}; use a bridge fitted from this latent's VAE or --method reencode"
@@ -440,36 +318,26 @@ def random_views(image: np.ndarray, count: int, size: int, step: int, generator:
     return out
 
 
-def _encode_native(vae: VAE, images: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """images [N, 3, H, W] in [-1, 1] -> native latents, float32, with a NaN/Inf check."""
+def _native_run(vae: VAE, run: Run, batch_size: int) -> Run:
+    """The codec run for the bridge's own encodes/decodes: where the VAE lives, in its own dtype (no copy)."""
+    return vae.own_run().replace(batch_size=batch_size, cancel=run.cancel)
+
+
+def _encode_native(vae: VAE, images: torch.Tensor, batch_size: int, run: Run = Run()) -> torch.Tensor:
+    """images [N, 3, H, W] in [-1, 1] -> native latents, float32 on the CPU, through the codec (NaN guard)."""
     if vae.encode is None:
         raise IncompatibleError(
             f"{vae.name} has no encoder (decoder-only file); fitting a bridge encodes the same images with both "
             "VAEs: pass a file that holds the encoder too"
         )
-    param = next(iter(vae.module.parameters()), None) if vae.module is not None else None
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
-    with torch.no_grad():
-        out = torch.cat([vae.encode(b.to(device, dtype)).float().cpu() for b in images.split(batch_size)])
-    if not torch.isfinite(out).all():
-        raise LatentBridgeError(
-            f"{vae.name} produced NaN/Inf latents while encoding the training crops; its weights may be broken "
-            "or too low-precision: load it in float32"
-        )
-    return out
+    return codec.encode_native(vae, images, _native_run(vae, run, batch_size)).cpu()
 
 
-def _decode_native(vae: VAE | None, latents: torch.Tensor, batch_size: int) -> torch.Tensor | None:
-    """native latents -> images [N, 3, H, W] in [0, 1] (clamped), or None without a decoder."""
+def _decode_native(vae: VAE | None, latents: torch.Tensor, batch_size: int, run: Run = Run()) -> torch.Tensor | None:
+    """native latents -> images [N, 3, H, W] in [0, 1] (clamped) through the codec, or None without a decoder."""
     if vae is None or vae.decode is None:
         return None
-    param = next(iter(vae.module.parameters()), None) if vae.module is not None else None
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
-    with torch.no_grad():
-        out = [vae.decode(b.to(device, dtype)).float().cpu() for b in latents.split(batch_size)]
-    return torch.cat(out).clamp(-1, 1).add(1).div(2)
+    return codec.decode_native(vae, latents, _native_run(vae, run, batch_size)).cpu().clamp(-1, 1).add(1).div(2)
 
 
 # --- fitting --------------------------------------------------------------------------------------------
@@ -672,7 +540,9 @@ def fit_bridge(
     weighting: str = "decoder",
     max_seconds: float | None = None,
     tune_seconds: float = 0.0,
+    tune_steps: int = 0,
     on_event: Callable[[FitEvent], None] | None = None,
+    run: Run = Run(),
 ) -> FitResult:
     """Fit a linear map and a conv bridge from ``src_vae``'s latents to ``dst_vae``'s.
 
@@ -710,7 +580,11 @@ def fit_bridge(
             transfer is judged by: the target decode of its output against the source decode, through the frozen
             target decoder (a torch network; see :func:`tune_through_decoder`). 0 (default) skips it; it is not
             counted in ``max_seconds``.
+        tune_steps: a step budget for that tuning instead of (or with) ``tune_seconds``: it stops at whichever
+            comes first (0: no step budget). Steps make the result independent of the machine's speed.
         on_event: called with progress (encoding, then once per epoch, then "tune" steps).
+        run: where the VAEs encode and decode the views (device, batching) and the cancel token, checked
+            before every training and tuning step.
 
     Returns:
         A FitResult with both bridges, the validation curve and the scores.
@@ -726,7 +600,7 @@ def fit_bridge(
         raise ValueError(f"target must be one of {FIT_TARGETS}, got {target!r}")
     if weighting not in WEIGHTINGS:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    src, dst = Endpoint.of(src_vae), Endpoint.of(dst_vae)
+    src, dst = src_vae.identity, dst_vae.identity
     base = BridgeConfig(src.channels, dst.channels, src.spatial_ratio, dst.spatial_ratio, hidden, blocks, "conv")
     step = max(src.spatial_ratio, dst.spatial_ratio)
     if crop < step or crop % step:
@@ -807,7 +681,7 @@ def fit_bridge(
     weight, bias = _solve_flat(design, wanted)
     with torch.no_grad():
         linear_net.linear.weight.copy_(weight[:, :, None, None])
-        linear_net.linear.bias.copy_(bias)
+        cast(torch.Tensor, linear_net.linear.bias).copy_(bias)  # Conv2d(..., bias=True) always has one
     linear_net.eval()
 
     # The conv bridge: the linear map plus a residual body that starts at zero, trained on random windows.
@@ -860,9 +734,19 @@ def fit_bridge(
     net.load_state_dict(best_state)
     net.eval()
     tuned: TuneLog | None = None
-    if tune_seconds > 0:
+    if tune_seconds > 0 or tune_steps > 0:
         tuned = tune_through_decoder(
-            net, src_vae, dst_vae, windows, x_va, tune_seconds, lr=lr / 5, seed=seed, on_event=on_event
+            net,
+            src_vae,
+            dst_vae,
+            windows,
+            x_va,
+            tune_seconds or None,
+            steps=tune_steps or None,
+            lr=lr / 5,
+            seed=seed,
+            on_event=on_event,
+            run=run,
         )
 
     same_shape = all(x.shape == y.shape for x, y in zip(x_va, y_va, strict=True))
@@ -885,9 +769,9 @@ def fit_bridge(
     scores.update(_decoded_scores(src_vae, dst_vae, x_va, {"linear": linear_net, "conv": net}))
     meta = {
         "version": FILE_VERSION,
-        "src": dataclasses.asdict(src),
-        "dst": dataclasses.asdict(dst),
-        "spaces": {"src": src.space, "dst": dst.space},
+        "src": identity_record(src),
+        "dst": identity_record(dst),
+        "spaces": {"src": src.native_space, "dst": dst.native_space},
         "data": {
             "images": len(named),
             "image_names": [img.name for img in named][:64],
@@ -947,13 +831,15 @@ def tune_through_decoder(
     dst_vae: VAE,
     windows: _Windows,
     x_va: Views,
-    seconds: float,
+    seconds: float | None = None,
     *,
+    steps: int | None = None,
     lr: float = 4e-4,
     batch_size: int = 8,
     validate_every: int = 25,
     seed: int = 0,
     on_event: Callable[[FitEvent], None] | None = None,
+    run: Run = Run(),
 ) -> TuneLog:
     """Fine-tune ``net`` in place so that ``dst_vae.decode(net(z))`` matches ``src_vae.decode(z)`` in pixels.
 
@@ -971,9 +857,11 @@ def tune_through_decoder(
         dst_vae: target VAE whose decoder is a torch network (gradients flow through it; weights stay frozen).
         windows: aligned training windows (their source latents are used).
         x_va: held-out source views [1, C, h, w] for validation.
-        seconds: wall-clock budget.
+        seconds: wall-clock budget (None: none).
+        steps: step budget (None: none); tuning stops at the first budget reached, and needs at least one.
         lr, batch_size, validate_every, seed: Adam step size, windows per step, validation interval, data seed.
         on_event: called with FitEvent("tune", step, 0) after each validation.
+        run: its cancel token is checked before every step.
 
     Returns:
         A TuneLog.
@@ -991,6 +879,8 @@ def tune_through_decoder(
             f"{dst_vae.name} ({dst_vae.architecture}) is not a torch network (an ONNX model has no gradients), so "
             "the bridge cannot be tuned through its decoder; fit without --tune-seconds"
         )
+    if seconds is None and steps is None:
+        raise ValueError("tuning needs a budget: pass seconds=, steps= or both (--tune-seconds / --tune-steps)")
     gen = torch.Generator().manual_seed(seed + 1)
 
     def score() -> float:
@@ -1001,7 +891,7 @@ def tune_through_decoder(
     best = before = score()
     best_state = {k: v.clone() for k, v in net.state_dict().items()}
     opt = torch.optim.Adam(net.parameters(), lr=lr)
-    steps = 0
+    done = 0
     with torch.no_grad():  # the source decodes of the whole training views, once (the pixel targets)
         pixels = [src_vae.decode(x).float().clamp(-1, 1) for x in windows.xs]
     for x, px in zip(windows.xs, pixels, strict=True):
@@ -1010,34 +900,37 @@ def tune_through_decoder(
                 f"{src_vae.name} decodes a {tuple(x.shape[-2:])}-cell latent to {tuple(px.shape[-2:])} px, not "
                 f"{windows.src_ratio}× its size; the bridge cannot be tuned on its decodes: fit without --tune-seconds"
             )
-    with frozen_parameters(dst_vae.module):
-        while time.perf_counter() - start < seconds:
-            net.train()
-            bx, ref = windows.sample_pixels(batch_size, gen, pixels)
-            out = dst_vae.decode(net(bx)).float()
-            if out.shape != ref.shape:
-                raise IncompatibleError(
-                    f"the target decoder gives {tuple(out.shape)} for a window the source decodes to "
-                    f"{tuple(ref.shape)}; these VAEs cannot be compared pixel for pixel: fit without --tune-seconds"
-                )
-            m = max(1, out.shape[-1] // 8)
-            loss = (out - ref)[..., m:-m, m:-m].pow(2).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            steps += 1
-            if steps % validate_every == 0:
-                now = score()
-                if now > best:
-                    best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
-                if on_event is not None:
-                    on_event(FitEvent("tune", steps, 0))
-        now = score()
-        if now > best:
-            best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
+    params = list(net.parameters())
+    # gradients go into the bridge only: the target decoder (possibly shared) is never written to
+    while (seconds is None or time.perf_counter() - start < seconds) and (steps is None or done < steps):
+        run.check_cancelled("tuning the bridge through the decoder")
+        net.train()
+        bx, ref = windows.sample_pixels(batch_size, gen, pixels)
+        out = dst_vae.decode(net(bx)).float()
+        if out.shape != ref.shape:
+            raise IncompatibleError(
+                f"the target decoder gives {tuple(out.shape)} for a window the source decodes to "
+                f"{tuple(ref.shape)}; these VAEs cannot be compared pixel for pixel: fit without --tune-seconds"
+            )
+        m = max(1, out.shape[-1] // 8)
+        loss = (out - ref)[..., m:-m, m:-m].pow(2).mean()
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for p, g in zip(params, grads, strict=True):
+            p.grad = g
+        opt.step()
+        done += 1
+        if done % validate_every == 0:
+            now = score()
+            if now > best:
+                best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
+            if on_event is not None:
+                on_event(FitEvent("tune", done, steps or 0))
+    now = score()
+    if now > best:
+        best, best_state = now, {k: v.clone() for k, v in net.state_dict().items()}
     net.load_state_dict(best_state)
     net.eval()
-    return TuneLog(steps, round(time.perf_counter() - start, 2), round(before, 3), round(best, 3))
+    return TuneLog(done, round(time.perf_counter() - start, 2), round(before, 3), round(best, 3))
 
 
 def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: Views, nets: Mapping[str, BridgeNet]) -> dict[str, float]:
@@ -1064,20 +957,6 @@ def _decoded_scores(src_vae: VAE, dst_vae: VAE, x_va: Views, nets: Mapping[str, 
 # --- files ----------------------------------------------------------------------------------------------
 
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_bridge(result: FitResult, path: str | Path, *, overwrite: bool = False) -> Path:
     """Write both converters and their metadata to one safetensors file, atomically.
 
@@ -1093,7 +972,7 @@ def save_bridge(result: FitResult, path: str | Path, *, overwrite: bool = False)
     tensors.update({f"conv.{k}": v.detach().contiguous() for k, v in result.conv.net.state_dict().items()})
     meta = dict(result.conv.meta)
     meta["configs"] = {"linear": result.linear.config.to_dict(), "conv": result.conv.config.to_dict()}
-    _atomic_write_bytes(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}))
+    atomic_write(path, save(tensors, metadata={META_KEY: json.dumps(meta, sort_keys=True)}), parents=True)
     return path
 
 
@@ -1108,7 +987,7 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
 
     if kind not in BRIDGE_KINDS:
         raise ValueError(f"bridge kind must be one of {BRIDGE_KINDS}, got {kind!r}")
-    from latentbridge.files._sniff import read_safetensors_header
+    from latentbridge.files import read_safetensors_header
 
     path = Path(path)
     try:
@@ -1137,14 +1016,15 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
                 f"{path} is a bridge file of version {meta.get('version')!r}; this latentbridge reads version "
                 f"{FILE_VERSION}: refit it with `latentbridge fit-bridge`"
             )
-        src, dst = Endpoint(**meta["src"]), Endpoint(**meta["dst"])
+        _check_records(path, meta["src"], meta["dst"])
+        src, dst = identity_from_record(meta["src"]), identity_from_record(meta["dst"])
         cfg = BridgeConfig(**meta["configs"][kind])
     except (KeyError, TypeError, ValueError) as exc:  # a field missing, of the wrong type or out of range
         raise FileFormatError(
             f"{path} has unreadable bridge metadata ({type(exc).__name__}: {exc}); "
             "refit it with `latentbridge fit-bridge`"
         ) from exc
-    _check_fields(path, src, dst, cfg)
+    _check_config(path, cfg)
     with torch.device("meta"):  # the recorded architecture is built for real only once the file's tensors fit it
         want = BridgeNet(cfg).state_dict()
     prefix = f"{kind}."
@@ -1167,22 +1047,48 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
 MAX_BRIDGE_FIELD = 65_536
 
 
-def _check_fields(path: Path, src: Endpoint, dst: Endpoint, cfg: BridgeConfig) -> None:
-    """The recorded endpoints and architecture hold values of the types their dataclasses declare."""
-    values = [
-        (f"{side}.{f.name}", getattr(end, f.name), f.type)
-        for side, end in (("src", src), ("dst", dst))
-        for f in dataclasses.fields(end)
-    ]
-    values += [(f"configs.{f.name}", getattr(cfg, f.name), f.type) for f in dataclasses.fields(cfg)]
-    for name, value, kind in values:
-        ok = isinstance(value, str) if kind == "str" else type(value) is int and 0 <= value <= MAX_BRIDGE_FIELD
-        if not ok:
-            raise FileFormatError(
-                f"{path} has unreadable bridge metadata: {name} is {str(value)[:40]!r}, expected "
-                + ("a string" if kind == "str" else f"an integer from 0 to {MAX_BRIDGE_FIELD}")
-                + "; refit it with `latentbridge fit-bridge`"
-            )
+# The fields of a bridge file's VAE record (see identity_record) and the type each holds.
+RECORD_FIELDS: tuple[tuple[str, type], ...] = (
+    ("vae_name", str),
+    ("vae_sha256", str),
+    ("format", str),
+    ("space", str),
+    ("channels", int),
+    ("spatial_ratio", int),
+)
+
+
+def _bad_field(path: Path, name: str, value: object, kind: type) -> FileFormatError:
+    names: dict[type, str] = {str: "a string", dict: "a JSON object"}
+    expected = names.get(kind, f"an integer from 0 to {MAX_BRIDGE_FIELD}")
+    return FileFormatError(
+        f"{path} has unreadable bridge metadata: {name} is {str(value)[:40]!r}, expected {expected}; "
+        "refit it with `latentbridge fit-bridge`"
+    )
+
+
+def _field_ok(value: object, kind: type) -> bool:
+    if kind is str:
+        return isinstance(value, str)
+    return type(value) is int and 0 <= value <= MAX_BRIDGE_FIELD
+
+
+def _check_records(path: Path, *records: object) -> None:
+    """The two recorded VAEs (src, dst) are objects whose fields hold the types :func:`identity_record` writes."""
+    for side, record in zip(("src", "dst"), records, strict=True):
+        if not isinstance(record, dict):
+            raise _bad_field(path, side, record, dict)
+        for name, kind in RECORD_FIELDS:
+            if not _field_ok(record[name], kind):
+                raise _bad_field(path, f"{side}.{name}", record[name], kind)
+
+
+def _check_config(path: Path, cfg: BridgeConfig) -> None:
+    """The recorded architecture holds values of the types its dataclass declares, in a range it can be built at."""
+    for f in dataclasses.fields(cfg):
+        kind = str if f.type == "str" else int
+        if not _field_ok(getattr(cfg, f.name), kind):
+            raise _bad_field(path, f"configs.{f.name}", getattr(cfg, f.name), kind)
 
 
 # --- the validation curve -------------------------------------------------------------------------------
@@ -1206,11 +1112,11 @@ def plot_curve(result: FitResult, path: str | Path) -> Path:
     ax.set_yscale("log")
     ax.set_xlabel("epoch")
     ax.set_ylabel("weighted normalised MSE")
-    ax.set_title(f"bridge {result.conv.src.vae_name} -> {result.conv.dst.vae_name}")
+    ax.set_title(f"bridge {result.conv.src.name} -> {result.conv.dst.name}")
     ax.legend()
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     path = Path(path)
-    _atomic_write_bytes(path, buf.getvalue())
+    atomic_write(path, buf.getvalue(), parents=True)
     return path

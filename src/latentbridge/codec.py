@@ -1,6 +1,8 @@
 """Encode images to latents and decode latents to images: spaces, batching, tiling, dtype policy, NaN guard.
 
-Every path runs through one :class:`~latentbridge.vae.VAE` value, whatever the architecture:
+Every path runs through one :class:`~latentbridge.vae.VAE` value, whatever the architecture, and takes one
+:class:`~latentbridge.run.Run` for how it executes (device, dtype, batch size, tiling, memory budget,
+channels-last, progress callback, cancel token):
 
 * :func:`encode` takes images [N, 3, H, W] (video: [N, 3, T, H, W]) in **[-1, 1]** and returns a
   :class:`~latentbridge.latent.Latent` in the VAE's **native space**: ``"raw"`` for full VAEs (AutoencoderKL
@@ -11,22 +13,36 @@ Every path runs through one :class:`~latentbridge.vae.VAE` value, whatever the a
   (scale/shift, per-channel mean/std, FLUX.2 BatchNorm + 2×2 patchify with the VAE's statistics), and returns
   images [N, 3, H, W] (video: [N, 3, T, H, W]) float32 in **[0, 1]**. The VAE value hides each network's
   image range; the codec hides the spaces.
+* :func:`encode_native` / :func:`decode_native` are the same runs on native-space tensors, with images in
+  [-1, 1] (what the check's test decodes and the bridge's training use).
 
-Precision: ``dtype`` is "fp32" (the default; exact), "bf16" or "fp16". The module's weights are cast for the
-call and the originals put back afterwards (no global torch flag is touched). A sample whose output has a
-NaN or inf in reduced precision is computed again in fp32 with a :class:`LatentBridgeWarning` naming it.
+Precision: ``Run.dtype`` is "fp32" (the default; exact), "bf16" or "fp16". A module in another dtype (or on
+another device, or with channels-last asked for) runs as a cast copy kept on the VAE value
+(:meth:`VAE.running <latentbridge.vae.VAE.running>`); the module given is never changed, and no global torch flag
+is touched. A sample whose output has a NaN or inf in reduced precision is computed again in fp32 with a
+:class:`LatentBridgeWarning` naming it.
 
-Tiling: ``tile=`` (pixels) splits the image into overlapping tiles, runs each through the network and blends
-the overlaps with a raised-cosine ramp whose outer quarter is dropped (tile borders see zero padding; the
-ramp keeps them out). GroupNorm normalises over the whole image, so networks that have it run
-``tile_passes`` times (default 2) and each pass corrects every tile's statistics towards the whole image's
-(:class:`_TileNorm`; TAEF2 at 512² in 256-px tiles: 26.2 dB against the untiled decode with per-tile
-statistics, 43.4 dB with 2 passes, 52.0 dB with 3). Attention blocks (the SD mid-block) still see one tile: that
-part of the difference remains. Without ``tile``, a ``max_memory`` budget (bytes) turns tiling on when the estimated
-peak passes it, announced with a warning. The estimate (:func:`estimate_memory`) runs the network once on a
-16×16-cell probe with forward hooks, takes the largest activation per latent cell and multiplies it by
-``ACTIVATION_FACTOR`` (peak RSS over largest activation, measured on the SD KL f8 decoder: 3.8–4.6 for
-256–512 px in fp32 and bf16), plus the weight copy for the compute dtype and the input/output buffers.
+Sharing: nothing the codec does during a call is visible to another caller of the same VAE — no parameter swaps,
+no patched ``forward``: the whole-image GroupNorm statistics of tiled runs live in a thread-local torch function
+mode (:class:`_TileNorm`) and the memory probe measures activations the same way. One VAE can serve several
+threads at once, with results identical to serial calls.
+
+Tiling: ``Run.tiling`` (:class:`~latentbridge.run.Tiling`: tile and overlap in pixels, passes) splits the image into
+overlapping tiles, runs each through the network and blends the overlaps with a raised-cosine ramp whose outer
+quarter is dropped (tile borders see zero padding; the ramp keeps them out). GroupNorm normalises over the whole
+image, so networks that have it run ``passes`` times (default 2) and each pass corrects every tile's statistics
+towards the whole image's (:class:`_TileNorm`; TAEF2 at 512² in 256-px tiles: 26.2 dB against the untiled decode
+with per-tile statistics, 43.4 dB with 2 passes, 52.0 dB with 3). Attention blocks (the SD mid-block) still see
+one tile: that part of the difference remains. Without a tile size, a ``max_memory`` budget (bytes, or "auto")
+turns tiling on when the estimated peak passes it, announced with a warning. The estimate
+(:func:`estimate_memory`) runs the network once on a 16×16-cell probe, takes the largest tensor any operation
+outputs per latent cell and multiplies it by ``ACTIVATION_FACTOR`` (peak RSS over largest activation, measured on
+the SD KL f8 decoder: 3.8–4.6 for 256–512 px in fp32 and bf16), plus the weight copy for the compute dtype and the
+input/output buffers.
+
+Progress and cancelling: ``Run.progress`` gets a :class:`~latentbridge.run.Progress` after every batch of samples or
+tiles (the task names the VAE and the tile plan); ``Run.cancel`` is checked before each, and a cancelled run raises
+:class:`~latentbridge.errors.Cancelled` and returns nothing.
 """
 
 from __future__ import annotations
@@ -35,34 +51,34 @@ import contextlib
 import dataclasses
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from torch.overrides import TorchFunctionMode
 
 from latentbridge import __version__
-from latentbridge._device import check_device
 from latentbridge.errors import (
+    FormatRequiredError,
     IncompatibleError,
+    InputTypeError,
     LatentBridgeError,
     LatentBridgeWarning,
     NonFiniteError,
     ShapeError,
+    SpaceError,
 )
 from latentbridge.formats import LatentFormat, nearest_sizes
 from latentbridge.latent import Latent, Provenance
-from latentbridge.vae import VAE
-
-DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-"""The compute dtypes the codec accepts, by name."""
+from latentbridge.run import TILE_PASSES, Run, dtype_name
+from latentbridge.vae import VAE, Fn, as_vae
 
 ACTIVATION_FACTOR = 4.5
 """Peak memory of one forward pass / its largest activation (measured 3.8–4.6 on the SD KL f8 decoder)."""
 
 TILE_NORM_FACTOR = 2.4
-"""Extra peak memory of a tiled run with whole-image GroupNorm statistics (``tile_passes`` > 1), as a factor on
+"""Extra peak memory of a tiled run with whole-image GroupNorm statistics (``passes`` > 1), as a factor on
 the activation term. Measured as peak RSS delta, 2 passes / 1 pass, in 256-px tiles at 512 px: SD KL f8 decoder
 900 / 378 MB (2.4), TAEF2 93 / 72 MB (1.3), zoo-a 291 / 264 MB at 1024 px (1.1); the largest is used, so a
 memory budget holds for the deepest GroupNorm network measured (without it a 768 MiB budget gave 1.25 GB)."""
@@ -73,78 +89,22 @@ PROBE_CELLS = 16
 RAMP_MARGIN = 0.25
 """Fraction of each tile overlap, on the tile's own border side, that gets zero blending weight."""
 
-TILE_PASSES = 2
-"""Default passes of a tiled run through a network with GroupNorm (see :class:`_TileNorm`); 1 = per-tile stats."""
-
-_ALIASES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16", "float": "fp32"}
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    """The torch dtype for "fp32" / "bf16" / "fp16" (or torch.float32 …); anything else is an error."""
-    if isinstance(dtype, torch.dtype):
-        if dtype in DTYPES.values():
-            return dtype
-        raise LatentBridgeError(f"compute dtype {dtype} is not supported: use one of {', '.join(DTYPES)}")
-    key = _ALIASES.get(str(dtype).lower(), str(dtype).lower())
-    if key not in DTYPES:
-        raise LatentBridgeError(f"unknown compute dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
-    return DTYPES[key]
-
-
-def _dtype_name(dtype: torch.dtype) -> str:
-    return next(k for k, v in DTYPES.items() if v == dtype)
-
-
-# --- weights in another dtype, for one call ---------------------------------------------------------------
-
-
-class _Weights:
-    """Swaps a module's floating-point parameters and buffers to (device, dtype) and back, exactly.
-
-    The originals are kept and put back by :meth:`restore`; every dtype is cast from the originals, so a
-    round trip through bf16 never rounds the fp32 weights.
-    """
-
-    def __init__(self, module: torch.nn.Module | None, device: torch.device, channels_last: bool) -> None:
-        self.module, self.device, self.channels_last = module, device, channels_last
-        self.tensors: list[torch.Tensor] = []
-        if module is not None:
-            seen: set[int] = set()
-            for t in (*module.parameters(), *module.buffers()):
-                if t.is_floating_point() and id(t) not in seen:
-                    seen.add(id(t))
-                    self.tensors.append(t)
-        self.originals = [t.data for t in self.tensors]
-        self.cache: dict[torch.dtype, list[torch.Tensor]] = {}
-        self.current: torch.dtype | None = None
-
-    def cast(self, data: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-        out = data.to(device=self.device, dtype=dtype)
-        if self.channels_last and out.ndim == 4:
-            out = out.contiguous(memory_format=torch.channels_last)
-        return out
-
-    def use(self, dtype: torch.dtype) -> None:
-        if dtype == self.current:
-            return
-        if dtype not in self.cache:
-            with torch.no_grad():
-                self.cache[dtype] = [self.cast(d, dtype) for d in self.originals]
-        for t, d in zip(self.tensors, self.cache[dtype], strict=True):
-            t.data = d
-        self.current = dtype
-
-    def restore(self) -> None:
-        for t, d in zip(self.tensors, self.originals, strict=True):
-            t.data = d
-        self.cache.clear()
-        self.current = None
-
-    def extra_bytes(self, dtype: torch.dtype) -> int:
-        """Bytes a copy in ``dtype`` adds (0 for tensors already in that dtype and layout)."""
-        size = torch.empty((), dtype=dtype).element_size()
-        return sum(d.numel() * size for d in self.originals if d.dtype != dtype or self.channels_last)
-
+__all__ = [
+    "ACTIVATION_FACTOR",
+    "PROBE_CELLS",
+    "RAMP_MARGIN",
+    "TILE_NORM_FACTOR",
+    "TILE_PASSES",
+    "TilePlan",
+    "decode",
+    "decode_native",
+    "encode",
+    "encode_native",
+    "estimate_memory",
+    "native_latent",
+    "plan_tiles",
+    "tile_axis",
+]
 
 # --- tiling -------------------------------------------------------------------------------------------------
 
@@ -221,27 +181,32 @@ def _axis_weights(starts: Sequence[int], tile: int, unit: int) -> list[torch.Ten
 
 @dataclass(frozen=True, slots=True)
 class _Job:
-    """One pass of the codec: the network function, how its units scale, and the precision policy."""
+    """One pass of the codec: the network function, where it runs, the precision policy and the Run.
 
-    fn: Callable[[torch.Tensor], torch.Tensor]
+    ``fn`` runs in ``dtype``; ``fp32`` gives the float32 module and function for the NaN guard's redo (made on
+    first use).
+    """
+
+    fn: Fn
+    fp32: Callable[[], tuple[torch.nn.Module | None, Fn]]
     what: str  # "decode" / "encode"
-    vae_name: str
-    weights: _Weights
+    vae: VAE
+    module: torch.nn.Module | None  # the module ``fn`` runs (the VAE's own, or a cast copy)
     device: torch.device
     dtype: torch.dtype
     channels_last: bool
+    run: Run
 
-    def run(
+    def call(
         self, x: torch.Tensor, labels: Sequence[str], norm: _TileNorm | None = None, rows: Sequence[_Unit] = ()
     ) -> torch.Tensor:
         """fn on a batch, float32 out; non-finite rows redone in fp32 (warned), still non-finite -> error.
 
         With ``norm`` (tiled runs), the GroupNorm statistics of a row are kept only once its output is finite.
         """
-        self.weights.use(self.dtype)
         if norm is not None:
             norm.begin(rows)
-        y = self._call(x, self.dtype)
+        y = self._call(self.fn, x, self.dtype)
         bad = [i for i in range(y.shape[0]) if not torch.isfinite(y[i]).all()]
         if norm is not None:
             norm.commit([i for i in range(y.shape[0]) if i not in bad])
@@ -249,65 +214,65 @@ class _Job:
             return y
         if self.dtype == torch.float32:
             raise NonFiniteError(
-                f"{self.what} with {self.vae_name} produced NaN/inf for {labels[bad[0]]} in fp32; the input is "
+                f"{self.what} with {self.vae.name} produced NaN/inf for {labels[bad[0]]} in fp32; the input is "
                 "finite, so the VAE itself diverges on it: check that the latent's format and space match this "
                 "VAE (`latentbridge check`), or that the image is in [-1, 1]"
             )
-        self.weights.use(torch.float32)
+        module32, fn32 = self.fp32()
+        if norm is not None:
+            norm.watch(module32)
         for i in bad:
             warnings.warn(
-                f"{self.what} with {self.vae_name}: {labels[i]} overflowed in {_dtype_name(self.dtype)} "
+                f"{self.what} with {self.vae.name}: {labels[i]} overflowed in {dtype_name(self.dtype)} "
                 "(NaN/inf in the output); computed it again in fp32",
                 LatentBridgeWarning,
                 stacklevel=5,
             )
             if norm is not None:
                 norm.begin(rows[i : i + 1])
-            y[i] = self._call(x[i : i + 1], torch.float32)[0]
+            y[i] = self._call(fn32, x[i : i + 1], torch.float32)[0]
             if not torch.isfinite(y[i]).all():
                 raise NonFiniteError(
-                    f"{self.what} with {self.vae_name} produced NaN/inf for {labels[i]} in "
-                    f"{_dtype_name(self.dtype)} and again in fp32: the VAE diverges on this input; check that the "
+                    f"{self.what} with {self.vae.name} produced NaN/inf for {labels[i]} in "
+                    f"{dtype_name(self.dtype)} and again in fp32: the VAE diverges on this input; check that the "
                     "latent's format and space match this VAE (`latentbridge check`)"
                 )
             if norm is not None:
                 norm.commit([0])
-        self.weights.use(self.dtype)
         return y
 
-    def _call(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    def _call(self, fn: Fn, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
         x = x.to(device=self.device, dtype=dtype)
         if self.channels_last and x.ndim == 4:
             x = x.contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
-            y = self.fn(x)
+            y = fn(x)
         return y.float().contiguous()
 
 
-@contextlib.contextmanager
-def _progress_bar(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr (only on a terminal and when ``enabled``); yields ``advance(n)``."""
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-        disable=not (enabled and console.is_terminal),
-    ) as bar:
-        task = bar.add_task(description, total=total)
-        yield lambda n: bar.advance(task, n)
+class _Steps:
+    """Progress and cancelling of one codec call: ``task``, ``total`` steps, reported through the Run."""
+
+    def __init__(self, run: Run, task: str, total: int) -> None:
+        self.run, self.task, self.total, self.done = run, task, total, 0
+        run.check_cancelled(task)
+        run.report(task, 0, total)
+
+    def before(self) -> None:
+        self.run.check_cancelled(self.task)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.run.report(self.task, self.done, self.total)
 
 
-def _run_whole(job: _Job, x: torch.Tensor, batch_size: int, advance: Callable[[int], None]) -> torch.Tensor:
+def _run_whole(job: _Job, x: torch.Tensor, batch_size: int, steps: _Steps) -> torch.Tensor:
     outs = []
     for lo in range(0, x.shape[0], batch_size):
+        steps.before()
         hi = min(lo + batch_size, x.shape[0])
-        outs.append(job.run(x[lo:hi], [f"sample {i}" for i in range(lo, hi)]))
-        advance(hi - lo)
+        outs.append(job.call(x[lo:hi], [f"sample {i}" for i in range(lo, hi)]))
+        steps.advance(hi - lo)
     return torch.cat(outs)
 
 
@@ -326,9 +291,10 @@ def _owned(starts: Sequence[int], tile: int, size: int) -> list[tuple[float, flo
 
 
 _Unit = tuple[int, int, int]  # (sample, tile row, tile column)
+_GROUP_NORM = torch.nn.functional.group_norm
 
 
-class _TileNorm:
+class _TileNorm(TorchFunctionMode):
     """GroupNorm with whole-image statistics while a network runs tile by tile, over several passes.
 
     GroupNorm normalises with the mean and variance of the *whole* feature map; a tile alone has other
@@ -348,42 +314,49 @@ class _TileNorm:
     TAEF2 26.2 → 43.4 → 52.0 dB for 1, 2, 3 passes; a random SD-layout decoder with widths (32, 64, 64, 64)
     27.8 → 32.1 → 32.7 dB, where diffusers' ``enable_tiling()`` gives 27.0 dB).
 
-    While active, each ``nn.GroupNorm`` of the module gets an instance-level ``forward``; leaving the context
-    puts back what was there.
+    It is a torch function mode: while entered, the ``group_norm`` calls *this thread* makes with the weights of the
+    network's own GroupNorm layers come here (the n-th call of a tile's forward pass is the same layer in every
+    tile); nothing on the module changes, so other threads running the same module are not affected.
     """
 
     def __init__(self, module: torch.nn.Module | None, plan: TilePlan, h_cells: int, w_cells: int, th: int, tw: int):
-        self.modules = [m for m in module.modules() if isinstance(m, torch.nn.GroupNorm)] if module is not None else []
+        super().__init__()
+        self.weights: set[int] = set()
+        self.weightless = False
+        self.watch(module)
         self.plan, self.th, self.tw = plan, th, tw
         self.own_rows = _owned(plan.rows, th, h_cells)
         self.own_cols = _owned(plan.cols, tw, w_cells)
-        self.sums: dict[tuple[int, int], dict[int, torch.Tensor]] = {}  # key -> sample -> [G, 3]
-        self.pending: dict[tuple[int, int], torch.Tensor] = {}  # key -> [B, G, 3]: (count, mean, M2) per row
-        self.pending_local: dict[tuple[int, int], torch.Tensor] = {}  # key -> [B, G, 2]: whole-tile (mean, var)
-        self.local: dict[tuple[tuple[int, int], _Unit], torch.Tensor] = {}  # (key, unit) -> [G, 2]
-        self.frozen: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}  # key -> (mean, var) [N, G]
-        self.frozen_local: dict[tuple[tuple[int, int], _Unit], torch.Tensor] = {}
+        self.sums: dict[int, dict[int, torch.Tensor]] = {}  # call -> sample -> [G, 3]
+        self.pending: dict[int, torch.Tensor] = {}  # call -> [B, G, 3]: (count, mean, M2) per row
+        self.pending_local: dict[int, torch.Tensor] = {}  # call -> [B, G, 2]: whole-tile (mean, var)
+        self.local: dict[tuple[int, _Unit], torch.Tensor] = {}  # (call, unit) -> [G, 2]
+        self.frozen: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}  # call -> (mean, var) [N, G]
+        self.frozen_local: dict[tuple[int, _Unit], torch.Tensor] = {}
         self.rows: Sequence[_Unit] = ()
-        self.calls: dict[int, int] = {}
-        self.saved: list[object] = []
+        self.calls = 0
         self.collect = True  # record statistics in this pass (not needed in the last one)
 
-    def __enter__(self) -> _TileNorm:
-        self.saved = [m.__dict__.get("forward") for m in self.modules]
-        for m in self.modules:
-            m.forward = self._forward_of(m)  # type: ignore[method-assign]
-        return self
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        kwargs = kwargs or {}
+        if func is not _GROUP_NORM:
+            return func(*args, **kwargs)
+        x, groups, weight, bias, eps = _group_norm_args(args, kwargs)
+        if not (id(weight) in self.weights if weight is not None else self.weightless):
+            return func(*args, **kwargs)
+        return self._group_norm(x, groups, weight, bias, eps)
 
-    def __exit__(self, *exc: object) -> None:
-        for m, old in zip(self.modules, self.saved, strict=True):
-            if old is None:
-                del m.forward
-            else:
-                m.forward = old  # type: ignore[method-assign]
+    def watch(self, module: torch.nn.Module | None) -> None:
+        """Take over the GroupNorm layers of ``module`` too (the fp32 copy a NaN-guard redo runs)."""
+        layers = [m for m in module.modules() if isinstance(m, torch.nn.GroupNorm)] if module is not None else []
+        self.weights |= {id(m.weight) for m in layers if m.weight is not None}
+        self.weightless = self.weightless or any(m.weight is None for m in layers)
 
     def begin(self, rows: Sequence[_Unit]) -> None:
         """A batch of tiles starts: ``rows`` says which (sample, row, column) each batch row is."""
-        self.rows, self.pending, self.pending_local, self.calls = rows, {}, {}, {}
+        self.rows, self.pending, self.pending_local, self.calls = rows, {}, {}, 0
 
     def commit(self, indices: Sequence[int]) -> None:
         """Keep the statistics of these batch rows (their outputs were finite)."""
@@ -421,52 +394,63 @@ class _TileNorm:
             )
         return x.unflatten(-1, (h, w))
 
-    def _forward_of(self, m: torch.nn.GroupNorm) -> Callable[[torch.Tensor], torch.Tensor]:
-        def forward(x: torch.Tensor) -> torch.Tensor:
-            call = self.calls.get(id(m), 0)
-            self.calls[id(m)] = call + 1
-            key = (id(m), call)
-            b, c, g = x.shape[0], x.shape[1], m.num_groups
-            if not self.collect and key not in self.frozen:
-                return torch.nn.functional.group_norm(x, g, m.weight, m.bias, m.eps)
-            local = torch.zeros(b, g, 2, dtype=torch.float64)  # whole-tile (mean, var): what GroupNorm would use
-            for i in range(b):
-                whole = x[i].unflatten(0, (g, -1))
-                var, mean = torch.var_mean(whole, dim=tuple(range(1, whole.ndim)), correction=0)
-                local[i, :, 0] = mean.double().cpu()
-                local[i, :, 1] = var.double().cpu()
-            if self.collect:
-                stats = torch.zeros(b, g, 3, dtype=torch.float64)  # owned region (count, mean, M2)
-                spatial = self._spatial(x)
-                for i, (_, r, col) in enumerate(self.rows):
-                    hs = self._region(self.own_rows[r], self.plan.rows[r], self.th, spatial.shape[-2])
-                    ws = self._region(self.own_cols[col], self.plan.cols[col], self.tw, spatial.shape[-1])
-                    region = spatial[i, ..., hs, ws].unflatten(0, (g, -1))  # a view: [G, C/G, (T,) h, w]
-                    var, mean = torch.var_mean(region, dim=tuple(range(1, region.ndim)), correction=0)
-                    count = math.prod(region.shape[1:])
-                    stats[i, :, 0] = count
-                    stats[i, :, 1] = mean.double().cpu()
-                    stats[i, :, 2] = var.double().cpu() * count
-                self.pending[key] = stats
-                self.pending_local[key] = local
-            if key not in self.frozen:
-                return torch.nn.functional.group_norm(x, g, m.weight, m.bias, m.eps)
-            image_mean, image_var = self.frozen[key]
-            rows = []
-            for i, unit in enumerate(self.rows):
-                before = self.frozen_local[(key, unit)]
-                mean = local[i, :, 0] + (image_mean[unit[0]] - before[:, 0])
-                var = local[i, :, 1] * (image_var[unit[0]] + m.eps) / (before[:, 1] + m.eps)
-                mean_c = mean.repeat_interleave(c // g).to(x.device, torch.float32)
-                var_c = var.repeat_interleave(c // g).to(x.device, torch.float32)
-                weight = None if m.weight is None else m.weight.float()  # float statistics and parameters:
-                bias = None if m.bias is None else m.bias.float()  # the CPU kernel's mixed bf16/fp16 mode
-                rows.append(
-                    torch.nn.functional.batch_norm(x[i : i + 1], mean_c, var_c, weight, bias, False, 0.0, m.eps)
-                )
-            return rows[0] if b == 1 else torch.cat(rows)
+    def _group_norm(
+        self, x: torch.Tensor, g: int, weight: torch.Tensor | None, bias: torch.Tensor | None, eps: float
+    ) -> torch.Tensor:
+        key = self.calls
+        self.calls += 1
+        b, c = x.shape[0], x.shape[1]
+        if not self.collect and key not in self.frozen:
+            return _GROUP_NORM(x, g, weight, bias, eps)
+        local = torch.zeros(b, g, 2, dtype=torch.float64)  # whole-tile (mean, var): what GroupNorm would use
+        for i in range(b):
+            whole = x[i].unflatten(0, (g, -1))
+            var, mean = torch.var_mean(whole, dim=tuple(range(1, whole.ndim)), correction=0)
+            local[i, :, 0] = mean.double().cpu()
+            local[i, :, 1] = var.double().cpu()
+        if self.collect:
+            stats = torch.zeros(b, g, 3, dtype=torch.float64)  # owned region (count, mean, M2)
+            spatial = self._spatial(x)
+            for i, (_, r, col) in enumerate(self.rows):
+                hs = self._region(self.own_rows[r], self.plan.rows[r], self.th, spatial.shape[-2])
+                ws = self._region(self.own_cols[col], self.plan.cols[col], self.tw, spatial.shape[-1])
+                region = spatial[i, ..., hs, ws].unflatten(0, (g, -1))  # a view: [G, C/G, (T,) h, w]
+                var, mean = torch.var_mean(region, dim=tuple(range(1, region.ndim)), correction=0)
+                count = math.prod(region.shape[1:])
+                stats[i, :, 0] = count
+                stats[i, :, 1] = mean.double().cpu()
+                stats[i, :, 2] = var.double().cpu() * count
+            self.pending[key] = stats
+            self.pending_local[key] = local
+        if key not in self.frozen:
+            return _GROUP_NORM(x, g, weight, bias, eps)
+        image_mean, image_var = self.frozen[key]
+        rows = []
+        for i, unit in enumerate(self.rows):
+            before = self.frozen_local[(key, unit)]
+            mean = local[i, :, 0] + (image_mean[unit[0]] - before[:, 0])
+            var = local[i, :, 1] * (image_var[unit[0]] + eps) / (before[:, 1] + eps)
+            mean_c = mean.repeat_interleave(c // g).to(x.device, torch.float32)
+            var_c = var.repeat_interleave(c // g).to(x.device, torch.float32)
+            w = None if weight is None else weight.float()  # float statistics and parameters:
+            b_ = None if bias is None else bias.float()  # the CPU kernel's mixed bf16/fp16 mode
+            rows.append(torch.nn.functional.batch_norm(x[i : i + 1], mean_c, var_c, w, b_, False, 0.0, eps))
+        return rows[0] if b == 1 else torch.cat(rows)
 
-        return forward
+
+def _group_norm_args(
+    args: Sequence[Any], kwargs: dict[str, Any]
+) -> tuple[torch.Tensor, int, torch.Tensor | None, torch.Tensor | None, float]:
+    """(input, num_groups, weight, bias, eps) of a ``torch.nn.functional.group_norm`` call, however it was made."""
+    names = ("input", "num_groups", "weight", "bias", "eps")
+    bound = dict(zip(names, args, strict=False)) | kwargs
+    return (
+        bound["input"],
+        int(bound["num_groups"]),
+        bound.get("weight"),
+        bound.get("bias"),
+        float(bound.get("eps", 1e-5)),
+    )
 
 
 def _merge(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -479,14 +463,7 @@ def _merge(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def _run_tiled(
-    job: _Job,
-    x: torch.Tensor,
-    plan: TilePlan,
-    in_unit: int,
-    out_unit: int,
-    batch_size: int,
-    passes: int,
-    advance: Callable[[int], None],
+    job: _Job, x: torch.Tensor, plan: TilePlan, in_unit: int, out_unit: int, batch_size: int, passes: int, steps: _Steps
 ) -> torch.Tensor:
     """Run ``job`` tile by tile over the last two dims of ``x`` and blend the outputs.
 
@@ -498,31 +475,35 @@ def _run_tiled(
     wh = _axis_weights(plan.rows, th, out_unit)
     ww = _axis_weights(plan.cols, tw, out_unit)
     units = [(n, r, c) for n in range(x.shape[0]) for r in range(len(plan.rows)) for c in range(len(plan.cols))]
-    norm = _TileNorm(job.weights.module if passes > 1 else None, plan, h_cells, w_cells, th, tw)
-    with norm:
+    norm = _TileNorm(job.module, plan, h_cells, w_cells, th, tw) if passes > 1 else None
+    out: torch.Tensor | None = None
+    with norm if norm is not None else contextlib.nullcontext():
         for p in range(passes):
-            out: torch.Tensor | None = None
-            if p > 0:
-                norm.next_pass()
-            norm.collect = p < passes - 1
+            out = None
+            if norm is not None:
+                if p > 0:
+                    norm.next_pass()
+                norm.collect = p < passes - 1
             for lo in range(0, len(units), batch_size):
+                steps.before()
                 chunk = units[lo : lo + batch_size]
                 tiles = torch.stack(
                     [x[n, ..., _span(plan.rows[r], th, in_unit), _span(plan.cols[c], tw, in_unit)] for n, r, c in chunk]
                 )
                 labels = [f"sample {n} tile ({r}, {c})" for n, r, c in chunk]
-                y = job.run(tiles, labels, norm, chunk)
-                advance(len(chunk))
+                y = job.call(tiles, labels, norm, chunk)
+                steps.advance(len(chunk))
                 if out is None:
                     shape = (x.shape[0], *y.shape[1:-2], h_cells * out_unit, w_cells * out_unit)
                     out = torch.zeros(shape, device=y.device)
                 for (n, r, c), tile in zip(chunk, y, strict=True):
                     weight = wh[r].to(y.device)[:, None] * ww[c].to(y.device)[None, :]
                     out[n, ..., _span(plan.rows[r], th, out_unit), _span(plan.cols[c], tw, out_unit)] += tile * weight
-            if norm.collect and not norm.sums:  # no GroupNorm ran (e.g. only the encoder has one): done
-                advance(len(units) * (passes - 1 - p))
+            if norm is not None and norm.collect and not norm.sums:  # no GroupNorm ran (only the other half has one)
+                steps.advance(len(units) * (passes - 1 - p))
                 break
-    assert out is not None  # at least one unit: x has N >= 1 (checked by the callers)
+    if out is None:
+        raise RuntimeError(f"tile plan {plan} ran no tile; this is a latentbridge bug")
     # The weights of the tiles covering a point sum to 1 (mirrored ramps); normalise anyway for rounding.
     norm_h = torch.zeros(h_cells * out_unit)
     norm_w = torch.zeros(w_cells * out_unit)
@@ -538,28 +519,29 @@ def _run_tiled(
 # --- memory estimate ------------------------------------------------------------------------------------------
 
 
-def _largest_activation(job: _Job, probe: torch.Tensor) -> int:
-    """Bytes of the largest tensor any submodule outputs on ``probe`` (outputs only when no torch module)."""
-    sizes = [0]
+class _LargestOutput(TorchFunctionMode):
+    """Records the bytes of the largest tensor any torch operation returns in this thread while entered."""
 
-    def hook(_module: torch.nn.Module, _inputs: object, output: object) -> None:
-        for t in output if isinstance(output, (tuple, list)) else (output,):
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
+
+    def __torch_function__(
+        self, func: Any, types: Any, args: Sequence[Any] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
             if isinstance(t, torch.Tensor):
-                sizes.append(t.numel() * t.element_size())
+                self.largest = max(self.largest, t.numel() * t.element_size())
+        return out
 
-    module = job.weights.module
-    handles = [m.register_forward_hook(hook) for m in module.modules()] if module is not None else []
-    try:
-        job.weights.use(job.dtype)
-        x = probe.to(device=job.device, dtype=job.dtype)
-        with torch.inference_mode():
-            y = job.fn(x)
-        sizes.append(y.numel() * y.element_size())
-        sizes.append(x.numel() * x.element_size())
-    finally:
-        for h in handles:
-            h.remove()
-    return max(sizes)
+
+def _largest_activation(job: _Job, probe: torch.Tensor) -> int:
+    """Bytes of the largest tensor any operation of the network outputs on ``probe`` (its input included)."""
+    x = probe.to(device=job.device, dtype=job.dtype)
+    with torch.inference_mode(), _LargestOutput() as seen:
+        y = job.fn(x)
+    return max(seen.largest, y.numel() * y.element_size(), x.numel() * x.element_size())
 
 
 @dataclass(frozen=True, slots=True)
@@ -578,7 +560,8 @@ class _MemoryModel:
         return int(factor * self.activation_per_cell * cells_in_flight + self.weights + io)
 
 
-def _memory_model(job: _Job, vae: VAE, shape: tuple[int, ...], in_unit: int) -> _MemoryModel:
+def _memory_model(job: _Job, shape: tuple[int, ...], in_unit: int) -> _MemoryModel:
+    vae = job.vae
     frames = shape[2] if len(shape) == 5 else 1
     side = PROBE_CELLS * in_unit
     probe = torch.randn((1, shape[1], *((frames,) if len(shape) == 5 else ()), side, side))
@@ -589,7 +572,8 @@ def _memory_model(job: _Job, vae: VAE, shape: tuple[int, ...], in_unit: int) -> 
     else:
         in_per_cell, out_per_cell = 3 * ratio * ratio * frames * 4, vae.channels * frames * 4
     cells = shape[0] * (shape[-2] // in_unit) * (shape[-1] // in_unit)
-    return _MemoryModel(per_cell, job.weights.extra_bytes(job.dtype), in_per_cell + out_per_cell, out_per_cell, cells)
+    weights = vae.copy_bytes(job.dtype, job.channels_last)
+    return _MemoryModel(per_cell, weights, in_per_cell + out_per_cell, out_per_cell, cells)
 
 
 def _cells_in_flight(shape: tuple[int, ...], in_unit: int, batch_size: int, tile_cells: int | None) -> int:
@@ -599,63 +583,46 @@ def _cells_in_flight(shape: tuple[int, ...], in_unit: int, batch_size: int, tile
     return batch_size * min(tile_cells, h) * min(tile_cells, w)
 
 
-def estimate_memory(
-    vae: VAE,
-    shape: Sequence[int],
-    *,
-    op: str = "decode",
-    dtype: str | torch.dtype = "fp32",
-    batch_size: int = 1,
-    tile: int | None = None,
-    channels_last: bool = False,
-    tile_passes: int = TILE_PASSES,
-) -> int:
+def estimate_memory(vae: VAE | Any, shape: Sequence[int], *, op: str = "decode", run: Run = Run()) -> int:
     """Estimated peak bytes of one :func:`encode`/:func:`decode` call (the process baseline not included).
 
-    Runs the network once on a ``PROBE_CELLS``×``PROBE_CELLS``-cell input with forward hooks, takes the largest
-    activation per latent cell, and scales it: ``ACTIVATION_FACTOR × largest activation × cells in flight``,
-    plus the weight copy for ``dtype`` and the full-size input and output buffers. Activations grow linearly
-    with pixels in convolutional VAEs (measured on the SD KL f8 decoder: peak RSS delta / largest activation
-    = 3.91 at 256 px and 3.82 at 512 px in fp32, 4.55 / 4.08 in bf16). Without a torch module (ONNX) only the
-    network's input and output are seen, so the estimate is a lower bound.
+    Runs the network once on a ``PROBE_CELLS``×``PROBE_CELLS``-cell input, takes the largest tensor any of its
+    operations outputs per latent cell, and scales it: ``ACTIVATION_FACTOR × largest activation × cells in
+    flight``, plus the weight copy for the compute dtype and the full-size input and output buffers. Activations
+    grow linearly with pixels in convolutional VAEs (measured on the SD KL f8 decoder: peak RSS delta / largest
+    activation = 3.91 at 256 px and 3.82 at 512 px in fp32, 4.55 / 4.08 in bf16). Without a torch module (ONNX)
+    only the network's input and output are seen, so the estimate is a lower bound.
 
     Args:
-        vae: the VAE.
+        vae: the VAE (or a diffusers autoencoder module).
         shape: the input's shape: latent [N, C, (T,) h, w] in the VAE's native space for decode, images
             [N, 3, (T,) H, W] for encode.
         op: "decode" or "encode".
-        dtype: compute dtype.
-        batch_size: samples (or tiles) per network call.
-        tile: tile side in **pixels**, or None for the whole image.
-        channels_last: the channels-last fast path (weights copied in that layout).
-        tile_passes: passes of a tiled run; more than 1 through a network with GroupNorm adds the
-            whole-image statistics correction's memory (:data:`TILE_NORM_FACTOR`).
+        run: the compute dtype, batch size, channels-last and tiling (``run.tiling.tile`` in **pixels**, or
+            None for the whole image; more than one pass through a network with GroupNorm adds the whole-image
+            statistics correction's memory, :data:`TILE_NORM_FACTOR`). The probe runs on the CPU.
 
     Returns:
         Estimated peak bytes.
     """
     if op not in ("decode", "encode"):
         raise LatentBridgeError(f"op must be 'decode' or 'encode', got {op!r}")
-    _check_batch_size(batch_size)
+    vae = as_vae(vae)
     shape = tuple(shape)
-    job, in_unit, _ = _make_job(vae, op, torch.device("cpu"), resolve_dtype(dtype), channels_last)
+    job, in_unit, _ = _make_job(vae, op, run.replace(device="cpu"))
     ratio = vae.output_ratio if op == "decode" else vae.spatial_ratio
-    try:
-        model = _memory_model(job, vae, shape, in_unit)
-    finally:
-        job.weights.restore()
+    model = _memory_model(job, shape, in_unit)
+    tile = run.tiling.tile
     tile_cells = None if tile is None else max(tile // ratio, 1)
-    tile_norm = tile is not None and tile_passes > 1 and _has_group_norm(vae.module)
-    return model.peak(_cells_in_flight(shape, in_unit, batch_size, tile_cells), tile is not None, tile_norm)
+    tile_norm = tile is not None and run.tiling.passes > 1 and _has_group_norm(job.module)
+    return model.peak(_cells_in_flight(shape, in_unit, run.batch_size, tile_cells), tile is not None, tile_norm)
 
 
-def _auto_tile(
-    job: _Job, vae: VAE, shape: tuple[int, ...], in_unit: int, batch_size: int, max_memory: int, tile_norm: bool
-) -> int | None:
+def _auto_tile(job: _Job, shape: tuple[int, ...], in_unit: int, max_memory: int, tile_norm: bool) -> int | None:
     """The tile side in pixels that fits ``max_memory`` (announced), or None when the whole image fits."""
-    op = job.what
+    op, vae, batch_size = job.what, job.vae, job.run.batch_size
     ratio = vae.output_ratio if op == "decode" else vae.spatial_ratio
-    model = _memory_model(job, vae, shape, in_unit)
+    model = _memory_model(job, shape, in_unit)
     whole = model.peak(_cells_in_flight(shape, in_unit, batch_size, None), False)
     if whole <= max_memory:
         return None
@@ -669,7 +636,7 @@ def _auto_tile(
                 f"{whole / 2**30:.2f} GiB exceeds max_memory {max_memory / 2**30:.2f} GiB, so it runs in tiles of "
                 f"{cells * ratio} px (estimated {need / 2**30:.2f} GiB); pass tile= to choose the tile size yourself",
                 LatentBridgeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
             return cells * ratio
     smallest = model.peak(_cells_in_flight(shape, in_unit, batch_size, 8), True, tile_norm)
@@ -682,12 +649,10 @@ def _auto_tile(
 # --- shared plumbing -------------------------------------------------------------------------------------------
 
 
-def _make_job(
-    vae: VAE, op: str, device: torch.device, dtype: torch.dtype, channels_last: bool
-) -> tuple[_Job, int, int]:
-    """(job, in_unit, out_unit) for ``op`` with ``vae``."""
-    fn = vae.decode if op == "decode" else vae.encode
-    if fn is None:
+def _make_job(vae: VAE, op: str, run: Run) -> tuple[_Job, int, int]:
+    """(job, in_unit, out_unit) for ``op`` with ``vae`` as ``run`` says."""
+    device, dtype, channels_last = run.torch_device, run.torch_dtype, run.channels_last
+    if (vae.decode if op == "decode" else vae.encode) is None:
         half = "decoder" if op == "decode" else "encoder"
         raise IncompatibleError(
             f"VAE {vae.name!r} has no {half} (the file holds only the other half); "
@@ -696,9 +661,21 @@ def _make_job(
     if vae.module is None and (dtype != torch.float32 or device.type != "cpu"):
         raise LatentBridgeError(
             f"VAE {vae.name!r} ({vae.architecture}) runs outside torch, in float32 on the CPU; "
-            f"got dtype {_dtype_name(dtype)} on {device}: use dtype fp32 and device cpu"
+            f"got dtype {dtype_name(dtype)} on {device}: use dtype fp32 and device cpu"
         )
-    job = _Job(fn, op, vae.name, _Weights(vae.module, device, channels_last), device, dtype, channels_last)
+    module, encode, decode = vae.running(device, dtype, channels_last)
+    fn = decode if op == "decode" else encode
+    if fn is None:  # pragma: no cover - running() keeps the halves the VAE has
+        raise IncompatibleError(f"VAE {vae.name!r} has no {op}r")
+
+    def fp32() -> tuple[torch.nn.Module | None, Fn]:
+        module32, enc32, dec32 = vae.running(device, torch.float32, channels_last)
+        f = dec32 if op == "decode" else enc32
+        if f is None:  # pragma: no cover - as above
+            raise IncompatibleError(f"VAE {vae.name!r} has no {op}r")
+        return module32, f
+
+    job = _Job(fn, fp32, op, vae, module, device, dtype, channels_last, run)
     if op == "decode":
         return job, 1, vae.output_ratio
     return job, vae.spatial_ratio, 1
@@ -726,104 +703,41 @@ def _has_group_norm(module: torch.nn.Module | None) -> bool:
     return module is not None and any(isinstance(m, torch.nn.GroupNorm) for m in module.modules())
 
 
-def _check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise LatentBridgeError(f"batch_size must be at least 1, got {batch_size}")
-
-
-def _execute(
-    job: _Job,
-    vae: VAE,
-    x: torch.Tensor,
-    *,
-    in_unit: int,
-    out_unit: int,
-    batch_size: int,
-    tile: int | None,
-    overlap: int | None,
-    max_memory: int | None,
-    tile_passes: int,
-    progress: bool,
-) -> torch.Tensor:
-    op = job.what
-    if tile_passes < 1:
-        raise LatentBridgeError(f"tile_passes must be at least 1, got {tile_passes}")
+def _execute(job: _Job, x: torch.Tensor, *, in_unit: int, out_unit: int) -> torch.Tensor:
+    op, vae, run = job.what, job.vae, job.run
+    tiling = run.tiling
     ratio = vae.output_ratio if op == "decode" else vae.spatial_ratio
-    try:
-        if tile is None and max_memory is not None:
-            tile_norm = tile_passes > 1 and _has_group_norm(vae.module)
-            tile = _auto_tile(job, vae, tuple(x.shape), in_unit, batch_size, max_memory, tile_norm)
-        plan = None
-        if tile is not None:
-            t, o = _tile_cells(tile, overlap, ratio, op)
-            plan = plan_tiles(x.shape[-2] // in_unit, x.shape[-1] // in_unit, t, o)
-            if plan.count == 1:
-                plan = None
-        passes = tile_passes if plan and _has_group_norm(vae.module) else 1
-        total = x.shape[0] * (plan.count * passes if plan else 1)
-        label = f"{op} {vae.name}" + (
-            f" ({plan.count} tiles of {plan.th * ratio}×{plan.tw * ratio} px)" if plan else ""
-        )
-        with _progress_bar(progress, total, label) as advance:
-            if plan is None:
-                return _run_whole(job, x, batch_size, advance)
-            return _run_tiled(job, x, plan, in_unit, out_unit, batch_size, passes, advance)
-    finally:
-        job.weights.restore()
+    tile = tiling.tile
+    if tile is None:
+        budget = run.memory_budget()
+        if budget is not None:
+            tile_norm = tiling.passes > 1 and _has_group_norm(job.module)
+            tile = _auto_tile(job, tuple(x.shape), in_unit, budget, tile_norm)
+    plan = None
+    if tile is not None:
+        t, o = _tile_cells(tile, tiling.overlap, ratio, op)
+        plan = plan_tiles(x.shape[-2] // in_unit, x.shape[-1] // in_unit, t, o)
+        if plan.count == 1:
+            plan = None
+    passes = tiling.passes if plan and _has_group_norm(job.module) else 1
+    total = x.shape[0] * (plan.count * passes if plan else 1)
+    label = f"{op} {vae.name}" + (f" ({plan.count} tiles of {plan.th * ratio}×{plan.tw * ratio} px)" if plan else "")
+    steps = _Steps(run, label, total)
+    if plan is None:
+        return _run_whole(job, x, run.batch_size, steps)
+    return _run_tiled(job, x, plan, in_unit, out_unit, run.batch_size, passes, steps)
 
 
 # --- public API ----------------------------------------------------------------------------------------------
 
 
-def encode(
-    vae: VAE,
-    images: torch.Tensor,
-    *,
-    batch_size: int = 1,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = "fp32",
-    tile: int | None = None,
-    overlap: int | None = None,
-    max_memory: int | None = None,
-    tile_passes: int = TILE_PASSES,
-    progress: bool = True,
-    channels_last: bool = False,
-    provenance: Provenance | None = None,
-) -> Latent:
-    """Encode images into a latent in the VAE's native space.
-
-    Args:
-        vae: a VAE with an encoder.
-        images: float [N, 3, H, W] in [-1, 1] (video VAEs: [N, 3, T, H, W]); H and W multiples of the format's
-            ``size_multiple`` (the VAE's spatial ratio when its format is unknown).
-        batch_size: images (or tiles) per network call.
-        device: where the network runs ("cpu", "cuda", …).
-        dtype: "fp32" (default, exact), "bf16" or "fp16"; non-finite samples are redone in fp32 with a warning.
-        tile: tile side in pixels (a multiple of the spatial ratio) to encode in overlapping tiles, blended in
-            latent space; None = whole images unless ``max_memory`` says otherwise.
-        overlap: tile overlap in pixels (default: a quarter of the tile, rounded to whole latent cells).
-        max_memory: peak-memory budget in bytes; when the estimate passes it, tiling turns on (announced with a
-            :class:`LatentBridgeWarning`).
-        tile_passes: passes over the tiles for networks with GroupNorm: 1 uses per-tile statistics (fastest,
-            seams show as tile-wise colour shifts); each further pass brings the statistics closer to the
-            whole image's (default 2).
-        progress: show a progress bar (only on a terminal).
-        channels_last: run convolutions in channels-last layout (faster with bf16 on CPU; results differ from
-            the default layout by rounding only).
-        provenance: what is known about the images (source file, …); the VAE's name and sha256 are added.
-
-    Returns:
-        A :class:`Latent` with float32 tensor [N, C, h, w] (video [N, C, t, h, w]) in ``vae.native_space`` —
-        "raw" for full VAEs, "model" for tiny autoencoders — with ``vae.format``, the canonical layout,
-        ``vae.stats`` and provenance (``vae_name``, ``vae_sha256``, a history entry).
-
-    Raises:
-        ShapeError: images not [N, 3, H, W] / sizes the format cannot take (the message names valid sizes).
-        LatentBridgeError: images outside [-1, 1] (e.g. [0, 255]), bad dtype/batch size.
-        IncompatibleError: a VAE without encoder. NonFiniteError: NaN/inf in the images or in fp32 output.
-    """
-    _check_batch_size(batch_size)
-    torch_dtype, dev = resolve_dtype(dtype), check_device(device)
+def _check_images(vae: VAE, images: torch.Tensor) -> None:
+    """Images [N, 3, (T,) H, W] float, finite, in [-1, 1], sizes the VAE's format takes — else a clear error."""
+    if not isinstance(images, torch.Tensor):
+        raise InputTypeError(
+            f"encode takes images as a torch.Tensor [N, 3, H, W] in [-1, 1], got {type(images).__name__}; load files "
+            "with latentbridge.load_images"
+        )
     fmt = vae.format
     want_dims = (vae.dims if fmt is None else fmt.dims) + 2
     if images.ndim != want_dims or images.shape[1] != 3 or images.shape[0] < 1:
@@ -853,25 +767,73 @@ def encode(
             f"{h if h % multiple == 0 else h_hi}×{w if w % multiple == 0 else w_hi} "
             "(latentbridge.images.fit_size / --pad / --crop make them fit)"
         )
-    job, in_unit, out_unit = _make_job(vae, "encode", dev, torch_dtype, channels_last)
-    tensor = _execute(
-        job,
-        vae,
-        images,
-        in_unit=in_unit,
-        out_unit=out_unit,
-        batch_size=batch_size,
-        tile=tile,
-        overlap=overlap,
-        max_memory=max_memory,
-        tile_passes=tile_passes,
-        progress=progress,
-    )
+
+
+def encode_native(vae: VAE | Any, images: torch.Tensor, run: Run = Run()) -> torch.Tensor:
+    """Encode images to latents in the VAE's native space, as a plain tensor (no format or space checks).
+
+    Args:
+        vae: a VAE with an encoder (or a diffusers autoencoder module).
+        images: float [N, 3, H, W] (video VAEs: [N, 3, T, H, W]) in **[-1, 1]**.
+        run: how it executes (batching, tiling, dtype policy, progress, cancel).
+
+    Returns:
+        float32 latents [N, C, h, w] (video [N, C, t, h, w]) in ``vae.native_space``, on ``run.device``.
+    """
+    vae = as_vae(vae)
+    job, in_unit, out_unit = _make_job(vae, "encode", run)
+    return _execute(job, images, in_unit=in_unit, out_unit=out_unit)
+
+
+def decode_native(vae: VAE | Any, latents: torch.Tensor, run: Run = Run()) -> torch.Tensor:
+    """Decode native-space latents (a plain tensor) with the codec's batching, tiling, dtype policy and NaN guard.
+
+    Args:
+        vae: a VAE with a decoder (or a diffusers autoencoder module).
+        latents: [N, C, h, w] (video [N, C, t, h, w]) in ``vae.native_space``.
+        run: how it executes.
+
+    Returns:
+        float32 images [N, 3, H, W] (video [N, 3, T, H, W]) about **[-1, 1]**, not clamped, on ``run.device``.
+    """
+    vae = as_vae(vae)
+    job, in_unit, out_unit = _make_job(vae, "decode", run)
+    return _execute(job, latents, in_unit=in_unit, out_unit=out_unit)
+
+
+def encode(vae: VAE | Any, images: torch.Tensor, run: Run = Run(), *, provenance: Provenance | None = None) -> Latent:
+    """Encode images into a latent in the VAE's native space.
+
+    Args:
+        vae: a VAE with an encoder, or a diffusers autoencoder module (wrapped with :func:`latentbridge.as_vae`).
+        images: float [N, 3, H, W] in **[-1, 1]** (video VAEs: [N, 3, T, H, W]; latentbridge's image helpers give
+            [0, 1]: convert with :func:`latentbridge.images.to_signed`); H and W multiples of the format's
+            ``size_multiple`` (the VAE's spatial ratio when its format is unknown).
+        run: how it executes: device, dtype ("fp32" exact; "bf16"/"fp16" with non-finite samples redone in fp32),
+            batch size, tiling (tiles blended in latent space), memory budget (tiling turns on when the estimate
+            passes it, announced with a :class:`LatentBridgeWarning`), channels-last, progress, cancel.
+        provenance: what is known about the images (source file, …); the VAE's name and sha256 are added.
+
+    Returns:
+        A :class:`Latent` with float32 tensor [N, C, h, w] (video [N, C, t, h, w]) in ``vae.native_space`` —
+        "raw" for full VAEs, "model" for tiny autoencoders — with ``vae.format``, the canonical layout,
+        ``vae.stats`` and provenance (``vae_name``, ``vae_sha256``, a history entry).
+
+    Raises:
+        ShapeError: images not [N, 3, H, W] / sizes the format cannot take (the message names valid sizes).
+        LatentBridgeError: images outside [-1, 1] (e.g. [0, 255]).
+        IncompatibleError: a VAE without encoder. NonFiniteError: NaN/inf in the images or in fp32 output.
+        Cancelled: the run's cancel token was set.
+    """
+    vae = as_vae(vae)
+    _check_images(vae, images)
+    tensor = encode_native(vae, images, run)
+    tile = run.tiling.tile
     prov = dataclasses.replace(
         provenance or Provenance(), vae_name=vae.name, vae_sha256=vae.sha256, tool=f"latentbridge {__version__}"
-    ).then(f"encode {vae.name} {_dtype_name(torch_dtype)}" + (f" tile {tile}" if tile else ""))
+    ).then(f"encode {vae.name} {dtype_name(run.torch_dtype)}" + (f" tile {tile}" if tile else ""))
     layout = "NCHW" if tensor.ndim == 4 else "NCTHW"
-    return Latent(tensor, format=fmt, space=vae.native_space, layout=layout, provenance=prov, stats=vae.stats)
+    return Latent(tensor, format=vae.format, space=vae.native_space, layout=layout, provenance=prov, stats=vae.stats)
 
 
 def native_latent(vae: VAE, latent: Latent) -> tuple[torch.Tensor, LatentFormat | None]:
@@ -883,10 +845,10 @@ def native_latent(vae: VAE, latent: Latent) -> tuple[torch.Tensor, LatentFormat 
 
     Raises:
         IncompatibleError: different formats, dimensions or channel counts.
-        ValueError: an unknown space, or no format to convert with.
+        SpaceError: an unknown space. FormatRequiredError: no format to convert with (both are ValueErrors).
     """
     if not isinstance(latent, Latent):
-        raise TypeError(
+        raise InputTypeError(
             f"decode takes a latentbridge Latent, got {type(latent).__name__}; wrap a tensor with "
             "Latent(tensor, format='sd1', space='raw') or read a file with latentbridge.files.read_latent"
         )
@@ -898,13 +860,13 @@ def native_latent(vae: VAE, latent: Latent) -> tuple[torch.Tensor, LatentFormat 
             "latent's label is wrong"
         )
     if latent.space == "unknown":
-        raise ValueError(
+        raise SpaceError(
             "this latent's space is unknown (raw VAE output or model space?); pass --space raw|model, "
             "or run `latentbridge check` to have it estimated"
         )
     if fmt is None:
         if latent.space != vae.native_space:
-            raise ValueError(
+            raise FormatRequiredError(
                 f"the latent is in {latent.space} space and VAE {vae.name!r} reads {vae.native_space} space, but "
                 "neither says which latent format they are, so the conversion is unknown; pass --format NAME"
             )
@@ -927,50 +889,29 @@ def native_latent(vae: VAE, latent: Latent) -> tuple[torch.Tensor, LatentFormat 
     return tensor, fmt
 
 
-def decode(
-    vae: VAE,
-    latent: Latent,
-    *,
-    batch_size: int = 1,
-    device: str | torch.device = "cpu",
-    dtype: str | torch.dtype = "fp32",
-    tile: int | None = None,
-    overlap: int | None = None,
-    max_memory: int | None = None,
-    tile_passes: int = TILE_PASSES,
-    progress: bool = True,
-    channels_last: bool = False,
-    crop_padding: bool = True,
-) -> torch.Tensor:
-    """Decode a latent (raw or model space) to images.
+def decode(vae: VAE | Any, latent: Latent, run: Run = Run(), *, crop_padding: bool = True) -> torch.Tensor:
+    """Decode a latent (raw or model space) to images in [0, 1].
 
     Args:
-        vae: a VAE with a decoder.
+        vae: a VAE with a decoder, or a diffusers autoencoder module (wrapped with :func:`latentbridge.as_vae`).
         latent: the latent, in either space; its format must match the VAE's (an unknown format takes the
             VAE's). Converted to ``vae.native_space`` first (scale/shift, mean/std, FLUX.2 BatchNorm + patchify).
-        batch_size: samples (or tiles) per network call.
-        device: where the network runs.
-        dtype: "fp32" (default, exact), "bf16" or "fp16"; non-finite samples are redone in fp32 with a warning.
-        tile: tile side in output pixels (a multiple of the decoder's output ratio), or None.
-        overlap: tile overlap in output pixels (default: a quarter of the tile, whole latent cells).
-        max_memory: peak-memory budget in bytes; tiling turns on (with a warning) when the estimate passes it.
-        tile_passes: passes over the tiles for networks with GroupNorm (1 = per-tile statistics; default 2).
-        progress: show a progress bar (only on a terminal).
-        channels_last: run convolutions in channels-last layout (the bf16 fast path on CPU).
+        run: how it executes: device, dtype, batch size, tiling (tile and overlap in output pixels, a multiple of
+            the decoder's output ratio), memory budget, channels-last, progress, cancel.
         crop_padding: remove the padding recorded at encode time (``provenance.extra["padding"]``).
 
     Returns:
-        float32 images [N, 3, H, W] (video [N, 3, T, H, W]) in [0, 1], on ``device``.
+        float32 images [N, 3, H, W] (video [N, 3, T, H, W]) in **[0, 1]** (diffusers pipelines use [-1, 1]:
+        :func:`latentbridge.images.to_signed` converts), on ``run.device``.
 
     Raises:
         IncompatibleError: the latent belongs to another format / channel count / dimensionality.
         NonFiniteError: NaN/inf in the latent, or in the fp32 output.
-        ValueError: unknown space, no format to convert with.
+        SpaceError: unknown space. FormatRequiredError: no format to convert with. Cancelled: cancelled.
     """
     from latentbridge.images import PADDING_KEY, Padding  # local: images imports PIL, the codec needs it only here
 
-    _check_batch_size(batch_size)
-    torch_dtype, dev = resolve_dtype(dtype), check_device(device)
+    vae = as_vae(vae)
     tensor, _ = native_latent(vae, latent)
     if tensor.shape[0] < 1:
         raise ShapeError(f"the latent has an empty batch (shape {tuple(tensor.shape)}); nothing to decode")
@@ -980,20 +921,7 @@ def decode(
             f"the latent holds NaN or inf values (samples {bad}); it is corrupt or was saved after a diverged "
             "sampling run: regenerate it"
         )
-    job, in_unit, out_unit = _make_job(vae, "decode", dev, torch_dtype, channels_last)
-    images = _execute(
-        job,
-        vae,
-        tensor,
-        in_unit=in_unit,
-        out_unit=out_unit,
-        batch_size=batch_size,
-        tile=tile,
-        overlap=overlap,
-        max_memory=max_memory,
-        tile_passes=tile_passes,
-        progress=progress,
-    )
+    images = decode_native(vae, tensor, run)
     images = (images.clamp(-1.0, 1.0) + 1.0) / 2.0
     padding = dict(latent.provenance.extra).get(PADDING_KEY)
     if crop_padding and padding:

@@ -25,13 +25,21 @@ from typing import Any
 
 import torch
 
-from latentbridge import codec, diagnostics, files, photos, preview
-from latentbridge.check import Report, check
+from latentbridge import codec, diagnostics, files, photos, previews
+from latentbridge.checks import Report, check
 from latentbridge.formats import get_format
 from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import psnr
-from latentbridge.transfer import Refine, transfer
+from latentbridge.transfers import Refine, transfer
 from latentbridge.weights import load_vae
+
+__all__ = [
+    "DEMO_PHOTO",
+    "DEMO_SEED",
+    "DemoResult",
+    "DemoStep",
+    "run_demo",
+]
 
 DEMO_PHOTO = "astronaut"
 DEMO_SEED = 42
@@ -144,7 +152,7 @@ def run_demo(
 
     # 2. encode a real photo -----------------------------------------------------------------------------
     image = photos.photo_tensor(photo, size)
-    latent = codec.encode(vae_a, image, progress=False, provenance=Provenance(source_image=photo))
+    latent = codec.encode(vae_a, image, provenance=Provenance(source_image=photo))
     files.write_latent(latent, out / f"{photo}.zoo-a.latent", overwrite=True)
     back = files.read_latent(out / f"{photo}.zoo-a.latent")
     stats = files.latent_stats(back)
@@ -183,10 +191,10 @@ def run_demo(
     )
 
     # 4. decode anyway with zoo-b, and with zoo-a ------------------------------------------------------------
-    right = codec.decode(vae_a, back, progress=False)
+    right = codec.decode(vae_a, back)
     # What a tool that does not know families does: the raw tensor goes to whichever VAE is loaded.
     unlabelled = Latent(back.to_space("raw").tensor, None, "raw")
-    wrong = codec.decode(vae_b, unlabelled, progress=False)
+    wrong = codec.decode(vae_b, unlabelled)
     p_right, p_wrong = float(psnr(right, original)[0]), float(psnr(wrong, original)[0])
     numbers["psnr_right_db"], numbers["psnr_wrong_db"] = round(p_right, 2), round(p_wrong, 2)
     strip = _save_png(
@@ -207,9 +215,9 @@ def run_demo(
     moved = transfer(back, vae_a, vae_b, method=Refine())
     refine_s = time.perf_counter() - t0
     files.write_latent(moved, out / f"{photo}.zoo-b.latent", overwrite=True)
-    via_plain = codec.decode(vae_b, plain, progress=False)
-    via_b = codec.decode(vae_b, moved, progress=False)
-    direct_b = codec.decode(vae_b, codec.encode(vae_b, image, progress=False), progress=False)
+    via_plain = codec.decode(vae_b, plain)
+    via_b = codec.decode(vae_b, moved)
+    direct_b = codec.decode(vae_b, codec.encode(vae_b, image))
     p_plain, p_moved = float(psnr(via_plain, original)[0]), float(psnr(via_b, original)[0])
     p_direct = float(psnr(direct_b, original)[0])
     numbers["psnr_reencode_db"], numbers["psnr_transfer_db"] = round(p_plain, 2), round(p_moved, 2)
@@ -233,7 +241,7 @@ def run_demo(
     stats_png = out / "channel-stats.png"
     stats_png.write_bytes(diagnostics.figure_png(diagnostics.stats_figure(diag.stats, diag.deviation)))
     t0 = time.perf_counter()
-    prev = preview.preview(back)
+    prev = previews.preview(back)
     preview_ms = (time.perf_counter() - t0) * 1000
     up = torch.nn.functional.interpolate(prev, size=(size, size), mode="nearest")
     small = torch.nn.functional.interpolate(original, size=tuple(prev.shape[-2:]), mode="area")

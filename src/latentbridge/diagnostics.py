@@ -18,7 +18,6 @@ Wan, Mochi), the VAE's BatchNorm statistics (FLUX.2, LTX-Video), or — for form
 
 from __future__ import annotations
 
-import importlib
 import io
 import math
 from collections.abc import Mapping
@@ -33,6 +32,36 @@ from matplotlib.figure import Figure
 from latentbridge.errors import ShapeError
 from latentbridge.formats import LatentFormat, NormStats
 from latentbridge.latent import Latent
+
+__all__ = [
+    "STD_RATIO_LIMIT",
+    "Z_MEAN_LIMIT",
+    "Z_SPREAD_LIMIT",
+    "ChannelStats",
+    "Deviation",
+    "Diagnosis",
+    "Histograms",
+    "Reference",
+    "SequenceStats",
+    "Spectrum",
+    "channel_stats",
+    "channel_values",
+    "channels_figure",
+    "correlation",
+    "correlation_figure",
+    "deviation",
+    "diagnose",
+    "figure_png",
+    "histogram_figure",
+    "histograms",
+    "new_figure",
+    "radial_spectrum",
+    "reference_profile",
+    "sequence_figure",
+    "sequence_stats",
+    "spectrum_figure",
+    "stats_figure",
+]
 
 # What counts as "off" for one channel. Against a measured image-to-image spread, |z| > 3 is rare for a
 # photo of the family (latentbridge.profiles scores features with a Student-t of 5 degrees of freedom: about
@@ -383,14 +412,10 @@ def _raw_from_packed(stats: NormStats, fmt: LatentFormat) -> tuple[tuple[float, 
 
 
 def _measured_profiles() -> Mapping[tuple[str, str], Any]:
-    """The built-in profiles of ``latentbridge.profiles`` by (format, space), or {} in a build without it."""
-    try:
-        profiles = importlib.import_module("latentbridge.profiles")
-    except ModuleNotFoundError as exc:
-        if exc.name != "latentbridge.profiles":
-            raise
-        return {}
-    return profiles.profile_set()
+    """The built-in and user profiles of :mod:`latentbridge.profiles` by (format, space)."""
+    from latentbridge.profiles import profile_set  # local: reads the shipped profiles on first use
+
+    return profile_set()
 
 
 def _from_measured(p: Any) -> Reference:

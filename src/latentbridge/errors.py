@@ -5,6 +5,25 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
+__all__ = [
+    "Cancelled",
+    "DtypeError",
+    "FileFormatError",
+    "FormatRequiredError",
+    "IncompatibleError",
+    "InputTypeError",
+    "LatentBridgeError",
+    "LatentBridgeWarning",
+    "LibraryError",
+    "MissingPartError",
+    "NonFiniteError",
+    "ShapeError",
+    "SpaceError",
+    "UnknownFormatError",
+    "WeightsError",
+    "did_you_mean",
+]
+
 
 class LatentBridgeError(Exception):
     """Base of every error latentbridge raises on purpose."""
@@ -49,6 +68,29 @@ class IncompatibleError(LatentBridgeError):
 
 class ShapeError(LatentBridgeError, ValueError):
     """A tensor whose shape does not fit what the operation needs."""
+
+
+class SpaceError(LatentBridgeError, ValueError):
+    """A latent space that is unknown where it must be known, or not one of "raw", "model", "unknown"."""
+
+
+class FormatRequiredError(LatentBridgeError, ValueError):
+    """An operation that needs the latent's format where it is unknown (pass it, or identify it first)."""
+
+
+class InputTypeError(LatentBridgeError, TypeError):
+    """A value of the wrong kind where it enters latentbridge (a str where a tensor belongs, …)."""
+
+
+class DtypeError(LatentBridgeError, ValueError):
+    """A dtype name or torch dtype latentbridge does not compute or load in."""
+
+
+class Cancelled(LatentBridgeError):
+    """A long operation stopped because its :class:`~latentbridge.run.CancelToken` was cancelled.
+
+    Nothing the operation would have written was written (finished files of a folder stay finished).
+    """
 
 
 def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:

@@ -30,6 +30,30 @@ import torch
 from latentbridge import _format_data as D
 from latentbridge.errors import ShapeError, UnknownFormatError, did_you_mean
 
+__all__ = [
+    "SOURCE_KEYS",
+    "SPACES",
+    "LatentFormat",
+    "NormSource",
+    "NormStats",
+    "Space",
+    "convert",
+    "find_formats",
+    "formats",
+    "get_format",
+    "grid_options",
+    "latent_frames",
+    "latent_shape",
+    "model_to_raw",
+    "nearest_sizes",
+    "pack",
+    "pixel_frames",
+    "raw_to_model",
+    "token_formats",
+    "tokens_to_model",
+    "unpack",
+]
+
 Space = Literal["raw", "model"]
 NormSource = Literal["none", "registry", "vae"]
 SPACES: tuple[str, ...] = ("raw", "model")
@@ -138,7 +162,7 @@ class LatentFormat:
         return "NCHW" if self.dims == 2 else "NCTHW"
 
     @property
-    def comfy_space(self) -> str:
+    def comfy_space(self) -> Space:
         """The space ComfyUI's ``LATENT`` (and its ``.latent`` files) holds for this format.
 
         ComfyUI's VAE objects output raw latents and its latent formats' ``process_in`` applies scale/shift or

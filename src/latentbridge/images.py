@@ -19,7 +19,6 @@ import os
 import re
 import stat
 import struct
-import tempfile
 import warnings
 import zlib
 from collections.abc import Mapping, Sequence
@@ -33,9 +32,30 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
+from latentbridge._atomic import atomic_write
 from latentbridge._guard import MAX_IMAGE_PIXELS, MAX_JSON_BYTES, check_pixels, load_json, regular_file
 from latentbridge.errors import FileFormatError, LatentBridgeWarning, ShapeError
 from latentbridge.formats import nearest_sizes
+
+__all__ = [
+    "IMAGE_MAGIC",
+    "PADDING_KEY",
+    "PNG_KEY",
+    "READ_FORMATS",
+    "LoadedImages",
+    "Padding",
+    "fit_size",
+    "image_kind",
+    "load_image",
+    "load_images",
+    "output_paths",
+    "read_image_text",
+    "read_png_metadata",
+    "save_images",
+    "to_signed",
+    "to_uint8",
+    "to_unit",
+]
 
 READ_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
 """Pillow format names :func:`load_image` accepts."""
@@ -292,6 +312,16 @@ def load_image(
     return load_images([path], multiple=multiple, pad=pad, crop=crop)
 
 
+def to_signed(images: torch.Tensor) -> torch.Tensor:
+    """Images in [0, 1] (what :func:`latentbridge.decode` returns) -> [-1, 1] (what encode and diffusers take)."""
+    return images * 2.0 - 1.0
+
+
+def to_unit(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] (diffusers' decode output, :func:`load_images`) -> [0, 1], clamped."""
+    return ((images + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
 def to_uint8(images: torch.Tensor) -> np.ndarray:
     """Float images in [0, 1] (any leading dims, channels at dim -3) -> uint8 [..., H, W, 3], rounded."""
     x = images.detach().float().clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).cpu()
@@ -304,20 +334,6 @@ def output_paths(path: str | os.PathLike[str], count: int) -> list[Path]:
     if count == 1:
         return [path]
     return [path.with_name(f"{path.stem}-{i}{path.suffix}") for i in range(count)]
-
-
-def _atomic_save(path: Path, save: Any) -> None:
-    """Call ``save(file)`` on a temp file beside ``path``, then move it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            save(file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_images(
@@ -365,7 +381,11 @@ def save_images(
         info.add_text(PNG_KEY, json.dumps(meta, sort_keys=True))
         if images.ndim == 4:
             frame = Image.fromarray(pixels[i])
-            _atomic_save(out, lambda f, frame=frame, info=info: frame.save(f, format="PNG", pnginfo=info))
+
+            def save_png(f: Any, frame: Image.Image = frame, info: PngInfo = info) -> None:
+                frame.save(f, format="PNG", pnginfo=info)
+
+            atomic_write(out, save_png)
         else:
             frames = [Image.fromarray(a) for a in pixels[i]]
 
@@ -380,7 +400,7 @@ def save_images(
                     loop=0,
                 )
 
-            _atomic_save(out, save_apng)
+            atomic_write(out, save_apng)
         written.append(out)
     return written
 

@@ -5,14 +5,60 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 
-from latentbridge.errors import FileFormatError, ShapeError
-from latentbridge.formats import LatentFormat, NormStats, convert, get_format
+from latentbridge.errors import (
+    FileFormatError,
+    FormatRequiredError,
+    InputTypeError,
+    ShapeError,
+    SpaceError,
+    UnknownFormatError,
+)
+from latentbridge.formats import LatentFormat, NormStats, Space, convert, get_format
 
+__all__ = [
+    "KNOWN_LAYOUTS",
+    "LAYOUT_LETTERS",
+    "LAYOUT_NAMES",
+    "SPACE_VALUES",
+    "Latent",
+    "LatentSpace",
+    "Provenance",
+    "alternative_layouts",
+    "as_format",
+    "as_space",
+    "check_layout",
+    "to_layout",
+]
+
+LatentSpace = Literal["raw", "model", "unknown"]
+"""A latent's space: "raw" (VAE output), "model" (what the diffusion model sees) or "unknown"."""
 SPACE_VALUES: tuple[str, ...] = ("raw", "model", "unknown")
+
+
+def as_space(space: str, *, unknown: bool = True) -> LatentSpace:
+    """``space`` checked: "raw", "model" (or "unknown" when ``unknown``), else a :class:`SpaceError`."""
+    allowed = SPACE_VALUES if unknown else SPACE_VALUES[:2]
+    if space not in allowed:
+        raise SpaceError(f"unknown space {space!r}: expected one of {', '.join(repr(s) for s in allowed)}")
+    return cast(LatentSpace, space)
+
+
+def as_format(fmt: LatentFormat | str | None) -> LatentFormat | None:
+    """A format given by name or value (None stays None); an unknown name is an UnknownFormatError."""
+    if fmt is None or isinstance(fmt, LatentFormat):
+        return fmt
+    if isinstance(fmt, str):
+        return get_format(fmt)
+    raise InputTypeError(
+        f"a latent format is a registry name such as 'sd1' or a LatentFormat, got {type(fmt).__name__}; "
+        "see `latentbridge formats`"
+    )
+
+
 LAYOUT_LETTERS = frozenset("NCTHW")
 KNOWN_LAYOUTS: tuple[str, ...] = ("NCHW", "NHWC", "CHW", "HWC", "NCTHW", "NTCHW", "CTHW", "TCHW", "NTHWC")
 
@@ -130,7 +176,8 @@ def _json_type(value: Any) -> str:
         return f"the string {value[:40]!r}"
     if isinstance(value, int | float):
         return f"the number {str(value)[:40]}"
-    return {list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _plain(value: Any) -> str:
@@ -153,17 +200,46 @@ class Latent:
 
     tensor: torch.Tensor
     format: LatentFormat | None = None
-    space: str = "unknown"
+    space: LatentSpace = "unknown"
     layout: str = "NCHW"
     provenance: Provenance = field(default_factory=Provenance)
     stats: NormStats | None = None
 
-    def __post_init__(self) -> None:
-        if not isinstance(self.tensor, torch.Tensor):
-            raise TypeError(f"Latent.tensor must be a torch.Tensor, got {type(self.tensor).__name__}")
-        if self.space not in SPACE_VALUES:
-            raise ValueError(f"unknown space {self.space!r}: expected one of {SPACE_VALUES}")
-        check_layout(self.layout, self.tensor.ndim)
+    def __init__(
+        self,
+        tensor: torch.Tensor,
+        format: LatentFormat | str | None = None,
+        space: LatentSpace = "unknown",
+        layout: str = "NCHW",
+        provenance: Provenance | None = None,
+        stats: NormStats | None = None,
+    ) -> None:
+        """Validate every field where it enters: a format may be given by name ("sd1"), a space must be one of
+        "raw" / "model" / "unknown", the layout must fit the tensor's rank."""
+        if not isinstance(tensor, torch.Tensor):
+            raise InputTypeError(
+                f"Latent.tensor must be a torch.Tensor, got {type(tensor).__name__}; convert it with torch.as_tensor"
+            )
+        try:
+            fmt = as_format(format)
+        except UnknownFormatError as exc:
+            raise UnknownFormatError(f"Latent(format={format!r}): {exc}") from exc
+        if not isinstance(space, str):
+            raise InputTypeError(f"Latent.space must be 'raw', 'model' or 'unknown', got {type(space).__name__}")
+        if provenance is not None and not isinstance(provenance, Provenance):
+            raise InputTypeError(f"Latent.provenance must be a Provenance, got {type(provenance).__name__}")
+        if stats is not None and not isinstance(stats, NormStats):
+            raise InputTypeError(f"Latent.stats must be NormStats or None, got {type(stats).__name__}")
+        if not isinstance(layout, str):
+            raise InputTypeError(f"Latent.layout must be letters such as 'NCHW', got {type(layout).__name__}")
+        check_layout(layout, tensor.ndim)
+        setattr_ = object.__setattr__
+        setattr_(self, "tensor", tensor)
+        setattr_(self, "format", fmt)
+        setattr_(self, "space", as_space(space))
+        setattr_(self, "layout", layout)
+        setattr_(self, "provenance", provenance if provenance is not None else Provenance())
+        setattr_(self, "stats", stats)
 
     # --- views ------------------------------------------------------------------------------------------
     @property
@@ -181,9 +257,7 @@ class Latent:
         return self.tensor.shape[self.layout.index(letter)] if letter in self.layout else 1
 
     def replace(self, **changes: Any) -> Latent:
-        """A copy with some fields changed (``format`` may be given by name)."""
-        if isinstance(changes.get("format"), str):
-            changes["format"] = get_format(changes["format"])
+        """A copy with some fields changed (``format`` may be given by name), validated like a new Latent."""
         return dataclasses.replace(self, **changes)
 
     def canonical(self) -> Latent:
@@ -210,17 +284,18 @@ class Latent:
     def require_format(self, why: str) -> LatentFormat:
         """The format, or a clear error when it is unknown."""
         if self.format is None:
-            raise ValueError(
+            raise FormatRequiredError(
                 f"this latent's format is unknown, so latentbridge cannot {why}; "
                 "pass --format NAME (see `latentbridge formats`) or run `latentbridge identify` on it"
             )
         return self.format
 
-    def to_space(self, space: str, stats: NormStats | None = None) -> Latent:
+    def to_space(self, space: Space, stats: NormStats | None = None) -> Latent:
         """The same latent converted to ``space`` ("raw" or "model"), in canonical layout."""
+        space = cast(Space, as_space(space, unknown=False))
         fmt = self.require_format(f"convert it to {space} space")
         if self.space == "unknown":
-            raise ValueError(
+            raise SpaceError(
                 "this latent's space is unknown (raw VAE output or model space?); pass --space raw|model, "
                 "or run `latentbridge check` to have it estimated"
             )

@@ -22,6 +22,20 @@ import torch.nn.functional as F
 
 from latentbridge.errors import ShapeError
 
+__all__ = [
+    "LPIPS_NOTE",
+    "SSIM_K1",
+    "SSIM_K2",
+    "SSIM_RADIUS",
+    "SSIM_SIGMA",
+    "Fidelity",
+    "T",
+    "fidelity",
+    "median_time",
+    "psnr",
+    "ssim",
+]
+
 T = TypeVar("T")
 
 LPIPS_NOTE = (
@@ -125,7 +139,7 @@ class Fidelity:
     ssim: float
     images: int
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, float | int | str]:
         """JSON-ready dict (``inf`` PSNR becomes the string "inf")."""
         return {"psnr_db": self.psnr if math.isfinite(self.psnr) else "inf", "ssim": self.ssim, "images": self.images}
 

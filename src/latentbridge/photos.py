@@ -19,6 +19,14 @@ from PIL import Image
 
 from latentbridge.errors import LatentBridgeError, did_you_mean
 
+__all__ = [
+    "HELDOUT_PHOTOS",
+    "PHOTOS",
+    "TRAIN_PHOTOS",
+    "load_photo",
+    "photo_tensor",
+]
+
 
 def _skimage(name: str) -> Callable[[], np.ndarray]:
     def load() -> np.ndarray:

@@ -25,7 +25,6 @@ import itertools
 import json
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -35,10 +34,54 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from latentbridge import codec
+from latentbridge._atomic import atomic_write
 from latentbridge._guard import read_json_file
 from latentbridge.errors import LatentBridgeError
 from latentbridge.formats import LatentFormat, NormStats, formats, pack
+from latentbridge.run import Run
 from latentbridge.vae import VAE
+
+__all__ = [
+    "CALIBRATION_SIZES",
+    "DATA_FILE",
+    "GROUPS",
+    "JOINT_SHRINK",
+    "MAX_CORR_CHANNELS",
+    "MAX_JOINT_CHANNELS",
+    "MIN_SLOPE_SIDE",
+    "PROFILE_KINDS",
+    "SAME_RAW_SPACE",
+    "SPREAD_FLOOR",
+    "STUDENT_NU",
+    "Calibration",
+    "Features",
+    "Population",
+    "Profile",
+    "Stat",
+    "Transfer",
+    "affine",
+    "build_profile",
+    "builtin_profiles",
+    "calibrate",
+    "calibration",
+    "feature_fit",
+    "is_identity",
+    "latent_features",
+    "load_user_profiles",
+    "native_profile_space",
+    "natural_image_reference",
+    "pooled_stats",
+    "profile_from_norm_stats",
+    "profile_from_published",
+    "profile_set",
+    "raw_owner",
+    "sample_crops",
+    "save_user_profile",
+    "spectral_slope",
+    "transform_profile",
+    "user_profile_dir",
+]
 
 GROUPS: tuple[str, ...] = ("mean", "logstd", "corr", "slope")
 PROFILE_KINDS: tuple[str, ...] = ("published", "measured", "derived", "user")
@@ -691,18 +734,9 @@ def _safe_name(text: str) -> str:
 
 def save_user_profile(profile: Profile, directory: Path) -> Path:
     """Write ``profile`` to ``directory/<format>.<space>.json`` atomically (temp file + os.replace)."""
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"{_safe_name(profile.format)}.{profile.space}.json"
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as file:
-            json.dump({"schema": 1, "profile": profile.to_dict()}, file, indent=1)
-            file.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    text = json.dumps({"schema": 1, "profile": profile.to_dict()}, indent=1) + "\n"
+    return atomic_write(path, text.encode(), parents=True)
 
 
 def load_user_profiles(directory: Path) -> tuple[Profile, ...]:
@@ -837,6 +871,7 @@ def calibrate(
     crops: int = 2,
     seed: int = 0,
     kind: str = "user",
+    run: Run | None = None,
 ) -> Profile:
     """Build a profile for any VAE with an encoder by encoding images.
 
@@ -850,6 +885,7 @@ def calibrate(
         crops: random crops per image and size.
         seed: seed of the crop sampler.
         kind: profile kind to record ("user" for `latentbridge calibrate`, "measured" for shipped ones).
+        run: how the encodes run (default: on the VAE's own device and dtype); its cancel token stops them.
 
     Returns:
         A Profile of the VAE's native space (packed first for tiny decoders of packed formats).
@@ -873,10 +909,11 @@ def calibrate(
     for size in sizes:
         if size % vae.spatial_ratio:
             raise ValueError(f"calibration size {size} is not a multiple of the VAE's ratio {vae.spatial_ratio}")
+    own = run if run is not None else vae.own_run()
     for image in image_list:
         for size in sizes:
             batch = sample_crops(image, size, crops, generator)
-            z = vae.encode(batch).float()
+            z = codec.encode_native(vae, batch, own).cpu()
             if do_pack and fmt is not None:
                 z = pack(z, fmt.patch)
             latents.append(z)

@@ -16,15 +16,21 @@ refinement runs untiled, so memory grows like a training step of the decoder at 
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from latentbridge.errors import IncompatibleError, ShapeError
-from latentbridge.vae import VAE
+from latentbridge.vae import VAE, Fn
+
+__all__ = [
+    "REFINE_LR",
+    "REFINE_STEPS",
+    "RefineResult",
+    "refine_latent",
+]
 
 REFINE_STEPS = 20
 """Default number of refinement steps (most of the gain comes in the first 10–20)."""
@@ -56,21 +62,8 @@ class RefineResult:
         return tuple(10 * math.log10(b / a) if a > 0 else math.inf for b, a in pairs)
 
 
-@contextlib.contextmanager
-def frozen_parameters(module: torch.nn.Module) -> Iterator[None]:
-    """Gradients flow through ``module`` but not into its weights while inside; each flag is put back after."""
-    params = list(module.parameters())
-    flags = [p.requires_grad for p in params]
-    try:
-        for p in params:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in zip(params, flags, strict=True):
-            p.requires_grad_(flag)
-
-
-def _check(vae: VAE, latents: torch.Tensor, target: torch.Tensor, steps: int) -> None:
+def _check(vae: VAE, latents: torch.Tensor, target: torch.Tensor, steps: int) -> Fn:
+    """The VAE's decoder, after checking that refinement can run with it."""
     if steps < 0:
         raise ValueError(f"refinement steps must be 0 or more, got {steps}")
     if vae.decode is None:
@@ -88,6 +81,7 @@ def _check(vae: VAE, latents: torch.Tensor, target: torch.Tensor, steps: int) ->
             f"refinement needs one target picture per latent, got {latents.shape[0]} latents and "
             f"{target.shape[0]} pictures"
         )
+    return vae.decode
 
 
 def refine_latent(
@@ -118,43 +112,41 @@ def refine_latent(
         IncompatibleError: the VAE has no decoder or is not a torch network.
         ShapeError: the decode's shape differs from ``target``'s, or the counts differ.
     """
-    _check(vae, latents, target, steps)
-    param = next(iter(vae.module.parameters()), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None else torch.float32
+    decode = _check(vae, latents, target, steps)
+    device, dtype = vae.device, vae.dtype
     out, before, after = [], [], []
-    with frozen_parameters(vae.module):
-        for z0, goal in zip(latents.split(1), target.split(1), strict=True):
-            z0 = z0.to(device, torch.float32)
-            goal = goal.to(device, torch.float32)
-            with torch.no_grad():
-                first = vae.decode(z0.to(dtype)).float()
-            if first.shape != goal.shape:
-                raise ShapeError(
-                    f"{vae.name} decodes this latent to {tuple(first.shape)} but the target picture is "
-                    f"{tuple(goal.shape)}; refine against the picture the latent was encoded from"
-                )
-            best_z, best = z0.clone(), float((first - goal).pow(2).mean())
-            before.append(best)
-            z = z0.clone().requires_grad_(True)
-            opt = torch.optim.Adam([z], lr=lr * float(z0.std().clamp_min(1e-6)))
-            for _ in range(steps):
-                with torch.enable_grad():
-                    loss = (vae.decode(z.to(dtype)).float() - goal).pow(2).mean()
-                    value = float(loss.detach())
-                    if not math.isfinite(value):  # keep the best finite iterate; more steps cannot help
-                        break
-                    if value < best:  # the loss of the iterate *before* this step
-                        best, best_z = value, z.detach().clone()
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                opt.step()
-                if on_step is not None:
-                    on_step()
-            with torch.no_grad():
-                last = float((vae.decode(z.detach().to(dtype)).float() - goal).pow(2).mean())
-            if math.isfinite(last) and last < best:
-                best, best_z = last, z.detach().clone()
-            after.append(best)
-            out.append(best_z.cpu())
+    # Gradients are taken with respect to the latent only (torch.autograd.grad): the decoder's weights — possibly
+    # a module other callers share — are never written to, not even their requires_grad flags.
+    for z0, goal in zip(latents.split(1), target.split(1), strict=True):
+        z0 = z0.to(device, torch.float32)
+        goal = goal.to(device, torch.float32)
+        with torch.no_grad():
+            first = decode(z0.to(dtype)).float()
+        if first.shape != goal.shape:
+            raise ShapeError(
+                f"{vae.name} decodes this latent to {tuple(first.shape)} but the target picture is "
+                f"{tuple(goal.shape)}; refine against the picture the latent was encoded from"
+            )
+        best_z, best = z0.clone(), float((first - goal).pow(2).mean())
+        before.append(best)
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr * float(z0.std().clamp_min(1e-6)))
+        for _ in range(steps):
+            with torch.enable_grad():
+                loss = (decode(z.to(dtype)).float() - goal).pow(2).mean()
+                value = float(loss.detach())
+                if not math.isfinite(value):  # keep the best finite iterate; more steps cannot help
+                    break
+                if value < best:  # the loss of the iterate *before* this step
+                    best, best_z = value, z.detach().clone()
+                (z.grad,) = torch.autograd.grad(loss, [z])
+            opt.step()
+            if on_step is not None:
+                on_step()
+        with torch.no_grad():
+            last = float((decode(z.detach().to(dtype)).float() - goal).pow(2).mean())
+        if math.isfinite(last) and last < best:
+            best, best_z = last, z.detach().clone()
+        after.append(best)
+        out.append(best_z.cpu())
     return RefineResult(torch.cat(out), tuple(before), tuple(after), steps)

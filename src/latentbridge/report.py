@@ -1,9 +1,9 @@
 """One self-contained HTML page about a latent — and the same numbers as TensorBoard event files.
 
 :func:`build_report` gathers, for one latent: what it is (shape, dtype, layout, format, space, provenance,
-per-channel statistics), the identify and check results where those modules are available, previews
+per-channel statistics), the identify and check results, previews
 (published and fitted factors), diagnostics (:mod:`latentbridge.diagnostics`) and a comparison of candidate
-VAEs (:mod:`latentbridge.compare`). :func:`render_html` turns reports into one page whose images are inline
+VAEs (:mod:`latentbridge.comparison`). :func:`render_html` turns reports into one page whose images are inline
 ``data:image/png;base64`` URIs and whose CSS is inline: no scripts, no fonts, no external requests, so the
 file can be mailed, archived or opened offline.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib
 import json
 import math
 import os
@@ -37,11 +36,13 @@ import torch
 
 from latentbridge import __version__
 from latentbridge import diagnostics as dg
-from latentbridge.compare import Comparison, compare, comparison_grid, grid_png, short_name
+from latentbridge._atomic import atomic_write
+from latentbridge.checks import Report, check
+from latentbridge.comparison import Comparison, compare, comparison_grid, grid_png, short_name
 from latentbridge.errors import FileFormatError, LatentBridgeError
+from latentbridge.fingerprint import Identification, identify
 from latentbridge.latent import Latent
-from latentbridge.preview import (
-    atomic_write_bytes,
+from latentbridge.previews import (
     check_values,
     find_fit,
     fitted_previewer,
@@ -51,23 +52,34 @@ from latentbridge.preview import (
     preview_grid,
     rgb_preview,
 )
+from latentbridge.run import Run
 from latentbridge.vae import VAE
+
+__all__ = [
+    "MAX_PREVIEW_FRAMES",
+    "MAX_PREVIEW_ITEMS",
+    "EventWriter",
+    "LatentReport",
+    "Preview",
+    "build_report",
+    "crc32c",
+    "data_uri",
+    "diagnostic_figures",
+    "event",
+    "histogram_value",
+    "image_value",
+    "masked_crc32c",
+    "read_events",
+    "render_html",
+    "report_to_tensorboard",
+    "scalar_value",
+    "tfrecord",
+    "write_html",
+    "write_report",
+]
 
 MAX_PREVIEW_ITEMS = 8  # batch items shown in previews (a 64-latent training batch would be a wall)
 MAX_PREVIEW_FRAMES = 25  # latent frames shown per item (Wan's 81 frames are 21 latent frames)
-
-
-# --- optional colleague modules -------------------------------------------------------------------------
-
-
-def _optional(module: str) -> Any | None:
-    """The module, or None when this build does not have it (any other import failure propagates)."""
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name != module:
-            raise
-        return None
 
 
 def _jsonable(obj: Any) -> Any:
@@ -109,8 +121,8 @@ class LatentReport:
         diagnosis: :func:`latentbridge.diagnostics.diagnose` of the latent in its own space.
         previews: previews made (published factors, a stored fit).
         comparison: the candidate VAEs' decodes, or None without VAEs.
-        checks: (VAE name, ``latentbridge.check.Report``) per VAE, where ``latentbridge.check`` exists.
-        identify: ``latentbridge.identify.Identification``, or None where that module does not exist.
+        checks: (VAE name, :class:`~latentbridge.checks.Report`) per VAE.
+        identify: the latent's :class:`~latentbridge.fingerprint.Identification`.
         figures: (name, PNG bytes, caption) of each diagnostic figure, rendered once for HTML and TensorBoard.
         notes: what could not be shown and why.
     """
@@ -121,14 +133,14 @@ class LatentReport:
     diagnosis: dg.Diagnosis
     previews: tuple[Preview, ...]
     comparison: Comparison | None
-    checks: tuple[tuple[str, Any], ...]
-    identify: Any | None
+    checks: tuple[tuple[str, Report], ...]
+    identify: Identification | None
     figures: tuple[tuple[str, bytes, str], ...] = field(default=())
     notes: tuple[str, ...] = field(default=())
 
 
 def _previews(latent: Latent, fits_dir: str | os.PathLike[str] | None, notes: list[str]) -> list[Preview]:
-    out = []
+    out: list[Preview] = []
     fmt = latent.format
     if fmt is None or latent.space == "unknown":
         notes.append("previews need a known format and space: pass --format NAME and --space raw|model")
@@ -177,6 +189,7 @@ def build_report(
     reference_name: str = "reference image",
     fits_dir: str | os.PathLike[str] | None = None,
     bins: int = 64,
+    run: Run = Run(),
 ) -> LatentReport:
     """Gather everything the report shows about ``latent``.
 
@@ -189,6 +202,7 @@ def build_report(
         reference_name: its name for captions.
         fits_dir: the folder of fitted preview factors to look in (None: skip fitted previews).
         bins: histogram bins.
+        run: how the candidates' decodes execute (device, dtype, tiling, progress, cancel).
 
     Returns:
         :class:`LatentReport`.
@@ -200,24 +214,15 @@ def build_report(
         notes.append(f"no reference profile for format {fmt} in {latent.space} space: deviations not measured")
     previews = _previews(latent, fits_dir, notes)
     comparison = None
-    checks: list[tuple[str, Any]] = []
-    check_mod = _optional("latentbridge.check")
+    checks: list[tuple[str, Report]] = []
     if vaes:
         if latent.format is not None and latent.space != "unknown":
-            comparison = compare(latent, vaes, reference=reference, reference_name=reference_name)
+            comparison = compare(latent, vaes, reference=reference, reference_name=reference_name, run=run)
         else:
             notes.append("the comparison needs a known format and space: pass --format NAME and --space raw|model")
-        if check_mod is not None:
-            for vae in vaes:
-                checks.append((vae.name, check_mod.check(latent, vae)))
-        else:
-            notes.append("latentbridge.check is not available in this build: no check verdicts")
-    identify = None
-    identify_mod = _optional("latentbridge.identify")
-    if identify_mod is not None:
-        identify = identify_mod.identify(latent)
-    else:
-        notes.append("latentbridge.identify is not available in this build")
+        for vae in vaes:
+            checks.append((vae.name, check(latent, vae)))
+    identification = identify(latent)
     return LatentReport(
         name=name,
         latent=latent,
@@ -226,7 +231,7 @@ def build_report(
         previews=tuple(previews),
         comparison=comparison,
         checks=tuple(checks),
-        identify=identify,
+        identify=identification,
         figures=tuple(diagnostic_figures(latent, diagnosis)),
         notes=tuple(notes),
     )
@@ -392,7 +397,7 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[object]], classes: Seque
 
 
 def _identify_html(ident: Any) -> str:
-    """``latentbridge.identify.Identification``: summary, candidates with probabilities, shape-only ones."""
+    """``latentbridge.fingerprint.Identification``: summary, candidates with probabilities, shape-only ones."""
     rows = [
         [c.label, f"{c.probability:.1%}", _num(c.distance, 3), "yes" if c.fits else "no", c.profile]
         for c in ident.candidates
@@ -408,7 +413,7 @@ def _identify_html(ident: Any) -> str:
 
 
 def _check_html(vae_name: str, report: Any) -> str:
-    """``latentbridge.check.Report``: the verdict and each finding with its fix."""
+    """``latentbridge.checks.Report``: the verdict and each finding with its fix."""
     cls = {"ok": "ok", "warn": "note", "error": "bad"}.get(report.verdict, "")
     rows = [[f.severity, f.code, f.message, f.fix] for f in report.findings]
     classes = ["bad" if f.severity == "error" else "" for f in report.findings]
@@ -426,7 +431,7 @@ def _section_html(r: LatentReport, index: int) -> str:
     if r.checks:
         parts.extend(_check_html(vae_name, result) for vae_name, result in r.checks)
     else:
-        parts.append('<p class="note">no check run (no VAE given, or latentbridge.check unavailable)</p>')
+        parts.append('<p class="note">no check run (no VAE given, or latentbridge.checks unavailable)</p>')
     parts.append("<h3>Previews</h3>")
     for p in r.previews:
         parts.append(_img(_preview_png(p), f"{p.method} preview", f"{p.method}: {p.description}"))
@@ -478,7 +483,7 @@ def render_html(
 
 def write_html(text: str, path: str | os.PathLike[str]) -> Path:
     """Write the page atomically (temp file in the same folder, then ``os.replace``)."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
+    return atomic_write(path, text.encode("utf-8"), parents=True)
 
 
 # --- TensorBoard event files ----------------------------------------------------------------------------
@@ -637,7 +642,7 @@ class EventWriter:
     def close(self) -> Path:
         """Write the event file (temp file + ``os.replace``); returns its path."""
         if not self._closed:
-            atomic_write_bytes(self.path, b"".join(self._records))
+            atomic_write(self.path, b"".join(self._records), parents=True)
             self._closed = True
         return self.path
 
@@ -664,10 +669,12 @@ def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
 
 def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
     """(field number, wire type, value) of a protobuf message: ints, floats as raw bytes, or bytes."""
-    out, pos = [], 0
+    out: list[tuple[int, int, Any]] = []
+    pos = 0
     while pos < len(buf):
         key, pos = _read_varint(buf, pos)
         number, wire = key >> 3, key & 7
+        value: int | bytes
         if wire == 0:
             value, pos = _read_varint(buf, pos)
         elif wire == 1:

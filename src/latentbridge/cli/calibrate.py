@@ -12,22 +12,20 @@ from pathlib import Path
 
 import typer
 
+from latentbridge import LatentBridgeError
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
-from latentbridge.errors import LatentBridgeError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+from latentbridge.cli._common import IMAGE_SUFFIXES, fail_on_error, load_vae_option
 
 
 def _images(folder: Path) -> list:
-    from latentbridge.images import load_image
+    from latentbridge import load_images
 
     if not folder.is_dir():
         raise FileNotFoundError(f"--images {folder}: not a folder; pass a folder of PNG/JPEG/WebP photos")
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise LatentBridgeError(f"--images {folder}: no PNG, JPEG or WebP files in it; add at least 8 photos")
-    return [load_image(p).tensor for p in files]
+    return [load_images([p]).tensor for p in files]
 
 
 @app.command("calibrate")
@@ -41,16 +39,15 @@ def calibrate_command(
     as_json: bool = typer.Option(False, "--json", help="Print the stored profile as JSON."),
 ) -> None:
     """Build a reference profile for a VAE from photos; `identify` and `check` use it from then on."""
-    from latentbridge.formats import formats
+    from latentbridge import list_formats
     from latentbridge.profiles import calibrate, save_user_profile, user_profile_dir
-    from latentbridge.weights import load_vae
 
     try:
         side = tuple(int(s) for s in sizes.split(","))
     except ValueError as exc:
         raise typer.BadParameter(f"--sizes {sizes!r}: expected comma-separated integers like 128,256,384") from exc
-    known = format if format in formats() else None
-    loaded = load_vae(vae, format=known, part="encoder")
+    known = format if format in list_formats() else None
+    loaded = load_vae_option(vae, part="encoder", format=known)
     profile = calibrate(loaded, _images(images), format=format, sizes=side, crops=crops)
     path = save_user_profile(profile, user_profile_dir())
     if as_json:

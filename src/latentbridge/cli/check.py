@@ -10,17 +10,19 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from latentbridge.check import Report, check, vae_facts
+from latentbridge import LatentBridgeError
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, auto_vae, vae_spec
-from latentbridge.errors import LatentBridgeError
+from latentbridge.cli._common import GRID_HELP, auto_vae, load_vae_option, vae_spec
+
+if TYPE_CHECKING:
+    from latentbridge import Report
 
 F = TypeVar("F", bound=Callable[..., Any])
 COULD_NOT_CHECK = 2  # same code as a usage error and as an "error" verdict: never decode after it
@@ -46,18 +48,20 @@ def exit_2_on_error(fn: F) -> F:
 def load_vae_for_check(spec: str, vae_format: str | None, preflight: bool) -> Any:
     """Header facts for a plain check (fast: no tensors read); for ``--preflight`` the loaded VAE: both halves when
     the file has them (the decode→encode cycle test needs the encoder), else the decoder alone."""
-    from latentbridge.weights import describe, load_vae
-    from latentbridge.weights.load import resolve_spec
+    from latentbridge import describe_weights
+    from latentbridge.weights import resolve_spec
 
     named = vae_spec(spec)  # an existing path stays whole, commas and all
     if isinstance(named, list):  # ENCODER,DECODER pair (TAESD style): both halves are named
-        return load_vae(named, format=vae_format) if preflight else describe(named[-1], format=vae_format)
+        if preflight:
+            return load_vae_option(spec, part="both", format=vae_format)
+        return describe_weights(named[-1], format=vae_format).identity()
     path, extra = resolve_spec(named)
-    info = describe(path, format=vae_format if vae_format is not None else extra.get("format"))
+    info = describe_weights(path, format=vae_format if vae_format is not None else extra.get("format"))
     if not preflight:
-        return info
+        return info.identity()
     part = "both" if info.has_encoder and info.has_decoder else "decoder"
-    return load_vae(named, format=vae_format, part=part)
+    return load_vae_option(spec, part=part, format=vae_format)
 
 
 def render(report: Report, console: Console) -> None:
@@ -109,11 +113,11 @@ def check_command(
 
     Exit codes: 0 ok, 1 warn, 2 error — 2 also when the check cannot run (unreadable file, bad option).
     """
-    from latentbridge.files import read_latent
+    from latentbridge import check, read_latent
 
     lat = read_latent(latent, key=key, format=format, space=space, layout=layout, grid=grid)
     loaded = load_vae_for_check(auto_vae(vae, latent), vae_format, preflight)
-    report = check(lat, vae_facts(loaded) if not preflight else loaded, preflight=preflight)
+    report = check(lat, loaded, preflight=preflight)
     if as_json:
         typer.echo(json.dumps(report.to_dict(), indent=1, default=str))
     else:

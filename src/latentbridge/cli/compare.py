@@ -10,29 +10,22 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
-from latentbridge.cli.preview import load_decoder
-from latentbridge.compare import compare, comparison_grid, grid_png, short_name
-from latentbridge.files import read_latent
-from latentbridge.preview import atomic_write_bytes
+from latentbridge.cli._common import fail_on_error, load_reference, load_vae_option, run_options
 
-
-def load_reference(path: Path) -> torch.Tensor:
-    """A reference image file as [1, 3, H, W] in [0, 1]."""
-    from latentbridge.images import load_image
-
-    return (load_image(path).tensor + 1.0) * 0.5
+if TYPE_CHECKING:
+    from latentbridge import Run
 
 
 @app.command("compare")
 @fail_on_error
+@run_options("device", "dtype", "max_memory", max_memory="none")
 def compare_command(
     latent: Path = typer.Argument(..., help="Latent file."),
     vae: list[str] = typer.Option(..., "--vae", help="Candidate VAE (repeat for each; comma-join TAESD halves)."),
@@ -45,15 +38,20 @@ def compare_command(
     frame: int = typer.Option(0, "--frame", min=0, help="Latent frame to compare (video)."),
     tile: int = typer.Option(None, "--tile", min=16, help="Tile height in the grid (pixels)."),
     as_json: bool = typer.Option(False, "--json", help="Print the numbers as JSON."),
+    *,
+    run: Run,
 ) -> None:
     """Decode a latent with each candidate VAE and write the pictures side by side with their metrics."""
+    from latentbridge import compare, read_latent
+    from latentbridge.comparison import save_grid, short_name
+
     lat = read_latent(latent, key=key, format=format, space=space)
-    vaes = [load_decoder(spec) for spec in vae]
+    vaes = [load_vae_option(spec, part="decoder", device=str(run.device)) for spec in vae]
     ref = load_reference(reference) if reference is not None else None
     result = compare(
-        lat, vaes, reference=ref, reference_name=reference.name if reference else "", item=item, frame=frame
+        lat, vaes, reference=ref, reference_name=reference.name if reference else "", item=item, frame=frame, run=run
     )
-    atomic_write_bytes(output, grid_png(comparison_grid(result, tile=tile)))
+    save_grid(result, output, tile=tile)
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=1))
         return

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error
+from latentbridge.cli._common import fail_on_error, load_vae_option
 
 
 def _num(value: float, fmt: str) -> str:
@@ -75,6 +75,9 @@ def fit_bridge_command(
         "--tune-seconds",
         help="Then fine-tune this long on the decoded pixels, through the target decoder (a torch network). 0 = off.",
     ),
+    tune_steps: int = typer.Option(
+        0, "--tune-steps", help="A step budget for that fine-tuning (alone or with --tune-seconds: the first to end)."
+    ),
     threads: int = typer.Option(None, "--threads", help="torch CPU threads for this run."),
     plot: bool = typer.Option(False, "--plot", help="Also save the validation curve as a PNG beside the output."),
     device: str = typer.Option("cpu", "--device", help="Where the VAEs run while encoding."),
@@ -83,15 +86,14 @@ def fit_bridge_command(
     """Fit a learned bridge (plus the closed-form linear map) from one VAE's latents to another's."""
     import torch
 
-    from latentbridge.bridge import fit_bridge, plot_curve, save_bridge
-    from latentbridge.cli.transfer import load_vae_option
-    from latentbridge.errors import LatentBridgeError
+    from latentbridge import LatentBridgeError, fit_bridge
+    from latentbridge.bridge import plot_curve, save_bridge
 
     if output.exists() and not overwrite:
         raise LatentBridgeError(f"{output} already exists; pass --overwrite to replace it, or choose another -o")
     console = Console()
-    src = load_vae_option(src_vae, None, device, "fp32", option="--src-vae")
-    dst = load_vae_option(dst_vae, None, device, "fp32", option="--dst-vae")
+    src = load_vae_option(src_vae, part="both", device=device, option="--src-vae")
+    dst = load_vae_option(dst_vae, part="both", device=device, option="--dst-vae")
     previous_threads = torch.get_num_threads()
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     try:
@@ -134,6 +136,7 @@ def fit_bridge_command(
                 weighting=weighting,
                 max_seconds=max_seconds,
                 tune_seconds=tune_seconds,
+                tune_steps=tune_steps,
                 on_event=on_event,
             )
     finally:

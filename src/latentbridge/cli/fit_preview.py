@@ -1,7 +1,7 @@
 """`latentbridge fit-preview --vae FILE (--images DIR | --photos)`: latent→RGB factors fitted for your VAE.
 
 Encodes the images, area-downsamples each to its latent's size and solves least squares with a bias column
-(:func:`latentbridge.preview.fit_preview`). The fit is stored as ``HOME/previews/<vae sha256>.json`` (atomic
+(:func:`latentbridge.previews.fit_preview`). The fit is stored as ``HOME/previews/<vae sha256>.json`` (atomic
 write) and used from then on by ``latentbridge preview`` for latents whose provenance names that VAE or whose
 format matches.
 """
@@ -9,23 +9,24 @@ format matches.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-import torch.nn.functional as F
 import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error, vae_spec
-from latentbridge.cli.preview import HOME_HELP
-from latentbridge.preview import default_fits_dir, fit_preview, save_fit
+from latentbridge.cli._common import FITS_HOME_HELP, IMAGE_SUFFIXES, fail_on_error, vae_spec
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp")
+if TYPE_CHECKING:
+    import torch
 
 
 def _folder_images(folder: Path, multiple: int, max_side: int) -> tuple[list[torch.Tensor], list[str]]:
     """Every PNG/JPEG/WebP in ``folder`` as [1, 3, H, W] in [0, 1]: shrunk to ``max_side``, cropped to ``multiple``."""
-    from latentbridge.images import fit_size, load_image  # local: PIL decoding only when needed
+    import torch.nn.functional as F
+
+    from latentbridge import load_images, to_unit
+    from latentbridge.images import fit_size
 
     if not folder.is_dir():
         raise FileNotFoundError(f"--images {str(folder)!r} is not a folder; pass a folder of PNG/JPEG/WebP files")
@@ -34,7 +35,7 @@ def _folder_images(folder: Path, multiple: int, max_side: int) -> tuple[list[tor
         raise FileNotFoundError(f"no {', '.join(IMAGE_SUFFIXES)} files in {folder}; put the photos to fit on there")
     images, names = [], []
     for path in files:
-        x = (load_image(path).tensor + 1.0) * 0.5
+        x = to_unit(load_images([path]).tensor)
         h, w = x.shape[-2:]
         if max(h, w) > max_side:
             s = max_side / max(h, w)
@@ -46,9 +47,10 @@ def _folder_images(folder: Path, multiple: int, max_side: int) -> tuple[list[tor
 
 
 def _bundled_photos(size: int) -> tuple[list[torch.Tensor], list[str]]:
+    from latentbridge import to_unit
     from latentbridge.photos import TRAIN_PHOTOS, photo_tensor
 
-    return [(photo_tensor(name, size) + 1.0) * 0.5 for name in TRAIN_PHOTOS], list(TRAIN_PHOTOS)
+    return [to_unit(photo_tensor(name, size)) for name in TRAIN_PHOTOS], list(TRAIN_PHOTOS)
 
 
 @app.command("fit-preview")
@@ -59,10 +61,11 @@ def fit_preview_command(
     photos: bool = typer.Option(False, "--photos", help="Fit on latentbridge's bundled training photos instead."),
     max_side: int = typer.Option(512, "--max-side", min=16, help="Shrink larger images to this many pixels."),
     format: str = typer.Option(None, "--format", help="The VAE's latent format when the file cannot tell."),
-    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
 ) -> None:
     """Fit latent→RGB preview factors for a VAE by least squares and store them for `latentbridge preview`."""
-    from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
+    from latentbridge import load_vae
+    from latentbridge.previews import default_fits_dir, fit_preview, save_fit
 
     if (images is None) == (not photos):
         raise typer.BadParameter("pass exactly one of --images DIR or --photos")
@@ -70,8 +73,8 @@ def fit_preview_command(
     for spec in vae:
         one = vae_spec(spec)
         files.extend([one] if isinstance(one, str) else one)
-    model = load_vae(files[0] if len(files) == 1 else files, format=format)
-    multiple = model.format.size_multiple if model.format is not None else model.spatial_ratio
+    model = load_vae(files[0] if len(files) == 1 else files, format=format, part="both")
+    multiple = model.size_multiple
     if photos:
         pictures, names = _bundled_photos(max(multiple, min(256, max_side - max_side % multiple)))
     else:

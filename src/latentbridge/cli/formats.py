@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -10,7 +11,9 @@ from rich.table import Table
 
 from latentbridge.cli._app import app
 from latentbridge.cli._common import fail_on_error
-from latentbridge.formats import LatentFormat, formats, get_format
+
+if TYPE_CHECKING:
+    from latentbridge import LatentFormat
 
 
 def _geometry(fmt: LatentFormat) -> str:
@@ -111,9 +114,11 @@ def formats_command(
     markdown: bool = typer.Option(False, "--markdown", help="Print the table as markdown."),
 ) -> None:
     """List the latent formats latentbridge knows, or show one with every number and its source."""
+    from latentbridge import get_format, list_formats
+
     console = Console()
     if name is None:
-        registry = formats()
+        registry = list_formats()
         if as_json:
             typer.echo(json.dumps([f.to_dict() for f in registry.values()], indent=1))
         elif markdown:

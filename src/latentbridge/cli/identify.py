@@ -6,6 +6,7 @@ Whatever the file records is ignored for the answer (and shown beside it, for co
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
@@ -14,7 +15,9 @@ from rich.table import Table
 
 from latentbridge.cli._app import app
 from latentbridge.cli._common import GRID_HELP, fail_on_error
-from latentbridge.identify import Identification, identify
+
+if TYPE_CHECKING:
+    from latentbridge import Identification
 
 
 def render(ident: Identification, recorded: str, console: Console, *, verbose: bool = False) -> None:
@@ -64,15 +67,14 @@ def identify_command(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show where each candidate's profile comes from."),
 ) -> None:
     """Identify a latent's format and space from its values (channel count, statistics, spectrum)."""
-    from latentbridge.files import open_latent
-    from latentbridge.files._read import META_PREFIX
+    from latentbridge import identify, open_latent
 
     if format is not None and grid is None:
         raise typer.BadParameter("--format only tells identify whose token sequence --grid reads; add --grid")
     info = open_latent(latent, key=key, layout=layout, grid=grid, format=format)
     lat = info.latent
     # a layout the user or the file states needs no hints about other layouts
-    known = layout is not None or grid is not None or (META_PREFIX + "layout") in info.recorded
+    known = layout is not None or grid is not None or info.recorded_layout is not None
     ident = identify(lat, layout_known=known)
     recorded = " ".join(x for x in (lat.format_name, lat.space if lat.space != "unknown" else "") if x)
     if as_json:

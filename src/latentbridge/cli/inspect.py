@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -18,9 +18,10 @@ from rich.text import Text
 
 from latentbridge.cli._app import app
 from latentbridge.cli._common import GRID_HELP, fail_on_error
-from latentbridge.files import LatentFile, classify, latent_stats, open_latent
-from latentbridge.images import image_kind
-from latentbridge.provenance import ProvenanceReport, from_latent_file, read_provenance
+
+if TYPE_CHECKING:
+    from latentbridge import LatentFile
+    from latentbridge.provenance import ProvenanceReport
 
 UNKNOWN_FORMAT = "unknown — run `latentbridge identify`"
 UNKNOWN_SPACE = "unknown — pass --space raw|model or run `latentbridge check`"
@@ -86,9 +87,9 @@ def _jsonable(obj: Any) -> Any:
 
 
 def _describe_weights(path: Path, fmt: str | None, as_json: bool, console: Console, hash: bool | None) -> None:
-    from latentbridge.weights import describe
+    from latentbridge import describe_weights
 
-    info = describe(path, format=fmt, hash=hash)
+    info = describe_weights(path, format=fmt, hash=hash)
     if as_json:
         typer.echo(json.dumps({"file": str(path), "kind": "weights", **info.to_dict()}, indent=1, default=str))
     else:
@@ -128,6 +129,11 @@ def inspect_command(
 ) -> None:
     """Show what a latent file holds (shape, dtype, layout, space, format, statistics, provenance), or what a VAE
     weight file or diffusers folder is (architecture, latent geometry, format)."""
+    from latentbridge import latent_stats, open_latent
+    from latentbridge.files import classify
+    from latentbridge.images import image_kind
+    from latentbridge.provenance import from_latent_file, read_provenance
+
     if space is not None and space not in ("raw", "model"):
         raise typer.BadParameter(f"{space!r} is not a space: use raw or model", param_hint="--space")
     console = Console(highlight=False)

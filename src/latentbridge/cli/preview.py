@@ -15,27 +15,9 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, fail_on_error, refuse_output, vae_spec
-from latentbridge.files import read_latent
-from latentbridge.preview import (
-    METHODS,
-    check_values,
-    choose_previewer,
-    default_fits_dir,
-    frames_per_item,
-    preview_grid,
-    write_png,
-)
-from latentbridge.vae import VAE
+from latentbridge.cli._common import FITS_HOME_HELP, GRID_HELP, fail_on_error, load_vae_option, refuse_output
 
-HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/previews (default ~/.cache/latentbridge)."
-
-
-def load_decoder(spec: str, fmt: str | None = None) -> VAE:
-    """Load what ``--vae`` names, decoder half only (a decoder-only file such as taef2_decoder.pth works)."""
-    from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
-
-    return load_vae(vae_spec(spec), format=fmt, part="decoder")
+METHODS: tuple[str, ...] = ("auto", "rgb", "fitted", "tiny")  # latentbridge.previews.METHODS, without torch
 
 
 @app.command("preview")
@@ -51,10 +33,20 @@ def preview_command(
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Enlarge each preview by this factor (nearest)."),
-    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing PNG file."),
 ) -> None:
     """Write a quick preview of a latent as a PNG (published, fitted or tiny-decoder preview)."""
+    from latentbridge import read_latent
+    from latentbridge.previews import (
+        check_values,
+        choose_previewer,
+        default_fits_dir,
+        frames_per_item,
+        preview_grid,
+        write_png,
+    )
+
     if method not in METHODS:
         raise typer.BadParameter(f"--method {method!r}: expected one of {', '.join(METHODS)}")
     if output.suffix.lower() != ".png":
@@ -62,7 +54,7 @@ def preview_command(
     refuse_output(output, [latent], overwrite=overwrite)
     lat = read_latent(latent, key=key, format=format, space=space, grid=grid, layout=layout)
     check_values(lat, str(latent))
-    decoder = load_decoder(vae, format) if vae else None
+    decoder = load_vae_option(vae, part="decoder", format=format) if vae else None
     if decoder is not None and decoder.stats is not None and lat.stats is None:
         lat = lat.replace(stats=decoder.stats)  # FLUX.2 raw latents convert with the VAE's BatchNorm statistics
     previewer, why = choose_previewer(lat, method, vae=decoder, fits_dir=default_fits_dir(home))

@@ -9,21 +9,29 @@ histograms as a TensorBoard event file (one step per latent, in order), without 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import fail_on_error, print_error, refuse_output
-from latentbridge.cli.compare import load_reference
-from latentbridge.cli.preview import HOME_HELP, load_decoder
-from latentbridge.errors import LatentBridgeError
-from latentbridge.files import open_latent
-from latentbridge.preview import default_fits_dir
+from latentbridge.cli._common import (
+    FITS_HOME_HELP,
+    fail_on_error,
+    load_reference,
+    load_vae_option,
+    print_error,
+    refuse_output,
+    run_options,
+)
+
+if TYPE_CHECKING:
+    from latentbridge import Run
 
 
 @app.command("report")
 @fail_on_error
+@run_options("device", "dtype", "max_memory", max_memory="none")
 def report_command(
     latents: list[Path] = typer.Argument(..., help="Latent file(s); one report section each."),
     output: Path = typer.Option(None, "-o", "--output", help="HTML file to write."),
@@ -34,21 +42,24 @@ def report_command(
     space: str = typer.Option(None, "--space", help="raw or model, when the files do not record it."),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
     title: str = typer.Option("latentbridge report", "--title", help="Page title."),
-    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=HOME_HELP),
+    home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report file."),
+    *,
+    run: Run,
 ) -> None:
     """Write one self-contained HTML report (and optionally TensorBoard events) about latent files.
 
     A file that cannot be read or reported on does not stop the others: the page lists it, each failure is one
     red line, and the exit code is 1.
     """
-    from latentbridge.report import build_report, write_report  # local: matplotlib loads only for this command
+    from latentbridge import LatentBridgeError, build_report, open_latent, write_report  # matplotlib: only here
+    from latentbridge.previews import default_fits_dir
 
     if output is None and tensorboard is None:
         raise typer.BadParameter("nothing to write: pass -o report.html and/or --tensorboard DIR")
     if output is not None:
         refuse_output(output, latents, overwrite=overwrite)
-    vaes = [load_decoder(spec) for spec in vae]
+    vaes = [load_vae_option(spec, part="decoder", device=str(run.device)) for spec in vae]
     ref = load_reference(reference) if reference is not None else None
     reports, failures = [], []
     for path in latents:
@@ -63,6 +74,7 @@ def report_command(
                     reference=ref,
                     reference_name=reference.name if reference else "reference image",
                     fits_dir=default_fits_dir(home),
+                    run=run.replace(progress=None),
                 )
             )
         except (LatentBridgeError, ValueError) as exc:  # this file's own problem: the others are still reported

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
@@ -17,33 +17,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, auto_vae, fail_on_error, print_error, vae_spec
+from latentbridge.cli._common import GRID_HELP, auto_vae, fail_on_error, load_vae_option, print_error, run_options
 
-
-def load_vae_option(
-    spec: str | None, fmt: str | None, device: str, dtype: str, *, part: str = "both", option: str = "--vae"
-) -> Any:
-    """Load the VAE a --from-vae/--to-vae/--src-vae/--dst-vae value names, or None when not given.
-
-    The value is a weight file, a diffusers folder, a zoo name, or files joined by commas (the encoder and
-    decoder halves of a TAESD-family VAE: ``taef2_encoder.pth,taef2_decoder.pth``). ``part``: the half the
-    command needs ("encoder", "decoder" or "both"); a file holding only the other half is refused, naming
-    ``option`` and what to pass instead.
-    """
-    if spec is None:
-        return None
-    from latentbridge.errors import MissingPartError
-    from latentbridge.weights import load_vae  # local: loading weights pulls in diffusers
-
-    try:
-        return load_vae(vae_spec(spec), format=fmt, device=device, dtype=dtype, part=part)  # type: ignore[arg-type]
-    except MissingPartError as exc:
-        raise MissingPartError(
-            f"{option} {spec} holds only the {' and '.join(exc.held)} of that VAE, but this command needs its "
-            f"{' and '.join(exc.lacking)}: pass {option} ENCODER_FILE,DECODER_FILE (both halves, comma-separated)",
-            held=exc.held,
-            lacking=exc.lacking,
-        ) from exc
+if TYPE_CHECKING:
+    from latentbridge import Run
 
 
 def _cell(value: float, fmt: str) -> str:
@@ -77,6 +54,16 @@ def fidelity_table(rows: Any, title: str) -> Table:
 
 @app.command("transfer")
 @fail_on_error
+@run_options(
+    "batch_size",
+    "tile",
+    "device",
+    "dtype",
+    batch_size="Images per network call (decode→re-encode).",
+    tile="Tile side in pixels for decode and encode.",
+    device="Where the networks run.",
+    dtype="fp32, bf16 or fp16.",
+)
 def transfer_command(
     source: Path = typer.Argument(..., help="A latent file, or a folder of latent files.", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="Output file (or folder, for a folder input)."),
@@ -95,10 +82,6 @@ def transfer_command(
     container: str = typer.Option(
         None, "--container", help="Output container: latent, safetensors, pt, npy, npz (default: the input's)."
     ),
-    batch_size: int = typer.Option(1, "--batch-size", help="Images per network call (decode→re-encode)."),
-    tile: int = typer.Option(None, "--tile", help="Tile side in pixels for decode and encode."),
-    device: str = typer.Option("cpu", "--device", help="Where the networks run."),
-    dtype: str = typer.Option("fp32", "--dtype", help="fp32, bf16 or fp16."),
     report: bool = typer.Option(False, "--report", help="Print fidelity (PSNR/SSIM) and time of each method."),
     image: Path = typer.Option(None, "--image", help="With --report: the original image, for the best achievable."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs (a folder: redo it all)."),
@@ -112,21 +95,22 @@ def transfer_command(
         help="After decode→re-encode, refine each latent N steps through the target decoder towards the source "
         "decode (closer to the best achievable; ~3 decodes per step, untiled; try 20). 0 = off.",
     ),
+    *,
+    run: Run,
 ) -> None:
     """Move latents to another VAE's latent space (decode→re-encode, or a learned bridge)."""
-    from latentbridge.bridge import load_bridge
-    from latentbridge.errors import LatentBridgeError
-    from latentbridge.files import read_latent, sniff, write_latent
-    from latentbridge.transfer import (
-        FIDELITY_NOTE,
-        MANIFEST_NAME,
+    from latentbridge import (
+        LatentBridgeError,
         Refine,
         fidelity_report,
-        method_name,
-        output_container,
+        load_bridge,
+        read_latent,
         transfer,
         transfer_dir,
+        write_latent,
     )
+    from latentbridge.files import sniff
+    from latentbridge.transfers import FIDELITY_NOTE, MANIFEST_NAME, method_name, output_container
 
     console = Console()
     if bridge is None and (from_vae is None or to_vae is None):
@@ -146,11 +130,13 @@ def transfer_command(
     if refine:
         method = Refine(refine)
     # A is only decoded; B encodes, and decodes too when the result is scored or refined through its decoder
+    device, dtype = str(run.device), str(run.dtype)
     from_vae = auto_vae(from_vae, source, option="--from-vae")  # "auto": the file the latent's provenance names
-    src_vae = load_vae_option(from_vae, None, device, dtype, part="decoder", option="--from-vae")
+    src_vae = (
+        load_vae_option(from_vae, part="decoder", device=device, dtype=dtype, option="--from-vae") if from_vae else None
+    )
     dst_part = "both" if report or refine else "encoder"
-    dst_vae = load_vae_option(to_vae, None, device, dtype, part=dst_part, option="--to-vae")
-    codec = {"batch_size": batch_size, "tile": tile}
+    dst_vae = load_vae_option(to_vae, part=dst_part, device=device, dtype=dtype, option="--to-vae") if to_vae else None
 
     if source.is_dir():
         if grid is not None or layout is not None:
@@ -178,9 +164,7 @@ def transfer_command(
                     overwrite=overwrite,
                     on_file=on_file,
                     fit=fit,
-                    device=device,
-                    dtype=dtype,
-                    **codec,
+                    run=run.replace(progress=None),  # the folder bar shows files; decodes stay quiet
                 )
             except FileExistsError as exc:  # an output this transfer did not write
                 raise LatentBridgeError(str(exc)) from exc
@@ -212,11 +196,8 @@ def transfer_command(
         dst_vae,
         method=method,
         space=out_space,
-        device=device,
-        dtype=dtype,
-        progress=True,
         fit=fit,
-        **codec,
+        run=run,
     )
     write_latent(out, output, container=output_container(sniff(source), container), overwrite=overwrite)
     console.print(
@@ -232,11 +213,11 @@ def transfer_command(
             methods += [load_bridge(bridge, kind="linear"), load_bridge(bridge, kind="conv")]
         original = None
         if image is not None:
-            from latentbridge.images import load_image
+            from latentbridge import load_images
 
-            original = load_image(image).tensor
+            original = load_images([image]).tensor
         rows = fidelity_report(
-            latent, src_vae, dst_vae, methods, image=original, device=device, dtype=dtype, fit=fit, **codec
+            latent, src_vae, dst_vae, methods, image=original, fit=fit, run=run.replace(progress=None)
         )
         console.print(fidelity_table(rows, f"fidelity {src_vae.name} -> {dst_vae.name} ({source.name})"))
         console.print(FIDELITY_NOTE, highlight=False)

@@ -20,7 +20,6 @@ import json
 import os
 import pickle
 import re
-import secrets
 import struct
 import sys
 import warnings
@@ -387,31 +386,6 @@ def _read_record(path: Path, member: Any, header: _npy.NpyHeader, info: zipfile.
 
 
 # --- writing ---------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, data: bytes, *, overwrite: bool) -> Path:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, fsync, then ``os.replace``.
-
-    Refuses an existing ``path`` unless ``overwrite``; an interrupted write never leaves a partial file.
-    """
-    if path.exists() and not overwrite:
-        raise FileExistsError(f"{path} already exists: pass overwrite=True (--overwrite) to replace it")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder {path.parent} does not exist: create it first")
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # mode honours the umask
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        if path.exists() and not overwrite:  # appeared while we wrote
-            raise FileExistsError(f"{path} already exists: pass overwrite=True (--overwrite) to replace it")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 _ST_NAMES: dict[torch.dtype, str] = {

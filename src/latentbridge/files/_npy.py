@@ -14,7 +14,7 @@ import ast
 import math
 import struct
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -49,12 +49,12 @@ class NpyHeader:
         return f"{label} {list(self.shape)} {self.dtype.name}"
 
 
-def _read(fp: BinaryIO, n: int) -> bytes:
+def _read(fp: IO[bytes], n: int) -> bytes:
     data = fp.read(n)
     return data if data is not None else b""
 
 
-def read_header(fp: BinaryIO, where: str, name: str) -> NpyHeader:
+def read_header(fp: IO[bytes], where: str, name: str) -> NpyHeader:
     """Parse the header of the .npy stream at ``fp`` (left at the first data byte).
 
     Args:
@@ -131,7 +131,7 @@ def _depths(text: str):
 
 
 def read_array(
-    fp: BinaryIO,
+    fp: IO[bytes],
     header: NpyHeader,
     where: str,
     name: str,

@@ -42,7 +42,7 @@ from latentbridge.files._classify import weight_names
 from latentbridge.files._containers import Contents, read_contents
 from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER, Entry, sniff
 from latentbridge.formats import LatentFormat, formats, get_format, grid_options, token_formats, tokens_to_model
-from latentbridge.latent import Latent, Provenance, check_layout
+from latentbridge.latent import Latent, Provenance, as_space, check_layout
 
 META_PREFIX = "latentbridge."
 COMFY_LEGACY_SCALE = 0.18215  # ComfyUI LoadLatent: multiplier 1/0.18215 when latent_format_version_0 is absent
@@ -53,6 +53,14 @@ _KOHYA_LATENT = re.compile(r"latents(_flipped)?(_\d+x\d+)?")
 # latents[_image|_control]_<F>x<H>x<W>_<dtype> holding C×F×H×W (or latents_<H>x<W>_<dtype>: C×H×W), metadata
 # architecture / width / height / format_version (/ frame_count).
 _MUSUBI_LATENT = re.compile(r"latents(_image|_control)?_(?:(\d+)x)?(\d+)x(\d+)_[a-z0-9]+")
+
+
+def _musubi_suffix(name: str) -> str:
+    """The suffix group of a musubi-tuner latent entry name ("" for the main latent)."""
+    m = _MUSUBI_LATENT.fullmatch(name)
+    return (m.group(1) or "") if m is not None else ""
+
+
 # musubi architecture -> {channels: (format, space)}, only where the caching code was read: Wan's WanVAE.encode
 # normalises with the VAE's per-channel mean/std (model space; "wan21" in early releases); HunyuanVideo's
 # cache_latents.py stores latent_dist.sample() without the scaling factor (raw). Other architectures: unknown.
@@ -113,6 +121,11 @@ class LatentFile:
     notes: tuple[str, ...]
     latent: Latent
     recorded: dict[str, str] = field(default_factory=dict)  # latentbridge.* entries only
+
+    @property
+    def recorded_layout(self) -> str | None:
+        """The layout the file's latentbridge record states, or None when it states none."""
+        return self.recorded.get(META_PREFIX + "layout")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description (no tensor data)."""
@@ -290,7 +303,7 @@ def _interpret(path: Path, contents: Contents, key: str | None) -> _Reading:
         r.musubi = True
         extra = {f"musubi.{k}": meta[k] for k in ("architecture", "width", "height", "frame_count") if k in meta}
         r.provenance = Provenance(tool=r.writer, extra=tuple(sorted(extra.items())))
-        main = [n for n in musubi if not _MUSUBI_LATENT.fullmatch(n).group(1)]
+        main = [n for n in musubi if not _musubi_suffix(n)]
         r.preferred = main[0] if len(main) == 1 else None
         return r
     if contents.kind == "pt" and "samples" in names and names - {"samples"} <= _COMFY_DICT_EXTRAS:
@@ -601,7 +614,7 @@ def open_latent(
     except ShapeError as exc:
         raise _fail(path, f"array {chosen!r} of shape {list(tensor.shape)} does not fit layout {lay!r}: {exc}") from exc
 
-    latent = Latent(tensor, fmt, sp, lay, r.provenance)
+    latent = Latent(tensor, fmt, as_space(sp), lay, r.provenance)
     return LatentFile(
         path=path,
         container=kind,

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import IO, Any
 
 from latentbridge._guard import load_json, regular_file
 from latentbridge.errors import FileFormatError
@@ -315,7 +315,8 @@ def _kind(value: Any) -> str:
         return _json_name(value)
     if isinstance(value, int | float):
         return f"the number {value!r}"[:60]
-    return {str: "a string", list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
+    names: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
 
 
 def _json_name(value: Any) -> str:
@@ -347,7 +348,7 @@ def _entry_fields(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...
     return dtype, tuple(shape), (offsets[0], offsets[1])
 
 
-def read_npy_entry(fp: BinaryIO, name: str, where: str | Path) -> tuple[Entry, _npy.NpyHeader]:
+def read_npy_entry(fp: IO[bytes], name: str, where: str | Path) -> tuple[Entry, _npy.NpyHeader]:
     """Describe one .npy stream from its checked header (formats 1.0–3.0); the stream is left at the data."""
     header = _npy.read_header(fp, str(where), name)
     dtype = "object" if header.dtype.hasobject else header.dtype.name

@@ -22,9 +22,11 @@ from pathlib import Path
 import torch
 
 from latentbridge import __version__
+from latentbridge._atomic import atomic_write
 from latentbridge.errors import IncompatibleError, did_you_mean
 from latentbridge.files import _containers as C
 from latentbridge.files._sniff import COMFY_KEY, COMFY_MARKER
+from latentbridge.formats import Space
 from latentbridge.latent import Latent
 
 CONTAINERS: tuple[str, ...] = ("latent", "safetensors", "pt", "npy", "npz")
@@ -63,7 +65,7 @@ def comfy_ready(latent: Latent) -> Latent:
         IncompatibleError: a model-space latent whose format is unknown, or a conversion that needs VAE
             statistics the Latent does not carry.
     """
-    target = latent.format.comfy_space if latent.format is not None else "raw"
+    target: Space = latent.format.comfy_space if latent.format is not None else "raw"
     if latent.space not in ("unknown", target):
         if latent.format is None:
             raise IncompatibleError(
@@ -143,16 +145,16 @@ def write_latent(latent: Latent, path: str | Path, *, container: str = "latent",
     if container == "latent":
         latent = comfy_ready(latent)
         tensors = {COMFY_KEY: latent.tensor, COMFY_MARKER: torch.tensor([])}
-        return C.atomic_write(path, C.safetensors_bytes(tensors, record(latent)), overwrite=overwrite)
+        return atomic_write(path, C.safetensors_bytes(tensors, record(latent)), overwrite=overwrite)
     meta = record(latent)
     if container == "safetensors":
-        return C.atomic_write(path, C.safetensors_bytes({"latent": latent.tensor}, meta), overwrite=overwrite)
+        return atomic_write(path, C.safetensors_bytes({"latent": latent.tensor}, meta), overwrite=overwrite)
     if container == "pt":
-        return C.atomic_write(path, C.pt_bytes(latent.tensor, meta), overwrite=overwrite)
+        return atomic_write(path, C.pt_bytes(latent.tensor, meta), overwrite=overwrite)
     arr, extra = C.to_numpy(latent.tensor)
     meta.update(extra)
     if container == "npz":
-        return C.atomic_write(path, C.npz_bytes(arr, meta), overwrite=overwrite)
+        return atomic_write(path, C.npz_bytes(arr, meta), overwrite=overwrite)
     side = C.sidecar_path(path)
     if not overwrite:
         for p in (path, side):
@@ -160,5 +162,5 @@ def write_latent(latent: Latent, path: str | Path, *, container: str = "latent",
                 raise FileExistsError(f"{p} already exists: pass overwrite=True (--overwrite) to replace it")
     meta["latentbridge.shape"] = json.dumps(list(arr.shape))
     sidecar = json.dumps(meta, indent=1, sort_keys=True, ensure_ascii=False).encode("utf-8") + b"\n"
-    C.atomic_write(side, sidecar, overwrite=overwrite)  # first: an .npy never exists without its record
-    return C.atomic_write(path, C.npy_bytes(arr), overwrite=overwrite)
+    atomic_write(side, sidecar, overwrite=overwrite)  # first: an .npy never exists without its record
+    return atomic_write(path, C.npy_bytes(arr), overwrite=overwrite)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from latentbridge.errors import LatentBridgeError
-from latentbridge.weights._header import DIFFUSERS_INDEX_NAMES, DIFFUSERS_WEIGHT_NAMES, read_header
+from latentbridge.weights import DIFFUSERS_INDEX_NAMES, DIFFUSERS_WEIGHT_NAMES, read_header
 from latentbridge.weights.info import identify, modelspec_format
 
 WEIGHT_SUFFIXES = (".safetensors", ".sft", ".ckpt", ".pt", ".pth", ".bin", ".gguf", ".onnx")

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from latentbridge.errors import FileFormatError
-from latentbridge.files import LatentFile, open_latent, sniff
-from latentbridge.files._sniff import read_safetensors_header
+from latentbridge.files import LatentFile, open_latent, read_safetensors_header, sniff
 from latentbridge.images import PNG_KEY, image_kind, read_image_text
 from latentbridge.latent import Provenance
 from latentbridge.provenance._a1111 import read_parameters

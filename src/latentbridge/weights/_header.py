@@ -15,28 +15,27 @@ Containers, recognised by their first bytes (never by the file name):
 
 from __future__ import annotations
 
+import os
 import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from safetensors import SafetensorError, safe_open
 
 from latentbridge._guard import existing_path, read_json_file, regular_file
 from latentbridge.errors import FileFormatError
-from latentbridge.files._containers import (
+from latentbridge.files import (
+    LOAD_ERRORS,
     describe_load_error,
     is_truncation,
     load_pickle,
-    pickle_refusal,
-    refused_global,
-)
-from latentbridge.files._pickles import LOAD_ERRORS
-from latentbridge.files._sniff import (
     looks_like_safetensors,
+    pickle_refusal,
     read_safetensors_header,
+    refused_global,
     starts_like_zip,
     text_impostor,
     zip_kind,
@@ -134,7 +133,7 @@ def _fail(path: Path, what: str, fix: str) -> FileFormatError:
     return FileFormatError(f"cannot read {path}: {what}; {fix}")
 
 
-def read_header(path: str | Path) -> Header:
+def read_header(path: str | os.PathLike[str]) -> Header:
     """Read the header of a weight file or diffusers folder.
 
     Raises:
@@ -334,7 +333,7 @@ def _read_folder(folder: Path) -> Header:
     config = read_json_file(config_path, "damaged config.json", "restore the folder's config.json")
     if not isinstance(config, dict):
         raise _fail(config_path, "it is not a JSON object", "restore the folder's config.json")
-    inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(index, folder)
+    inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(cast(Path, index), folder)
     return replace(inner, source=folder, config=config)
 
 

@@ -14,10 +14,12 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from latentbridge.errors import IncompatibleError
-from latentbridge.formats import LatentFormat, formats, get_format
+from latentbridge.formats import LatentFormat, Space, formats, get_format
+from latentbridge.latent import as_space
+from latentbridge.vae import VaeIdentity
 from latentbridge.weights._header import ONNX_INPUT, ONNX_OUTPUT, Header, read_header
 from latentbridge.weights.hashes import AUTO_HASH_LIMIT, known_file, sha256_file
 from latentbridge.weights.signatures import SIGNATURES, Match, checkpoint_markers, detect, owner
@@ -105,6 +107,35 @@ class WeightsInfo:
             out[key] = list(out[key])
         out["metadata"] = dict(self.metadata)
         return out
+
+    def identity(self) -> VaeIdentity:
+        """The VAE's identity from the header: raw geometry converted to its native space, the resolved format
+        (or the candidates its geometry fits), which halves the file holds.
+
+        Raises:
+            IncompatibleError: the file is no (single, identified) VAE.
+        """
+        if self.architecture is None or self.latent_channels is None or self.spatial_ratio is None:
+            why = self.notes[0] if self.notes else "no VAE architecture matches its tensors"
+            raise IncompatibleError(
+                f"cannot check against {self.path}: {why}; expected a VAE weight file (or a checkpoint holding one)"
+            )
+        fmt = get_format(self.format) if self.format else None
+        native = as_space(self.native_space or "raw", unknown=False)
+        channels, ratio = fmt.space_shape(native) if fmt is not None else (self.latent_channels, self.spatial_ratio)
+        return VaeIdentity(
+            self.path,
+            self.sha256,
+            self.architecture,
+            fmt,
+            cast(Space, native),
+            channels,
+            ratio,
+            self.dims or 2,
+            has_encoder=self.has_encoder,
+            has_decoder=self.has_decoder,
+            candidates=tuple(self.formats),
+        )
 
     def lines(self) -> list[str]:
         """Human-readable lines, one fact per line."""
@@ -230,9 +261,9 @@ def resolve_format(
         signals.append(("modelspec", modelspec_format(spec)))
     chosen: tuple[str, str] | None = None
     for source, name in signals:
-        fmt = reg.get(name)
-        if fmt is None or not _fits(fmt, m):
-            why = "is not a registered format" if fmt is None else f"does not fit a {geometry_phrase(m)}"
+        named = reg.get(name)
+        if named is None or not _fits(named, m):
+            why = "is not a registered format" if named is None else f"does not fit a {geometry_phrase(m)}"
             notes.append(f"{source} names format {name!r}, which {why}: ignored")
             continue
         if source not in ("user", "metadata") and name not in m.candidates:

@@ -17,7 +17,7 @@ import os
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import nn
@@ -26,14 +26,15 @@ from latentbridge._device import check_device
 from latentbridge._guard import load_json
 from latentbridge.errors import IncompatibleError, MissingPartError, ShapeError, WeightsError
 from latentbridge.formats import LatentFormat, NormStats, get_format, pack, unpack
-from latentbridge.vae import VAE, from_autoencoder_kl
+from latentbridge.run import parse_dtype
+from latentbridge.vae import VAE, Fn, as_vae, bind_autoencoder_dc, from_autoencoder_kl
 from latentbridge.weights import keymaps as K
 from latentbridge.weights._header import Header, load_tensors, read_header
 from latentbridge.weights.info import WeightsInfo, identify
 from latentbridge.weights.signatures import Match, Signature, count_levels, owner
 
-PartName = Literal["both", "encoder", "decoder"]
-PARTS: tuple[str, ...] = ("both", "encoder", "decoder")
+PartName = Literal["available", "both", "encoder", "decoder"]
+PARTS: tuple[str, ...] = ("available", "both", "encoder", "decoder")
 HUB_PREFIX = "hub:"
 # Files a hub download fetches: a VAE repo's root, or a pipeline repo's vae/ folder — never the UNet.
 HUB_PATTERNS: tuple[str, ...] = (
@@ -538,7 +539,7 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
     what = f"{header.source} ({sig.name})"
     state, shapes, stray = _diffusers_state(header, info, parts)
     _check_stray(stray, what)
-    cls, derive = {
+    builders: dict[str, tuple[Any, Callable[[], dict[str, Any]]]] = {  # diffusers class, config maker
         "autoencoder_kl": (AutoencoderKL, lambda: kl_config(shapes, m.channels, flux2=False)),
         "autoencoder_kl_flux2": (AutoencoderKLFlux2, lambda: kl_config(shapes, m.channels, flux2=True)),
         "autoencoder_kl_wan": (
@@ -547,7 +548,8 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
         ),
         "autoencoder_dc": (AutoencoderDC, lambda: dc_config(shapes, m.channels)),
         "autoencoder_kl_hunyuan_video": (AutoencoderKLHunyuanVideo, lambda: hunyuan_video_config(shapes, m.channels)),
-    }[sig.architecture]
+    }
+    cls, derive = builders[sig.architecture]
     config, _source = stored_config(header, ctx.config, cls.__name__)
     config = config or derive()
     fmt = ctx.format
@@ -559,7 +561,7 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
     model = _build_meta(cls, config, what)
     stats = None
     if sig.architecture == "autoencoder_kl_flux2":
-        eps = float(model.config.batch_norm_eps)
+        eps = float(cast(Any, model).config.batch_norm_eps)
         stats = NormStats.from_running(
             state["bn.running_mean"], state["bn.running_var"], eps, f"bn.running_mean/var of {header.path.name}"
         )
@@ -574,14 +576,20 @@ def _build_diffusers(header: Header, info: WeightsInfo, parts: set[str], ctx: _C
 
 
 def _dc_value(model: nn.Module, ctx: _Ctx, m: Match) -> VAE:
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return model.encode(images).latent
-
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        return model.decode(latents).sample
-
+    encode, decode = bind_autoencoder_dc(model)
     return VAE(
-        ctx.name, ctx.sha256, "autoencoder_dc", ctx.format, "raw", m.channels, m.spatial_ratio, 2, encode, decode, model
+        ctx.name,
+        ctx.sha256,
+        "autoencoder_dc",
+        ctx.format,
+        "raw",
+        m.channels,
+        m.spatial_ratio,
+        2,
+        encode,
+        decode,
+        model,
+        bind=bind_autoencoder_dc,
     )
 
 
@@ -621,18 +629,25 @@ def _build_taesd(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str
     model.to(ctx.device).eval().requires_grad_(False)
     patch = ctx.patch
     native_c, native_r = m.channels * patch * patch, m.spatial_ratio * patch
+    name = ctx.name
 
-    def encode(images: torch.Tensor) -> torch.Tensor:
-        return pack(model.encode(images * 0.5 + 0.5), patch)
+    def bind(net: nn.Module) -> tuple[Fn | None, Fn | None]:
+        taesd: Any = net
 
-    def decode(latents: torch.Tensor) -> torch.Tensor:
-        if latents.ndim != 4 or latents.shape[1] != native_c:
-            raise ShapeError(
-                f"{ctx.name} decodes model-space latents [N, {native_c}, h, w], got shape {tuple(latents.shape)}; "
-                "convert raw latents to model space first (latentbridge.formats.raw_to_model)"
-            )
-        return model.decode(unpack(latents, patch)) * 2 - 1
+        def encode(images: torch.Tensor) -> torch.Tensor:
+            return pack(taesd.encode(images * 0.5 + 0.5), patch)
 
+        def decode(latents: torch.Tensor) -> torch.Tensor:
+            if latents.ndim != 4 or latents.shape[1] != native_c:
+                raise ShapeError(
+                    f"{name} decodes model-space latents [N, {native_c}, h, w], got shape {tuple(latents.shape)}; "
+                    "convert raw latents to model space first (latentbridge.formats.raw_to_model)"
+                )
+            return taesd.decode(unpack(latents, patch)) * 2 - 1
+
+        return encode, decode
+
+    encode, decode = bind(model)
     return VAE(
         ctx.name,
         ctx.sha256,
@@ -645,6 +660,7 @@ def _build_taesd(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str
         encode if "encoder" in parts else None,
         decode if "decoder" in parts else None,
         model,
+        bind=bind,
     )
 
 
@@ -722,7 +738,13 @@ def _build_vaeapprox(header: Header, info: WeightsInfo, ctx: _Ctx, m: Match) -> 
         model,
         model,
         decode_ratio=2,
+        bind=_bind_decoder_module,
     )
+
+
+def _bind_decoder_module(net: nn.Module) -> tuple[Fn | None, Fn | None]:
+    """A module that is itself the decoder (VAEApprox)."""
+    return None, net
 
 
 def _build_vaelight(files: Mapping[str, tuple[Header, WeightsInfo]], parts: set[str], ctx: _Ctx, m: Match) -> VAE:
@@ -766,27 +788,6 @@ class _Ctx:
         self.device, self.dtype, self.config = device, dtype, config
 
 
-DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "float32": torch.float32,
-    "fp16": torch.float16,
-    "float16": torch.float16,
-    "bf16": torch.bfloat16,
-    "bfloat16": torch.bfloat16,
-}
-
-
-def as_dtype(dtype: torch.dtype | str) -> torch.dtype:
-    """A torch floating dtype from itself or a name ("fp32", "bf16", "fp16", "float32", …)."""
-    if isinstance(dtype, torch.dtype):
-        if not dtype.is_floating_point:
-            raise ValueError(f"dtype must be a floating-point dtype, got {dtype}")
-        return dtype
-    if dtype not in DTYPES:
-        raise ValueError(f"unknown dtype {dtype!r}: expected one of {', '.join(DTYPES)} or a torch dtype")
-    return DTYPES[dtype]
-
-
 def _must_identify(info: WeightsInfo) -> Match:
     if info.match is None:
         raise WeightsError(f"cannot load {info.path}: {info.notes[0] if info.notes else 'no VAE found'}")
@@ -797,6 +798,8 @@ def _parts_wanted(sig: Signature, held: set[str], part: str, names: str) -> set[
     if part not in PARTS:
         raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     declared = {p.name for p in sig.parts}
+    if part == "available":
+        return declared & held
     wanted = declared if part == "both" else {part}
     if not wanted <= declared:
         raise WeightsError(f"{names}: a {sig.title} has no {part}; it has {', '.join(sorted(declared))}")
@@ -818,24 +821,28 @@ def _parts_wanted(sig: Signature, held: set[str], part: str, names: str) -> set[
 
 
 def load_vae(
-    spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    spec: str | os.PathLike[str] | Sequence[str | os.PathLike[str]] | nn.Module,
     *,
     format: str | LatentFormat | None = None,
-    device: str | torch.device = "cpu",
-    dtype: torch.dtype | str = torch.float32,
-    part: PartName = "both",
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | str | None = None,
+    part: PartName | str = "available",
     from_hub: str | None = None,
     hash: bool | None = True,
 ) -> VAE:
-    """Load a VAE (or half of one) from a weight file, offline and strictly.
+    """Load a VAE (or half of one) from a weight file, offline and strictly — or wrap one already loaded.
 
     Args:
-        spec: a weight file, a diffusers (pipeline) folder, a zoo name ("zoo-a"), ``"hub:<repo id>"``, or a
-            list of files that together hold one network (a TAESD ``*_encoder.pth`` and ``*_decoder.pth``).
+        spec: a weight file, a diffusers (pipeline) folder, a zoo name ("zoo-a"), ``"hub:<repo id>"``, a list of
+            files that together hold one network (a TAESD ``*_encoder.pth`` and ``*_decoder.pth``), or a diffusers
+            autoencoder module already in memory (``pipe.vae``: wrapped as it is by :func:`~latentbridge.as_vae`).
         format: the latent format it serves; wins over everything the file says when its geometry fits.
-        device: where the module goes.
-        dtype: parameter dtype, a torch dtype or "fp32"/"bf16"/"fp16" (fp32 by default; fp16 files are upcast).
-        part: "both" (every half the architecture has), "encoder" or "decoder" (the other half is not built).
+        device: where the module goes (default the CPU; a module in memory stays where it is).
+        dtype: parameter dtype, a torch dtype or "fp32"/"bf16"/"fp16" (fp32 by default; fp16 files are upcast;
+            a module in memory keeps its own — the codec runs other dtypes on a cast copy).
+        part: "available" (default: whatever halves the files hold — a decoder-only file gives a decoder),
+            "both" (every half the architecture has, or an error naming the missing one), "encoder" or "decoder"
+            (the other half is not built).
         from_hub: a hub repo id; ``spec`` is then a file name inside it (needs network and huggingface_hub).
         hash: compute the weight file's sha256 (default: official files are then recognised by content, at
             about 1 s per 500 MB); None hashes only small files, False never.
@@ -850,11 +857,20 @@ def load_vae(
         FileFormatError: unreadable or corrupt file.
         IncompatibleError: ``format`` does not fit the file.
     """
+    if isinstance(spec, nn.Module):
+        if device is not None or dtype is not None:
+            raise IncompatibleError(
+                f"load_vae wraps a {type(spec).__name__} already in memory as it is, so device/dtype do not apply: "
+                "move it yourself (module.to(...)), or pass Run(device=..., dtype=...) to the operation"
+            )
+        if part not in ("available", "both"):
+            raise IncompatibleError(f"part={part!r} applies to files; a module in memory is used with its halves")
+        return as_vae(spec, format=format)
     specs = list(spec) if isinstance(spec, Sequence) and not isinstance(spec, str) else [spec]
     if not specs:
         raise ValueError("load_vae needs at least one file")
-    as_dtype(dtype)  # fail on a bad dtype or device before reading anything
-    device = check_device(device)
+    torch_dtype = parse_dtype(dtype if dtype is not None else "fp32")  # fail on a bad dtype or device before reading
+    device = check_device(device if device is not None else "cpu")
     files: dict[str, tuple[Header, WeightsInfo]] = {}
     extras: dict[str, Any] = {}
     first: Match | None = None
@@ -903,7 +919,7 @@ def load_vae(
     headers = [files[p] for p in ("encoder", "decoder") if p in parts]
     sha = "+".join(dict.fromkeys(i.sha256 for _, i in headers if i.sha256))
     name = os.fspath(specs[0]) if len(specs) == 1 else " + ".join(os.fspath(s) for s in specs)
-    ctx = _Ctx(name, sha, fmt, patch, device, as_dtype(dtype), extras.get("config"))
+    ctx = _Ctx(name, sha, fmt, patch, device, torch_dtype, extras.get("config"))
     if sig.architecture == "taesd":
         return _build_taesd(files, parts, ctx, first)
     if sig.architecture == "vaeapprox":

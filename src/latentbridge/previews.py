@@ -24,22 +24,61 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from latentbridge import codec
+from latentbridge._atomic import atomic_write
 from latentbridge._guard import read_json_file
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, NonFiniteError, ShapeError
 from latentbridge.formats import LatentFormat, unpack
 from latentbridge.latent import Latent
-from latentbridge.vae import VAE
+from latentbridge.run import Run
+from latentbridge.vae import VAE, as_vae
+
+__all__ = [
+    "FIT_FILE_VERSION",
+    "METHODS",
+    "PreviewFit",
+    "Previewer",
+    "apply_linear",
+    "check_values",
+    "choose_previewer",
+    "decode_images",
+    "default_fits_dir",
+    "downsample_to",
+    "find_fit",
+    "fit_for_vae",
+    "fit_linear",
+    "fit_path",
+    "fit_preview",
+    "fitted_previewer",
+    "fold_frames",
+    "frames_per_item",
+    "has_published_factors",
+    "image_grid",
+    "linear_psnr",
+    "list_fits",
+    "load_fit",
+    "png_bytes",
+    "preview",
+    "preview_grid",
+    "preview_space_latent",
+    "rgb_preview",
+    "save_fit",
+    "sha_parts",
+    "tiny_previewer",
+    "to_pil",
+    "write_png",
+]
 
 Previewer = Callable[[Latent], torch.Tensor]
 """``preview(latent) -> Tensor[B', 3, H, W]`` float32 in [0, 1] (``B' = B·T`` for video)."""
@@ -307,10 +346,8 @@ def linear_psnr(
     return _pooled_psnr(torch.cat(previews), torch.cat(targets))
 
 
-def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
+def _encode_for_fit(vae: VAE, image: torch.Tensor, run: Run) -> tuple[torch.Tensor, str]:
     """Encode one [1, 3, H, W] image in [0, 1]; return the latent the fit reads and its space."""
-    from latentbridge import codec  # local: the codec pulls in rich's progress machinery
-
     if vae.encode is None:
         raise LatentBridgeError(
             f"VAE {vae.name!r} has no encoder, and fitting preview factors needs one to encode the images; "
@@ -319,13 +356,13 @@ def _encode_for_fit(vae: VAE, image: torch.Tensor) -> tuple[torch.Tensor, str]:
     x = image * 2.0 - 1.0
     if vae.dims == 3:
         x = x.unsqueeze(2)  # a one-frame video: [1, 3, 1, H, W]
-    latent = codec.encode(vae, x, progress=False)
+    latent = codec.encode(vae, x, run)
     if vae.format is None:
         return fold_frames(latent.tensor.float()), latent.space
     return preview_space_latent(latent), "model"
 
 
-def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] = ()) -> PreviewFit:
+def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] = (), *, run: Run = Run()) -> PreviewFit:
     """Fit latent→RGB preview factors for ``vae`` on ``images``.
 
     Each image is encoded with :func:`latentbridge.codec.encode` (posterior mean, fp32), converted to model space
@@ -337,6 +374,7 @@ def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] =
         vae: a VAE with an encoder; its ``sha256`` names the fit.
         images: [1, 3, H, W] tensors in [0, 1], H and W multiples of the VAE's spatial ratio.
         names: one name per image (kept in the fit for the record).
+        run: how the encodes run (default fp32 on the CPU).
 
     Returns:
         The fit (not yet stored: see :func:`save_fit`).
@@ -349,7 +387,7 @@ def fit_preview(vae: VAE, images: Sequence[torch.Tensor], names: Sequence[str] =
     for image in images:
         if image.ndim != 4 or image.shape[:2] != (1, 3):
             raise ShapeError(f"fit_preview takes images [1, 3, H, W] in [0, 1], got {tuple(image.shape)}")
-        z, space = _encode_for_fit(vae, image.float())
+        z, space = _encode_for_fit(vae, image.float(), run)
         latents.append(z)
         pictures.append(image.float())
     factors, bias, quality, cells = fit_linear(latents, pictures)
@@ -442,26 +480,11 @@ def fit_path(folder: str | os.PathLike[str], sha256: str) -> Path:
     return Path(folder) / f"{'+'.join(sha_parts(sha256, 'fit_path'))}.json"
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically: a temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def save_fit(fit: PreviewFit, folder: str | os.PathLike[str]) -> Path:
     """Store ``fit`` as ``<folder>/<vae sha256>.json`` (atomic write); returns the path."""
     sha_parts(fit.vae_sha256, f"VAE {fit.vae_name!r}")
     path = fit_path(folder, fit.vae_sha256)
-    return atomic_write_bytes(path, (json.dumps(fit.to_dict(), indent=1) + "\n").encode())
+    return atomic_write(path, (json.dumps(fit.to_dict(), indent=1) + "\n").encode(), parents=True)
 
 
 def load_fit(path: str | os.PathLike[str]) -> PreviewFit:
@@ -546,8 +569,9 @@ def _relabel_for(latent: Latent, vae: VAE) -> Latent:
     return latent.replace(format=vae.format)
 
 
-def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False) -> torch.Tensor:
-    """Decode ``latent`` with ``vae`` through :func:`latentbridge.codec.decode` (fp32, whole images).
+def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False, run: Run = Run()) -> torch.Tensor:
+    """Decode ``latent`` with ``vae`` through :func:`latentbridge.codec.decode` (as ``run`` says: fp32 whole images
+    by default).
 
     Args:
         vae: any decoder (full VAE, TAESD family incl. TAEF2, VAEApprox, VAElight).
@@ -558,24 +582,23 @@ def decode_images(vae: VAE, latent: Latent, *, relabel: bool = False) -> torch.T
     Returns:
         [B·T, 3, H·r, W·r] float32 in [0, 1] (``r = vae.output_ratio``), frames folded into the batch.
     """
-    from latentbridge import codec  # local: the codec pulls in rich's progress machinery
-
     if relabel:
         latent = _relabel_for(latent, vae)
-    return fold_frames(codec.decode(vae, latent, progress=False))
+    return fold_frames(codec.decode(vae, latent, run))
 
 
-def tiny_previewer(vae: VAE) -> Previewer:
+def tiny_previewer(vae: VAE, run: Run = Run()) -> Previewer:
     """A previewer that runs a small decoder (TAESD family incl. TAEF2, VAEApprox) — or any VAE's decoder.
 
     The returned function maps a latent (raw or model space; converted to the decoder's native space) to
-    [B·T, 3, H·r, W·r] float32 in [0, 1], ``r = vae.output_ratio`` (TAESD/TAEF2: 8, VAEApprox: 2).
+    [B·T, 3, H·r, W·r] float32 in [0, 1], ``r = vae.output_ratio`` (TAESD/TAEF2: 8, VAEApprox: 2), decoded as
+    ``run`` says.
     """
     if vae.decode is None:
         raise LatentBridgeError(f"VAE {vae.name!r} has no decoder; pass a decoder file for --method tiny")
 
     def preview(latent: Latent) -> torch.Tensor:
-        return decode_images(vae, latent)
+        return decode_images(vae, latent, run=run)
 
     return preview
 
@@ -584,13 +607,20 @@ def tiny_previewer(vae: VAE) -> Previewer:
 
 
 def choose_previewer(
-    latent: Latent, method: str = "auto", *, vae: VAE | None = None, fits_dir: str | os.PathLike[str] | None = None
+    latent: Latent,
+    method: str = "auto",
+    *,
+    vae: VAE | None = None,
+    fits_dir: str | os.PathLike[str] | None = None,
+    run: Run = Run(),
 ) -> tuple[Previewer, str]:
     """Pick the previewer for ``latent`` and say which one and why.
 
     ``auto``: with a ``vae``, its stored fit (:func:`fit_for_vae`) or else the VAE itself as a tiny decoder;
     without one, a stored fit for the latent (:func:`find_fit`: its provenance's VAE, then its format) or else the
     published factors. ``rgb``, ``fitted`` and ``tiny`` insist on that method and raise when it is unavailable.
+
+    ``run``: how a tiny decoder runs (device, dtype, cancel).
 
     Returns:
         (previewer, a one-line description of the choice).
@@ -615,7 +645,7 @@ def choose_previewer(
     if method == "tiny" or (method == "auto" and vae is not None):
         if vae is None:
             raise ValueError("--method tiny needs --vae FILE: a tiny decoder (TAESD family, TAEF2, VAEApprox)")
-        return tiny_previewer(vae), f"decoder {vae.name} ({vae.architecture})"
+        return tiny_previewer(vae, run), f"decoder {vae.name} ({vae.architecture})"
     if method == "rgb" or (latent.format is not None and has_published_factors(latent.format)):
         fmt = latent.format
         why = f"published factors for {fmt.name} ({fmt.source('rgb')})" if fmt is not None else "published factors"
@@ -660,15 +690,29 @@ def check_values(latent: Latent, where: str = "") -> None:
 
 
 def preview(
-    latent: Latent, method: str = "auto", *, vae: VAE | None = None, fits_dir: str | None = None
+    latent: Latent,
+    method: str = "auto",
+    *,
+    vae: VAE | Any | None = None,
+    fits_dir: str | os.PathLike[str] | None = None,
+    run: Run = Run(),
 ) -> torch.Tensor:
-    """Preview ``latent`` with :func:`choose_previewer`'s pick: [B·T, 3, H, W] float32 in [0, 1].
+    """A quick picture of ``latent``: [B·T, 3, H, W] float32 in [0, 1] (frames folded into the batch).
+
+    Args:
+        latent: a latent with a known format and space.
+        method: "auto", "rgb" (published latent→RGB factors), "fitted" (factors from ``fits_dir``) or "tiny" (a
+            small decoder given as ``vae``); see :func:`choose_previewer` for what "auto" picks.
+        vae: a tiny decoder (TAESD family, TAEF2, VAEApprox) or any VAE, also a diffusers module.
+        fits_dir: where fitted factors are stored (``latentbridge fit-preview``).
+        run: how a decoder runs.
 
     Raises:
         NonFiniteError, LatentBridgeError: values no preview can show (:func:`check_values`).
     """
     check_values(latent)
-    previewer, _ = choose_previewer(latent, method, vae=vae, fits_dir=fits_dir)
+    decoder = as_vae(vae) if vae is not None else None
+    previewer, _ = choose_previewer(latent, method, vae=decoder, fits_dir=fits_dir, run=run)
     return previewer(latent)
 
 
@@ -718,7 +762,7 @@ def png_bytes(image: Image.Image) -> bytes:
 
 def write_png(image: Image.Image, path: str | os.PathLike[str]) -> Path:
     """Write ``image`` as a PNG file atomically; returns the path."""
-    return atomic_write_bytes(path, png_bytes(image))
+    return atomic_write(path, png_bytes(image), parents=True)
 
 
 def preview_grid(images: torch.Tensor, frames: int = 1, *, upscale: int = 1) -> Image.Image:

@@ -4,7 +4,7 @@ The point is the compatible-vs-incompatible picture: the right VAE gives the pho
 but another latent space (SD1 vs SDXL, zoo-a vs zoo-b) gives a plausible-looking but wrong one. Each tile
 carries its metrics — PSNR against the reference (a reference image, else the decode of the VAE named in the
 latent's provenance, else the first candidate's decode), colourfulness and dynamic range — and, where
-``latentbridge.check`` is available, the check verdict.
+``latentbridge.checks`` is available, the check verdict.
 
 A candidate whose format differs from the latent's is decoded anyway, reading the tensor as that format in
 the same space (what a mix-up does), and its caption says so; a candidate that cannot take the tensor at all
@@ -13,26 +13,41 @@ the same space (what a mix-up does), and its caption says so; a candidate that c
 
 from __future__ import annotations
 
-import importlib
 import io
 import json
 import math
+import os
 import textwrap
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont, PngImagePlugin
 
 from latentbridge import metrics
+from latentbridge._atomic import atomic_write
 from latentbridge.errors import LatentBridgeError, ShapeError
 from latentbridge.latent import Latent
-from latentbridge.preview import decode_images, to_pil
+from latentbridge.previews import decode_images, to_pil
+from latentbridge.run import Run
 from latentbridge.vae import VAE
 
-CheckFn = Callable[[Latent, VAE], Any]  # latentbridge.check.check
+__all__ = [
+    "CAPTION_LINES",
+    "Candidate",
+    "Comparison",
+    "caption_lines",
+    "colourfulness",
+    "compare",
+    "comparison_grid",
+    "dynamic_range",
+    "grid_png",
+    "luminance",
+    "save_grid",
+    "short_name",
+]
 
 
 def colourfulness(image: torch.Tensor) -> float:
@@ -82,7 +97,7 @@ class Candidate:
         colourfulness: Hasler–Süsstrunk M (0–255 scale), None without an image.
         dynamic_range: 1st–99th percentile luma spread in [0, 1], None without an image.
         relabelled: True when the latent was read as the VAE's (different) format.
-        verdict: ``latentbridge.check``'s verdict, "" when check is unavailable.
+        verdict: ``latentbridge.checks``'s verdict, "" when check is unavailable.
         findings: check's findings as lines.
         error: why it could not decode ("" when it did).
     """
@@ -135,20 +150,10 @@ class Comparison:
         }
 
 
-def _check_fn() -> CheckFn | None:
-    try:
-        module = importlib.import_module("latentbridge.check")
-    except ModuleNotFoundError as exc:
-        if exc.name != "latentbridge.check":
-            raise
-        return None
-    return module.check
+def _run_check(latent: Latent, vae: VAE) -> tuple[str, tuple[str, ...]]:
+    from latentbridge.checks import check  # local: the check loads the reference profiles
 
-
-def _run_check(check_fn: CheckFn | None, latent: Latent, vae: VAE) -> tuple[str, tuple[str, ...]]:
-    if check_fn is None:
-        return "", ()
-    report = check_fn(latent, vae)
+    report = check(latent, vae)
     return str(report.verdict), tuple(f"{f.severity}: {f.message}" for f in report.findings)
 
 
@@ -168,6 +173,7 @@ def compare(
     item: int = 0,
     frame: int = 0,
     run_check: bool = True,
+    run: Run = Run(),
 ) -> Comparison:
     """Decode ``latent`` with each candidate and measure the pictures.
 
@@ -178,7 +184,8 @@ def compare(
             (area / bicubic) to the decode size when it differs, and ``reference`` says so.
         reference_name: how to call the reference image in captions.
         item: which batch item to compare; frame: which latent frame (video).
-        run_check: run ``latentbridge.check`` for each candidate when that module exists.
+        run_check: run :func:`latentbridge.checks` for each candidate.
+        run: how the decodes execute (device, dtype, tiling, cancel; progress of each decode).
 
     Returns:
         :class:`Comparison` with one :class:`Candidate` per VAE, in order.
@@ -189,12 +196,11 @@ def compare(
     if not (0 <= item < n and 0 <= frame < t):
         raise ShapeError(f"item {item} / frame {frame} out of range: the latent has {n} items and {t} frames")
     one = latent
-    check_fn = _check_fn() if run_check else None
     decoded: list[tuple[VAE, torch.Tensor | None, bool, str]] = []
     for vae in vaes:
         relabel = vae.format is not None and latent.format is not None and vae.format.name != latent.format.name
         try:
-            images = decode_images(vae, one, relabel=relabel)
+            images = decode_images(vae, one, relabel=relabel, run=run)
             decoded.append((vae, _pick(images, t, item, frame), relabel, ""))
         except LatentBridgeError as exc:
             decoded.append((vae, None, relabel, str(exc)))
@@ -214,12 +220,12 @@ def compare(
             ref_desc = f"decode of {first[0][0].name} ({why})"
     candidates = []
     for vae, image, relabel, error in decoded:
-        verdict, findings = _run_check(check_fn, latent, vae)
+        verdict, findings = _run_check(latent, vae) if run_check else ("", ())
         p = None
         if image is not None and ref_image is not None:
             target = ref_image.float()
             if target.shape != image.shape:
-                target = _resize(target, tuple(image.shape[-2:]))
+                target = _resize(target, (int(image.shape[-2]), int(image.shape[-1])))
                 if "resized" not in ref_desc:
                     ref_desc += " (resized to each decode's size where they differ)"
             p = float(metrics.psnr(image[None].clamp(0, 1), target[None].clamp(0, 1))[0])
@@ -332,3 +338,8 @@ def grid_png(image: Image.Image) -> bytes:
     buf = io.BytesIO()
     image.save(buf, format="PNG", pnginfo=info)
     return buf.getvalue()
+
+
+def save_grid(comparison: Comparison, path: str | os.PathLike[str], *, tile: int | None = None) -> Path:
+    """Write :func:`comparison_grid` of ``comparison`` as a PNG file, atomically (missing folders are made)."""
+    return atomic_write(path, grid_png(comparison_grid(comparison, tile=tile)), parents=True)

@@ -29,13 +29,38 @@ from typing import Any
 
 import torch
 
+from latentbridge import codec
+from latentbridge._atomic import atomic_write
 from latentbridge.bridge import Bridge, check_bridge_input
-from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
+from latentbridge.errors import Cancelled, FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
+from latentbridge.formats import Space
 from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import LPIPS_NOTE, fidelity, median_time
 from latentbridge.refine import REFINE_STEPS
-from latentbridge.vae import VAE
+from latentbridge.run import Run
+from latentbridge.vae import VAE, VaeIdentity
 from latentbridge.weights.hashes import same_autoencoder
+
+__all__ = [
+    "FIDELITY_NOTE",
+    "FITS",
+    "MANIFEST_NAME",
+    "MANIFEST_VERSION",
+    "SIDECAR_SUFFIX",
+    "FidelityRow",
+    "FileOutcome",
+    "Method",
+    "Refine",
+    "as_method",
+    "centre_common",
+    "check_source",
+    "decode_images",
+    "fidelity_report",
+    "method_name",
+    "output_container",
+    "transfer",
+    "transfer_dir",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +116,12 @@ def _short(sha: str) -> str:
     return sha[:12] if sha else "no-sha256"
 
 
-def _identity(vae: VAE | None, bridge_side: Any | None) -> tuple[str, str]:
+def _identity(vae: VAE | None, bridge_side: VaeIdentity | None) -> tuple[str, str]:
     """(name, sha256) of one end: the VAE if given, else the bridge's record of it."""
-    if vae is not None:
-        return vae.name, vae.sha256
-    return bridge_side.vae_name, bridge_side.vae_sha256
+    side = vae if vae is not None else bridge_side
+    if side is None:
+        raise ValueError("a transfer needs each VAE, or a bridge that records it: pass --from-vae and --to-vae")
+    return side.name, side.sha256
 
 
 def _step(method: Method, src: tuple[str, str], dst: tuple[str, str]) -> str:
@@ -148,43 +174,16 @@ def check_source(latent: Latent, vae: VAE) -> None:
 # --- the methods ----------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class CodecOptions:
-    """Options passed through to latentbridge.codec encode/decode (see there); None = the codec's default."""
-
-    batch_size: int | None = None
-    tile: int | None = None
-    device: str | None = None
-    dtype: str | None = None
-    progress: bool = False
-
-    def kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for codec.encode/decode, leaving out the ones not set."""
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
-
-
-def _codec() -> Any:
-    try:
-        from latentbridge import codec
-    except ImportError as exc:  # a source checkout where the codec has not landed
-        raise LatentBridgeError(
-            f"decode→re-encode needs latentbridge.codec, which cannot be imported ({exc}); "
-            "reinstall latentbridge, or transfer with a bridge (--bridge FILE)"
-        ) from exc
-    return codec
-
-
-def decode_images(vae: VAE, latent: Latent, opts: CodecOptions = CodecOptions()) -> torch.Tensor:
+def decode_images(vae: VAE, latent: Latent, run: Run = Run()) -> torch.Tensor:
     """Decode with latentbridge.codec: a Latent (any space the format allows) -> images [N, 3, H, W] in [0, 1].
 
     Video latents of image VAEs decode frame by frame: [N, C, T, h, w] -> [N·T, 3, H, W] (frame-major per clip).
     """
-    codec = _codec()
     if _framewise(latent, vae):
         latent = latent.frames_as_batch()
     # Padding recorded at encode time stays on: the target encoder gets the full decoded canvas, and the
     # record (kept in the provenance) still tells where the picture is.
-    return codec.decode(vae, latent, crop_padding=False, **opts.kwargs())
+    return codec.decode(vae, latent, run, crop_padding=False)
 
 
 def _framewise(latent: Latent, vae: VAE) -> bool:
@@ -200,12 +199,12 @@ def _unframes(frames: Latent, n: int, layout: str) -> Latent:
     return out.to_layout(layout)
 
 
-def _out_space(latent: Latent, space: str | None) -> str:
+def _out_space(latent: Latent, space: str | None) -> Space:
     if space is not None:
         if space not in ("raw", "model"):
             raise ValueError(f"space must be 'raw' or 'model', got {space!r}")
-        return space
-    return latent.space if latent.space in ("raw", "model") else "raw"
+        return "raw" if space == "raw" else "model"
+    return "model" if latent.space == "model" else "raw"
 
 
 FITS = ("pad", "crop")
@@ -249,7 +248,7 @@ def _reencode(
     latent: Latent,
     src_vae: VAE | None,
     dst_vae: VAE | None,
-    opts: CodecOptions,
+    run: Run,
     refine: Refine | None = None,
     fit: str | None = None,
 ) -> tuple[Latent, str]:
@@ -262,46 +261,54 @@ def _reencode(
                 f"{flag} {vae.name} has no {part[:-1]}er (the file holds only one half); decode→re-encode needs "
                 f"the source decoder and the target encoder: pass a file that holds the {part[:-1]}er"
             )
-    if refine is not None and opts.tile is not None:
+    if refine is not None and run.tiling.tile is not None:
         raise ValueError(
-            f"refinement runs the target decoder untiled (it needs gradients through it), but --tile {opts.tile} "
+            f"refinement runs the target decoder untiled (it needs gradients through it), but --tile {run.tiling.tile} "
             "was given; drop --tile, or transfer with --method reencode"
         )
-    codec = _codec()
-    images, padding = _fit_canvas(decode_images(src_vae, latent, opts), dst_vae, fit, latent.provenance)
-    out = codec.encode(dst_vae, images * 2 - 1, **opts.kwargs())
+    images, padding = _fit_canvas(decode_images(src_vae, latent, run), dst_vae, fit, latent.provenance)
+    out = codec.encode(dst_vae, images * 2 - 1, run)
     if refine is None:
         return out, padding
-    from latentbridge.codec import _progress_bar
     from latentbridge.refine import refine_latent
 
-    with _progress_bar(opts.progress, out.tensor.shape[0] * refine.steps, f"refine {dst_vae.name}") as advance:
-        result = refine_latent(dst_vae, out.tensor, images * 2 - 1, refine.steps, on_step=lambda: advance(1))
+    task, total = f"refine {dst_vae.name}", out.tensor.shape[0] * refine.steps
+    done = 0
+    run.check_cancelled(task)
+    run.report(task, 0, total)
+
+    def step() -> None:
+        nonlocal done
+        done += 1
+        run.report(task, done, total)
+        run.check_cancelled(task)
+
+    result = refine_latent(dst_vae, out.tensor, images * 2 - 1, refine.steps, on_step=step)
     return dataclasses.replace(out, tensor=result.latent), padding
 
 
 def _bridge(latent: Latent, bridge: Bridge, src_vae: VAE | None, dst_vae: VAE | None) -> Latent:
-    from latentbridge.formats import get_format
 
     for vae, side, flag in ((src_vae, bridge.src, "--from-vae"), (dst_vae, bridge.dst, "--to-vae")):
-        if vae is not None and vae.sha256 and side.vae_sha256 and not same_autoencoder(vae.sha256, side.vae_sha256):
+        if vae is not None and vae.sha256 and side.sha256 and not same_autoencoder(vae.sha256, side.sha256):
             raise IncompatibleError(
                 f"{flag} {vae.name} (sha256 {vae.sha256[:12]}) is not the VAE this bridge was fitted for: "
                 f"{side.describe()}; pass that VAE, or fit a bridge for {vae.name} (latentbridge fit-bridge)"
             )
     check_bridge_input(latent, bridge)
-    if latent.format is None and latent.space != bridge.src.space:
+    src_format = bridge.src.format.name if bridge.src.format is not None else ""
+    if latent.format is None and latent.space != bridge.src.native_space:
         raise IncompatibleError(
             f"this latent's format is unknown and its space is {latent.space!r}, but the bridge reads "
-            f"{bridge.src.space}-space latents of {bridge.src.describe()}; pass --format {bridge.src.format or 'NAME'} "
+            f"{bridge.src.native_space}-space latents of {bridge.src.describe()}; pass --format {src_format or 'NAME'} "
             f"and --space raw|model so it can be converted"
         )
     stats = src_vae.stats if src_vae is not None else None
-    x = latent if latent.format is None else latent.to_space(bridge.src.space, stats)
+    x = latent if latent.format is None else latent.to_space(bridge.src.native_space, stats)
     y = bridge.map(x.tensor)
-    fmt = get_format(bridge.dst.format) if bridge.dst.format else None
+    fmt = bridge.dst.format
     stats = dst_vae.stats if dst_vae is not None else None  # FLUX.2-like targets convert spaces with them
-    return Latent(y.to(latent.tensor.dtype), fmt, bridge.dst.space, "NCHW", latent.provenance, stats)
+    return Latent(y.to(latent.tensor.dtype), fmt, bridge.dst.native_space, "NCHW", latent.provenance, stats)
 
 
 def transfer(
@@ -311,12 +318,8 @@ def transfer(
     *,
     method: Method = "reencode",
     space: str | None = None,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
-    progress: bool = False,
     fit: str | None = None,
+    run: Run = Run(),
 ) -> Latent:
     """Move a latent from ``src_vae``'s latent space to ``dst_vae``'s.
 
@@ -330,12 +333,12 @@ def transfer(
             ``dst_vae``'s decoder towards ``src_vae``'s decode: closer to the best achievable, about 3 decodes per
             step, untiled) or a :class:`~latentbridge.bridge.Bridge` (maps latents directly).
         space: the output's space, "raw" or "model"; default: the input's space (raw when unknown).
-        batch_size, tile, device, dtype, progress: passed to latentbridge.codec (decode→re-encode only; the
-            codec's defaults when None: one image per call, no tiling, CPU, fp32).
         fit: decode→re-encode only, when the decoded size is not one the target format takes (SD1's 8-px
             multiples into FLUX.2's 16): "pad" reflect-pads to the next multiple (the output's provenance
             records the padding, and `latentbridge decode` crops it off), "crop" centre-crops to the previous one;
             None (default) refuses such a size with an error naming both.
+        run: how decode→re-encode and refinement execute (device, dtype, batching, tiling, progress of each
+            decode/encode/refinement, cancel); a bridge maps latents directly and checks only the cancel token.
 
     Returns:
         A Latent of ``dst_vae``'s format in ``space``, canonical layout (video keeps its layout), float32 for
@@ -366,11 +369,13 @@ def transfer(
             "the same kind"
         )
     work = latent.frames_as_batch() if framewise else latent
-    opts = CodecOptions(batch_size, tile, device, dtype, progress)
+    run.check_cancelled(f"transfer {method_name(method)}")
     if fit is not None and bridge is not None:
         raise ValueError("fit (--pad/--crop) applies to decode→re-encode; a bridge maps latents cell by cell")
-    moved, padding = _reencode(work, src_vae, dst_vae, opts, refine, fit) if bridge is None else (None, "")
-    out = moved if moved is not None else _bridge(work, bridge, src_vae, dst_vae)
+    if bridge is None:
+        out, padding = _reencode(work, src_vae, dst_vae, run, refine, fit)
+    else:
+        out, padding = _bridge(work, bridge, src_vae, dst_vae), ""
     if bridge is None and dst_vae is not None and dst_vae.format is not None and out.format is None:
         out = out.replace(format=dst_vae.format)
     if out.format is not None and out.space in ("raw", "model") and out.space != out_space:
@@ -387,7 +392,7 @@ def transfer(
     src_id = _identity(src_vae, bridge.src if bridge else None)
     dst_id = _identity(dst_vae, bridge.dst if bridge else None)
     prov = _provenance(latent.provenance, method, src_id, dst_id)
-    if moved is not None:
+    if bridge is None:
         prov = _with_padding(prov, padding)
     return dataclasses.replace(out, provenance=prov)
 
@@ -453,11 +458,8 @@ def fidelity_report(
     *,
     image: torch.Tensor | None = None,
     repeats: int = 1,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
     fit: str | None = None,
+    run: Run = Run(),
 ) -> tuple[FidelityRow, ...]:
     """Transfer ``latent`` with each method and measure what survives.
 
@@ -475,22 +477,20 @@ def fidelity_report(
     Returns:
         One FidelityRow per method, then the reference rows.
     """
-    opts = CodecOptions(batch_size, tile, device, dtype)
-    reference = _as_frames(decode_images(src_vae, latent, opts)).float()
+    reference = _as_frames(decode_images(src_vae, latent, run)).float()
     n = latent.dim("N") * latent.dim("T")
     truth = None if image is None else _as_frames(image).float().add(1).div(2).clamp(0, 1)
     rows = []
     for method in methods:
         # The output stays in the target's native space: the report decodes it, and a tiny target VAE
         # (TAESD family) may lack the statistics to convert it.
-        how = {"fit": fit} if fit is not None and not isinstance(as_method(method), Bridge) else {}
-        out, seconds = median_time(
-            lambda m=method, how=how: transfer(
-                latent, src_vae, dst_vae, method=m, space=dst_vae.native_space, **how, **opts.kwargs()
-            ),
-            repeats,
-        )
-        decoded = _as_frames(decode_images(dst_vae, out, opts)).float()
+        how = fit if fit is not None and not isinstance(as_method(method), Bridge) else None
+
+        def moved(method: Method = method, how: str | None = how) -> Latent:
+            return transfer(latent, src_vae, dst_vae, method=method, space=dst_vae.native_space, fit=how, run=run)
+
+        out, seconds = median_time(moved, repeats)
+        decoded = _as_frames(decode_images(dst_vae, out, run)).float()
         fid = fidelity(*centre_common(decoded, reference))
         vs_image = fidelity(*centre_common(decoded, truth)) if truth is not None else None
         rows.append(
@@ -513,7 +513,7 @@ def fidelity_report(
 
             pad, crop = fit == "pad", fit == "crop"
             fitted, _ = fit_size(image, dst_vae.size_multiple, pad=pad, crop=crop, what="the --image")
-        best = _as_frames(decode_images(dst_vae, _codec().encode(dst_vae, fitted, **opts.kwargs()), opts)).float()
+        best = _as_frames(decode_images(dst_vae, codec.encode(dst_vae, fitted, run), run)).float()
         vs_image = fidelity(*centre_common(best, truth))
         note = "target VAE encodes + decodes the original image"
         rows.append(FidelityRow("best achievable", vs_image.psnr, vs_image.ssim, math.nan, vs_image.psnr,
@@ -603,9 +603,7 @@ def _read_manifest(path: Path) -> dict | None:
 
 
 def _write_manifest(path: Path, data: dict) -> None:
-    from latentbridge.bridge import _atomic_write_bytes
-
-    _atomic_write_bytes(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def _candidates(folder: Path) -> list[Path]:
@@ -631,12 +629,9 @@ def transfer_dir(
     out_space: str | None = None,
     container: str | None = None,
     overwrite: bool = False,
-    batch_size: int | None = None,
-    tile: int | None = None,
-    device: str | None = None,
-    dtype: str | None = None,
     on_file: Callable[[FileOutcome], None] | None = None,
     fit: str | None = None,
+    run: Run = Run(),
 ) -> tuple[FileOutcome, ...]:
     """Transfer every latent file in ``src_dir`` into ``out_dir`` (same file names), resumably.
 
@@ -651,13 +646,16 @@ def transfer_dir(
 
     Args:
         src_dir, out_dir: source and output folders (different; ``out_dir`` is created).
-        src_vae, dst_vae, method, batch_size, tile, device, dtype, fit: as for :func:`transfer`.
+        src_vae, dst_vae, method, fit: as for :func:`transfer`.
         format, space: what to assume for files that do not record their format/space (as ``read_latent``).
         out_space: the outputs' space (default: each input's).
         container: the output container ("latent", "safetensors", "pt", "npy", "npz"); default: each input's.
         overwrite: redo every file and replace outputs (and a manifest of another transfer).
-        on_file: called after each file with its outcome (a progress bar; raising from it stops the run
-            cleanly: finished files stay finished).
+        on_file: called after each file with its outcome (raising from it stops the run cleanly: finished files
+            stay finished).
+        run: how each file's transfer executes; its progress callback hears one step per file (task "transfer
+            METHOD"), and its cancel token stops the folder before the next file — or inside the current one,
+            whose output is then not written (finished files stay finished and recorded).
 
     Returns:
         One FileOutcome per file in the source folder, in name order.
@@ -695,13 +693,18 @@ def transfer_dir(
 
     paths = _candidates(src_dir)
     outcomes = []
+    task = f"transfer {method_name(method)}"
+    inner = run.replace(progress=None)  # the folder reports files; each file's decodes stay quiet
+    run.report(task, 0, len(paths))
 
     def report(outcome: FileOutcome) -> None:
         outcomes.append(outcome)
+        run.report(task, outcome.index, outcome.total)
         if on_file is not None:
             on_file(outcome)
 
     for index, path in enumerate(paths, 1):
+        run.check_cancelled(task)
         t0 = time.perf_counter()
         target = out_dir / path.name
         try:
@@ -742,13 +745,12 @@ def transfer_dir(
                     dst_vae,
                     method=method,
                     space=out_space,
-                    batch_size=batch_size,
-                    tile=tile,
-                    device=device,
-                    dtype=dtype,
                     fit=fit,
+                    run=inner,
                 )
                 write_latent(out, target, container=output_container(kind, container), overwrite=True)
+            except Cancelled:
+                raise  # the run stops here: this file is neither done nor failed
             except (LatentBridgeError, ValueError) as exc:  # this file's own problem: recorded, the run goes on
                 files[path.name] = {"error": str(exc), "source_sha256": source_sha}
                 _write_manifest(manifest_path, manifest)

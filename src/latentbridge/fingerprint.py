@@ -41,6 +41,20 @@ from latentbridge.profiles import (
     user_profile_dir,
 )
 
+__all__ = [
+    "CONFIDENT",
+    "NOISE_CROSS",
+    "NOISE_LAG1",
+    "Candidate",
+    "Identification",
+    "canonical_tensor",
+    "family_log_prior",
+    "identify",
+    "layout_hints",
+    "shape_candidates",
+    "value_flags",
+]
+
 CONFIDENT = 0.9  # a candidate with this calibrated probability (and a fitting profile) is named alone
 NOISE_LAG1 = 0.1  # i.i.d. noise: neighbouring cells correlate by < 0.1; image latents by 0.5–0.95
 NOISE_CROSS = 0.1  # … and channels correlate by < 0.1
@@ -452,26 +466,36 @@ def identify(
     channels = int(x.shape[1])
     hypotheses = shape_candidates(channels, dims, profiles)
     flags, evidence = value_flags(x)
-    base = {
-        "shape": tuple(x.shape),
-        "channels": channels,
-        "dims": dims,
-        "temperature": calib.temperature,
-        "fit_threshold": calib.fit_threshold,
-        "flags": flags,
-        "evidence": evidence,
-    }
+    hints = () if layout_known else layout_hints(stored)
+    temperature, fit_threshold = calib.temperature, calib.fit_threshold
+
+    def result(
+        candidates: tuple[Candidate, ...], shape_only: tuple[Candidate, ...], groups: tuple[str, ...]
+    ) -> Identification:
+        return Identification(
+            shape=tuple(x.shape),
+            channels=channels,
+            dims=dims,
+            candidates=candidates,
+            shape_only=shape_only,
+            groups=groups,
+            temperature=temperature,
+            fit_threshold=fit_threshold,
+            flags=flags,
+            evidence=evidence,
+            layout_hints=hints,
+        )
+
     scored: list[tuple[Candidate, Profile, list[Features]]] = []
     shape_only: list[Candidate] = []
-    base["layout_hints"] = () if layout_known else layout_hints(stored)
     if not hypotheses and dims == 3 and shape_candidates(channels, 2, profiles):
         # no video format has C channels but image formats do: T frames of an image VAE's latents
         n, c, t, h, w = x.shape
         frames = x.permute(0, 2, 1, 3, 4).reshape(n * t, c, h, w)
         ident = identify(frames, profiles=profiles, calib=calib)
-        return dataclasses.replace(ident, shape=tuple(x.shape), frames=t, layout_hints=base["layout_hints"])
+        return dataclasses.replace(ident, shape=tuple(x.shape), frames=t, layout_hints=hints)
     if flags:
-        return Identification(candidates=(), shape_only=tuple(hypotheses), groups=(), **base)
+        return result((), tuple(hypotheses), ())
     features = latent_features(x)
     packed_features: dict[int, list[Features]] = {}
     for cand in hypotheses:
@@ -494,7 +518,7 @@ def identify(
         scored.append((cand, prof, feats))
     groups = features[0].groups
     if not scored:
-        return Identification(candidates=(), shape_only=tuple(shape_only), groups=groups, **base)
+        return result((), tuple(shape_only), groups)
     rows = []
     for cand, prof, feats in scored:
         lls, dists = [], []
@@ -525,4 +549,4 @@ def identify(
         for (cand, prof, ll, dist), p in zip(rows, probs, strict=True)
     ]
     cands.sort(key=lambda c: -c.probability)
-    return Identification(candidates=tuple(cands), shape_only=tuple(shape_only), groups=groups, **base)
+    return result(tuple(cands), tuple(shape_only), groups)
