@@ -207,7 +207,7 @@ def test_read_png_metadata_errors(tmp_path, chelsea):
     info = PngInfo()
     info.add_text(PNG_KEY, "{broken")
     Image.fromarray(chelsea).save(tmp_path / "bad.png", pnginfo=info)
-    with pytest.raises(FileFormatError, match="text chunk is not JSON"):
+    with pytest.raises(FileFormatError, match=r"damaged 'latentbridge' text chunk \(not valid JSON"):
         read_png_metadata(tmp_path / "bad.png")
     _save(chelsea, tmp_path / "c.jpg")
     with pytest.raises(FileFormatError, match="a JPEG file; provenance is read from PNG files only"):

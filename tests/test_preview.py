@@ -242,7 +242,9 @@ def test_fit_folder_errors(tmp_path):
         P.save_fit(_fit(""), tmp_path)
     bad = tmp_path / f"{SHA_A}.json"
     bad.write_text("{not json")
-    with pytest.raises(FileFormatError, match=r"is not valid JSON.*run `latentbridge fit-preview` again"):
+    with pytest.raises(
+        FileFormatError, match=r"not a preview fit \(not valid JSON.*run `latentbridge fit-preview` again"
+    ):
         P.load_fit(bad)
     bad.write_text(json.dumps({"kind": "something else"}))
     with pytest.raises(FileFormatError, match="is not a latentbridge preview fit"):

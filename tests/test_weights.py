@@ -651,7 +651,7 @@ def test_stored_config_is_used(tmp_path):
     with torch.no_grad():
         assert (vae.decode(z) - model.decode(z).sample).abs().max() <= PARITY
     broken = _save(tmp_path / "broken.safetensors", model.state_dict(), {"config": "{not json"})
-    with pytest.raises(WeightsError, match=r"metadata 'config' is not valid JSON"):
+    with pytest.raises(FileFormatError, match=r"damaged safetensors metadata 'config' \(not valid JSON"):
         load_vae(broken, hash=False)
 
 
@@ -928,7 +928,7 @@ def test_truncated_safetensors(tmp_path):
     good = _write_diffusers(_kl(4), tmp_path)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(good.read_bytes()[:-1000])
-    with pytest.raises(FileFormatError, match=r"not a valid safetensors file .*truncated: re-download it"):
+    with pytest.raises(FileFormatError, match=r"truncated safetensors file: the tensors need \d+ bytes .*re-download"):
         describe(bad)
 
 
@@ -1321,7 +1321,9 @@ def test_truncated_safetensors_whose_length_looks_like_a_pickle(tmp_path):
     size = int.from_bytes(data[:8], "little")
     head = data[8 : 8 + size].rstrip(b" ")
     path.write_bytes(((0x380).to_bytes(8, "little") + head + b" " * (0x380 - len(head)))[:300])  # 80 03 …, cut short
-    with pytest.raises(FileFormatError, match=r"not a valid safetensors file .*truncated: re-download it"):
+    with pytest.raises(
+        FileFormatError, match=r"truncated safetensors header: it declares 896 bytes but the file holds only 292"
+    ):
         describe(path)
 
 

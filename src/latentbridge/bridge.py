@@ -39,6 +39,7 @@ from torch import nn
 
 from latentbridge import codec
 from latentbridge._atomic import atomic_write
+from latentbridge._guard import load_json
 from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.latent import Latent, as_space
 from latentbridge.models.bridgenet import BRIDGE_KINDS, BridgeConfig, BridgeKind, BridgeNet
@@ -986,38 +987,48 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
 
     if kind not in BRIDGE_KINDS:
         raise ValueError(f"bridge kind must be one of {BRIDGE_KINDS}, got {kind!r}")
+    from latentbridge.files import read_safetensors_header
+
     path = Path(path)
+    try:
+        _, file_meta = read_safetensors_header(path)  # a regular file whose header fields are all checked
+    except FileFormatError as exc:
+        raise FileFormatError(f"{exc}; expected a bridge from fit-bridge") from exc
     data = path.read_bytes()
     try:
         tensors = load(data)
-        header_len = int.from_bytes(data[:8], "little")
-        header = json.loads(data[8 : 8 + header_len])
-    except (SafetensorError, ValueError, UnicodeDecodeError) as exc:
+    except (SafetensorError, ValueError) as exc:
         raise FileFormatError(f"{path} is not a safetensors file ({exc}); expected a bridge from fit-bridge") from exc
-    raw_meta = header.get("__metadata__", {}).get(META_KEY)
+    raw_meta = file_meta.get(META_KEY)
     if raw_meta is None:
         raise FileFormatError(
             f"{path} is a safetensors file without {META_KEY!r} metadata, so it is not a latentbridge bridge; "
             "fit one with `latentbridge fit-bridge`"
         )
+    meta = load_json(raw_meta, str(path), "unreadable bridge metadata", "refit it with `latentbridge fit-bridge`")
+    if not isinstance(meta, dict):
+        raise FileFormatError(
+            f"{path}: its {META_KEY} metadata is not a JSON object; refit it with `latentbridge fit-bridge`"
+        )
     try:
-        meta = json.loads(raw_meta)
         if meta.get("version") != FILE_VERSION:
             raise FileFormatError(
                 f"{path} is a bridge file of version {meta.get('version')!r}; this latentbridge reads version "
                 f"{FILE_VERSION}: refit it with `latentbridge fit-bridge`"
             )
+        _check_records(path, meta["src"], meta["dst"])
         src, dst = identity_from_record(meta["src"]), identity_from_record(meta["dst"])
         cfg = BridgeConfig(**meta["configs"][kind])
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+    except (KeyError, TypeError, ValueError) as exc:  # a field missing, of the wrong type or out of range
         raise FileFormatError(
             f"{path} has unreadable bridge metadata ({type(exc).__name__}: {exc}); "
             "refit it with `latentbridge fit-bridge`"
         ) from exc
-    net = BridgeNet(cfg)
+    _check_config(path, cfg)
+    with torch.device("meta"):  # the recorded architecture is built for real only once the file's tensors fit it
+        want = BridgeNet(cfg).state_dict()
     prefix = f"{kind}."
     state = {k[len(prefix) :]: v.float() for k, v in tensors.items() if k.startswith(prefix)}
-    want = net.state_dict()
     missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
     bad_shapes = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape)
     if missing or unexpected or bad_shapes:
@@ -1025,9 +1036,59 @@ def load_bridge(path: str | Path, kind: str = "conv") -> Bridge:
             f"{path}: the {kind} bridge tensors do not match its recorded architecture {cfg.to_dict()}: "
             f"missing {missing}, unexpected {unexpected}, wrong shapes {bad_shapes}; the file is damaged: refit it"
         )
+    net = BridgeNet(cfg)
     net.load_state_dict(state)
     net.eval()
     return Bridge(kind, src, dst, net, meta, hashlib.sha256(data).hexdigest(), str(path))
+
+
+# Channels, ratios, width and depth a bridge file may record: far above any fit-bridge makes (hidden 64, 2 blocks,
+# at most 128 channels and 32× ratios), low enough that the recorded architecture can always be built to compare.
+MAX_BRIDGE_FIELD = 65_536
+
+
+# The fields of a bridge file's VAE record (see identity_record) and the type each holds.
+RECORD_FIELDS: tuple[tuple[str, type], ...] = (
+    ("vae_name", str),
+    ("vae_sha256", str),
+    ("format", str),
+    ("space", str),
+    ("channels", int),
+    ("spatial_ratio", int),
+)
+
+
+def _bad_field(path: Path, name: str, value: object, kind: type) -> FileFormatError:
+    names: dict[type, str] = {str: "a string", dict: "a JSON object"}
+    expected = names.get(kind, f"an integer from 0 to {MAX_BRIDGE_FIELD}")
+    return FileFormatError(
+        f"{path} has unreadable bridge metadata: {name} is {str(value)[:40]!r}, expected {expected}; "
+        "refit it with `latentbridge fit-bridge`"
+    )
+
+
+def _field_ok(value: object, kind: type) -> bool:
+    if kind is str:
+        return isinstance(value, str)
+    return type(value) is int and 0 <= value <= MAX_BRIDGE_FIELD
+
+
+def _check_records(path: Path, *records: object) -> None:
+    """The two recorded VAEs (src, dst) are objects whose fields hold the types :func:`identity_record` writes."""
+    for side, record in zip(("src", "dst"), records, strict=True):
+        if not isinstance(record, dict):
+            raise _bad_field(path, side, record, dict)
+        for name, kind in RECORD_FIELDS:
+            if not _field_ok(record[name], kind):
+                raise _bad_field(path, f"{side}.{name}", record[name], kind)
+
+
+def _check_config(path: Path, cfg: BridgeConfig) -> None:
+    """The recorded architecture holds values of the types its dataclass declares, in a range it can be built at."""
+    for f in dataclasses.fields(cfg):
+        kind = str if f.type == "str" else int
+        if not _field_ok(getattr(cfg, f.name), kind):
+            raise _bad_field(path, f"configs.{f.name}", getattr(cfg, f.name), kind)
 
 
 # --- the validation curve -------------------------------------------------------------------------------

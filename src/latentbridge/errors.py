@@ -40,6 +40,10 @@ class FileFormatError(LatentBridgeError):
     """A file that cannot be read as what it claims to be (corrupt, truncated, mislabelled, unsafe)."""
 
 
+class MissingFileError(FileFormatError, FileNotFoundError):
+    """A path that names no file (nothing there, or a symbolic link to nothing); also a FileNotFoundError."""
+
+
 class WeightsError(LatentBridgeError):
     """A weight file that cannot be identified or loaded strictly."""
 
@@ -99,6 +103,10 @@ def did_you_mean(word: str, choices: Iterable[str], n: int = 3) -> str:
 
 class NonFiniteError(LatentBridgeError, ValueError):
     """A tensor with NaN or infinite values where finite ones are needed (a corrupt latent, a diverging VAE)."""
+
+
+class DeviceError(LatentBridgeError, ValueError):
+    """A device this torch build or machine cannot run on (``cuda`` on a CPU-only torch, ``cuda:3`` of two GPUs)."""
 
 
 class LatentBridgeWarning(UserWarning):

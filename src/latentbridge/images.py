@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import stat
+import struct
 import warnings
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +33,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL.PngImagePlugin import PngInfo
 
 from latentbridge._atomic import atomic_write
+from latentbridge._guard import MAX_IMAGE_PIXELS, MAX_JSON_BYTES, check_pixels, load_json, regular_file
 from latentbridge.errors import FileFormatError, LatentBridgeWarning, ShapeError
 from latentbridge.formats import nearest_sizes
 
@@ -60,6 +65,21 @@ PNG_KEY = "latentbridge"
 
 PADDING_KEY = "padding"
 """The :class:`~latentbridge.latent.Provenance` ``extra`` key that records encode-time padding."""
+
+# What Pillow raises on a damaged file once it has recognised the format, each seen in the fuzz suite:
+DECODE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,  # truncated data, "broken data stream", a decoder error (UnidentifiedImageError is one too)
+    SyntaxError,  # Pillow's plugins raise it for malformed chunks and markers ("broken PNG file")
+    ValueError,  # impossible modes, sizes or tile extents; EXIF fields of the wrong type
+    EOFError,  # a frame or chunk that ends early
+    struct.error,  # a header field cut short
+    IndexError,  # palette or EXIF tables shorter than they claim
+    TypeError,  # EXIF values of unexpected types
+    KeyError,  # EXIF tags and palettes referring to entries that do not exist
+    zlib.error,  # damaged compressed PNG text chunks
+    Image.DecompressionBombError,  # more than twice MAX_IMAGE_PIXELS; refused before this by check_pixels
+)
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,45 +150,74 @@ class LoadedImages:
     paths: tuple[Path, ...]
 
 
-def _open_rgb(path: Path) -> np.ndarray:
-    """Read one file as float32 [H, W, 3] in [0, 1]."""
-    if not path.exists():
-        raise FileNotFoundError(f"image file {str(path)!r} does not exist; check the path")
+def _open(path: Path) -> Image.Image:
+    """Open ``path`` with Pillow (header only), refusing what is not a regular image file."""
     try:
-        image: Image.Image = Image.open(path)
+        regular_file(path, "image file")
+    except FileNotFoundError as exc:
+        if path.is_symlink():  # a dangling link: the message names where it points
+            raise
+        raise type(exc)(f"image file {str(path)!r} does not exist; check the path") from exc
+    try:
+        with warnings.catch_warnings():
+            # above MAX_IMAGE_PIXELS Pillow only warns; check_pixels refuses such sizes with the numbers
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(path)
     except UnidentifiedImageError as exc:
         raise FileFormatError(
             f"{path}: not an image Pillow can read; expected a PNG, JPEG or WebP file (convert it to PNG)"
         ) from exc
+    except Image.DecompressionBombError as exc:  # Pillow's own refusal, at twice its limit: say it with ours
+        found = re.search(r"\((\d+) pixels\)", str(exc))
+        check_pixels(int(found.group(1)) if found else 2 * MAX_IMAGE_PIXELS + 1, None, str(path))
+        raise  # pragma: no cover - check_pixels always raises for such a count
+    except DECODE_ERRORS as exc:
+        raise FileFormatError(f"{path}: a damaged image file ({type(exc).__name__}: {exc}); re-export it") from exc
+
+
+def _open_rgb(path: Path) -> np.ndarray:
+    """Read one file as float32 [H, W, 3] in [0, 1]; the pixel count is checked before anything is decoded."""
+    image = _open(path)
     with image:
         if image.format not in READ_FORMATS:
             raise FileFormatError(
                 f"{path}: a {image.format} image; latentbridge reads {', '.join(READ_FORMATS)} (convert it to PNG)"
             )
+        check_pixels(*image.size, str(path))
         try:
-            image = ImageOps.exif_transpose(image)
-            image.load()
-        except OSError as exc:  # truncated or corrupt data
-            raise FileFormatError(f"{path}: the {image.format} data is damaged ({exc}); re-export the image") from exc
-        if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
-            warnings.warn(
-                f"{path}: has an alpha channel ({image.mode}); dropped it and kept the colour values "
-                "(VAEs take RGB). Composite it onto a background first if transparent areas matter.",
-                LatentBridgeWarning,
-                stacklevel=3,
-            )
-        if image.mode.startswith("I;16"):  # 16-bit greyscale PNG: keep the precision
-            grey = np.asarray(image, dtype=np.float32) / 65535.0
-            return np.repeat(grey[:, :, None], 3, axis=2)
-        if image.mode in ("I", "F"):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                image = ImageOps.exif_transpose(image)
+                image.load()
+                check_pixels(*image.size, str(path))  # an EXIF rotation swaps the sides, never adds pixels
+                return _to_rgb(image, path)
+        except DECODE_ERRORS as exc:  # truncated or corrupt data
             raise FileFormatError(
-                f"{path}: a 32-bit {'integer' if image.mode == 'I' else 'float'} image (mode {image.mode}); "
-                "latentbridge reads 8- and 16-bit images: save it as an 8- or 16-bit PNG"
-            )
-        if image.mode == "P":
-            image = image.convert("RGBA")
-        rgb = image.convert("RGB")
-        return np.asarray(rgb, dtype=np.float32) / 255.0
+                f"{path}: the {image.format or 'image'} data is damaged ({type(exc).__name__}: {exc}); re-export the "
+                "image"
+            ) from exc
+
+
+def _to_rgb(image: Image.Image, path: Path) -> np.ndarray:
+    if "A" in image.getbands() or (image.mode == "P" and "transparency" in image.info):
+        warnings.warn(
+            f"{path}: has an alpha channel ({image.mode}); dropped it and kept the colour values "
+            "(VAEs take RGB). Composite it onto a background first if transparent areas matter.",
+            LatentBridgeWarning,
+            stacklevel=4,
+        )
+    if image.mode.startswith("I;16"):  # 16-bit greyscale PNG: keep the precision
+        grey = np.asarray(image, dtype=np.float32) / 65535.0
+        return np.repeat(grey[:, :, None], 3, axis=2)
+    if image.mode in ("I", "F"):
+        raise FileFormatError(
+            f"{path}: a 32-bit {'integer' if image.mode == 'I' else 'float'} image (mode {image.mode}); "
+            "latentbridge reads 8- and 16-bit images: save it as an 8- or 16-bit PNG"
+        )
+    if image.mode == "P":
+        image = image.convert("RGBA")
+    rgb = image.convert("RGB")
+    return np.asarray(rgb, dtype=np.float32) / 255.0
 
 
 def fit_size(
@@ -368,9 +417,11 @@ _COMFY_EXIF_TAGS = (0x0110, 0x010F, 0x010E, 0x010D, 0x010C)  # ComfyUI WebP: Mod
 def image_kind(path: str | os.PathLike[str]) -> str:
     """ "PNG", "JPEG" or "WEBP" from a file's first bytes, or "" for anything else (never from its name)."""
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return ""  # a FIFO would block the open below; the readers refuse such files with their own message
         with open(path, "rb") as f:
             head = f.read(12)
-    except (IsADirectoryError, FileNotFoundError, PermissionError):
+    except OSError:  # missing, a folder, unreadable, a symlink loop: not an image, and the readers say why
         return ""
     for magic, kind in IMAGE_MAGIC:
         if head.startswith(magic) and (kind != "WEBP" or head[8:12] == b"WEBP"):
@@ -410,12 +461,12 @@ def read_image_text(path: str | os.PathLike[str]) -> dict[str, str]:
         FileFormatError: not a PNG, JPEG or WebP file, or text chunks too large for Pillow to read.
     """
     path = Path(path)
+    if image_kind(path) == "PNG":
+        return png_texts(path)  # chunk by chunk: Pillow's image.text decodes every pixel first
     try:
-        with Image.open(path) as image:
+        with _open(path) as image:
             if image.format not in READ_FORMATS:
                 raise FileFormatError(f"{path}: a {image.format} file; provenance is read from PNG, JPEG or WebP files")
-            if image.format == "PNG":
-                return {str(k): str(v) for k, v in image.text.items()}  # type: ignore[attr-defined]
             out: dict[str, str] = {}
             exif = image.getexif()
             comment = _user_comment(exif.get_ifd(_EXIF_IFD).get(_USER_COMMENT))
@@ -431,32 +482,105 @@ def read_image_text(path: str | os.PathLike[str]) -> dict[str, str]:
                 c = image.info["comment"]
                 out["comment"] = c.decode("utf-8", errors="replace") if isinstance(c, bytes) else c
             return out
-    except UnidentifiedImageError as exc:
-        raise FileFormatError(f"{path}: not an image Pillow can read; expected a PNG, JPEG or WebP file") from exc
-    except ValueError as exc:  # Pillow's text-chunk size limits (PngImagePlugin.MAX_TEXT_CHUNK / MAX_TEXT_MEMORY)
+    except DECODE_ERRORS as exc:  # a damaged EXIF block or comment
         raise FileFormatError(
-            f"{path}: its text chunks cannot be read ({exc}); the file is damaged or hostile"
+            f"{path}: its metadata cannot be read ({type(exc).__name__}: {exc}); the file is damaged"
         ) from exc
 
 
 def read_png_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The provenance JSON :func:`save_images` stored in a PNG (``{}`` when the file has none).
 
+    The PNG's chunks are walked without decoding a pixel (a damaged or huge image does not matter here); the
+    ``latentbridge`` text chunk (tEXt, zTXt or iTXt) is CRC-checked and its JSON bounded in size and depth.
+
     Raises:
-        FileFormatError: not a PNG, or a ``latentbridge`` chunk that is not JSON.
+        FileFormatError: not a PNG, a damaged chunk structure, or a ``latentbridge`` chunk that is not a JSON object.
     """
     path = Path(path)
-    kind = image_kind(path)
-    if kind != "PNG":
-        what = f"a {kind} file" if kind else "not a PNG file"
-        raise FileFormatError(f"{path}: {what}; provenance is read from PNG files only")
-    text = read_image_text(path).get(PNG_KEY)
+    text = png_texts(path).get(PNG_KEY)
     if text is None:
         return {}
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise FileFormatError(f"{path}: its '{PNG_KEY}' text chunk is not JSON ({exc}); the file was edited") from exc
+    fix = "the file was edited: re-export it from latentbridge, or remove the chunk"
+    data = load_json(text, str(path), f"damaged '{PNG_KEY}' text chunk", fix)
     if not isinstance(data, dict):
         raise FileFormatError(f"{path}: its '{PNG_KEY}' text chunk holds a {type(data).__name__}, expected an object")
     return data
+
+
+def png_texts(path: Path) -> dict[str, str]:
+    """Every text chunk (tEXt, zTXt, iTXt) of a PNG by keyword (the first of a keyword wins); no pixel is decoded.
+
+    Each chunk's length is checked against the file, each text chunk's CRC is checked, compressed text is inflated
+    to at most :data:`~latentbridge._guard.MAX_JSON_BYTES`.
+
+    Raises:
+        FileFormatError: not a PNG file, a chunk whose length runs past the end of the file, a text chunk with a bad
+            CRC or damaged compression, or a file that ends before its IEND chunk.
+    """
+    size = regular_file(path, "PNG file").st_size
+    found: dict[str, str] = {}
+    with path.open("rb") as f:
+        if f.read(8) != _PNG_SIGNATURE:
+            raise _not_png(path)
+        at = 8
+        while True:
+            head = f.read(8)
+            if len(head) < 8:
+                raise FileFormatError(f"{path}: a truncated PNG file (it ends at byte {at} before its IEND chunk)")
+            length, kind = struct.unpack(">I4s", head)
+            if length > size - at - 12:
+                raise FileFormatError(
+                    f"{path}: a damaged PNG file: chunk {kind!r} at byte {at} claims {length} bytes, more than the "
+                    "file holds; re-export it"
+                )
+            if kind in (b"tEXt", b"zTXt", b"iTXt") and length <= MAX_JSON_BYTES:
+                body = f.read(length)
+                (crc,) = struct.unpack(">I", f.read(4))
+                if zlib.crc32(kind + body) != crc:
+                    raise FileFormatError(
+                        f"{path}: the {kind.decode()} chunk at byte {at} fails its CRC: the file is damaged"
+                    )
+                name, value = _text_chunk(path, kind, body)
+                found.setdefault(name, value)
+            else:
+                f.seek(length + 4, os.SEEK_CUR)
+            at += 12 + length
+            if kind == b"IEND":
+                found.pop("", None)
+                return found
+
+
+def _text_chunk(path: Path, kind: bytes, body: bytes) -> tuple[str, str]:
+    """(keyword, text) of a tEXt, zTXt or iTXt chunk body (PNG specification, section 11.3.4)."""
+    name, sep, rest = body.partition(b"\x00")
+    if not sep:
+        return "", ""  # not a text chunk we can name: not ours
+    try:
+        if kind == b"tEXt":
+            return name.decode("latin-1"), rest.decode("latin-1")
+        if kind == b"zTXt":
+            return name.decode("latin-1"), _inflate(rest[1:]).decode("latin-1")
+        flag, _method, rest = rest[:1], rest[1:2], rest[2:]
+        _lang, _, rest = rest.partition(b"\x00")
+        _translated, _, text = rest.partition(b"\x00")
+        return name.decode("latin-1"), (_inflate(text) if flag == b"\x01" else text).decode("utf-8")
+    except (zlib.error, UnicodeDecodeError, ValueError) as exc:  # damaged compression, text that is not UTF-8
+        raise FileFormatError(f"{path}: a damaged {kind.decode()} text chunk ({exc}); re-export the file") from exc
+
+
+def _inflate(data: bytes) -> bytes:
+    """zlib data inflated to at most MAX_JSON_BYTES (a bomb in a text chunk stops there)."""
+    out = zlib.decompressobj().decompress(data, MAX_JSON_BYTES)
+    if len(out) >= MAX_JSON_BYTES:
+        raise ValueError(f"it inflates to more than {MAX_JSON_BYTES} bytes")
+    return out
+
+
+def _not_png(path: Path) -> FileFormatError:
+    """The error for a file that is not a PNG: its format when Pillow recognises it."""
+    try:
+        with _open(path) as image:
+            return FileFormatError(f"{path}: a {image.format} file; provenance is read from PNG files only")
+    except FileFormatError:
+        return FileFormatError(f"{path}: not an image Pillow can read; expected a PNG written by latentbridge")

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 import torch
 
-from latentbridge.errors import FormatRequiredError, InputTypeError, ShapeError, SpaceError, UnknownFormatError
+from latentbridge.errors import (
+    FileFormatError,
+    FormatRequiredError,
+    InputTypeError,
+    ShapeError,
+    SpaceError,
+    UnknownFormatError,
+)
 from latentbridge.formats import LatentFormat, NormStats, Space, convert, get_format
 
 __all__ = [
@@ -119,25 +127,62 @@ class Provenance:
 
     @staticmethod
     def from_dict(data: dict[str, Any]) -> Provenance:
-        """Inverse of :meth:`to_dict`; unknown keys are kept in ``extra`` as strings."""
+        """Inverse of :meth:`to_dict`; unknown keys are kept in ``extra`` as strings.
+
+        Raises:
+            FileFormatError: a record whose fields have the wrong JSON types (a ``seed`` that is not an integer, a
+                ``history`` that is not a list of strings, an ``extra`` that is not an object…); the message names
+                the field. Readers prefix it with the file.
+        """
+        if not isinstance(data, dict):
+            raise FileFormatError(f"provenance record: expected a JSON object, found {_json_type(data)}")
         known = {f.name for f in dataclasses.fields(Provenance)}
-        extra = dict(data.get("extra", {}))
-        extra.update({k: str(v) for k, v in data.items() if k not in known})
+        extra_in = data.get("extra", {})
+        if not isinstance(extra_in, dict):
+            raise FileFormatError(f"provenance record: 'extra' is {_json_type(extra_in)}; expected an object")
+        extra = {str(k): _plain(v) for k, v in extra_in.items()}
+        extra.update({k: _plain(v) for k, v in data.items() if k not in known})
         seed = data.get("seed")
+        if seed is not None and (type(seed) is not int):
+            raise FileFormatError(f"provenance record: 'seed' is {_json_type(seed)}; expected an integer or null")
+        history = data.get("history", [])
+        if not isinstance(history, list) or not all(isinstance(h, str) for h in history):
+            raise FileFormatError(
+                f"provenance record: 'history' is {_json_type(history)}; expected a list of strings (one per step)"
+            )
+        texts = {}
+        for name in ("vae_name", "vae_sha256", "source_image", "prompt", "tool"):
+            value = data.get(name, "")
+            if not isinstance(value, str):
+                raise FileFormatError(f"provenance record: {name!r} is {_json_type(value)}; expected a string")
+            texts[name] = value
         return Provenance(
-            vae_name=str(data.get("vae_name", "")),
-            vae_sha256=str(data.get("vae_sha256", "")),
-            source_image=str(data.get("source_image", "")),
-            seed=None if seed is None else int(seed),
-            prompt=str(data.get("prompt", "")),
-            tool=str(data.get("tool", "")),
-            history=tuple(str(h) for h in data.get("history", ())),
-            extra=tuple(sorted((str(k), str(v)) for k, v in extra.items())),
+            **texts,
+            seed=seed,
+            history=tuple(history),
+            extra=tuple(sorted(extra.items())),
         )
 
     def then(self, step: str) -> Provenance:
         """A copy with ``step`` appended to the history."""
         return dataclasses.replace(self, history=(*self.history, step))
+
+
+def _json_type(value: Any) -> str:
+    """How a JSON value is named in a message: "the string 'x'", "the number 3", "a list", "null"."""
+    if value is None or isinstance(value, bool):
+        return {None: "null", True: "true", False: "false"}[value]
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    if isinstance(value, int | float):
+        return f"the number {str(value)[:40]}"
+    names: dict[type, str] = {list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _plain(value: Any) -> str:
+    """An ``extra`` value as text: a string as it is, anything else as compact JSON (a newer writer's field)."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

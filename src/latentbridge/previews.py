@@ -37,7 +37,8 @@ from PIL import Image
 
 from latentbridge import codec
 from latentbridge._atomic import atomic_write
-from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
+from latentbridge._guard import read_json_file
+from latentbridge.errors import FileFormatError, IncompatibleError, LatentBridgeError, NonFiniteError, ShapeError
 from latentbridge.formats import LatentFormat, unpack
 from latentbridge.latent import Latent
 from latentbridge.run import Run
@@ -49,6 +50,7 @@ __all__ = [
     "PreviewFit",
     "Previewer",
     "apply_linear",
+    "check_values",
     "choose_previewer",
     "decode_images",
     "default_fits_dir",
@@ -261,7 +263,7 @@ class PreviewFit:
                 published_psnr=None if data["published_psnr"] is None else float(data["published_psnr"]),
                 created=str(data["created"]),
             )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+        except (KeyError, TypeError, ValueError, IndexError, OverflowError) as exc:  # missing, mistyped, inf
             raise FileFormatError(
                 f"{where} is a damaged preview fit ({type(exc).__name__}: {exc}); "
                 "delete it and run `latentbridge fit-preview` again"
@@ -488,13 +490,8 @@ def save_fit(fit: PreviewFit, folder: str | os.PathLike[str]) -> Path:
 def load_fit(path: str | os.PathLike[str]) -> PreviewFit:
     """Read one stored fit; FileFormatError names the file when it is not a fit."""
     path = Path(path)
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FileFormatError(
-            f"{path} is not valid JSON ({exc}); expected a latentbridge preview fit: delete it and run "
-            "`latentbridge fit-preview` again"
-        ) from exc
+    fix = "expected a latentbridge preview fit: delete it and run `latentbridge fit-preview` again"
+    data = read_json_file(path, "not a preview fit", fix)
     return PreviewFit.from_dict(data, where=str(path))
 
 
@@ -660,6 +657,38 @@ def choose_previewer(
     )
 
 
+# float16's largest finite value. No VAE's latents come near it (raw SD latents stay within about ±50, model-space
+# ones within ±10), a reduced-precision decode overflows beyond it, and a preview of such values is a picture of
+# nothing: a latent past it is refused, as decode refuses it (its check finds the spread absurd).
+MAX_ABS_VALUE = 65504.0
+
+
+def check_values(latent: Latent, where: str = "") -> None:
+    """Refuse a latent whose values no preview can show truthfully: NaN/inf, or beyond ±:data:`MAX_ABS_VALUE`.
+
+    ``where`` (the file) starts the message when given.
+
+    Raises:
+        NonFiniteError: NaN or inf values (counted). LatentBridgeError: finite values beyond ±65504.
+    """
+    x = latent.tensor.detach()
+    at = f"{where}: " if where else ""
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad = int((~finite).sum())
+        raise NonFiniteError(
+            f"{at}the latent holds {bad} NaN/inf values out of {x.numel()}; a preview of them is a blank or garbage "
+            "picture, and decode refuses them too: regenerate the latent (re-encode in float32, or re-run the sampler)"
+        )
+    peak = float(x.abs().max()) if x.numel() else 0.0
+    if peak > MAX_ABS_VALUE:
+        raise LatentBridgeError(
+            f"{at}the latent's values reach ±{peak:.3g}, beyond ±{MAX_ABS_VALUE:g} (float16's range): no VAE produces "
+            "such values (raw latents stay within about ±50), so a preview would show nothing true and decode "
+            "refuses it too; the file is damaged or was scaled wrongly: run `latentbridge check` on it"
+        )
+
+
 def preview(
     latent: Latent,
     method: str = "auto",
@@ -677,7 +706,11 @@ def preview(
         vae: a tiny decoder (TAESD family, TAEF2, VAEApprox) or any VAE, also a diffusers module.
         fits_dir: where fitted factors are stored (``latentbridge fit-preview``).
         run: how a decoder runs.
+
+    Raises:
+        NonFiniteError, LatentBridgeError: values no preview can show (:func:`check_values`).
     """
+    check_values(latent)
     decoder = as_vae(vae) if vae is not None else None
     previewer, _ = choose_previewer(latent, method, vae=decoder, fits_dir=fits_dir, run=run)
     return previewer(latent)

@@ -36,6 +36,7 @@ import torch
 
 from latentbridge import codec
 from latentbridge._atomic import atomic_write
+from latentbridge._guard import read_json_file
 from latentbridge.errors import LatentBridgeError
 from latentbridge.formats import LatentFormat, NormStats, formats, pack
 from latentbridge.run import Run
@@ -743,11 +744,12 @@ def load_user_profiles(directory: Path) -> tuple[Profile, ...]:
     if not directory.is_dir():
         return ()
     out = []
+    fix = "expected a file written by `latentbridge calibrate`. Delete it or calibrate again."
     for path in sorted(directory.glob("*.json")):
+        data = read_json_file(path, "not a latentbridge profile", fix)  # a regular file, bounded, not too deep
         try:
-            data = json.loads(path.read_text())
             out.append(Profile.from_dict(data["profile"]))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a field missing or of the wrong type
             raise LatentBridgeError(
                 f"{path} is not a latentbridge profile ({type(exc).__name__}: {exc}); expected a file written by "
                 "`latentbridge calibrate`. Delete it or calibrate again."

@@ -43,6 +43,7 @@ from latentbridge.errors import FileFormatError, LatentBridgeError
 from latentbridge.fingerprint import Identification, identify
 from latentbridge.latent import Latent
 from latentbridge.previews import (
+    check_values,
     find_fit,
     fitted_previewer,
     frames_per_item,
@@ -143,6 +144,11 @@ def _previews(latent: Latent, fits_dir: str | os.PathLike[str] | None, notes: li
     fmt = latent.format
     if fmt is None or latent.space == "unknown":
         notes.append("previews need a known format and space: pass --format NAME and --space raw|model")
+        return out
+    try:
+        check_values(latent)
+    except LatentBridgeError as exc:  # the page still reports the latent; it shows no picture of such values
+        notes.append(f"no preview: {exc}")
         return out
     n, t = latent.dim("N"), frames_per_item(latent)
     shown = latent
@@ -444,11 +450,14 @@ def _section_html(r: LatentReport, index: int) -> str:
     return "\n".join(parts)
 
 
-def render_html(reports: Sequence[LatentReport], title: str = "latentbridge report") -> str:
+def render_html(
+    reports: Sequence[LatentReport], title: str = "latentbridge report", failures: Sequence[tuple[str, str]] = ()
+) -> str:
     """One self-contained HTML page for the given reports.
 
     Every image is an inline PNG data URI, the CSS is inline, the favicon is an empty data URI (so a browser
-    makes no request at all), and there is no script.
+    makes no request at all), and there is no script. ``failures``: (file name, error) of files that could not
+    be reported on, listed at the top.
     """
     if not reports:
         raise ValueError("render_html needs at least one report")
@@ -457,6 +466,10 @@ def render_html(reports: Sequence[LatentReport], title: str = "latentbridge repo
     if len(reports) > 1:
         nav = "<nav>" + "".join(f'<a href="#latent-{i}">{_e(r.name)}</a>' for i, r in enumerate(reports)) + "</nav>"
     body = "\n".join(_section_html(r, i) for i, r in enumerate(reports))
+    if failures:
+        items = "".join(f"<li><b>{_e(name)}</b>: {_e(error)}</li>" for name, error in failures)
+        heading = f"<h2>Files that could not be read ({len(failures)})</h2>"
+        body = f'<section id="failures">{heading}<ul>{items}</ul></section>\n{body}'
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
@@ -804,13 +817,16 @@ def write_report(
     *,
     tensorboard: str | os.PathLike[str] | None = None,
     title: str = "latentbridge report",
+    failures: Sequence[tuple[str, str]] = (),
 ) -> tuple[Path | None, Path | None]:
     """Write the HTML page and/or TensorBoard event file (one step per report, in order).
+
+    ``failures``: (file name, error) of input files that could not be reported on; the page lists them.
 
     Returns:
         (html path or None, event file path or None).
     """
-    html_path = write_html(render_html(reports, title), path) if path is not None else None
+    html_path = write_html(render_html(reports, title, failures), path) if path is not None else None
     tb_path = None
     if tensorboard is not None:
         with EventWriter(tensorboard) as tb:

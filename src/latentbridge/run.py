@@ -25,6 +25,7 @@ from typing import Literal
 
 import torch
 
+from latentbridge._device import check_device
 from latentbridge.errors import Cancelled, DtypeError, LatentBridgeError
 
 __all__ = [
@@ -242,8 +243,13 @@ class Run:
 
     @property
     def torch_device(self) -> torch.device:
-        """The device as a torch.device."""
-        return torch.device(self.device)
+        """The device as a torch.device, once this torch and this machine are known to have it.
+
+        Raises:
+            DeviceError: ``cuda`` on a CPU-only torch or a machine without a visible GPU, an index past the GPUs
+                there are, ``mps`` where Metal is unavailable (see :func:`latentbridge._device.check_device`).
+        """
+        return check_device(self.device)
 
     def replace(self, **changes: object) -> Run:
         """A copy with some fields changed (validated again)."""

@@ -32,7 +32,7 @@ import torch
 from latentbridge import codec
 from latentbridge._atomic import atomic_write
 from latentbridge.bridge import Bridge, check_bridge_input
-from latentbridge.errors import FileFormatError, IncompatibleError, ShapeError
+from latentbridge.errors import Cancelled, FileFormatError, IncompatibleError, LatentBridgeError, ShapeError
 from latentbridge.formats import Space
 from latentbridge.latent import Latent, Provenance
 from latentbridge.metrics import LPIPS_NOTE, fidelity, median_time
@@ -82,6 +82,9 @@ Method = str | Bridge | Refine
 MANIFEST_NAME = "latentbridge-transfer.json"
 MANIFEST_VERSION = 1
 SIDECAR_SUFFIX = ".latentbridge.json"  # files._containers: the record beside an .npy
+# names of the latent containers latentbridge writes (files.SUFFIX_CONTAINERS): such a file that cannot be read is a
+# failure of the folder run, while any other unreadable file (an image, notes) is left alone as "not a latent"
+LATENT_SUFFIXES = (".latent", ".safetensors", ".pt", ".pth", ".npy", ".npz")
 
 
 # --- identity and provenance ----------------------------------------------------------------------------
@@ -549,9 +552,10 @@ class FileOutcome:
 
     Attributes:
         name: file name inside the source folder.
-        status: "done" (transferred now), "skipped" (a complete output already existed), or "not-latent"
-            (not a latent file: left alone, with the reason in ``note``).
-        output: the output path ("" for "not-latent").
+        status: "done" (transferred now), "skipped" (a complete output already existed), "not-latent"
+            (not a latent file: left alone, with the reason in ``note``), or "failed" (a latent file that could not
+            be read or transferred: the error is in ``note`` and in the manifest; a rerun retries it).
+        output: the output path ("" for "not-latent" and "failed").
         index, total: position in the folder (1-based) and the folder's file count.
         seconds: time spent on this file.
         note: why a file was skipped or left alone.
@@ -585,15 +589,12 @@ def _manifest_identity(src: tuple[str, str], dst: tuple[str, str], method: Metho
 
 
 def _read_manifest(path: Path) -> dict | None:
+    from latentbridge._guard import read_json_file
+
     if not path.exists():
         return None
-    try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise FileFormatError(
-            f"{path} is not a readable transfer manifest ({exc}); delete it to start over (outputs that exist "
-            "will then be checked again), or choose another output folder"
-        ) from exc
+    fix = "delete it to start over (outputs that exist will then be checked again), or choose another output folder"
+    data = read_json_file(path, "is not a readable transfer manifest", fix)
     if not isinstance(data, dict) or data.get("version") != MANIFEST_VERSION or not isinstance(data.get("files"), dict):
         raise FileFormatError(
             f"{path} is not a version-{MANIFEST_VERSION} latentbridge transfer manifest; delete it to start over"
@@ -638,7 +639,10 @@ def transfer_dir(
     sha256 and the source file's sha256. A rerun after an interruption skips every output whose manifest entry
     matches (source unchanged, output complete), adopts an output written just before the interruption
     (readable, and its provenance ends with this very transfer step), and redoes the rest. Files that are not
-    latents (images, notes, weight files) are reported as "not-latent" and left alone.
+    latents (images, notes, weight files) are reported as "not-latent" and left alone. A latent file that cannot
+    be read or transferred (damaged, an unknown format, values the codec refuses) does not stop the run: it is
+    reported as "failed", its error recorded in the manifest (``{"error": …, "source_sha256": …}``), and a rerun
+    retries only such files (and any not done yet).
 
     Args:
         src_dir, out_dir: source and output folders (different; ``out_dir`` is created).
@@ -692,6 +696,13 @@ def transfer_dir(
     task = f"transfer {method_name(method)}"
     inner = run.replace(progress=None)  # the folder reports files; each file's decodes stay quiet
     run.report(task, 0, len(paths))
+
+    def report(outcome: FileOutcome) -> None:
+        outcomes.append(outcome)
+        run.report(task, outcome.index, outcome.total)
+        if on_file is not None:
+            on_file(outcome)
+
     for index, path in enumerate(paths, 1):
         run.check_cancelled(task)
         t0 = time.perf_counter()
@@ -701,18 +712,21 @@ def transfer_dir(
             is_latent = kind not in ("onnx", "gguf") and classify(path) == "latent"
             why = f"a {kind} file holding network weights" if not is_latent else ""
         except FileFormatError as exc:
+            if path.suffix.lower() in LATENT_SUFFIXES:  # named like a latent but unreadable: a failure, not a stranger
+                files[path.name] = {"error": str(exc), "source_sha256": _sha256_file(path)}
+                _write_manifest(manifest_path, manifest)
+                report(FileOutcome(path.name, "failed", "", index, len(paths), time.perf_counter() - t0, str(exc)))
+                continue
             is_latent, why = False, str(exc)
         if not is_latent:
-            outcome = FileOutcome(path.name, "not-latent", "", index, len(paths), time.perf_counter() - t0, why)
-            outcomes.append(outcome)
-            run.report(task, index, len(paths))
-            if on_file is not None:
-                on_file(outcome)
+            report(FileOutcome(path.name, "not-latent", "", index, len(paths), time.perf_counter() - t0, why))
             continue
         source_sha = _sha256_file(path)
         entry = files.get(path.name)
         status, note = "done", ""
-        if not overwrite and target.exists():
+        if entry is not None and "error" in entry:
+            entry = None  # it failed last time: retried from scratch (an output left from before is replaced)
+        elif not overwrite and target.exists():
             if entry and entry.get("source_sha256") == source_sha and entry.get("sha256") == _sha256_file(target):
                 status, note = "skipped", "complete output recorded in the manifest"
             elif _written_by(target, step, read_latent):
@@ -723,17 +737,25 @@ def transfer_dir(
                     "-o folder, or pass --overwrite to replace it"
                 )
         if status == "done":
-            latent = read_latent(path, format=format, space=space)
-            out = transfer(
-                latent,
-                src_vae,
-                dst_vae,
-                method=method,
-                space=out_space,
-                fit=fit,
-                run=inner,
-            )
-            write_latent(out, target, container=output_container(kind, container), overwrite=True)
+            try:
+                latent = read_latent(path, format=format, space=space)
+                out = transfer(
+                    latent,
+                    src_vae,
+                    dst_vae,
+                    method=method,
+                    space=out_space,
+                    fit=fit,
+                    run=inner,
+                )
+                write_latent(out, target, container=output_container(kind, container), overwrite=True)
+            except Cancelled:
+                raise  # the run stops here: this file is neither done nor failed
+            except (LatentBridgeError, ValueError) as exc:  # this file's own problem: recorded, the run goes on
+                files[path.name] = {"error": str(exc), "source_sha256": source_sha}
+                _write_manifest(manifest_path, manifest)
+                report(FileOutcome(path.name, "failed", "", index, len(paths), time.perf_counter() - t0, str(exc)))
+                continue
         files[path.name] = {
             "output": target.name,
             "sha256": _sha256_file(target),
@@ -741,11 +763,7 @@ def transfer_dir(
             "source_sha256": source_sha,
         }
         _write_manifest(manifest_path, manifest)
-        outcome = FileOutcome(path.name, status, str(target), index, len(paths), time.perf_counter() - t0, note)
-        outcomes.append(outcome)
-        run.report(task, index, len(paths))
-        if on_file is not None:
-            on_file(outcome)
+        report(FileOutcome(path.name, status, str(target), index, len(paths), time.perf_counter() - t0, note))
     return tuple(outcomes)
 
 

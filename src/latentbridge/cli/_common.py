@@ -39,6 +39,11 @@ FITS_HOME_HELP = "Per-user latentbridge folder; fitted factors live in HOME/prev
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".webp")
 
 
+def print_error(message: str) -> None:
+    """One red ``error:`` line on stderr (the message is data, never rich markup)."""
+    _err.print(f"[red]error:[/red] {escape(message)}", markup=True)
+
+
 def fail_on_error(fn: F) -> F:
     """Turn a LatentBridgeError (and ValueError/FileNotFoundError from user input) into a red line + exit 1."""
 
@@ -47,10 +52,29 @@ def fail_on_error(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (LatentBridgeError, ValueError, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-            _err.print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
+            print_error(str(exc))
             raise typer.Exit(1) from exc
 
     return wrapper  # type: ignore[return-value]
+
+
+def refuse_output(output: Path, inputs: list[Path] | tuple[Path, ...], *, overwrite: bool) -> None:
+    """Refuse an output path that is one of the inputs (never, even with --overwrite), or exists without --overwrite.
+
+    Raises:
+        LatentBridgeError: naming the file and the fix.
+    """
+    for src in inputs:
+        try:
+            same = output.exists() and src.exists() and os.path.samefile(output, src)
+        except OSError:
+            same = False
+        if same or output.resolve() == src.resolve():
+            raise LatentBridgeError(
+                f"-o {output} is the input file {src}: writing there would destroy the input; choose another -o"
+            )
+    if output.exists() and not overwrite:
+        raise LatentBridgeError(f"{output} already exists; pass --overwrite to replace it, or choose another -o")
 
 
 _UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 2**10, "m": 2**20, "mb": 2**20, "g": 2**30, "gb": 2**30}

@@ -137,7 +137,7 @@ def inspect_command(
     if space is not None and space not in ("raw", "model"):
         raise typer.BadParameter(f"{space!r} is not a space: use raw or model", param_hint="--space")
     console = Console(highlight=False)
-    if not file.exists():
+    if not file.exists() and not file.is_symlink():  # a link loop or a dangling link: the reader names it
         raise FileNotFoundError(f"{file} does not exist")
     if image_kind(file):  # an image: only the provenance it carries (ComfyUI graphs, A1111 parameters …)
         _show_provenance(read_provenance(file), as_json, console, {"file": str(file), "kind": "image"})

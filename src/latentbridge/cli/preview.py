@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import FITS_HOME_HELP, GRID_HELP, fail_on_error, load_vae_option
+from latentbridge.cli._common import FITS_HOME_HELP, GRID_HELP, fail_on_error, load_vae_option, refuse_output
 
 METHODS: tuple[str, ...] = ("auto", "rgb", "fitted", "tiny")  # latentbridge.previews.METHODS, without torch
 
@@ -34,14 +34,26 @@ def preview_command(
     grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     upscale: int = typer.Option(1, "--upscale", min=1, help="Enlarge each preview by this factor (nearest)."),
     home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing PNG file."),
 ) -> None:
     """Write a quick preview of a latent as a PNG (published, fitted or tiny-decoder preview)."""
     from latentbridge import read_latent
-    from latentbridge.previews import choose_previewer, default_fits_dir, frames_per_item, preview_grid, write_png
+    from latentbridge.previews import (
+        check_values,
+        choose_previewer,
+        default_fits_dir,
+        frames_per_item,
+        preview_grid,
+        write_png,
+    )
 
     if method not in METHODS:
         raise typer.BadParameter(f"--method {method!r}: expected one of {', '.join(METHODS)}")
+    if output.suffix.lower() != ".png":
+        raise typer.BadParameter(f"{output} is not a .png file; previews are written as PNG: name it e.g. p.png")
+    refuse_output(output, [latent], overwrite=overwrite)
     lat = read_latent(latent, key=key, format=format, space=space, grid=grid, layout=layout)
+    check_values(lat, str(latent))
     decoder = load_vae_option(vae, part="decoder", format=format) if vae else None
     if decoder is not None and decoder.stats is not None and lat.stats is None:
         lat = lat.replace(stats=decoder.stats)  # FLUX.2 raw latents convert with the VAE's BatchNorm statistics

@@ -15,7 +15,15 @@ import typer
 from rich.console import Console
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import FITS_HOME_HELP, fail_on_error, load_reference, load_vae_option, run_options
+from latentbridge.cli._common import (
+    FITS_HOME_HELP,
+    fail_on_error,
+    load_reference,
+    load_vae_option,
+    print_error,
+    refuse_output,
+    run_options,
+)
 
 if TYPE_CHECKING:
     from latentbridge import Run
@@ -35,34 +43,55 @@ def report_command(
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
     title: str = typer.Option("latentbridge report", "--title", help="Page title."),
     home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report file."),
     *,
     run: Run,
 ) -> None:
-    """Write one self-contained HTML report (and optionally TensorBoard events) about latent files."""
-    from latentbridge import build_report, open_latent, write_report  # matplotlib loads only for this command
+    """Write one self-contained HTML report (and optionally TensorBoard events) about latent files.
+
+    A file that cannot be read or reported on does not stop the others: the page lists it, each failure is one
+    red line, and the exit code is 1.
+    """
+    from latentbridge import LatentBridgeError, build_report, open_latent, write_report  # matplotlib: only here
     from latentbridge.previews import default_fits_dir
 
     if output is None and tensorboard is None:
         raise typer.BadParameter("nothing to write: pass -o report.html and/or --tensorboard DIR")
+    if output is not None:
+        refuse_output(output, latents, overwrite=overwrite)
     vaes = [load_vae_option(spec, part="decoder", device=str(run.device)) for spec in vae]
     ref = load_reference(reference) if reference is not None else None
-    reports = []
+    reports, failures = [], []
     for path in latents:
-        info = open_latent(path, key=key, format=format, space=space)
-        reports.append(
-            build_report(
-                info.latent,
-                vaes,
-                name=path.name,
-                file_info=info.to_dict(),
-                reference=ref,
-                reference_name=reference.name if reference else "reference image",
-                fits_dir=default_fits_dir(home),
-                run=run.replace(progress=None),
+        try:
+            info = open_latent(path, key=key, format=format, space=space)
+            reports.append(
+                build_report(
+                    info.latent,
+                    vaes,
+                    name=path.name,
+                    file_info=info.to_dict(),
+                    reference=ref,
+                    reference_name=reference.name if reference else "reference image",
+                    fits_dir=default_fits_dir(home),
+                    run=run.replace(progress=None),
+                )
             )
-        )
-    html_path, tb_path = write_report(reports, output, tensorboard=tensorboard, title=title)
+        except (LatentBridgeError, ValueError) as exc:  # this file's own problem: the others are still reported
+            if len(latents) == 1:
+                raise
+            failures.append((path.name, str(exc)))
+    if not reports:
+        for _, error in failures:
+            print_error(error)
+        raise LatentBridgeError(f"none of the {len(latents)} files could be read: nothing to report")
+    html_path, tb_path = write_report(reports, output, tensorboard=tensorboard, title=title, failures=failures)
     console = Console(stderr=True, highlight=False)
     for p in (html_path, tb_path):
         if p is not None:
             console.print(f"wrote {p}", markup=False)
+    if failures:
+        for _, error in failures:
+            print_error(error)
+        print_error(f"{len(failures)} of {len(latents)} files could not be reported on (listed on the page)")
+        raise typer.Exit(1)

@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from latentbridge.cli._app import app
-from latentbridge.cli._common import GRID_HELP, auto_vae, fail_on_error, load_vae_option, run_options
+from latentbridge.cli._common import GRID_HELP, auto_vae, fail_on_error, load_vae_option, print_error, run_options
 
 if TYPE_CHECKING:
     from latentbridge import Run
@@ -110,7 +110,7 @@ def transfer_command(
         write_latent,
     )
     from latentbridge.files import sniff
-    from latentbridge.transfers import FIDELITY_NOTE, method_name, output_container
+    from latentbridge.transfers import FIDELITY_NOTE, MANIFEST_NAME, method_name, output_container
 
     console = Console()
     if bridge is None and (from_vae is None or to_vae is None):
@@ -168,14 +168,25 @@ def transfer_command(
                 )
             except FileExistsError as exc:  # an output this transfer did not write
                 raise LatentBridgeError(str(exc)) from exc
-        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "not-latent")}
+        counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "not-latent", "failed")}
+        failed = f", {counts['failed']} failed" if counts["failed"] else ""
         console.print(
             f"{counts['done']} transferred, {counts['skipped']} already complete (skipped), "
-            f"{counts['not-latent']} not latents (left alone) -> {output}"
+            f"{counts['not-latent']} not latents (left alone){failed} -> {output}",
+            highlight=False,
         )
         for o in outcomes:
             if o.status == "not-latent":
-                console.print(f"  not a latent: {o.name}: {o.note}", highlight=False)
+                console.print(f"  not a latent: {o.name}: {o.note}", highlight=False, markup=False)
+        if counts["failed"]:
+            for o in outcomes:
+                if o.status == "failed":
+                    print_error(f"{o.name}: {o.note}")
+            print_error(
+                f"{counts['failed']} of {len(outcomes)} files failed (recorded in {output / MANIFEST_NAME}); fix them "
+                "and run the same command again: only the failed files are retried"
+            )
+            raise typer.Exit(1)
         return
 
     latent = read_latent(source, key=key, format=format, space=space, grid=grid, layout=layout)

@@ -12,7 +12,8 @@ ComfyUI ``.latent`` (current and legacy), latentbridge's own ``.latent`` (ComfyU
 ``latentbridge.*`` record), any ``.safetensors``, ``.pt``/``.pth`` (``weights_only=True`` only), ``.npy``/``.npz``
 (bfloat16 stored exactly as float32 with a dtype record), and kohya-ss/sd-scripts ``.npz`` latent caches.
 
-The safe-reading helpers (``load_pickle``, ``pickle_refusal``, ``refused_global``, ``looks_like_safetensors``,
+The safe-reading helpers (``load_pickle``, ``pickle_refusal``, ``refused_global``, ``describe_load_error``,
+``is_truncation``, ``LOAD_ERRORS``, ``looks_like_safetensors``, ``read_safetensors_header``, ``starts_like_zip``,
 ``text_impostor``, ``zip_kind``) are public so that :mod:`latentbridge.weights` reads weight files with the same
 rules; ``atomic_write`` is the one way latentbridge writes a file.
 """
@@ -21,13 +22,21 @@ from __future__ import annotations
 
 from latentbridge._atomic import atomic_write
 from latentbridge.files._classify import classify
-from latentbridge.files._containers import load_pickle, pickle_refusal, refused_global
+from latentbridge.files._containers import (
+    describe_load_error,
+    is_truncation,
+    load_pickle,
+    pickle_refusal,
+    refused_global,
+)
+from latentbridge.files._pickles import LOAD_ERRORS
 from latentbridge.files._read import KOHYA_SPACE, MUSUBI_FORMATS, LatentFile, musubi_known, open_latent, read_latent
 from latentbridge.files._sniff import (
     KINDS,
     looks_like_safetensors,
     read_safetensors_header,
     sniff,
+    starts_like_zip,
     text_impostor,
     zip_kind,
 )
@@ -38,12 +47,15 @@ __all__ = [
     "CONTAINERS",
     "KINDS",
     "KOHYA_SPACE",
+    "LOAD_ERRORS",
     "MUSUBI_FORMATS",
     "LatentFile",
     "atomic_write",
     "classify",
     "comfy_ready",
     "container_for",
+    "describe_load_error",
+    "is_truncation",
     "latent_stats",
     "load_pickle",
     "looks_like_safetensors",
@@ -55,6 +67,7 @@ __all__ = [
     "record",
     "refused_global",
     "sniff",
+    "starts_like_zip",
     "text_impostor",
     "write_latent",
     "zip_kind",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -10,7 +9,7 @@ from typing import Any, Literal
 import torch
 
 from latentbridge.files._containers import torch_load
-from latentbridge.files._sniff import read_safetensors_header, sniff
+from latentbridge.files._sniff import read_safetensors_header, sniff, starts_like_zip
 
 # Key prefixes of VAE / checkpoint state dicts (diffusers, LDM, A1111, ComfyUI, TAESD-family nn.Sequential).
 WEIGHT_PREFIXES: tuple[str, ...] = (
@@ -68,6 +67,6 @@ def classify(path: str | Path) -> Literal["latent", "weights"]:
         entries, _ = read_safetensors_header(path)
         return "weights" if looks_like_weights(list(entries)) else "latent"
     if kind == "pt":
-        obj = torch_load(path, mmap=zipfile.is_zipfile(path))
+        obj = torch_load(path, mmap=starts_like_zip(path), budget=None)  # weights may be large: memory-mapped
         return "weights" if looks_like_weights(_tensor_names(obj)) else "latent"
     return "latent"

@@ -33,8 +33,10 @@ import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
 
+from latentbridge._guard import MAX_ARRAY_BYTES, MAX_JSON_BYTES, check_bytes, load_json, read_json_file, regular_file
 from latentbridge.errors import FileFormatError
-from latentbridge.files._sniff import Entry, read_npy_entry, read_safetensors_header
+from latentbridge.files import _npy, _pickles
+from latentbridge.files._sniff import Entry, read_npy_entry, read_safetensors_header, starts_like_zip, zip_errors
 
 NPZ_RECORD = "__latentbridge__"  # npz entry / pt dict key holding latentbridge's record
 SIDECAR_SUFFIX = ".latentbridge.json"  # beside an .npy
@@ -82,6 +84,8 @@ def _read_safetensors(path: Path, kind: str) -> Contents:
     entries, meta = read_safetensors_header(path)
 
     def load(key: str) -> torch.Tensor:
+        entry = entries[key]
+        check_bytes(entry.numel * _element_bytes(entry.dtype), str(path), f"array {key!r} {list(entry.shape)}")
         try:
             with safe_open(str(path), framework="pt", device="cpu") as f:
                 return f.get_tensor(key)
@@ -89,6 +93,16 @@ def _read_safetensors(path: Path, kind: str) -> Contents:
             raise _fail(path, f"cannot read tensor {key!r} ({exc}): the file is damaged; re-download it") from exc
 
     return Contents(kind, entries, meta, {}, load)
+
+
+_ITEM_BYTES = {"float64": 8, "int64": 8, "complex64": 8, "float32": 4, "int32": 4, "float16": 2, "bfloat16": 2}
+
+
+def _element_bytes(dtype: str) -> int:
+    """Bytes per element of a dtype name as ``Entry`` reports it (8, the largest, for names not listed)."""
+    if dtype in ("int8", "uint8", "bool") or dtype.startswith("float8"):
+        return 1
+    return _ITEM_BYTES.get(dtype, 8)
 
 
 def refused_global(exc: Exception) -> str | None:
@@ -133,14 +147,27 @@ def _describe_pickle_refusal(exc: Exception) -> str:
     )
 
 
-def load_pickle(path: Path, *, mmap: bool = False) -> Any:
+def load_pickle(path: Path, *, mmap: bool = False, budget: int | None = None) -> Any:
     """``torch.load(..., weights_only=True)`` of a file whose content (``sniff``) says it is a PyTorch pickle.
+
+    The file's structure is checked first (:mod:`latentbridge.files._pickles`: zip records, the pickle opcode by
+    opcode, every storage's declared size against the bytes the file holds and against ``budget``); damage found
+    there is a FileFormatError naming the byte. What torch can still raise is the caller's to translate
+    (:data:`~latentbridge.files._pickles.LOAD_ERRORS`, or use :func:`torch_load`).
 
     torch.load dispatches on the *name*: a path ending in ".safetensors" goes to ``safetensors.load_file``
     whatever the file holds, so a renamed ``.ckpt`` would fail there with an unrelated header error. Such a
-    file is handed over as an open file instead (without memory-mapping, which needs a path). Errors are the
-    caller's to translate.
+    file is handed over as an open file instead (without memory-mapping, which needs a path).
+
+    Args:
+        mmap: memory-map the tensors of a zip file (they stay on disk).
+        budget: bytes the tensors may take in memory (None: only the file's own size bounds them).
     """
+    size = regular_file(path, "PyTorch file").st_size
+    if starts_like_zip(path):
+        _pickles.check_zip(path, size, budget)
+    else:
+        _pickles.check_legacy(path, size, budget)
     with warnings.catch_warnings():
         # torch warns about pickle protocols other than 2; the safe unpickler refuses what it cannot read
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
@@ -150,19 +177,30 @@ def load_pickle(path: Path, *, mmap: bool = False) -> Any:
             return torch.load(f, map_location="cpu", weights_only=True)
 
 
-def torch_load(path: Path, *, mmap: bool = False) -> Any:
-    """:func:`load_pickle` with every failure turned into one FileFormatError."""
+def is_truncation(exc: BaseException) -> bool:
+    """True for a torch.load failure that says the pickle ended early (not that it holds something unsafe)."""
+    return isinstance(exc, EOFError) or bool(re.search(r"truncated|ran out of input", str(exc), re.I))
+
+
+def describe_load_error(exc: BaseException) -> str:
+    """What a torch.load failure (one of ``_pickles.LOAD_ERRORS``) says about the file, for a message."""
+    if isinstance(exc, pickle.UnpicklingError) and not is_truncation(exc):
+        return _describe_pickle_refusal(exc)
+    if is_truncation(exc):
+        return "this .pt file is truncated (it ends in the middle of its pickle): re-download or re-save it"
+    first = str(exc).split("\n")[0].split(". ")[0][:200]
+    return (
+        f"this .pt file is truncated or corrupt ({type(exc).__name__} while torch rebuilt its tensors: {first}); "
+        "re-download or re-save it"
+    )
+
+
+def torch_load(path: Path, *, mmap: bool = False, budget: int | None = MAX_ARRAY_BYTES) -> Any:
+    """:func:`load_pickle` (by default at most a latent's budget of tensors), every failure one FileFormatError."""
     try:
-        return load_pickle(path, mmap=mmap)
-    except pickle.UnpicklingError as exc:
-        if "truncated" in str(exc) or "ran out of input" in str(exc).lower():
-            raise _fail(path, "truncated PyTorch file: re-download or re-save it") from exc
-        raise _fail(path, _describe_pickle_refusal(exc)) from exc
-    except EOFError as exc:
-        raise _fail(path, "truncated PyTorch file (ended early): re-download or re-save it") from exc
-    except RuntimeError as exc:
-        first = str(exc).split(". ")[0]
-        raise _fail(path, f"damaged PyTorch file ({first}): re-download or re-save it") from exc
+        return load_pickle(path, mmap=mmap, budget=budget)
+    except _pickles.LOAD_ERRORS as exc:
+        raise _fail(path, describe_load_error(exc)) from exc
 
 
 def _entry_of(name: str, t: torch.Tensor) -> Entry:
@@ -170,7 +208,7 @@ def _entry_of(name: str, t: torch.Tensor) -> Entry:
 
 
 def _read_pt(path: Path) -> Contents:
-    obj = torch_load(path)
+    obj = torch_load(path, budget=MAX_ARRAY_BYTES)
     tensors: dict[str, torch.Tensor] = {}
     meta: dict[str, str] = {}
     other: dict[str, str] = {}
@@ -217,6 +255,8 @@ def _to_tensor(arr: np.ndarray, meta: Mapping[str, str], path: Path, key: str) -
     """NumPy array -> tensor, restoring bfloat16 from float32 when the record says so (bit-exact)."""
     if arr.dtype.hasobject:
         raise _fail(path, f"array {key!r} holds Python objects; latentbridge never unpickles them")
+    if arr.dtype.kind not in "biufc":
+        raise _fail(path, f"array {key!r} holds {arr.dtype} values (not numbers): not a latent")
     arr = np.ascontiguousarray(arr.astype(arr.dtype.newbyteorder("="), copy=False))
     if meta.get(DTYPE_KEY) == "bfloat16":
         if arr.dtype != np.float32:
@@ -230,7 +270,7 @@ def _to_tensor(arr: np.ndarray, meta: Mapping[str, str], path: Path, key: str) -
             )
         high = (bits >> 16).astype(np.uint16)
         return torch.from_numpy(high.view(np.int16).copy()).view(torch.bfloat16)
-    return torch.from_numpy(arr.copy())
+    return torch.from_numpy(arr if arr.flags.writeable else arr.copy())  # read into fresh memory: no second copy
 
 
 def sidecar_path(path: Path) -> Path:
@@ -238,20 +278,25 @@ def sidecar_path(path: Path) -> Path:
     return path.with_name(path.name + SIDECAR_SUFFIX)
 
 
+def _record(path: Path, loaded: Any, what: str) -> dict[str, str]:
+    """latentbridge's record (a JSON object of strings) from a sidecar or an .npz entry, checked."""
+    if not isinstance(loaded, dict):
+        raise _fail(path, f"damaged {what}: expected a JSON object of strings, found {type(loaded).__name__}")
+    bad = sorted(str(k) for k, v in loaded.items() if not isinstance(v, str))
+    if bad:
+        raise _fail(path, f"damaged {what}: the values of {', '.join(bad[:3])} are not strings; re-export the latent")
+    return dict(loaded)
+
+
 def _read_npy(path: Path) -> Contents:
-    try:
-        with path.open("rb") as f:
-            entry = read_npy_entry(f, "")
-    except ValueError as exc:
-        raise _fail(path, f"damaged .npy header ({exc}): re-download or re-save it") from exc
+    size = regular_file(path, "latent file").st_size
+    with path.open("rb") as f:
+        entry, _ = read_npy_entry(f, "", path)
     meta: dict[str, str] = {}
     side = sidecar_path(path)
     if side.is_file():
-        try:
-            loaded = json.loads(side.read_text(encoding="utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise _fail(side, f"damaged latentbridge sidecar ({exc}): delete it or re-export the latent") from exc
-        meta = {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        fix = "delete it or re-export the latent"
+        meta = _record(side, read_json_file(side, "damaged latentbridge sidecar", fix), "latentbridge sidecar")
         recorded = meta.get("latentbridge.shape")
         if recorded is not None and recorded != json.dumps(list(entry.shape)):
             raise _fail(
@@ -261,48 +306,83 @@ def _read_npy(path: Path) -> Contents:
             )
 
     def load(key: str) -> torch.Tensor:
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except ValueError as exc:
-            raise _fail(path, f"cannot read the array ({exc}); latentbridge never unpickles .npy data") from exc
+        with path.open("rb") as f:
+            _, header = read_npy_entry(f, key, path)
+            arr = _npy.read_array(f, header, str(path), key, present=size - header.offset)
         return _to_tensor(arr, meta, path, key)
 
     return Contents("npy", {"": entry}, meta, {}, load)
 
 
+def _npz_members(path: Path, zf: zipfile.ZipFile, size: int) -> dict[str, zipfile.ZipInfo]:
+    """The members of an .npz by array name, each checked before it is opened (names, flags, method, sizes)."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    for info in zf.infolist():
+        name = info.filename[: -len(".npy")]
+        if name in members:
+            raise _fail(path, f"damaged .npz archive: two members are named {info.filename!r}; re-save it")
+        if info.flag_bits & 0x1:
+            raise _fail(path, f"member {info.filename!r} is encrypted; NumPy never writes that: re-save the file")
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            raise _fail(
+                path,
+                f"member {info.filename!r} uses zip compression method {info.compress_type}; numpy.savez writes "
+                "stored or deflated members: re-save the file with numpy.savez",
+            )
+        stored = info.compress_type == zipfile.ZIP_STORED
+        if info.header_offset + info.compress_size > size or (stored and info.compress_size != info.file_size):
+            raise _fail(
+                path,
+                f"member {info.filename!r} declares {info.compress_size} bytes at offset {info.header_offset} in a "
+                f"{size}-byte file: the archive is truncated or damaged; re-download or re-save it",
+            )
+        members[name] = info
+    return members
+
+
 def _read_npz(path: Path, kind: str) -> Contents:
+    size = regular_file(path, "latent file").st_size
     entries: dict[str, Entry] = {}
     meta: dict[str, str] = {}
-    try:
-        with zipfile.ZipFile(path) as zf:
-            for info in zf.infolist():
-                name = info.filename[: -len(".npy")]
-                with zf.open(info) as member:
-                    if name == NPZ_RECORD:
-                        meta = _read_record(path, member)
-                        continue
-                    entries[name] = read_npy_entry(member, name)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise _fail(path, f"damaged .npz archive ({exc}): re-download or re-save it") from exc
+    with zip_errors(path, ".npz archive"), zipfile.ZipFile(path) as zf:
+        members = _npz_members(path, zf, size)
+        for name, info in members.items():
+            with zf.open(info) as member:
+                entry, header = read_npy_entry(member, name, path)
+                check_bytes(
+                    header.nbytes, str(path), header.describe(name), present=info.file_size - header.offset, budget=None
+                )
+                if name == NPZ_RECORD:
+                    meta = _read_record(path, member, header, info)
+                    continue
+                entries[name] = entry
 
     def load(key: str) -> torch.Tensor:
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                arr = npz[key]
-        except ValueError as exc:
-            raise _fail(path, f"cannot read array {key!r} ({exc}); latentbridge never unpickles .npz data") from exc
+        with zip_errors(path, ".npz archive"), zipfile.ZipFile(path) as zf, zf.open(members[key]) as member:
+            _, header = read_npy_entry(member, key, path)
+            present = members[key].file_size - header.offset
+            arr = _npy.read_array(member, header, str(path), key, present=present)
         return _to_tensor(arr, meta, path, key)
 
     return Contents(kind, entries, meta, {}, load)
 
 
-def _read_record(path: Path, member: Any) -> dict[str, str]:
-    arr = np.lib.format.read_array(member, allow_pickle=False)
+def _read_record(path: Path, member: Any, header: _npy.NpyHeader, info: zipfile.ZipInfo) -> dict[str, str]:
+    """The ``__latentbridge__`` entry: a 0-d unicode array holding the JSON record."""
+    if header.shape != () or header.dtype.kind != "U":
+        raise _fail(path, f"damaged {NPZ_RECORD} record: expected one string, found {header.describe(NPZ_RECORD)}")
+    arr = _npy.read_array(
+        member, header, str(path), NPZ_RECORD, present=info.file_size - header.offset, budget=MAX_JSON_BYTES
+    )
+    raw = arr.tobytes()  # UTF-32 code units, NUL-padded; decoded here (NumPy's str() crashes on invalid ones)
     try:
-        loaded = json.loads(str(arr[()]))
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"damaged {NPZ_RECORD} record ({exc}): re-export the latent") from exc
-    return {str(k): str(v) for k, v in loaded.items()} if isinstance(loaded, dict) else {}
+        text = raw.decode("utf-32-be" if header.dtype.byteorder == ">" else "utf-32-le").rstrip("\x00")
+    except UnicodeDecodeError as exc:
+        raise _fail(
+            path, f"damaged {NPZ_RECORD} record: its text is not Unicode ({exc}); re-export the latent"
+        ) from exc
+    loaded = load_json(text, str(path), f"damaged {NPZ_RECORD} record", "re-export the latent")
+    return _record(path, loaded, f"{NPZ_RECORD} record")
 
 
 # --- writing ---------------------------------------------------------------------------------------------

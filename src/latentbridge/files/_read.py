@@ -36,6 +36,7 @@ from typing import Any
 
 import torch
 
+from latentbridge._guard import load_json
 from latentbridge.errors import FileFormatError, IncompatibleError, ShapeError, UnknownFormatError
 from latentbridge.files._classify import weight_names
 from latentbridge.files._containers import Contents, read_contents
@@ -210,13 +211,12 @@ def _recorded_format(path: Path, name: str) -> LatentFormat | None:
 def _parse_provenance(path: Path, text: str) -> Provenance:
     if not text:
         return Provenance()
+    fix = "re-export the latent, or remove the record"
+    data = load_json(text, str(path), "damaged latentbridge.provenance record", fix)
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _fail(path, f"damaged latentbridge.provenance record (not JSON: {exc}); re-export the latent") from exc
-    if not isinstance(data, dict):
-        raise _fail(path, "damaged latentbridge.provenance record: expected a JSON object")
-    return Provenance.from_dict(data)
+        return Provenance.from_dict(data)
+    except FileFormatError as exc:
+        raise _fail(path, f"damaged latentbridge.provenance record ({exc}); {fix}") from exc
 
 
 def _check_space(space: str | None) -> None:
@@ -524,9 +524,16 @@ def open_latent(
         _kohya_extras(contents, chosen, r)
     if r.musubi:
         _musubi_extras(contents, chosen, r)
+    entry = contents.entries[chosen]
+    if 0 in entry.shape:
+        raise _fail(
+            path,
+            f"array {chosen!r} has shape {list(entry.shape)}: a dimension of size 0 holds no values, so it is no "
+            "latent (an empty batch, or a failed write): re-export it",
+        )
     tensor = contents.load(chosen)
     if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
-        raise _fail(path, f"array {chosen!r} is {contents.entries[chosen].dtype}, not floating point: not a latent")
+        raise _fail(path, f"array {chosen!r} is {entry.dtype}, not floating point: not a latent")
 
     fmt, sp, lay = r.fmt, r.space, r.layout
     recorded = bool(r.recorded)

@@ -7,17 +7,20 @@ A file that is empty, truncated, an HTML error page, a git-lfs pointer or any ot
 
 from __future__ import annotations
 
-import json
+import lzma
 import re
 import struct
 import zipfile
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-import numpy as np
-
+from latentbridge._guard import load_json, regular_file
 from latentbridge.errors import FileFormatError
+from latentbridge.files import _npy
 
 # Container kinds `sniff` answers. "latent" is a safetensors file holding ComfyUI's `latent_tensor` key (written
 # by ComfyUI's SaveLatent or by latentbridge); "kohya-npz" is an sd-scripts latent cache.
@@ -47,7 +50,10 @@ ST_DTYPES: dict[str, str] = {
     "U8": "uint8",
     "BOOL": "bool",
 }
-_ST_BYTES = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "I16": 2}
+# bits per element of every dtype the safetensors format defines (safetensors' Dtype enum, 0.8)
+_ST_BITS = {"BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F4": 4, "F6_E2M3": 6}
+_ST_BITS |= {"F6_E3M2": 6, "I16": 16, "U16": 16, "F16": 16, "BF16": 16, "I32": 32, "U32": 32, "F32": 32}
+_ST_BITS |= {"C64": 64, "F64": 64, "I64": 64, "U64": 64}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +149,46 @@ def _looks_like_onnx(head: bytes) -> bool:
     return head[2] in _ONNX_TAGS
 
 
+# What Python's zip reader raises on a damaged archive, and why:
+ZIP_ERRORS: tuple[type[BaseException], ...] = (
+    zipfile.BadZipFile,  # bad signatures, sizes, CRCs, overlapping members
+    zipfile.LargeZipFile,  # a ZIP64 record where none is allowed
+    NotImplementedError,  # a compression method zipfile cannot decompress
+    RuntimeError,  # an encrypted member (zipfile asks for a password)
+    zlib.error,  # a damaged deflate stream
+    lzma.LZMAError,  # a damaged lzma stream
+    EOFError,  # a compressed stream that ends early
+    OSError,  # a damaged bzip2 stream; seeking past the end of the file
+    ValueError,  # member names that are not UTF-8 (UnicodeDecodeError), negative offsets
+    struct.error,  # a header record cut short
+)
+
+
+@contextmanager
+def zip_errors(path: Path, what: str = "zip archive") -> Iterator[None]:
+    """Turn the zip reader's exceptions (:data:`ZIP_ERRORS`) into one FileFormatError naming the file."""
+    try:
+        yield
+    except FileFormatError:
+        raise
+    except ZIP_ERRORS as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:200]
+        raise _fail(path, f"a damaged or truncated {what} ({detail}): re-download or re-save it") from exc
+
+
+def starts_like_zip(path: Path) -> bool:
+    """True when ``path`` begins with a zip signature (local header or empty archive), as torch.load decides.
+
+    Used instead of ``zipfile.is_zipfile``, which reads the end of the file and can itself raise on a damaged one.
+    """
+    with path.open("rb") as f:
+        return f.read(4) in (b"PK\x03\x04", b"PK\x05\x06")
+
+
 def zip_kind(path: Path) -> str:
     """ "pt" (a torch.save archive), "npz" or "kohya-npz" for a zip file; anything else raises FileFormatError."""
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise _fail(path, f"a damaged or truncated zip archive ({exc}): re-download or re-save it") from exc
+    with zip_errors(path), zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
     if any(n.endswith("/constants.pkl") or "/code/" in n for n in names):
         raise _fail(
             path,
@@ -179,12 +218,12 @@ def sniff(path: str | Path) -> str:
     "pt" (PyTorch zip or legacy pickle), "npy", "npz", "kohya-npz" (sd-scripts latent cache), "onnx", "gguf".
 
     Raises:
-        FileNotFoundError: no such file.
-        FileFormatError: empty, truncated, an HTML page, a git-lfs pointer, a zip that is not npz, …
+        MissingFileError: no such file (a FileNotFoundError too).
+        FileFormatError: a folder, FIFO, device or symlink loop; empty, truncated, an HTML page, a git-lfs pointer,
+            a zip that is not npz, …
     """
     path = Path(path)
-    if path.is_dir():
-        raise IsADirectoryError(f"{path} is a folder: pass a latent or weight file")
+    regular_file(path, "latent or weight file")
     with path.open("rb") as f:
         head = f.read(_HEAD)
     if not head:
@@ -218,9 +257,14 @@ def sniff(path: str | Path) -> str:
 def read_safetensors_header(path: Path) -> tuple[dict[str, Entry], dict[str, str]]:
     """Parse and validate a safetensors header: (entries by name, ``__metadata__``). No tensor data is read.
 
-    Raises FileFormatError for a truncated header or data section, invalid JSON, or malformed entries.
+    Every field is checked for its JSON type and range (safetensors' format: ``{"name": {"dtype": "F32", "shape":
+    [..], "data_offsets": [begin, end]}, "__metadata__": {str: str}}``) and every tensor's byte span against its
+    dtype and shape and against the data the file holds, before anything trusts them.
+
+    Raises FileFormatError for a truncated header or data section, invalid or too deeply nested JSON, or
+    malformed entries.
     """
-    size = path.stat().st_size
+    size = regular_file(path).st_size
     with path.open("rb") as f:
         prefix = f.read(8)
         if len(prefix) < 8:
@@ -235,13 +279,10 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, Entry], dict[str, str
                 "the 8-byte length; the download or copy was cut short: re-download the file",
             )
         raw = f.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        problem = f"corrupt safetensors header (not valid JSON: {exc}): re-download or re-save the file"
-        raise _fail(path, problem) from exc
+    fix = "re-download or re-save the file"
+    header = load_json(raw, str(path), "corrupt safetensors header", fix, limit=_MAX_SAFETENSORS_HEADER)
     if not isinstance(header, dict):
-        raise _fail(path, "corrupt safetensors header: expected a JSON object of tensors")
+        raise _fail(path, f"corrupt safetensors header: expected a JSON object of tensors, found {_kind(header)}")
     meta = header.pop("__metadata__", None) or {}
     if not isinstance(meta, dict) or not all(isinstance(v, str) for v in meta.values()):
         raise _fail(path, "corrupt safetensors header: __metadata__ must map strings to strings")
@@ -249,14 +290,16 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, Entry], dict[str, str
     data_len = size - 8 - n
     end = 0
     for name, info in header.items():
-        try:
-            dtype, shape, (start, stop) = info["dtype"], tuple(int(s) for s in info["shape"]), info["data_offsets"]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise _fail(path, f"corrupt safetensors header: entry {name!r} lacks dtype/shape/data_offsets") from exc
+        dtype, shape, (start, stop) = _entry_fields(path, name, info)
         entries[name] = Entry(name, ST_DTYPES.get(dtype, dtype.lower()), shape)
-        if dtype in _ST_BYTES and stop - start != entries[name].numel * _ST_BYTES[dtype]:
-            raise _fail(path, f"corrupt safetensors header: entry {name!r} has {stop - start} bytes for shape {shape}")
-        end = max(end, int(stop))
+        bits = entries[name].numel * _ST_BITS[dtype]
+        if stop - start != (bits + 7) // 8:
+            raise _fail(
+                path,
+                f"corrupt safetensors header: entry {name!r} spans {stop - start} bytes, but {dtype} {list(shape)} "
+                f"needs {(bits + 7) // 8}",
+            )
+        end = max(end, stop)
     if end > data_len:
         raise _fail(
             path,
@@ -266,13 +309,47 @@ def read_safetensors_header(path: Path) -> tuple[dict[str, Entry], dict[str, str
     return entries, dict(meta)
 
 
-def read_npy_entry(fp: IO[bytes], name: str) -> Entry:
-    """Describe one .npy stream from its header (format 1.0 or 2.0); the stream is left at the data."""
-    version = np.lib.format.read_magic(fp)
-    if version == (1, 0):
-        shape, _, dtype = np.lib.format.read_array_header_1_0(fp)
-    elif version == (2, 0):
-        shape, _, dtype = np.lib.format.read_array_header_2_0(fp)
-    else:
-        raise ValueError(f"array {name!r} uses .npy format version {version}; latentbridge reads 1.0 and 2.0")
-    return Entry(name, "object" if dtype.hasobject else dtype.name, tuple(int(s) for s in shape))
+def _kind(value: Any) -> str:
+    """How a JSON value is named in messages: 'the number 3', 'a list', 'a string'."""
+    if isinstance(value, bool) or value is None:
+        return _json_name(value)
+    if isinstance(value, int | float):
+        return f"the number {value!r}"[:60]
+    names: dict[type, str] = {str: "a string", list: "a list", dict: "an object"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _json_name(value: Any) -> str:
+    return {True: "true", False: "false", None: "null"}[value]
+
+
+def _entry_fields(path: Path, name: str, info: Any) -> tuple[str, tuple[int, ...], tuple[int, int]]:
+    """(dtype, shape, (begin, end)) of one safetensors entry, each field checked for type and range."""
+
+    def bad(problem: str) -> FileFormatError:
+        return _fail(path, f"corrupt safetensors header: entry {name[:80]!r} {problem}; re-download or re-save it")
+
+    if not isinstance(info, dict):
+        raise bad(f"is {_kind(info)}, not an object with dtype, shape and data_offsets")
+    if not {"dtype", "shape", "data_offsets"} <= set(info):
+        raise bad(f"lacks {', '.join(sorted({'dtype', 'shape', 'data_offsets'} - set(info)))}")
+    dtype, shape, offsets = info["dtype"], info["shape"], info["data_offsets"]
+    if not isinstance(dtype, str) or dtype not in _ST_BITS:
+        known = ", ".join(sorted(_ST_BITS))
+        raise bad(f"has dtype {str(dtype)[:40]!r} ({_kind(dtype)}); safetensors dtypes are {known}")
+
+    def count(v: Any) -> bool:
+        return type(v) is int and v >= 0
+
+    if not isinstance(shape, list) or not all(map(count, shape)):
+        raise bad(f"has shape {str(shape)[:80]}: expected a list of non-negative integers")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(count, offsets)) or offsets[0] > offsets[1]:
+        raise bad(f"has data_offsets {str(offsets)[:80]}: expected [begin, end] with 0 ≤ begin ≤ end")
+    return dtype, tuple(shape), (offsets[0], offsets[1])
+
+
+def read_npy_entry(fp: IO[bytes], name: str, where: str | Path) -> tuple[Entry, _npy.NpyHeader]:
+    """Describe one .npy stream from its checked header (formats 1.0–3.0); the stream is left at the data."""
+    header = _npy.read_header(fp, str(where), name)
+    dtype = "object" if header.dtype.hasobject else header.dtype.name
+    return Entry(name, dtype, header.shape), header

@@ -15,10 +15,8 @@ Containers, recognised by their first bytes (never by the file name):
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,12 +25,18 @@ from typing import Any, cast
 import torch
 from safetensors import SafetensorError, safe_open
 
+from latentbridge._guard import existing_path, read_json_file, regular_file
 from latentbridge.errors import FileFormatError
 from latentbridge.files import (
+    LOAD_ERRORS,
+    describe_load_error,
+    is_truncation,
     load_pickle,
     looks_like_safetensors,
     pickle_refusal,
+    read_safetensors_header,
     refused_global,
+    starts_like_zip,
     text_impostor,
     zip_kind,
 )
@@ -137,8 +141,9 @@ def read_header(path: str | os.PathLike[str]) -> Header:
             Python objects that ``weights_only=True`` refuses.
     """
     path = Path(path).expanduser()
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         raise FileFormatError(f"no such file or folder: {path}; check the path (zoo VAEs are named 'zoo-a' …)")
+    existing_path(path, "weight file or folder")  # a FIFO, device, socket or symlink loop is refused here
     if path.is_dir():
         return _read_folder(path)
     kind = sniff(path)
@@ -151,6 +156,7 @@ def read_header(path: str | os.PathLike[str]) -> Header:
 
 def sniff(path: Path) -> str:
     """The container of ``path`` from its first bytes: "safetensors", "pickle" or "onnx"."""
+    regular_file(path, "weight file")
     with path.open("rb") as f:
         head = f.read(_HEAD)
     if not head:
@@ -177,6 +183,7 @@ def sniff(path: Path) -> str:
 
 
 def _read_safetensors(path: Path, source: Path) -> Header:
+    read_safetensors_header(path)  # every field checked (types, ranges, sizes, JSON depth) before safe_open
     try:
         with safe_open(path, framework="pt") as f:
             tensors = {}
@@ -193,10 +200,12 @@ def _read_safetensors(path: Path, source: Path) -> Header:
 
 def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
     """torch.load with weights_only=True (memory-mapped for zip archives), unwrapped to a flat state dict."""
-    mmap = zipfile.is_zipfile(path)  # legacy pickles cannot be memory-mapped
+    mmap = starts_like_zip(path)  # legacy pickles cannot be memory-mapped
     try:
         obj = load_pickle(path, mmap=mmap)  # by content: torch.load alone would treat a "*.safetensors" name as one
     except pickle.UnpicklingError as exc:
+        if is_truncation(exc):
+            raise FileFormatError(f"{path}: {describe_load_error(exc)}") from exc
         what, fix = pickle_refusal(exc)
         if refused_global(exc):
             fix = (
@@ -208,10 +217,8 @@ def _load_pickle(path: Path) -> dict[str, torch.Tensor]:
             f"latentbridge refuses to unpickle it: {what} (weights_only=True; nothing from the file was executed)",
             fix,
         ) from exc
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise _fail(
-            path, f"it is not a readable PyTorch file ({exc})", "the file may be truncated: re-download it"
-        ) from exc
+    except LOAD_ERRORS as exc:
+        raise FileFormatError(f"{path}: {describe_load_error(exc)}") from exc
     if isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]  # Lightning / LDM checkpoint
     if not isinstance(obj, Mapping):
@@ -250,21 +257,32 @@ def _read_onnx(path: Path, source: Path) -> Header:
     if not graph.node:
         raise _fail(path, "it parses as ONNX but holds no graph nodes", "pass the exported model, not another file")
     tensors: dict[str, TensorInfo] = {}
-    for init in graph.initializer:
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
-        tensors[init.name] = TensorInfo(tuple(int(d) for d in init.dims), dtype)
-    init_names = set(tensors)
-    for prefix, values in ((ONNX_INPUT, graph.input), (ONNX_OUTPUT, graph.output)):
-        for v in values:
-            if v.name in init_names:
-                continue
-            ttype = v.type.tensor_type
-            dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in ttype.shape.dim)
-            tensors[prefix + v.name] = TensorInfo(dims, onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name)
-    metadata = {p.key: p.value for p in model.metadata_props}
+    try:
+        for init in graph.initializer:
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(init.data_type).name
+            tensors[_onnx_name(path, init.name)] = TensorInfo(tuple(int(d) for d in init.dims), dtype)
+        init_names = set(tensors)
+        for prefix, values in ((ONNX_INPUT, graph.input), (ONNX_OUTPUT, graph.output)):
+            for v in values:
+                name = _onnx_name(path, v.name)
+                if name in init_names:
+                    continue
+                ttype = v.type.tensor_type
+                dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in ttype.shape.dim)
+                tensors[prefix + name] = TensorInfo(dims, onnx.helper.tensor_dtype_to_np_dtype(ttype.elem_type).name)
+    except (KeyError, ValueError) as exc:  # onnx's answer to an element type code it does not define
+        raise _fail(path, f"its graph names an unknown tensor element type ({exc})", "re-export the model") from exc
+    metadata = {_onnx_name(path, p.key): _onnx_name(path, p.value) for p in model.metadata_props}
     if model.producer_name:
-        metadata.setdefault("onnx.producer", model.producer_name)
+        metadata.setdefault("onnx.producer", _onnx_name(path, model.producer_name))
     return Header(source, path, "onnx", tensors, metadata, {}, path.stat().st_size)
+
+
+def _onnx_name(path: Path, name: str | bytes) -> str:
+    """A name or text from an ONNX model (protobuf hands back bytes for a string field that is not UTF-8)."""
+    if isinstance(name, str):
+        return name
+    raise _fail(path, f"its graph holds a name that is not UTF-8 text ({name[:40]!r})", "re-export the model")
 
 
 def diffusers_weight_file(folder: Path) -> Path | None:
@@ -312,10 +330,7 @@ def _read_folder(folder: Path) -> Header:
             f"or a sharded {DIFFUSERS_INDEX_NAMES[0]}; it holds {_listing(folder)}. The download is probably "
             "incomplete: fetch the weight file too (huggingface-cli download REPO --include 'vae/*')"
         )
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _fail(config_path, f"it is not valid JSON ({exc})", "restore the folder's config.json") from exc
+    config = read_json_file(config_path, "damaged config.json", "restore the folder's config.json")
     if not isinstance(config, dict):
         raise _fail(config_path, "it is not a JSON object", "restore the folder's config.json")
     inner = _read_weight_file(weights, folder) if weights is not None else _read_sharded(cast(Path, index), folder)
@@ -331,10 +346,7 @@ def _read_weight_file(path: Path, source: Path) -> Header:
 
 def _read_sharded(index: Path, folder: Path) -> Header:
     """A sharded diffusers folder: the index's ``weight_map`` (key -> shard file) and every shard's header."""
-    try:
-        data = json.loads(index.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _fail(index, f"it is not valid JSON ({exc})", "restore the folder's index file") from exc
+    data = read_json_file(index, "damaged shard index", "restore the folder's index file")
     weight_map = data.get("weight_map") if isinstance(data, dict) else None
     if (
         not isinstance(weight_map, dict)
@@ -343,9 +355,10 @@ def _read_sharded(index: Path, folder: Path) -> Header:
     ):
         raise _fail(index, "it has no weight_map of tensor names to shard files", "restore the folder's index file")
     names = sorted(set(weight_map.values()))
-    bad = [n for n in names if Path(n).name != n or n in (".", "..")]
+    bad = [n for n in names if Path(n).name != n or n in (".", "..") or len(n.encode("utf-8", "replace")) > 255]
     if bad:
-        raise _fail(index, f"its weight_map names files outside the folder: {bad[:3]}", "restore the index file")
+        shown = [b[:80] for b in bad[:3]]
+        raise _fail(index, f"its weight_map names files outside the folder or impossible names: {shown}", "restore it")
     missing = [n for n in names if not (folder / n).is_file()]
     if missing:
         raise _fail(

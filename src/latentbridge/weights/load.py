@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import math
 import os
 import re
@@ -23,6 +22,8 @@ from typing import Any, Literal, cast
 import torch
 from torch import nn
 
+from latentbridge._device import check_device
+from latentbridge._guard import load_json
 from latentbridge.errors import IncompatibleError, MissingPartError, ShapeError, WeightsError
 from latentbridge.formats import LatentFormat, NormStats, get_format, pack, unpack
 from latentbridge.run import parse_dtype
@@ -178,9 +179,11 @@ def _build_meta(cls: type[nn.Module], config: dict[str, Any], what: str) -> nn.M
     try:
         with torch.device("meta"):
             return cls(**kwargs)
-    except (ValueError, TypeError, AssertionError, ZeroDivisionError) as exc:
+    # what diffusers' constructors raise on a configuration they cannot build (a damaged stored config: lists of
+    # different lengths -> IndexError, a missing block type -> KeyError, values of the wrong type -> TypeError …)
+    except (ValueError, TypeError, AssertionError, ZeroDivisionError, IndexError, KeyError, AttributeError) as exc:
         raise WeightsError(
-            f"cannot build {cls.__name__} for {what} from the configuration derived from its shapes ({exc}); "
+            f"cannot build {cls.__name__} for {what} from its configuration ({type(exc).__name__}: {exc}); "
             "pass a diffusers folder with its config.json"
         ) from exc
 
@@ -228,13 +231,9 @@ def stored_config(
     candidates: list[tuple[Any, str]] = [(extra_config, "zoo.json"), (header.config, "config.json")]
     raw = header.metadata.get(CONFIG_METADATA_KEY)
     if raw:
-        try:
-            candidates.append((json.loads(raw), f"metadata '{CONFIG_METADATA_KEY}'"))
-        except json.JSONDecodeError as exc:
-            raise WeightsError(
-                f"{header.path}: its safetensors metadata '{CONFIG_METADATA_KEY}' is not valid JSON ({exc}); "
-                "remove that metadata entry (the config is then derived from the tensor shapes)"
-            ) from exc
+        fix = "remove that metadata entry (the config is then derived from the tensor shapes)"
+        what = f"damaged safetensors metadata '{CONFIG_METADATA_KEY}'"
+        candidates.append((load_json(raw, str(header.path), what, fix), f"metadata '{CONFIG_METADATA_KEY}'"))
     for config, source in candidates:
         if not config:
             continue
@@ -870,7 +869,8 @@ def load_vae(
     specs = list(spec) if isinstance(spec, Sequence) and not isinstance(spec, str) else [spec]
     if not specs:
         raise ValueError("load_vae needs at least one file")
-    torch_dtype = parse_dtype(dtype if dtype is not None else "fp32")  # fail on a bad dtype before reading
+    torch_dtype = parse_dtype(dtype if dtype is not None else "fp32")  # fail on a bad dtype or device before reading
+    device = check_device(device if device is not None else "cpu")
     files: dict[str, tuple[Header, WeightsInfo]] = {}
     extras: dict[str, Any] = {}
     first: Match | None = None
@@ -919,7 +919,7 @@ def load_vae(
     headers = [files[p] for p in ("encoder", "decoder") if p in parts]
     sha = "+".join(dict.fromkeys(i.sha256 for _, i in headers if i.sha256))
     name = os.fspath(specs[0]) if len(specs) == 1 else " + ".join(os.fspath(s) for s in specs)
-    ctx = _Ctx(name, sha, fmt, patch, device if device is not None else "cpu", torch_dtype, extras.get("config"))
+    ctx = _Ctx(name, sha, fmt, patch, device, torch_dtype, extras.get("config"))
     if sig.architecture == "taesd":
         return _build_taesd(files, parts, ctx, first)
     if sig.architecture == "vaeapprox":
