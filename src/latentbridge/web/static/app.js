@@ -16,7 +16,7 @@ function el(tag, attrs, ...children) {
     else if (key === "text") node.textContent = value;
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined) continue;
     node.append(child instanceof Node ? child : document.createTextNode(String(child)));
   }
@@ -25,7 +25,7 @@ function el(tag, attrs, ...children) {
 
 function fill(id, ...children) {
   const node = $(id);
-  node.replaceChildren(...children.flat().filter((c) => c !== null && c !== undefined));
+  node.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined));
   return node;
 }
 
@@ -278,6 +278,9 @@ async function runDecode(force) {
 
 // --- the flow -------------------------------------------------------------------------------------------------
 async function afterVae() {
+  fill("decode-out");
+  $("decode-progress").value = 0;
+  say("decode-status", "");
   if (!state.latent || !state.vae) {
     $("check-panel").hidden = true;
     $("decode-panel").hidden = true;
