@@ -178,6 +178,7 @@ def create_app(config: WebConfig | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service.open()  # a server started again after a shutdown (tests do) gets a fresh pool and work folder
         yield
         await asyncio.to_thread(service.close)
 

@@ -240,23 +240,29 @@ def resolve_under_root(roots: tuple[Path, ...], root: int, rel: str) -> Path:
         raise ApiError(400, "an empty path (or one with a NUL byte) names no file: give a path relative to the root")
     posix = PurePosixPath(rel.replace("\\", "/"))
     if posix.is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive or rel.startswith("~"):
-        raise ApiError(403, f"{rel!r} is an absolute path: name files relative to a root folder (GET /api/roots)")
+        raise ApiError(403, f"{rel[:200]!r} is an absolute path: name files relative to a root folder (GET /api/roots)")
     if ".." in posix.parts:
-        raise ApiError(403, f"{rel!r} climbs out with '..': name files inside a root folder (GET /api/roots)")
+        raise ApiError(403, f"{rel[:200]!r} climbs out with '..': name files inside a root folder (GET /api/roots)")
     base = roots[root].resolve()
-    target = (base / posix).resolve()
-    if target != base and not target.is_relative_to(base):
-        raise ApiError(403, f"{rel!r} is a link that leads out of root {root}: only files inside the roots are served")
-    if not target.exists():
-        raise ApiError(404, f"{rel!r} does not exist in root {root} (GET /api/browse lists the files)")
+    shown = repr(rel) if len(rel) <= 200 else repr(rel[:200]) + "…"
+    try:
+        target = (base / posix).resolve()
+        inside = target == base or target.is_relative_to(base)
+        exists = target.exists()
+    except OSError as exc:  # a name too long, a loop of links …
+        raise ApiError(
+            400, f"{shown} cannot be looked up in root {root} ({exc.strerror}): name an existing file"
+        ) from exc
+    if not inside:
+        raise ApiError(403, f"{shown} is a link that leads out of root {root}: only files inside the roots are served")
+    if not exists:
+        raise ApiError(404, f"{shown} does not exist in root {root} (GET /api/browse lists the files)")
     return target
 
 
 def listing(roots: tuple[Path, ...], root: int, rel: str = "") -> list[dict[str, Any]]:
     """The entries of a folder under a root (links that leave the root and hidden names left out)."""
-    folder = resolve_under_root(roots, root, rel) if rel else roots[root].resolve() if roots else None
-    if folder is None:
-        raise ApiError(403, "this server serves no folders: start it with --root DIR to name files by path")
+    folder = resolve_under_root(roots, root, rel or ".")
     if not folder.is_dir():
         raise ApiError(400, f"{rel!r} is a file, not a folder: pass it as a path to inspect, check or decode")
     base = roots[root].resolve()

@@ -83,22 +83,33 @@ class Service:
 
     def __init__(self, config: WebConfig) -> None:
         self.config = config
+        self.roots = tuple(Path(r).resolve() for r in config.roots)
+        self.vaes = VaeCache(config.vae_cache_bytes, config.device)
+        self.fits_dir = default_fits_dir(config.library)
+        self._root_paths = [(str(r) + "/", f"root {i}: ") for i, r in enumerate(self.roots)]
+        self._closed = True
+        self.open()
+
+    def open(self) -> None:
+        """Make the work folder, the uploads and the job pool (again, after :meth:`close`)."""
+        if not self._closed:
+            return
+        config = self.config
         self._own_work = config.work_dir is None
         self.work = Path(config.work_dir) if config.work_dir is not None else Path(tempfile.mkdtemp(prefix="lb-web-"))
         self.work.mkdir(parents=True, exist_ok=True)
-        self.roots = tuple(Path(r).resolve() for r in config.roots)
         self.uploads = Uploads(self.work / "uploads", config.max_upload_bytes)
         self.jobs = JobPool(
             self.work / "jobs", config.workers, config.max_jobs, config.keep_seconds, config.max_kept_jobs
         )
-        self.vaes = VaeCache(config.vae_cache_bytes, config.device)
-        self.fits_dir = default_fits_dir(config.library)
-        upload_dir = re.escape(str(self.uploads.folder.resolve()))
-        self._upload_path = re.compile(upload_dir + r"/[0-9a-f]{32}/")
-        self._root_paths = [(str(r) + "/", f"root {i}: ") for i, r in enumerate(self.roots)]
+        self._upload_path = re.compile(re.escape(str(self.uploads.folder.resolve())) + r"/[0-9a-f]{32}/")
+        self._closed = False
 
     def close(self) -> None:
-        """Stop the jobs; remove the work folder when the server made it."""
+        """Stop the jobs (cancelled at their next step); remove the work folder when the server made it."""
+        if self._closed:
+            return
+        self._closed = True
         self.jobs.shutdown()
         if self._own_work:
             shutil.rmtree(self.work, ignore_errors=True)
