@@ -5,7 +5,7 @@ Rules (docs/ARCHITECTURE.md):
 1. The core never imports a shell (``cli/`` and the coming ``web/``, ``comfy/``, ``batch/``, ``generate/``).
 2. A shell imports only the public face: names in ``latentbridge.__all__``, names in the ``__all__`` of a public
    module (no ``_`` in its dotted path), and its own package's ``_``-private helpers; one command never imports
-   another command.
+   another command. A launcher (``cli/serve.py``) may import the public ``__all__`` of the shell it starts.
 3. No module imports another module's ``_private`` name; a ``_private`` module is imported only from inside the
    package that holds it (``latentbridge._atomic`` anywhere in the core, ``latentbridge.files._read`` only from
    ``latentbridge.files``).
