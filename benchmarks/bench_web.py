@@ -28,7 +28,6 @@ import json
 import os
 import platform
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -256,8 +255,8 @@ def render(r: dict) -> str:
             "",
             "| phase | count | concurrency | p50 | p99 | max | throughput | errors |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
-            f"| POST /api/check (header-only VAE facts) | {c['requests']} | {c['clients']} clients | {c['p50_ms']} ms | "
-            f"{c['p99_ms']} ms | {c['max_ms']} ms | {c['per_second']} /s | {c['errors']} |",
+            f"| POST /api/check (header-only VAE facts) | {c['requests']} | {c['clients']} clients | "
+            f"{c['p50_ms']} ms | {c['p99_ms']} ms | {c['max_ms']} ms | {c['per_second']} /s | {c['errors']} |",
             f"| decode job, submit → last event ({d['size_px']} px zoo latents) | {d['jobs']} | all at once | "
             f"{d['p50_s']} s | {d['p99_s']} s | — | {d['per_second']} /s | {d['errors']} |",
             "",

@@ -20,10 +20,13 @@ CASES_PER_OPERATION = 25  # ~30 operations: about 750 requests, a few seconds on
 
 
 def _app():
+    import atexit
+    import shutil
     import tempfile
     from pathlib import Path
 
     base = Path(tempfile.mkdtemp(prefix="lb-schema-"))
+    atexit.register(shutil.rmtree, base, True)  # the schema is built at import, before pytest's tmp_path exists
     root = base / "root"
     root.mkdir()
     lat = lb.Latent(photo_tensor("coffee", 64)[:, :3].mean(1, keepdim=True).repeat(1, 4, 1, 1)[:, :, ::8, ::8], None)
