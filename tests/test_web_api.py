@@ -441,3 +441,20 @@ def test_serve_refuses_a_public_address_without_a_token():
 
     result = CliRunner().invoke(app, ["serve", "--host", "0.0.0.0"], env={"LATENTBRIDGE_TOKEN": ""})
     assert result.exit_code == 1 and "pass --token SECRET" in result.output
+
+
+def test_library_warnings_reach_the_job_that_caused_them(client, root):
+    """A memory budget far below the decode's peak turns tiling on, announced with a LatentBridgeWarning: with
+    capture_warnings (what `latentbridge serve` calls) it lands on that job's events and status."""
+    import warnings
+
+    from latentbridge.web import capture_warnings
+
+    with warnings.catch_warnings():  # restores the filters and showwarning afterwards
+        capture_warnings()
+        # the whole 128-px decode is estimated at ~10 MB: 8 MB calls for tiles (below ~6 MB even tiles do not fit)
+        body = {"latent": {"path": "astronaut.latent"}, "vae": {"zoo": "zoo-a"}, "run": {"max_memory": 8 << 20}}
+        done = wait(client, client.post("/api/jobs/decode", json=body).json())
+    assert done["state"] == "done", done["error"]
+    assert done["warnings"] and "exceeds max_memory" in done["warnings"][0]
+    assert any(kind == "warning" for kind, _ in done["_events"])

@@ -42,7 +42,7 @@ def serve_command(
     try:
         import uvicorn
 
-        from latentbridge.web import WebConfig, create_app, loopback_hosts
+        from latentbridge.web import WebConfig, capture_warnings, create_app, loopback_hosts
     except ImportError as exc:  # the web extra is not installed
         raise LatentBridgeError(
             f"latentbridge serve needs the web extra ({exc.name} is missing): pip install 'latentbridge[web]'"
@@ -64,6 +64,7 @@ def serve_command(
         device=device,
     )
     web = create_app(config)
+    capture_warnings()  # automatic tiling, fp32 redos: reported on the job that caused them
     shown = f"[{host}]" if ":" in host else host
     suffix = "/?token=…" if token else "/"
     Console(stderr=True, highlight=False).print(

@@ -18,5 +18,14 @@ from __future__ import annotations
 
 from latentbridge.web._app import create_app, loopback_hosts
 from latentbridge.web._config import DEFAULT_HOST, DEFAULT_PORT, WebConfig, is_loopback
+from latentbridge.web._jobs import capture_warnings
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "WebConfig", "create_app", "is_loopback", "loopback_hosts"]
+__all__ = [
+    "DEFAULT_HOST",
+    "DEFAULT_PORT",
+    "WebConfig",
+    "capture_warnings",
+    "create_app",
+    "is_loopback",
+    "loopback_hosts",
+]

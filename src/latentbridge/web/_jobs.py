@@ -13,12 +13,13 @@ import shutil
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
-from latentbridge import Cancelled, CancelToken, Progress
+from latentbridge import Cancelled, CancelToken, LatentBridgeWarning, Progress
 from latentbridge.web._errors import USER_ERRORS, ApiError, describe, jsonable
 
 log = logging.getLogger("latentbridge.web")
@@ -44,6 +45,7 @@ class Job:
         self.result: dict[str, Any] | None = None
         self.error: dict[str, Any] | None = None
         self.files: dict[str, tuple[Path, str]] = {}
+        self.warnings: list[str] = []
         self.token = CancelToken()
         self._events: list[dict[str, Any]] = []
         self._cond = threading.Condition()
@@ -63,6 +65,11 @@ class Job:
         data = {"task": p.task, "done": p.done, "total": p.total}
         self.last = data
         self._emit("progress", data)
+
+    def warn(self, message: str) -> None:
+        """Something the library did on the job's behalf (automatic tiling, an fp32 redo): kept and streamed."""
+        self.warnings.append(message)
+        self._emit("warning", {"message": message})
 
     def events_since(self, index: int) -> tuple[list[dict[str, Any]], bool]:
         """Events from ``index`` on, and whether the job has ended (its last event is then among them)."""
@@ -108,6 +115,7 @@ class Job:
             "params": self.params,
             "result": self.result,
             "error": self.error,
+            "warnings": list(self.warnings),
             "files": [
                 {"name": n, "media_type": m, "url": f"/api/jobs/{self.id}/files/{n}"}
                 for n, (p, m) in self.files.items()
@@ -155,6 +163,7 @@ class JobPool:
             job.finish("cancelled", error=describe(Cancelled(f"{job.kind} was cancelled before it started")))
             return
         job.start()
+        _current.job = job
         try:
             result = fn(job)
         except Cancelled as exc:
@@ -167,6 +176,8 @@ class JobPool:
             job.finish("error", error=describe(exc))
         else:
             job.finish("done", result=result)
+        finally:
+            _current.job = None
 
     def get(self, job_id: str) -> Job:
         """The job with this id (404 when unknown or expired)."""
@@ -208,3 +219,38 @@ class JobPool:
         self._executor.shutdown(wait=True, cancel_futures=True)
         for job in self.all():  # queued jobs whose futures were dropped
             job.finish("cancelled", error=describe(Cancelled(f"{job.kind} was cancelled: the server shut down")))
+
+
+_current = threading.local()  # the job a worker thread runs, for capture_warnings
+
+
+def current_job() -> Job | None:
+    """The job the calling thread runs, or None outside a job."""
+    return getattr(_current, "job", None)
+
+
+def capture_warnings() -> None:
+    """Send every :class:`~latentbridge.LatentBridgeWarning` raised inside a job to that job ("warning" events and
+    ``warnings`` in its status), each time it occurs; other warnings are shown as before.
+
+    Changes the process's warning filters and ``warnings.showwarning``: ``latentbridge serve`` calls it for its own
+    process (a test does inside ``warnings.catch_warnings()``, which restores both).
+    """
+    original = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        job = current_job()
+        if job is not None and issubclass(category, LatentBridgeWarning):
+            job.warn(str(message))
+            return
+        original(message, category, filename, lineno, file, line)
+
+    warnings.simplefilter("always", LatentBridgeWarning)
+    warnings.showwarning = show

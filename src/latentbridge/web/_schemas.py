@@ -289,6 +289,7 @@ class JobOut(BaseModel):
     params: dict[str, Any]
     result: dict[str, Any] | None
     error: ErrorBody | None
+    warnings: list[str] = Field(description="what the library did on the job's behalf (automatic tiling …)")
     files: list[JobFile]
     events: str = Field(description="the server-sent-events stream of this job")
 

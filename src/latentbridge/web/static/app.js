@@ -122,7 +122,10 @@ function refreshChoices() {
   const target = $("transfer-target"), previous = target.value;
   target.replaceChildren(...choices.map((c) => el("option", { value: JSON.stringify(c.ref), text: c.label })));
   if (previous && [...target.options].some((o) => o.value === previous)) target.value = previous;
-  else if (target.options.length > 1) target.selectedIndex = 1;
+  else {  // another VAE than the one the latent is decoded with
+    const other = [...target.options].find((o) => o.value !== $("vae-select").value);
+    if (other) target.value = other.value;
+  }
 }
 
 // --- what the file is -----------------------------------------------------------------------------------------
@@ -264,7 +267,8 @@ async function runDecode(force) {
     const done = await follow(decodeJob, bar, label);
     if (done.state !== "done") throw new ApiError(done.error ? done.error.message : `the decode ended as ${done.state}`);
     bar.value = bar.max;
-    say("decode-status", `decoded with ${done.result.vae.name}: ${done.result.shape.join(" × ")}`);
+    const notes = (done.warnings || []).map((w) => `; ${w}`).join("");
+    say("decode-status", `decoded with ${done.result.vae.name}: ${done.result.shape.join(" × ")}${notes}`);
     fill("decode-out", done.files.map((f) => el("figure", {}, el("img", { id: "decoded-image", class: "pic", src: f.url, alt: `decoded image ${f.name}` }),
       el("figcaption", {}, el("a", { href: f.url, download: f.name, text: `download ${f.name}` })))));
   } catch (error) {
