@@ -458,3 +458,26 @@ def test_library_warnings_reach_the_job_that_caused_them(client, root):
     assert done["state"] == "done", done["error"]
     assert done["warnings"] and "exceeds max_memory" in done["warnings"][0]
     assert any(kind == "warning" for kind, _ in done["_events"])
+
+
+class _Payload:
+    """A pickle that would write a file when unpickled without weights_only."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "ran"))
+
+
+def test_an_uploaded_pickle_with_code_is_refused_and_runs_nothing(client, tmp_path):
+    marker = tmp_path / "ran.txt"
+    evil = tmp_path / "evil.pt"
+    torch.save({"latent": torch.zeros(1, 4, 8, 8), "x": _Payload(marker)}, evil)
+    up = upload(client, evil)
+    assert up["kind"] == "unknown" and "weights_only" in up["note"]  # refused while telling what it holds
+    r = client.post("/api/inspect", json={"file": {"upload": up["id"]}})
+    assert r.status_code == 400 and "weights_only" in error_of(r)["message"]
+    r = client.post("/api/check", json={"latent": {"path": "astronaut.latent"}, "vae": {"upload": up["id"]}})
+    assert r.status_code == 400
+    assert not marker.exists()
