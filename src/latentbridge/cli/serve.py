@@ -70,4 +70,5 @@ def serve_command(
     Console(stderr=True, highlight=False).print(
         f"latentbridge serve: http://{shown}:{port}{suffix}  (API docs at /docs; Ctrl+C stops)", markup=False
     )
-    uvicorn.run(web, host=host, port=port, log_level="info", access_log=False)
+    # an open event stream would hold a shutdown until its job ends: after 5 s the jobs are cancelled instead
+    uvicorn.run(web, host=host, port=port, log_level="info", access_log=False, timeout_graceful_shutdown=5)

@@ -59,6 +59,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorOut, "description": what}
     for code, what in (
         (400, "the library refused the input (the message says what, what was expected and the fix)"),
+        (401, "the server has a token and the request did not carry it"),
         (403, "a path outside the roots, or a cross-site request"),
         (404, "no such upload, job, file or format"),
         (409, "cancelled"),
