@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import sys
 
@@ -234,3 +235,49 @@ def test_many_channels_get_a_heat_map_and_a_capped_mosaic():
     assert "128 channels" in hist.axes[0].get_title()
     mosaic = dg.channels_figure(lat)
     assert "first 64 of 128" in mosaic.axes[0].get_title()
+
+
+def _zoo_latent(scale: float = 1.0) -> Latent:
+    from latentbridge import encode, load_vae
+    from latentbridge.photos import photo_tensor
+
+    torch.set_num_threads(1)
+    lat = encode(load_vae("zoo-a"), photo_tensor("astronaut", 128))
+    return lat.replace(tensor=lat.tensor * scale)
+
+
+def test_channel_axes_have_whole_number_ticks_and_the_z_panel_draws_the_real_limit():
+    d = dg.diagnose(_zoo_latent())
+    fig = dg.stats_figure(d.stats, d.deviation)
+    fig.canvas.draw()
+    top, bottom = fig.axes[0], fig.axes[1]
+    for ax in (top, bottom):
+        assert list(ax.get_xticks()) == [0, 1, 2, 3]  # one tick per channel, no −0.5, 0.5 …
+    limits = {round(abs(line.get_ydata()[0]), 6) for line in bottom.get_lines() if line.get_linestyle() == "--"}
+    assert limits == {d.deviation.z_limit}  # the dashed lines are the limit the channels are flagged against
+
+
+def test_the_statistics_caption_names_the_numbers_that_flag_the_channels():
+    """A real zoo-a latent whose channel means sit well within the limit but whose spreads are 2.3–2.5× the
+    typical: the verdict says so in those numbers, not only "4 of 4 channels deviate"."""
+    dev = dg.diagnose(_zoo_latent()).deviation
+    assert dev is not None and dev.flagged == (0, 1, 2, 3)
+    assert all(abs(z) <= dev.z_limit for z in dev.z_mean)
+    lo, hi = min(dev.std_ratio), max(dev.std_ratio)
+    assert f"std {lo:.2f}–{hi:.2f}× the typical on 4 channels" in dev.verdict
+    assert "z of mean" not in dev.verdict
+
+
+def test_spectrum_tick_labels_are_plain_numbers_that_do_not_overlap():
+    d = dg.diagnose(_zoo_latent())
+    fig = dg.spectrum_figure(d.spectrum)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    renderer = fig.canvas.get_renderer()
+    labels = [t for t in ax.get_xticklabels() if t.get_text() and t.get_visible()]
+    lo, hi = ax.get_xlim()
+    labels = [t for t in labels if lo <= t.get_position()[0] <= hi]
+    assert len(labels) >= 2 and all("10^" not in t.get_text() and "times" not in t.get_text() for t in labels)
+    boxes = sorted((t.get_window_extent(renderer) for t in labels), key=lambda b: b.x0)
+    assert all(a.x1 < b.x0 for a, b in itertools.pairwise(boxes))
+    assert all(not t.get_text() for t in ax.xaxis.get_minorticklabels())

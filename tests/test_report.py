@@ -90,8 +90,9 @@ def test_html_is_self_contained_and_every_image_is_a_real_png(reports, tmp_path)
     lowered = page.lower()
     assert "@import" not in lowered and "url(" not in lowered
     images = [attrs for tag, attrs in parser.tags if tag == "img"]
-    # per latent: 2 previews + 5 diagnostic figures + 1 grid; video: 1 preview + 6 figures
-    assert len(images) == 8 + 7
+    # per latent: a summary thumbnail + 2 previews + 5 diagnostic figures + 1 grid; video: a thumbnail (its
+    # preview) + 1 preview + 6 figures
+    assert len(images) == 9 + 8
     for attrs in images:
         with _png_from_uri(attrs["src"]) as png:
             png.load()

@@ -52,6 +52,7 @@ class DemoStep:
     title: str
     lines: tuple[str, ...]
     images: tuple[tuple[str, str], ...] = ()  # (caption, file name in the output folder)
+    reports: tuple[tuple[str, Report], ...] = ()  # (caption, check report): drawn as finding cards
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,12 +120,20 @@ def run_demo(
     steps: list[DemoStep] = []
     numbers: dict[str, Any] = {"photo": photo, "size": size, "seed": seed}
 
-    def step(title: str, lines: list[str], images: list[tuple[str, str]] | None = None) -> None:
+    def step(
+        title: str,
+        lines: list[str],
+        images: list[tuple[str, str]] | None = None,
+        reports: list[tuple[str, Report]] | None = None,
+    ) -> None:
         n = len(steps) + 1
         echo(f"\n== {n}. {title}")
         for line in lines:
             echo(f"   {line}")
-        steps.append(DemoStep(title, tuple(lines), tuple(images or ())))
+        for caption, report in reports or ():
+            for line in [caption, *_report_lines(report)]:
+                echo(f"   {line}")
+        steps.append(DemoStep(title, tuple(lines), tuple(images or ()), tuple(reports or ())))
 
     vae_a, vae_b, vae_c = (load_vae(name) for name in ("zoo-a", "zoo-b", "zoo-c"))
     fmt_a = get_format("zoo-a")
@@ -145,9 +154,8 @@ def run_demo(
             f"empty latent: shape {tuple(empty.shape)}, all zeros -> empty.latent (ComfyUI-loadable)",
             f"noise: torch.randn with seed {seed} on the CPU generator, model space, sha256 {noise_hash}… "
             "(identical on any machine) -> noise.latent (stored raw, as ComfyUI expects)",
-            "checking the empty latent against zoo-a before decoding it:",
-            *_report_lines(empty_report),
         ],
+        reports=[("checking the empty latent against zoo-a before decoding it:", empty_report)],
     )
 
     # 2. encode a real photo -----------------------------------------------------------------------------
@@ -180,13 +188,11 @@ def run_demo(
     numbers["check_zoo_b_unlabelled"] = rep_bare.verdict
     step(
         "Checked against zoo-b (same shape!) and zoo-c (channels differ)",
-        [
-            "zoo-a latent vs zoo-b:",
-            *_report_lines(rep_b),
-            "zoo-a latent vs zoo-c:",
-            *_report_lines(rep_c),
-            "the same tensor with no labels at all (format and space unknown) vs zoo-b — fingerprinted:",
-            *_report_lines(rep_bare),
+        [],
+        reports=[
+            ("zoo-a latent vs zoo-b:", rep_b),
+            ("zoo-a latent vs zoo-c:", rep_c),
+            ("the same tensor with no labels at all (format and space unknown) vs zoo-b — fingerprinted:", rep_bare),
         ],
     )
 
@@ -266,22 +272,57 @@ def run_demo(
 
 
 def _write_html(out: Path, steps: list[DemoStep], numbers: dict[str, Any]) -> Path:
+    """The demo page, in latentbridge's shared look: the story's verdicts and numbers at the top, then a panel per
+    step with its lines, its checks as finding cards and its pictures."""
+    from latentbridge.report import finding_card
+    from latentbridge.style import page_css
+
+    e = html.escape
+    verdicts = [
+        ("zoo-a latent checked against zoo-b", numbers.get("check_zoo_b", "")),
+        ("… against zoo-c", numbers.get("check_zoo_c", "")),
+        ("the bare tensor against zoo-b", numbers.get("check_zoo_b_unlabelled", "")),
+    ]
+    summary = "".join(f'<li><span class="badge {e(v)}">{e(v)}</span> {e(k)}</li>' for k, v in verdicts if v)
+    psnr = [
+        ("right VAE (zoo-a)", numbers.get("psnr_right_db")),
+        ("wrong VAE (zoo-b), no check", numbers.get("psnr_wrong_db")),
+        ("moved to zoo-b and decoded", numbers.get("psnr_transfer_db")),
+        ("photo encoded with zoo-b directly", numbers.get("psnr_direct_b_db")),
+    ]
+    rows = "".join(f'<tr><td>{e(k)}</td><td class="n">{v:.2f} dB</td></tr>' for k, v in psnr if v is not None)
     parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>latentbridge demo</title>",
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:2em auto}pre{background:#f4f4f4;"
-        "padding:.6em;white-space:pre-wrap}img{max-width:100%;image-rendering:pixelated}</style></head><body>",
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, '
+        'initial-scale=1"><link rel="icon" href="data:,"><title>latentbridge demo</title>'
+        f"<style>{page_css()}</style></head><body>",
         "<h1>latentbridge demo</h1>",
+        '<p class="sub">The whole story offline, on the built-in zoo VAEs and a real photo.</p>',
+        '<section class="summary" aria-label="summary">'
+        f'<div class="item"><h3>Checks before decoding</h3><ul>{summary}</ul></div>'
+        f'<div class="item"><h3>PSNR against the photo</h3><table>{rows}</table></div></section>',
     ]
     for i, s in enumerate(steps, 1):
-        parts.append(f"<h2>{i}. {html.escape(s.title)}</h2><pre>{html.escape(chr(10).join(s.lines))}</pre>")
+        parts.append(f'<section class="panel"><h2>{i}. {e(s.title)}</h2>')
+        if s.lines:
+            parts.append("<ul>" + "".join(f"<li>{e(line)}</li>" for line in s.lines) + "</ul>")
+        for caption, report in s.reports:
+            parts.append(f'<h3 class="row">{e(caption)} <span class="verdict {e(report.verdict)}">'
+                         f"{e(report.verdict)}</span></h3>")  # fmt: skip
+            shown = [f for f in report.findings if f.severity != "info"]
+            cards = "".join(finding_card(f) for f in shown) or '<p class="note">no warnings or errors</p>'
+            parts.append(f'<div class="cards">{cards}</div>')
         for caption, name in s.images:
             parts.append(
-                f"<figure><img src='{html.escape(name)}' alt='{html.escape(caption)}'>"
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                f'<figure><img class="pic pixelated" src="{e(name)}" alt="{e(caption)}">'
+                f"<figcaption>{e(caption)}</figcaption></figure>"
             )
-    parts.append(f"<h2>Numbers</h2><pre>{html.escape(json.dumps(numbers, indent=1))}</pre></body></html>")
+        parts.append("</section>")
+    parts.append(
+        f'<section class="panel"><h2>Numbers</h2><pre>{e(json.dumps(numbers, indent=1))}</pre></section></body></html>'
+    )
     path = out / "index.html"
     tmp = path.with_suffix(".html.tmp")
-    tmp.write_text("\n".join(parts))
+    tmp.write_text("\n".join(parts), encoding="utf-8")
     tmp.replace(path)
     return path

@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from latentbridge.errors import ShapeError
 from latentbridge.formats import LatentFormat, NormStats
@@ -569,7 +570,10 @@ def deviation(stats: ChannelStats, ref: Reference) -> Deviation:
             "a wrong space (raw vs model), a wrong scale or a different VAE"
         )
     elif flagged:
-        verdict = f"{len(flagged)} of {stats.channels} channels deviate from the {ref.format} {ref.space} reference"
+        why = _flag_summary(flagged, z, z_log, ratio, limit)
+        verdict = (
+            f"{len(flagged)} of {stats.channels} channels deviate from the {ref.format} {ref.space} reference: {why}"
+        )
     else:
         verdict = f"consistent with the {ref.format} {ref.space}-space reference"
     return Deviation(
@@ -583,6 +587,26 @@ def deviation(stats: ChannelStats, ref: Reference) -> Deviation:
         verdict=verdict,
         reference=ref,
     )
+
+
+def _flag_summary(flagged: list[int], z: Any, z_log: Any, ratio: Any, limit: float) -> str:
+    """ "std 2.31–2.54× the typical on 4 channels (limit 0.5–2×); z of mean beyond ±3 (ch 2 +3.4)": why they are
+    flagged, in the numbers the figure draws."""
+    parts = []
+    ratios = [ratio[c] for c in flagged if not (1.0 / STD_RATIO_LIMIT <= ratio[c] <= STD_RATIO_LIMIT)]
+    if ratios:
+        lo, hi = min(ratios), max(ratios)
+        span = f"{lo:.2f}" if lo == hi else f"{lo:.2f}–{hi:.2f}"
+        n = f"{len(ratios)} channel{'s' if len(ratios) > 1 else ''}"
+        parts.append(f"std {span}× the typical on {n} (limit {1 / STD_RATIO_LIMIT:g}–{STD_RATIO_LIMIT:g}×)")
+    for name, values in (("z of mean", z), ("z of log std", z_log)):
+        if values is None:
+            continue
+        over = [c for c in flagged if not abs(values[c]) <= limit]
+        if over:
+            shown = ", ".join(f"ch {c} {values[c]:+.1f}" for c in over[:4]) + (", …" if len(over) > 4 else "")
+            parts.append(f"{name} beyond ±{limit:g} ({shown})")
+    return "; ".join(parts)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -634,6 +658,17 @@ def figure_png(fig: Figure) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
     return buf.getvalue()
+
+
+def _channel_ticks(ax: Any, n: int, axis: str = "x") -> None:
+    """Whole-number ticks on a channel (or frame, item) axis: every index up to 32, else whole steps."""
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    if n <= 32:
+        (ax.set_xticks if axis == "x" else ax.set_yticks)(range(n))
+        if n > 16:
+            ax.tick_params(axis=axis, labelsize=6)
+    else:
+        target.set_major_locator(MaxNLocator(integer=True))
 
 
 def _grid(n: int) -> tuple[int, int]:
@@ -753,6 +788,11 @@ def spectrum_figure(spec: Spectrum) -> Figure:
     ax.plot(f, np.maximum(np.nanmean(power, 0), floor), color="black", lw=1.8, label="mean over channels")
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # A latent spans about one decade of frequencies (1/size … 0.5), where matplotlib labels every minor tick in
+    # 10^x notation and the labels run into each other: label 1-2-5 steps in plain numbers, minor ticks unlabelled.
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("spatial frequency (cycles per latent cell)")
     ax.set_ylabel("power")
     ax.set_title("radially averaged spectrum")
@@ -776,17 +816,45 @@ def stats_figure(stats: ChannelStats, dev: Deviation | None = None) -> Figure:
     ax.set_xlabel("channel")
     ax.set_title(f"per-channel statistics ({stats.space} space)")
     ax.legend(fontsize=7)
+    _channel_ticks(ax, c)
     if with_z and dev is not None and dev.z_mean is not None:
+        # What flags a channel, drawn as it is tested: z of mean and z of log std against ±z_limit, and the std
+        # ratio written above channels it flags (the title is the verdict, with those numbers).
         axz = axes[1][0]
         z = np.asarray(dev.z_mean)
-        colors = ["#cc3311" if abs(v) > Z_MEAN_LIMIT else "#4477aa" for v in z]
-        axz.bar(idx, z, color=colors)
-        axz.axhline(Z_MEAN_LIMIT, color="grey", lw=0.8, ls="--")
-        axz.axhline(-Z_MEAN_LIMIT, color="grey", lw=0.8, ls="--")
+        flagged = set(dev.flagged)
+        colors = ["#cc3311" if i in flagged else "#4477aa" for i in range(c)]
+        axz.bar(idx, z, color=colors, width=0.6, label="z of mean")
+        if dev.z_logstd is not None:
+            axz.plot(idx, dev.z_logstd, "D", ms=4, color="#222222", label="z of log std")
+        axz.axhline(dev.z_limit, color="grey", lw=0.8, ls="--", label=f"flag limit ±{dev.z_limit:g}")
+        axz.axhline(-dev.z_limit, color="grey", lw=0.8, ls="--")
+        top = max(dev.z_limit, float(np.nanmax(np.abs(z))) if z.size else 0.0)
+        if dev.z_logstd is not None:
+            top = max(top, float(np.nanmax(np.abs(dev.z_logstd))))
+        axz.set_ylim(-1.35 * top, 1.35 * top)
+        for i in sorted(flagged):
+            ratio = dev.std_ratio[i]
+            if not (1.0 / STD_RATIO_LIMIT <= ratio <= STD_RATIO_LIMIT):
+                axz.text(i, 1.15 * top, f"std {ratio:.2f}×", ha="center", va="center", fontsize=6, color="#cc3311")
         axz.set_xlabel("channel")
-        axz.set_ylabel("z of mean")
-        axz.set_title(dev.verdict, fontsize=8)
+        axz.set_ylabel(f"z ({dev.z_unit})", fontsize=7)
+        axz.set_title(_wrap(dev.verdict, int(fig.get_figwidth() * 15)), fontsize=7)
+        axz.legend(fontsize=6, loc="lower right")
+        _channel_ticks(axz, c)
     return fig
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` broken into lines of at most ``width`` characters at spaces (figure titles)."""
+    lines, line = [], ""
+    for word in text.split(" "):
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "\n".join([*lines, line])
 
 
 def sequence_figure(seq: SequenceStats) -> Figure:
@@ -803,5 +871,6 @@ def sequence_figure(seq: SequenceStats) -> Figure:
     ax_m.set_ylabel("channel mean")
     ax_s.set_ylabel("channel std")
     ax_s.set_xlabel("latent frame (item 0)" if over_frames else "batch item")
+    ax_s.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_m.set_title("per-frame statistics" if over_frames else "per-item statistics")
     return fig

@@ -37,7 +37,7 @@ import torch
 from latentbridge import __version__
 from latentbridge import diagnostics as dg
 from latentbridge._atomic import atomic_write
-from latentbridge.checks import Report, check
+from latentbridge.checks import FINDINGS, Report, check
 from latentbridge.comparison import Comparison, compare, comparison_grid, grid_png, short_name
 from latentbridge.errors import FileFormatError, LatentBridgeError
 from latentbridge.fingerprint import Identification, identify
@@ -51,8 +51,10 @@ from latentbridge.previews import (
     png_bytes,
     preview_grid,
     rgb_preview,
+    to_pil,
 )
 from latentbridge.run import Run
+from latentbridge.style import page_css
 from latentbridge.vae import VAE
 
 __all__ = [
@@ -66,6 +68,7 @@ __all__ = [
     "data_uri",
     "diagnostic_figures",
     "event",
+    "finding_card",
     "histogram_value",
     "image_value",
     "masked_crc32c",
@@ -239,21 +242,6 @@ def build_report(
 
 # --- HTML -----------------------------------------------------------------------------------------------
 
-_CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:1.5em auto;max-width:1100px;
-color:#222;padding:0 1em}
-h1{font-size:1.5em}h2{border-bottom:1px solid #ccc;padding-bottom:.2em;margin-top:2em}h3{margin-top:1.4em}
-table{border-collapse:collapse;margin:.6em 0;font-size:.85em}
-td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
-th{background:#f4f4f4}td.k{text-align:left;font-weight:600}td.v{text-align:left}
-img{max-width:100%;image-rendering:pixelated;border:1px solid #eee}
-figure{margin:.8em 0}figcaption{font-size:.85em;color:#555}
-.bad{color:#b00020;font-weight:600}.ok{color:#1b5e20}.note{color:#6d4c00;font-size:.9em}
-pre{background:#f8f8f8;padding:.6em;overflow:auto;font-size:.8em}
-nav a{margin-right:1em}
-"""
-
 
 def _e(text: object) -> str:
     return html.escape(str(text), quote=True)
@@ -264,14 +252,15 @@ def data_uri(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def _img(png: bytes, alt: str, caption: str = "") -> str:
+def _img(png: bytes, alt: str, caption: str = "", cls: str = "") -> str:
     cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
-    return f'<figure><img alt="{_e(alt)}" src="{data_uri(png)}">{cap}</figure>'
+    klass = f' class="{cls}"' if cls else ""
+    return f'<figure><img{klass} alt="{_e(alt)}" src="{data_uri(png)}">{cap}</figure>'
 
 
 def _kv_table(rows: Sequence[tuple[str, object]]) -> str:
     body = "".join(f'<tr><td class="k">{_e(k)}</td><td class="v">{_e(v)}</td></tr>' for k, v in rows)
-    return f"<table>{body}</table>"
+    return f'<table class="facts">{body}</table>'
 
 
 def _num(v: float | None, digits: int = 4) -> str:
@@ -294,16 +283,18 @@ def _stats_html(d: dg.Diagnosis) -> str:
             ref_mean = _num(p.mean[c]) if p.mean is not None else "—"
             cells += [ref_mean, _num(p.std[c]), _num(z, 3), _num(p.typical_std[c])]
             cells.append(_num(dev.std_ratio[c], 3))
-        cls = ' class="bad"' if dev is not None and c in dev.flagged else ""
+        cls = ' class="flag"' if dev is not None and c in dev.flagged else ""
         rows.append(f"<tr{cls}>" + "".join(f'<td class="n">{_e(x)}</td>' for x in cells) + "</tr>")
     table = "<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>" + "".join(rows) + "</table>"
     extra = ""
     if dev is not None:
-        cls = "ok" if not dev.flagged and 0.5 <= dev.overall_std_ratio <= 2 else "bad"
+        cls = "ok" if not dev.flagged and 0.5 <= dev.overall_std_ratio <= 2 else "warn"
         extra = (
-            f'<p class="{cls}">{_e(dev.verdict)} (overall spread {dev.overall_std_ratio:.3f}× the reference)</p>'
-            f'<p class="note">reference: {_e(dev.reference.source)}; z of mean in units of the {_e(dev.z_unit)}, '
-            f"flagged beyond ±{dev.z_limit:g}</p>"
+            f'<p><span class="badge {cls}">{"consistent" if cls == "ok" else "deviates"}</span> {_e(dev.verdict)} '
+            f"(overall spread {dev.overall_std_ratio:.3f}× the reference)</p>"
+            f'<p class="note">reference: {_e(dev.reference.source)}; z in units of the {_e(dev.z_unit)}, '
+            f"flagged beyond ±{dev.z_limit:g}, or a std outside {1 / dg.STD_RATIO_LIMIT:g}–{dg.STD_RATIO_LIMIT:g}× "
+            "the typical</p>"
         )
     return extra + table
 
@@ -344,10 +335,17 @@ def _preview_png(p: Preview) -> bytes:
     return png_bytes(preview_grid(p.images, p.frames, upscale=upscale))
 
 
+def _stats_caption(d: dg.Diagnosis) -> str:
+    """What the statistics figure shows, with the verdict its numbers give (the same line as the figure's title)."""
+    if d.deviation is None:
+        return "per-channel mean ± std (no reference profile for this format and space)"
+    return f"per-channel mean ± std against the reference, and what flags a channel: {d.deviation.verdict}"
+
+
 def diagnostic_figures(latent: Latent, d: dg.Diagnosis) -> list[tuple[str, bytes, str]]:
     """(name, PNG bytes, caption) of every diagnostic figure of ``latent``."""
     figs = [
-        ("statistics", dg.stats_figure(d.stats, d.deviation), "per-channel mean ± std against the reference"),
+        ("statistics", dg.stats_figure(d.stats, d.deviation), _stats_caption(d)),
         ("histograms", dg.histogram_figure(d.histograms, d.reference), "per-channel value histograms"),
         ("channels", dg.channels_figure(latent), "channel images of item 0"),
         ("correlation", dg.correlation_figure(d.correlation), "channel correlation matrix"),
@@ -388,39 +386,115 @@ def _details(data: Any) -> str:
     return f"<details><summary>all numbers (JSON)</summary>{_pre(_jsonable(data))}</details>"
 
 
-def _table(head: Sequence[str], rows: Sequence[Sequence[object]], classes: Sequence[str] = ()) -> str:
-    out = "<table><tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"
-    for i, row in enumerate(rows):
-        cls = f' class="{classes[i]}"' if i < len(classes) and classes[i] else ""
-        out += f"<tr{cls}>" + "".join(f"<td>{_e(x)}</td>" for x in row) + "</tr>"
-    return out + "</table>"
-
-
 def _identify_html(ident: Any) -> str:
-    """``latentbridge.fingerprint.Identification``: summary, candidates with probabilities, shape-only ones."""
-    rows = [
-        [c.label, f"{c.probability:.1%}", _num(c.distance, 3), "yes" if c.fits else "no", c.profile]
-        for c in ident.candidates
-    ]
-    out = f"<p><b>{_e(ident.summary)}</b></p><p>{_e(ident.geometry)}</p>"
-    if rows:
-        out += _table(["candidate", "probability", "distance", "fits", "profile"], rows)
+    """``latentbridge.fingerprint.Identification``: summary, candidates as bars, shape-only ones."""
+    out = f'<p><b>{_e(ident.summary)}</b></p><p class="sub">{_e(ident.geometry)}</p>'
+    if ident.candidates:
+        rows = []
+        for c in ident.candidates[:8]:
+            pct = max(0.0, min(100.0, 100 * c.probability))
+            cls = "bar" if c.fits else "bar nofit"
+            label = c.label + ("" if c.fits else " (no fit)")
+            # the bar's width is an SVG rect: the page needs no style attribute (and no script)
+            track = (
+                f'<svg class="track" viewBox="0 0 100 10" preserveAspectRatio="none" role="img" '
+                f'aria-label="{_e(label)}: {pct:.1f} %"><rect width="{max(pct, 0.5):.2f}" height="10" '
+                f'fill="#2957a4"/></svg>'
+            )
+            rows.append(f'<div class="{cls}"><span>{_e(label)}</span>{track}<span class="p">{pct:.1f} %</span></div>')
+        out += '<div class="bars">' + "".join(rows) + "</div>"
     if ident.shape_only:
-        out += f"<p>possible by shape, no profile: {_e(', '.join(c.label for c in ident.shape_only))}</p>"
+        out += f'<p class="sub">possible by shape, no profile: {_e(", ".join(c.label for c in ident.shape_only))}</p>'
     if ident.flags:
-        out += f'<p class="bad">flags: {_e(", ".join(ident.flags))}</p>'
+        out += f'<p class="badge error">flags: {_e(", ".join(ident.flags))}</p>'
     return out + _details(ident)
 
 
+def _value(value: Any) -> str:
+    """One evidence value for a card: numbers to 4 significant digits, short JSON for the rest."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return _num(value)
+    if isinstance(value, (list, tuple)) and all(isinstance(v, (int, float)) for v in value):
+        return "[" + ", ".join(_num(float(v), 3) for v in value) + "]"
+    text = value if isinstance(value, str) else json.dumps(_jsonable(value), ensure_ascii=False)
+    return text if len(text) <= 300 else text[:299] + "…"
+
+
+def finding_card(finding: Any) -> str:
+    """A finding as a card: severity, the catalogue's title, code, evidence kind, message, fix, and its evidence
+    key by key; drawn from ``to_dict()``, so fields a finding gains later are listed too."""
+    data = finding.to_dict()
+    kind = FINDINGS.get(data.get("code", ""))
+    severity = str(data.get("severity", "info"))
+    title = kind.title if kind is not None else data.get("code", "")
+    head = (
+        f'<h4><span class="badge {_e(severity)}">{_e(severity)}</span><span>{_e(title)}</span>'
+        f'<code>{_e(data.get("code", ""))}</code><span class="badge kind">evidence: {_e(data.get("evidence_kind"))}'
+        "</span></h4>"
+    )
+    body = f"<p>{_e(data.get('message', ''))}</p>"
+    if data.get("fix"):
+        body += f'<p class="fix"><b>fix: </b>{_e(data["fix"])}</p>'
+    known = {"code", "severity", "evidence_kind", "message", "fix", "evidence"}
+    pairs = [*dict(data.get("evidence") or {}).items(), *((k, v) for k, v in data.items() if k not in known)]
+    if pairs:
+        body += "<dl>" + "".join(f"<dt>{_e(k.replace('_', ' '))}</dt><dd>{_e(_value(v))}</dd>" for k, v in pairs)
+        body += "</dl>"
+    return f'<article class="card {_e(severity)}" data-code="{_e(data.get("code", ""))}">{head}{body}</article>'
+
+
 def _check_html(vae_name: str, report: Any) -> str:
-    """``latentbridge.checks.Report``: the verdict and each finding with its fix."""
-    cls = {"ok": "ok", "warn": "note", "error": "bad"}.get(report.verdict, "")
-    rows = [[f.severity, f.code, f.message, f.fix] for f in report.findings]
-    classes = ["bad" if f.severity == "error" else "" for f in report.findings]
-    out = f'<p><b>{_e(vae_name)}</b>: <span class="{cls}">{_e(report.verdict)}</span></p>'
-    if rows:
-        out += _table(["severity", "code", "what was found", "fix"], rows, classes)
+    """``latentbridge.checks.Report``: the verdict, then each finding as a card with its evidence."""
+    verdict = str(report.verdict)
+    out = f'<h4 class="row"><span class="verdict {_e(verdict)}">{_e(verdict)}</span> <span>{_e(vae_name)}</span></h4>'
+    if report.findings:
+        out += '<div class="cards">' + "".join(finding_card(f) for f in report.findings) + "</div>"
+    else:
+        out += '<p class="note">no findings</p>'
     return out + _details(report)
+
+
+def _thumbnail(r: LatentReport) -> tuple[bytes, str, str] | None:
+    """A decoded thumbnail for the summary: the first candidate VAE whose check passed (else the first that
+    decoded), else the first preview."""
+    if r.comparison is not None:
+        decoded = [(c, c.image) for c in r.comparison.candidates if c.image is not None]
+        good = [(c, im) for c, im in decoded if c.verdict != "error"] or decoded
+        if good:
+            cand, image = good[0]
+            return png_bytes(to_pil(image)), f"decoded with {short_name(cand.name)}", ""
+    if r.previews:
+        p = r.previews[0]
+        return png_bytes(to_pil(p.images[0])), f"{p.method} preview (no decoder)", "pixelated"
+    return None
+
+
+def _summary_html(reports: Sequence[LatentReport]) -> str:
+    """The verdicts at the top: one card per latent with its thumbnail, the fingerprint and each VAE's verdict."""
+    items = []
+    for i, r in enumerate(reports):
+        thumb = _thumbnail(r)
+        pic = _img(thumb[0], f"{r.name}: {thumb[1]}", thumb[1], thumb[2]) if thumb else ""
+        lines = []
+        for vae_name, rep in r.checks:
+            worst = [f.code for f in rep.findings if f.severity == rep.verdict] if rep.verdict != "ok" else []
+            why = f": {', '.join(worst[:3])}" if worst else ""
+            lines.append(
+                f'<li><span class="badge {_e(rep.verdict)}">{_e(rep.verdict)}</span> '
+                f"{_e(short_name(vae_name))}{_e(why)}</li>"
+            )
+        if not r.checks:
+            lines.append('<li class="note">no VAE given: not checked</li>')
+        ident = f'<p class="sub">{_e(r.identify.summary)}</p>' if r.identify is not None else ""
+        dev = r.diagnosis.deviation
+        stats = f'<p class="sub">{_e(dev.verdict)}</p>' if dev is not None else ""
+        items.append(
+            f'<div class="item"><h3><a href="#latent-{i}">{_e(r.name)}</a></h3>{pic}{ident}'
+            f"<ul>{''.join(lines)}</ul>{stats}</div>"
+        )
+    return '<section class="summary" aria-label="summary">' + "".join(items) + "</section>"
 
 
 def _section_html(r: LatentReport, index: int) -> str:
@@ -431,15 +505,13 @@ def _section_html(r: LatentReport, index: int) -> str:
     if r.checks:
         parts.extend(_check_html(vae_name, result) for vae_name, result in r.checks)
     else:
-        parts.append('<p class="note">no check run (no VAE given, or latentbridge.checks unavailable)</p>')
+        parts.append('<p class="note">no check run (no VAE given)</p>')
     parts.append("<h3>Previews</h3>")
-    for p in r.previews:
-        parts.append(_img(_preview_png(p), f"{p.method} preview", f"{p.method}: {p.description}"))
-    if not r.previews:
-        parts.append('<p class="note">no preview</p>')
+    shown = [_img(_preview_png(p), f"{p.method} preview", f"{p.method}: {p.description}", "pixelated")
+             for p in r.previews]  # fmt: skip
+    parts.append('<div class="figures">' + "".join(shown) + "</div>" if shown else '<p class="note">no preview</p>')
     parts.append("<h3>Diagnostics</h3>")
-    for name, png, caption in r.figures:
-        parts.append(_img(png, name, caption))
+    parts.append('<div class="figures">' + "".join(_img(png, name, cap) for name, png, cap in r.figures) + "</div>")
     parts.append("<h3>Comparison</h3>")
     if r.comparison is not None:
         parts.append(_comparison_html(r.comparison))
@@ -453,11 +525,12 @@ def _section_html(r: LatentReport, index: int) -> str:
 def render_html(
     reports: Sequence[LatentReport], title: str = "latentbridge report", failures: Sequence[tuple[str, str]] = ()
 ) -> str:
-    """One self-contained HTML page for the given reports.
+    """One self-contained HTML page for the given reports: the verdicts with a thumbnail per latent at the top,
+    then a section per latent.
 
-    Every image is an inline PNG data URI, the CSS is inline, the favicon is an empty data URI (so a browser
-    makes no request at all), and there is no script. ``failures``: (file name, error) of files that could not
-    be reported on, listed at the top.
+    Every image is an inline PNG data URI, the CSS is inline (latentbridge's shared stylesheet, the web page's
+    look), the favicon is an empty data URI (so a browser makes no request at all), and there is no script.
+    ``failures``: (file name, error) of files that could not be reported on, listed at the top.
     """
     if not reports:
         raise ValueError("render_html needs at least one report")
@@ -475,9 +548,9 @@ def render_html(
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<link rel="icon" href="data:,">'
-        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f"<title>{_e(title)}</title><style>{page_css()}</style></head><body>"
         f'<h1>{_e(title)}</h1><p class="note">latentbridge {_e(__version__)}, {_e(stamp)}</p>{nav}\n'
-        f"{body}\n</body></html>\n"
+        f"{_summary_html(reports)}\n{body}\n</body></html>\n"
     )
 
 

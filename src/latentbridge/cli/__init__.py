@@ -16,6 +16,7 @@ from latentbridge.cli import inspect as _inspect  # noqa: F401  (registers the c
 from latentbridge.cli import library as _library  # noqa: F401  (registers the command group)
 from latentbridge.cli import preview as _preview  # noqa: F401  (registers the command)
 from latentbridge.cli import report as _report  # noqa: F401  (registers the command)
+from latentbridge.cli import serve as _serve  # noqa: F401  (registers the command)
 from latentbridge.cli import transfer as _transfer  # noqa: F401  (registers the command)
 from latentbridge.cli._app import app
 

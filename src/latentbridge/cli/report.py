@@ -4,6 +4,9 @@ One self-contained HTML file (images inline as base64 PNG data URIs; no scripts,
 inspect, identify, check, previews, diagnostics and the candidate VAEs' decodes side by side. With several
 latents the page has one section each. ``--tensorboard DIR`` also writes the same scalars, images and
 histograms as a TensorBoard event file (one step per latent, in order), without needing tensorboard installed.
+
+Exit codes: 0 when the page is written and no check found an error; 2 when a check's verdict is error (the page is
+written all the same; the errors are listed on stderr), as `latentbridge check` does; 1 when it could not run.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from latentbridge.cli._app import app
 from latentbridge.cli._common import (
     FITS_HOME_HELP,
+    GRID_HELP,
     fail_on_error,
     load_reference,
     load_vae_option,
@@ -41,6 +46,7 @@ def report_command(
     format: str = typer.Option(None, "--format", help="Latent format when the files do not record it."),
     space: str = typer.Option(None, "--space", help="raw or model, when the files do not record it."),
     key: str = typer.Option(None, "--key", help="Which array holds the latent, when several could."),
+    grid: str = typer.Option(None, "--grid", help=GRID_HELP),
     title: str = typer.Option("latentbridge report", "--title", help="Page title."),
     home: Path = typer.Option(None, "--home", envvar="LATENTBRIDGE_HOME", help=FITS_HOME_HELP),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing report file."),
@@ -64,7 +70,7 @@ def report_command(
     reports, failures = [], []
     for path in latents:
         try:
-            info = open_latent(path, key=key, format=format, space=space)
+            info = open_latent(path, key=key, format=format, space=space, grid=grid)
             reports.append(
                 build_report(
                     info.latent,
@@ -90,8 +96,17 @@ def report_command(
     for p in (html_path, tb_path):
         if p is not None:
             console.print(f"wrote {p}", markup=False)
+    refused = [
+        (rep.name, vae_name, result) for rep in reports for vae_name, result in rep.checks if result.verdict == "error"
+    ]
+    for name, vae_name, result in refused:
+        codes = ", ".join(result.codes("error"))
+        console.print(f"[red]error:[/red] check of {escape(name)} with {escape(vae_name)}: {escape(codes)}")
     if failures:
         for _, error in failures:
             print_error(error)
         print_error(f"{len(failures)} of {len(latents)} files could not be reported on (listed on the page)")
+    if refused:  # as `latentbridge check`: 2 when a verdict is error, so scripts do not decode after it
+        raise typer.Exit(2)
+    if failures:
         raise typer.Exit(1)

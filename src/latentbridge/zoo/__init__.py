@@ -10,6 +10,8 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
+__all__ = ["ZOO_NAMES", "is_zoo_name", "zoo_info", "zoo_path"]
+
 ZOO_NAMES: tuple[str, ...] = ("zoo-a", "zoo-b", "zoo-c")
 
 
