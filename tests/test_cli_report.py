@@ -74,8 +74,10 @@ def test_report_exits_2_on_an_error_verdict_and_reads_token_sequences_with_grid(
     from safetensors.torch import save_file
 
     save_file({"latents": tokens}, seq)
-    refused = runner.invoke(app, ["report", str(seq), "-o", str(out)])
+    refused = runner.invoke(app, ["report", str(seq), "-o", str(out), "--overwrite"])
     assert refused.exit_code == 1 and "pass --grid ROWSxCOLUMNS" in refused.output  # the hint names the option
-    done = runner.invoke(app, ["report", str(seq), "-o", str(out), "--format", "flux2", "--grid", "16x16"])
+    done = runner.invoke(
+        app, ["report", str(seq), "-o", str(out), "--overwrite", "--format", "flux2", "--grid", "16x16"]
+    )
     assert done.exit_code == 0, done.output
     assert "[1, 128, 16, 16]" in out.read_text(encoding="utf-8")
