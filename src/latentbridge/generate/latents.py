@@ -114,9 +114,10 @@ def draw_noise(shape: Sequence[int], seed: int | Sequence[int], *, dtype: torch.
             ``torch.manual_seed(seed)``, the same stream) and diffusers draws with one CPU generator for the batch.
             A sequence of ints, one per batch item: item i drawn alone from its own generator, as diffusers does
             with a list of generators (and A1111 with seeds seed, seed + 1, ...: :func:`item_seeds`).
-        dtype: the dtype the numbers are drawn in. torch's CPU normal sampler gives different values in float16 /
-            bfloat16 than float32 cast down (for 16 or more elements), so match the tool: ComfyUI draws in the
-            latent's dtype (float32 for its empty latents), diffusers in the pipeline's dtype.
+        dtype: the dtype the numbers are drawn in. torch's CPU normal sampler gives other float16 / bfloat16
+            values than float32 cast down when the element count is not a multiple of 16 (its vectorised path
+            fills 16 at a time and the tail differs), so match the tool: ComfyUI draws in the latent's dtype
+            (float32 for its empty latents), diffusers in the pipeline's dtype.
 
     Returns:
         CPU tensor of ``shape`` in ``dtype``.

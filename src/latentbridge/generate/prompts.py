@@ -289,13 +289,21 @@ def _encode_chunks(
         out = model(ids, output_hidden_states=clip_skip > 1)
         z = out.last_hidden_state
         if clip_skip > 1:  # A1111: hidden states of an earlier layer, through the final layer norm
-            z = model.text_model.final_layer_norm(out.hidden_states[-clip_skip])
+            final_norm = getattr(model, "text_model", model).final_layer_norm  # transformers 4 nests it in text_model
+            z = final_norm(out.hidden_states[-clip_skip])
         z = z.float()
         w = torch.tensor(chunk.weights, device=device, dtype=torch.float32)[None, :, None]
         if emphasis == "a1111":
             mean = z.mean()
             z = z * w
-            z = z * (mean / z.mean())
+            weighted = z.mean()
+            if not bool(torch.isfinite(mean / weighted)) or float(weighted.abs()) < 1e-6 * float(z.abs().mean()):
+                raise LatentBridgeError(
+                    f"A1111 emphasis rescales each chunk by its mean, but this encoder's weighted mean is "
+                    f"{float(weighted):.3g} (about 0: a final layer norm without bias?), so the weights cannot be "
+                    "applied that way; use emphasis='comfyui' or emphasis='none', or drop the weights"
+                )
+            z = z * (mean / weighted)
         elif emphasis == "comfyui" and empty is not None:
             z = empty + (z - empty) * w
         outs.append(z)
