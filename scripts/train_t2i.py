@@ -148,8 +148,36 @@ def read_clip_merges(path: Path) -> list[str]:
     return data.decode("utf-8").split("\n")[1 : CLIP_MERGES + 1]
 
 
+VOCAB_LICENSE = """The vocabulary and merges in this folder are a subset of OpenAI CLIP's BPE vocabulary
+(bpe_simple_vocab_16e6.txt.gz, as shipped in the clip-anytorch 2.6.0 wheel), selected by scripts/train_t2i.py.
+
+MIT License
+
+Copyright (c) 2021 OpenAI
+
+Permission is hereby granted, free of charge, to any person obtaining a copy
+of this software and associated documentation files (the "Software"), to deal
+in the Software without restriction, including without limitation the rights
+to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+copies of the Software, and to permit persons to whom the Software is
+furnished to do so, subject to the following conditions:
+
+The above copyright notice and this permission notice shall be included in all
+copies or substantial portions of the Software.
+
+THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+SOFTWARE.
+"""
+
+
 def write_tokenizer_files(folder: Path, vocab: list[str], merges: Sequence[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    (folder / "LICENSE.txt").write_text(VOCAB_LICENSE)
     (folder / "vocab.json").write_text(json.dumps({t: i for i, t in enumerate(vocab)}, ensure_ascii=False) + "\n")
     (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
     config = {
@@ -411,7 +439,7 @@ def save_model(folder: Path, spec: T2ISpec, parts: dict, tokenizer_dir: Path) ->
     parts["unet"].float()
     parts["text_encoder"].float()
     (folder / "tokenizer").mkdir(exist_ok=True)
-    for file in ("vocab.json", "merges.txt", "tokenizer_config.json"):
+    for file in ("vocab.json", "merges.txt", "tokenizer_config.json", "LICENSE.txt"):
         (folder / "tokenizer" / file).write_bytes((tokenizer_dir / file).read_bytes())
     DDIMScheduler.from_config(SCHEDULER).save_pretrained(folder / "scheduler")
     for file in folder.rglob("*.safetensors"):

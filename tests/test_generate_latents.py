@@ -109,5 +109,7 @@ def test_noise_refusals():
         noise(empty_latent("sd1", 64, 64).replace(space="raw"), 1)
     with pytest.raises(ValueError, match=r"a seed is an integer in \[0, 2\*\*64\)"):
         noise((1, 4, 8, 8), -1)
+    with pytest.raises(TypeError, match="a seed is an int, got bool"):
+        noise((1, 4, 8, 8), True)
     with pytest.raises(ShapeError, match="a flux1 latent has 4 dimensions"):
         noise((1, 16, 2, 8, 8), 1, format="flux1")

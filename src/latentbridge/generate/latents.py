@@ -125,7 +125,7 @@ def draw_noise(shape: Sequence[int], seed: int | Sequence[int], *, dtype: torch.
     shape = tuple(int(s) for s in shape)
     if not shape or any(s < 1 for s in shape):
         raise ShapeError(f"noise needs a shape of positive sizes, batch first, got {shape}")
-    if isinstance(seed, int) and not isinstance(seed, bool):
+    if isinstance(seed, int):  # bool too: _check_seed refuses it
         generator = torch.Generator("cpu").manual_seed(_check_seed(seed))
         return torch.randn(shape, generator=generator, dtype=dtype)
     seeds = [_check_seed(s) for s in seed]

@@ -248,7 +248,8 @@ def load_text_encoder(
             f"{folder} is not a pipeline folder with a CLIP text encoder: expected text_encoder/config.json and "
             "tokenizer/ inside it (the diffusers layout); pass the pipeline's folder"
         )
-    model = CLIPTextModel.from_pretrained(text_dir, dtype=dtype).to(device).eval()
+    model: Any = CLIPTextModel.from_pretrained(text_dir, dtype=dtype)
+    model = model.to(device).eval()
     return TextEncoder(name=name, tokenizer=CLIPTokenizer.from_pretrained(tok_dir), model=model)
 
 

@@ -150,7 +150,7 @@ def load_t2i_pipeline(name: str, *, device: str | torch.device = "cpu", dtype: t
             "run scripts/train_t2i.py, or reinstall latentbridge"
         )
     vae = load_vae(model.vae, dtype=dtype, device=device)
-    return StableDiffusionPipeline(
+    pipe: Any = StableDiffusionPipeline(
         vae=vae.module,
         text_encoder=CLIPTextModel.from_pretrained(folder / "text_encoder", dtype=dtype),
         tokenizer=CLIPTokenizer.from_pretrained(folder / "tokenizer"),
@@ -159,7 +159,8 @@ def load_t2i_pipeline(name: str, *, device: str | torch.device = "cpu", dtype: t
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
-    ).to(device)
+    )
+    return pipe.to(device)
 
 
 def reduce_for_nearest(images: torch.Tensor) -> torch.Tensor:
