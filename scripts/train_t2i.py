@@ -432,7 +432,7 @@ def train(spec: T2ISpec, tokenizer: CLIPTokenizer, log: Callable[[str], None]) -
 
 
 def save_model(folder: Path, spec: T2ISpec, parts: dict, tokenizer_dir: Path) -> None:
-    """Write the diffusers-style folder (fp16 weights); the VAE stays the zoo file named in model_index.json."""
+    """Write the diffusers-style folder (fp16 weights); the VAE stays the zoo file (``zoo.t2i.T2I_MODELS``)."""
     folder.mkdir(parents=True, exist_ok=True)
     parts["unet"].to(torch.float16).save_pretrained(folder / "unet", safe_serialization=True)
     parts["text_encoder"].to(torch.float16).save_pretrained(folder / "text_encoder", safe_serialization=True)
@@ -455,7 +455,6 @@ def save_model(folder: Path, spec: T2ISpec, parts: dict, tokenizer_dir: Path) ->
         "safety_checker": [None, None],
         "feature_extractor": [None, None],
         "requires_safety_checker": False,
-        "latentbridge_vae": spec.vae,
     }
     (folder / "model_index.json").write_text(json.dumps(index, indent=1) + "\n")
 

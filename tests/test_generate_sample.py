@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from latentbridge.errors import IncompatibleError, LatentBridgeError, ShapeError
-from latentbridge.generate import PromptEmbedding, empty_latent, from_pipeline, load_model, noise, sample
+from latentbridge.generate import PromptEmbedding, empty_latent, from_pipeline, load_model, noise, sample, set_scheduler
 from latentbridge.photos import photo_tensor
 from latentbridge.weights.load import load_vae
 from latentbridge.zoo.t2i import CAPTIONS, T2I_PHOTOS, nearest_photo, t2i_path
@@ -149,7 +149,7 @@ def unet(channels: int, cross: int, **extra):
     ).eval()
 
 
-def test_tiny_sd1_pipeline_shapes_and_seeds():
+def test_tiny_sd1_pipeline_shapes_seeds_and_schedulers(tmp_path):
     from diffusers import EulerDiscreteScheduler, StableDiffusionPipeline
 
     pipe = StableDiffusionPipeline(
@@ -174,6 +174,18 @@ def test_tiny_sd1_pipeline_shapes_and_seeds():
     # Item 1 of the batch is the same as a batch of one seeded 2 (per-item seeds).
     single = sample(model, "a (cat:1.2), " * 20, noise(empty_latent("sd1", 96, 64), [2]), steps=3, guidance=3.0)
     torch.testing.assert_close(single.tensor[0], out.tensor[1], rtol=1e-5, atol=1e-5)  # batched matmul rounding
+    # Another scheduler, by class name or from a local scheduler folder; the pipeline's own is left alone.
+    ddim = set_scheduler(model, "DDIMScheduler")
+    pipe.scheduler.save_pretrained(tmp_path / "scheduler")
+    euler = set_scheduler(ddim, tmp_path / "scheduler")
+    by_ddim = sample(ddim, "a cat", lat, steps=3)
+    assert dict(by_ddim.provenance.extra)["scheduler"] == "DDIMScheduler"
+    assert (
+        type(model.pipeline.scheduler).__name__ == type(euler.pipeline.scheduler).__name__ == "EulerDiscreteScheduler"
+    )
+    assert not torch.allclose(by_ddim.tensor, sample(euler, "a cat", lat, steps=3).tensor)
+    with pytest.raises(LatentBridgeError, match="unknown diffusers scheduler 'Fancy'"):
+        set_scheduler(model, "Fancy")
     # Euler keeps a step index: a split run must still equal the whole one (set_begin_index).
     half = sample(model, "a cat", lat, steps=4, denoise_end=0.5)
     rest = sample(model, "a cat", half, steps=4, denoise_start=0.5)

@@ -8,8 +8,9 @@ path and exist so that the generation stages and the cross-family hand-off run o
 They are not general text-to-image models: an unseen subject gives one of the eight photos or a blend.
 
 Each folder is laid out like a diffusers pipeline folder without its VAE (``model_index.json``, ``unet/``,
-``text_encoder/``, ``tokenizer/``, ``scheduler/``); the VAE is the zoo file named in ``model_index.json``'s
-``latentbridge_vae`` key, passed to the pipeline explicitly.
+``text_encoder/``, ``tokenizer/``, ``scheduler/``, with ``"vae": [null, null]``); the VAE is the zoo file named in
+:data:`T2I_MODELS`, passed to the pipeline explicitly: ``StableDiffusionPipeline.from_pretrained(folder,
+vae=load_vae("zoo-a").module)`` loads it too.
 """
 
 from __future__ import annotations
