@@ -26,6 +26,7 @@ def test_empty_latent_shape_for_every_format(fmt):
     assert lat.space == "model" and lat.format is fmt and lat.layout == fmt.layout
     assert not lat.tensor.any()
     assert lat.provenance.history[0].startswith(f"empty_latent {fmt.name} {side * 2}x{side}")
+    assert dict(lat.provenance.extra) == {"stage": "empty_latent"}
 
 
 def test_flux2_empty_latent_is_packed_128_channels_at_16x():
@@ -63,6 +64,7 @@ def test_noise_golden_values_for_seed_42():
     assert flat[256:258].tolist() == [-0.685481607913971, 0.5635589957237244]
     assert flat[-2:].tolist() == [-0.33889833092689514, 0.5179733633995056]
     assert lat.provenance.seed == 42 and lat.space == "model" and lat.format is get_format("sd1")
+    assert dict(lat.provenance.extra) == {"stage": "noise", "seeds": "42"}
 
 
 def test_noise_matches_comfyui_prepare_noise_convention():

@@ -363,3 +363,15 @@ def test_load_model_refuses_what_it_cannot_load(tmp_path):
         load_model(tmp_path / "model.safetensors")
     with pytest.raises(WeightsError, match="no model at"):
         load_model(tmp_path / "missing")
+
+
+def test_readme_generation_example_runs():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Generation stages", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["images"].shape == (2, 3, 256, 256)
+    assert scope["out"].provenance.seed == 7 and scope["emb"].prompt == "a (red:1.2) motorcycle"

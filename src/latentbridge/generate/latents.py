@@ -20,6 +20,13 @@ from latentbridge.latent import Latent, Provenance
 TOOL = "latentbridge generate"
 
 
+def with_stage(provenance: Provenance, stage: str, **extra: object) -> Provenance:
+    """``provenance`` with ``extra["stage"] = stage`` (and any other keys) set, the rest kept."""
+    known = dict(provenance.extra)
+    known.update({k: str(v) for k, v in extra.items()}, stage=stage)
+    return dataclasses.replace(provenance, tool=TOOL, extra=tuple(sorted(known.items())))
+
+
 def _size_error(fmt: LatentFormat, what: str, size: int) -> ShapeError:
     lo, hi = nearest_sizes(fmt.size_multiple, size)
     return ShapeError(
@@ -85,9 +92,8 @@ def empty_latent(
     size = latent_size(fmt, width, height, frames)
     tensor = torch.zeros((batch, fmt.model_channels, *size), dtype=torch.float32)
     frames_note = f"x{frames}f" if frames is not None else ""
-    provenance = Provenance(
-        tool=TOOL, history=(f"empty_latent {fmt.name} {width}x{height}{frames_note} batch {batch}",)
-    )
+    step = f"empty_latent {fmt.name} {width}x{height}{frames_note} batch {batch}"
+    provenance = with_stage(Provenance(history=(step,)), "empty_latent")
     return Latent(tensor=tensor, format=fmt, space="model", layout=fmt.layout, provenance=provenance)
 
 
@@ -180,7 +186,7 @@ def noise(
     seeds = seed if isinstance(seed, int) else tuple(seed)
     first = seeds if isinstance(seeds, int) else seeds[0]
     how = f"seed {seeds}" if isinstance(seeds, int) else f"seeds {', '.join(map(str, seeds))}"
-    provenance = dataclasses.replace(provenance, seed=first).then(
-        f"noise {how} cpu-generator {dtype}".replace("torch.", "")
-    )
+    seed_text = str(seeds) if isinstance(seeds, int) else ",".join(map(str, seeds))
+    provenance = with_stage(dataclasses.replace(provenance, seed=first), "noise", seeds=seed_text)
+    provenance = provenance.then(f"noise {how} cpu-generator {dtype}".replace("torch.", ""))
     return Latent(tensor=tensor, format=fmt, space="model", layout=layout, provenance=provenance)

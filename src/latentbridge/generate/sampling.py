@@ -30,7 +30,7 @@ import torch
 
 from latentbridge.errors import IncompatibleError, LatentBridgeError, ShapeError, WeightsError
 from latentbridge.formats import LatentFormat, get_format, pack, tokens_to_model
-from latentbridge.generate.latents import TOOL
+from latentbridge.generate.latents import with_stage
 from latentbridge.generate.prompts import PromptEmbedding, TextEncoder, encode_prompt
 from latentbridge.latent import Latent, Provenance
 
@@ -222,18 +222,8 @@ def _schedule_window(steps: int, start: float, end: float) -> tuple[int, int]:
 
 
 def _provenance(model: Model, base: Provenance, prompt: str, negative: str, **extra: object) -> Provenance:
-    known = dict(base.extra)
-    known.update({k: str(v) for k, v in extra.items()})
-    known["model"] = model.name
-    known["negative_prompt"] = negative
-    return dataclasses.replace(
-        base,
-        vae_name=model.vae_name,
-        vae_sha256=model.vae_sha256,
-        prompt=prompt,
-        tool=TOOL,
-        extra=tuple(sorted(known.items())),
-    )
+    stamped = with_stage(base, "sample", model=model.name, negative_prompt=negative, **extra)
+    return dataclasses.replace(stamped, vae_name=model.vae_name, vae_sha256=model.vae_sha256, prompt=prompt)
 
 
 def _check_latent(model: Model, latent: Latent, what: str) -> torch.Tensor:
@@ -330,7 +320,6 @@ def sample(
         guidance=guidance,
         scheduler=scheduler,
         denoise=f"{start / steps:g}-{stop / steps:g}",
-        stage="sample",
         seconds=round(seconds, 2),
     )
     mode = "img2img" if init is not None else "txt2img" if start == 0 else "continue"
