@@ -116,13 +116,15 @@ def test_emphasis_keeps_each_chunk_mean_and_changes_the_weighted_token(encoder):
     assert not torch.allclose(comfy, strong)
 
 
-def test_long_prompt_and_negative_get_equal_chunk_counts(encoder):
+def test_long_prompt_and_negative_keep_their_chunk_counts_until_padded(encoder):
     emb = encode_prompt("a tabby cat, " * 30, encoder, negative="blurry")
     assert len(emb.chunks) == 2
-    assert emb.hidden.shape == emb.negative.shape == (1, 154, encoder.width)
-    # The negative's second chunk is the empty prompt's chunk.
+    assert emb.hidden.shape == (1, 154, encoder.width) and emb.negative.shape == (1, 77, encoder.width)
+    padded = emb.padded()  # A1111's "pad prompt/negative prompt to be same length": the empty prompt's chunk
+    assert padded.negative.shape == (1, 154, encoder.width)
     empty = encode_prompt("", encoder, negative=None).hidden
-    torch.testing.assert_close(emb.negative[:, 77:], empty)
+    torch.testing.assert_close(padded.negative[:, 77:], empty)
+    torch.testing.assert_close(padded.negative[:, :77], emb.negative)
 
 
 def test_encode_prompt_refusals(encoder, tmp_path):

@@ -14,7 +14,10 @@ features wiki), written anew here:
 * Each chunk is encoded separately and the chunks are concatenated along the token axis ([1, 77 * k, D]); the
   weights then multiply the hidden states token by token, and each chunk is rescaled so its mean over tokens and
   features equals the unweighted mean (A1111's "Original" emphasis).
-* A prompt and its negative with different chunk counts: the shorter one gets chunks of the empty prompt appended.
+* A prompt and its negative keep their own chunk counts; with classifier-free guidance they then go through the
+  model in separate passes, as A1111 does by default ("pad prompt/negative prompt to be same length" off).
+  :meth:`PromptEmbedding.padded` pads the shorter with the empty prompt's chunk (that option on) for pipelines that
+  need equal lengths.
 
 Where this differs from ComfyUI's CLIPTextEncode (comfy/sd1_clip.py):
 
@@ -29,6 +32,7 @@ Where this differs from ComfyUI's CLIPTextEncode (comfy/sd1_clip.py):
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -259,7 +263,7 @@ class PromptEmbedding:
 
     Attributes:
         hidden: [1, 77 * k, D] float32 CLIP hidden states of the prompt (k chunks).
-        negative: [1, 77 * k, D] for the negative prompt (same k), or None when not encoded.
+        negative: [1, 77 * j, D] for the negative prompt (its own chunk count j), or None when not encoded.
         pooled: [1, D] pooled output (EOS token, final layer norm) of the prompt's first chunk.
         negative_pooled: the same for the negative prompt, or None.
         prompt, negative_prompt: the texts.
@@ -277,6 +281,22 @@ class PromptEmbedding:
     chunks: tuple[Chunk, ...]
     encoder: str
     emphasis: str
+    empty: torch.Tensor | None = None  # [1, 77, D] the empty prompt's chunk, for padded()
+
+    def padded(self) -> PromptEmbedding:
+        """Prompt and negative padded to the same chunk count with the empty prompt's chunk (A1111's "pad prompt /
+        negative prompt to be same length"), for pipelines that batch them together."""
+        if self.negative is None or self.negative.shape[1] == self.hidden.shape[1]:
+            return self
+        if self.empty is None:
+            raise LatentBridgeError("this embedding has no empty-prompt chunk to pad with: encode it again")
+        empty = self.empty
+        k = max(self.hidden.shape[1], self.negative.shape[1]) // empty.shape[1]
+
+        def pad(x: torch.Tensor) -> torch.Tensor:
+            return torch.cat([x, *[empty] * (k - x.shape[1] // empty.shape[1])], dim=1)
+
+        return dataclasses.replace(self, hidden=pad(self.hidden), negative=pad(self.negative))
 
 
 def _encode_chunks(
@@ -336,8 +356,8 @@ def encode_prompt(
         backtrack: comma backtracking distance in tokens (A1111's default 20; 0 = off).
 
     Returns:
-        A :class:`PromptEmbedding`: ``hidden`` and ``negative`` [1, 77 * k, D] float32 with equal k, ``pooled``
-        [1, D].
+        A :class:`PromptEmbedding`: ``hidden`` [1, 77 * k, D] and ``negative`` [1, 77 * j, D] float32 (k and j
+        chunks), ``pooled`` [1, D].
 
     Raises:
         LatentBridgeError: a bad clip_skip or emphasis, or an encoder folder that cannot be loaded.
@@ -357,14 +377,10 @@ def encode_prompt(
         empty_chunk = chunks_of("")[0]
         empty, _ = _encode_chunks(enc, [empty_chunk], clip_skip, "none", None)
         prompt_chunks = chunks_of(prompt)
-        negative_chunks = chunks_of(negative) if negative is not None else ()
-        k = max(len(prompt_chunks), len(negative_chunks))
-        padded = prompt_chunks + (empty_chunk,) * (k - len(prompt_chunks))
-        hidden, pooled = _encode_chunks(enc, padded, clip_skip, emphasis, empty)
+        hidden, pooled = _encode_chunks(enc, prompt_chunks, clip_skip, emphasis, empty)
         neg_hidden = neg_pooled = None
         if negative is not None:
-            negative_padded = negative_chunks + (empty_chunk,) * (k - len(negative_chunks))
-            neg_hidden, neg_pooled = _encode_chunks(enc, negative_padded, clip_skip, emphasis, empty)
+            neg_hidden, neg_pooled = _encode_chunks(enc, chunks_of(negative), clip_skip, emphasis, empty)
     return PromptEmbedding(
         hidden=hidden,
         negative=neg_hidden,
@@ -375,4 +391,5 @@ def encode_prompt(
         chunks=prompt_chunks,
         encoder=enc.name,
         emphasis=emphasis,
+        empty=empty,
     )

@@ -329,7 +329,8 @@ def sample(
 
 
 def _unet_conditioning(model: Model, prompt: str | PromptEmbedding, negative: str, cfg: bool, x: torch.Tensor):
-    """(encoder_hidden_states, added_cond_kwargs or None) for the doubled (cfg) or single batch."""
+    """(encoder_hidden_states, added_cond_kwargs or None) for the doubled (cfg) or single batch; with guidance and a
+    negative of another length than the prompt, (uncond, cond) as a pair for two passes."""
     pipe = model.pipeline
     n = x.shape[0]
     device = x.device
@@ -358,7 +359,10 @@ def _unet_conditioning(model: Model, prompt: str | PromptEmbedding, negative: st
         return cond, None
     if prompt.negative is None:
         raise LatentBridgeError("guidance > 1 needs a negative embedding: encode the prompt with negative=''")
-    return torch.cat([prompt.negative.to(device, dtype).expand(n, -1, -1), cond]), None
+    uncond = prompt.negative.to(device, dtype).expand(n, -1, -1)
+    if uncond.shape[1] != cond.shape[1]:  # A1111's default: prompts of different lengths run as separate passes
+        return (uncond, cond), None
+    return torch.cat([uncond, cond]), None
 
 
 def _sample_unet(
@@ -400,14 +404,18 @@ def _sample_unet(
         elif start == 0:
             latents = latents * scheduler.init_noise_sigma
         window = timesteps[start:stop]
+        kwargs = {"added_cond_kwargs": added} if added is not None else {}
         for i, t in enumerate(window):
-            inp = torch.cat([latents, latents]) if cfg else latents
-            inp = scheduler.scale_model_input(inp, t)
-            kwargs = {"added_cond_kwargs": added} if added is not None else {}
-            pred = unet(inp.to(dtype), t, encoder_hidden_states=hidden, **kwargs).sample.float()
-            if cfg:
-                uncond, cond = pred.chunk(2)
+            if isinstance(hidden, tuple):  # uncond and cond of different token counts: one pass each
+                inp = scheduler.scale_model_input(latents, t).to(dtype)
+                uncond, cond = (unet(inp, t, encoder_hidden_states=h).sample.float() for h in hidden)
                 pred = uncond + guidance * (cond - uncond)
+            else:
+                inp = scheduler.scale_model_input(torch.cat([latents, latents]) if cfg else latents, t)
+                pred = unet(inp.to(dtype), t, encoder_hidden_states=hidden, **kwargs).sample.float()
+                if cfg:
+                    uncond, cond = pred.chunk(2)
+                    pred = uncond + guidance * (cond - uncond)
             latents = scheduler.step(pred, t, latents).prev_sample
             if callback is not None:
                 callback(Step(i, len(window), float(t), latents, time.perf_counter() - began))
@@ -434,6 +442,7 @@ def _sample_pipeline(
         "output_type": "latent",
     }
     if isinstance(prompt, PromptEmbedding):
+        prompt = prompt.padded()  # these pipelines batch prompt and negative together
         kwargs["prompt_embeds"] = prompt.hidden.expand(n, -1, -1)
         if model.kind == "FluxPipeline":
             kwargs["pooled_prompt_embeds"] = prompt.pooled.expand(n, -1)
