@@ -7,7 +7,16 @@ import pytest
 import torch
 
 from latentbridge.errors import IncompatibleError, LatentBridgeError, ShapeError
-from latentbridge.generate import PromptEmbedding, empty_latent, from_pipeline, load_model, noise, sample, set_scheduler
+from latentbridge.generate import (
+    PromptEmbedding,
+    empty_latent,
+    from_pipeline,
+    load_model,
+    model_vae,
+    noise,
+    sample,
+    set_scheduler,
+)
 from latentbridge.photos import photo_tensor
 from latentbridge.weights.load import load_vae
 from latentbridge.zoo.t2i import CAPTIONS, T2I_PHOTOS, nearest_photo, t2i_path
@@ -61,6 +70,8 @@ def test_zoo_model_loop_matches_the_diffusers_pipeline_and_records_provenance(zo
     assert ours.provenance.vae_name == zoo_model.format.name and len(ours.provenance.vae_sha256) == 64
     assert ours.provenance.seed == 3 and ours.provenance.prompt == "a red motorcycle"
     assert ours.format is zoo_model.format and ours.space == "model"
+    vae = model_vae(zoo_model)  # the model's own VAE: the zoo file whose hash the provenance records
+    assert vae.sha256 == ours.provenance.vae_sha256 and vae.format is zoo_model.format
 
 
 def test_split_schedule_equals_the_whole_run(zoo_model):

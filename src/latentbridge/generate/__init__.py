@@ -25,7 +25,15 @@ from latentbridge.generate.prompts import (
     load_text_encoder,
     parse_emphasis,
 )
-from latentbridge.generate.sampling import Model, Step, from_pipeline, load_model, sample, set_scheduler
+from latentbridge.generate.sampling import (
+    Model,
+    Step,
+    from_pipeline,
+    load_model,
+    model_vae,
+    sample,
+    set_scheduler,
+)
 
 __all__ = [
     "Chunk",
@@ -44,6 +52,7 @@ __all__ = [
     "latent_size",
     "load_model",
     "load_text_encoder",
+    "model_vae",
     "noise",
     "parse_emphasis",
     "sample",

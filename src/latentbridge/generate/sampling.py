@@ -158,6 +158,24 @@ def load_model(
     raise WeightsError(f"no model at {path}: pass a zoo name (t2i-a, t2i-c), a pipeline folder or a checkpoint file")
 
 
+def model_vae(model: Model) -> Any:
+    """The model's own VAE as a latentbridge ``VAE`` (for ``codec.decode``): the zoo file of a zoo model, else the
+    pipeline's ``vae`` component wrapped with the model's format and recorded sha256.
+
+    Raises:
+        LatentBridgeError: the pipeline was built without a VAE.
+    """
+    from latentbridge.vae import from_autoencoder_kl
+    from latentbridge.weights.load import load_vae
+    from latentbridge.zoo import is_zoo_name
+
+    if is_zoo_name(model.vae_name):
+        return load_vae(model.vae_name)
+    if getattr(model.pipeline, "vae", None) is None:
+        raise LatentBridgeError(f"{model.name} was built without a VAE: load the VAE it came with (load_vae)")
+    return from_autoencoder_kl(model.pipeline.vae, name=model.vae_name, fmt=model.format, sha256=model.vae_sha256)
+
+
 def set_scheduler(model: Model, scheduler: str | Path | Any) -> Model:
     """A copy of ``model`` whose pipeline uses another scheduler.
 
