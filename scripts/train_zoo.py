@@ -625,6 +625,8 @@ def write_index(path: Path, entries: dict[str, dict]) -> None:
         "rgb_preview": "rgb = (raw * scale) @ rgb_factors + rgb_bias, in [-1, 1] at 1/8 resolution",
         "vaes": dict(sorted(entries.items())),
     }
+    if path.exists():  # keep what other scripts wrote (scripts/train_t2i.py: "t2i")
+        index = {**json.loads(path.read_text()), **index}
     path.write_text(json.dumps(index, indent=1) + "\n")
 
 
