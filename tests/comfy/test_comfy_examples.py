@@ -12,7 +12,7 @@ from workflow import api_to_ui, node_info
 
 from latentbridge.provenance import read_prompt, read_workflow
 
-EXAMPLES = ("check_and_decode", "transfer")
+EXAMPLES = ("check_and_decode", "mismatch_stops", "transfer")
 
 
 def _load(name: str, form: str) -> dict:
@@ -71,3 +71,16 @@ def test_the_check_example_is_valid_but_for_its_model_files(comfy):
     )
     assert {e["type"] for errs in r.node_errors.values() for e in errs["errors"]} == {"value_not_in_list"}
     assert set(refused) == {("4", "ckpt_name"), ("10", "vae_name")}
+
+
+def test_the_mismatch_example_stops_at_the_check(comfy, sd_vae, kl16_vae, photo):
+    """mismatch_stops.api.json: an SD-class latent checked against a 16-channel VAE stops at the Check node with the
+    fix; nothing after it runs."""
+    prompt = _load("mismatch_stops", "api")
+    prompt["1"]["inputs"]["image"] = photo
+    prompt["2"]["inputs"]["vae_name"] = sd_vae.name
+    prompt["4"]["inputs"]["vae_name"] = kl16_vae.name
+    r = comfy.run(prompt)
+    assert not r.ok and r.error["node_id"] == "5"
+    assert "has 4 channels; kl16_random.safetensors takes 16" in r.error["exception_message"]
+    assert not {"6", "7"} & set(r.error["executed"])

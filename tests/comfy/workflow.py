@@ -6,7 +6,7 @@ ComfyUI stores two forms of a graph: the API ``prompt`` that runs (``{id: {class
 with each node's definition as the server's ``/object_info`` serves it (:func:`node_info`): linked inputs become
 sockets, the others widget values in ``input_order`` (a widget with ``control_after_generate`` takes its "fixed"
 entry after the value, an image upload its "image" entry, as the frontend saves them). Nodes are laid out left
-to right by depth.
+to right by depth, stacked by their number of rows.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ from collections.abc import Mapping
 from typing import Any
 
 WIDGET_TYPES = frozenset(("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"))
-COLUMN, ROW = 380, 260  # canvas spacing in pixels
+COLUMN, GAP = 380, 60  # canvas spacing in pixels: column width, vertical gap between nodes
+SLOT = 24  # pixels per socket or widget row in the frontend
+TALL = {"LoadImage": 320}  # nodes that draw a picture under their widgets
 
 
 def node_info(cls: Any, display_names: Mapping[str, str], class_type: str) -> dict[str, Any]:
@@ -57,7 +59,7 @@ def _depths(prompt: Mapping[str, Any]) -> dict[str, int]:
 def api_to_ui(prompt: Mapping[str, Any], infos: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """The UI workflow of an API prompt; ``infos`` maps each class_type to :func:`node_info`."""
     depths = _depths(prompt)
-    rows: dict[int, int] = {}
+    tops: dict[int, int] = {}
     ids = sorted(prompt, key=lambda n: (depths[n], int(n)))
     links: list[list[Any]] = []
     nodes: dict[str, dict[str, Any]] = {}
@@ -65,13 +67,15 @@ def api_to_ui(prompt: Mapping[str, Any], infos: Mapping[str, Mapping[str, Any]])
         entry = prompt[nid]
         info = infos[entry["class_type"]]
         col = depths[nid]
-        row = rows.get(col, 0)
-        rows[col] = row + 1
+        slots = len(info["input_order"].get("required", [])) + len(info["input_order"].get("optional", []))
+        height = 40 + SLOT * max(slots, len(info["output"]), 1) + TALL.get(entry["class_type"], 0)
+        top = tops.get(col, 40)
+        tops[col] = top + height + GAP
         node: dict[str, Any] = {
             "id": int(nid),
             "type": entry["class_type"],
-            "pos": [40 + col * COLUMN, 40 + row * ROW],
-            "size": [320, 120],
+            "pos": [40 + col * COLUMN, top],
+            "size": [320, height],
             "flags": {},
             "order": order,
             "mode": 0,
