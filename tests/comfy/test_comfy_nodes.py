@@ -474,3 +474,24 @@ def test_graph_decodes_video_as_stock_vaedecode(comfy, photo):
     ours, stock = r.values["5"][0], r.values["6"][0]
     assert ours.shape == stock.shape == (5, 64, 64, 3)
     assert (ours - stock).abs().mean() < DECODE_MEAN_TOL
+
+
+def test_comfyuis_cancel_stops_a_decode(comfy, sd_vae):
+    """The progress callback raises ComfyUI's interrupt (what the cancel button sets) at the decode's next step."""
+    import comfy.model_management as mm
+
+    vae = _vae(comfy, sd_vae.name)
+    mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            _exec(
+                comfy,
+                "LatentBridgeSafeDecode",
+                samples={"samples": torch.randn(1, 4, 6, 8)},
+                vae=vae,
+                mode="pass",
+                max_memory_mb=0,
+                tile_size=0,
+            )
+    finally:
+        mm.interrupt_current_processing(False)
