@@ -195,8 +195,15 @@ def view(vae: Any, *, source: VaeSource | None = None, model_format: LatentForma
     if fmt is None:
         fmt = _scalars_format(module, candidates)
         how = "taesd" if fmt is not None else ""
-    if fmt is None and model_format is not None and _fits(model_format, channels, ratio, dims):
-        fmt, how = model_format, "model"
+    if fmt is None and model_format is not None:
+        if _fits(model_format, channels, ratio, dims):
+            fmt, how = model_format, "model"
+        else:
+            mc, mr = model_format.space_shape(model_format.comfy_space)
+            notes.append(
+                f"the MODEL's family {model_format.name} ({mc} ch / {mr}× in ComfyUI) does not fit this VAE "
+                f"({channels} ch / {ratio}×): not used for the VAE"
+            )
     if fmt is None and len(candidates) == 1:
         fmt, how = get_format(candidates[0]), "geometry"
     if fmt is not None:
