@@ -495,3 +495,11 @@ def test_comfyuis_cancel_stops_a_decode(comfy, sd_vae):
             )
     finally:
         mm.interrupt_current_processing(False)
+
+
+def test_check_with_preflight_decodes_through_the_comfyui_object(comfy, sd_vae, photo):
+    """preflight: test decodes (and the decode→encode cycle) run through the ComfyUI VAE object."""
+    sd = _vae(comfy, sd_vae.name)
+    latent = _encode(comfy, sd, photo)
+    _, verdict, text = _exec(comfy, "LatentBridgeCheck", samples=latent, vae=sd, mode="pass", preflight=True).args
+    assert verdict in ("ok", "warn", "error") and "preflight" in text
