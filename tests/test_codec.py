@@ -316,6 +316,26 @@ def test_nan_guard_redoes_only_the_overflowing_sample_in_fp32():
     assert model.decoder.conv_in.weight.dtype == torch.float32
 
 
+def test_nan_guard_redoes_a_sample_of_a_vae_that_returns_float32():
+    """A VAE that computes in fp16 but hands back contiguous float32 (ComfyUI's VAE objects do): that output was made
+    under inference mode and ``.float().contiguous()`` does not copy it, so the redo must write into a copy."""
+    _, vae = overflowing_decoder()
+    bind = vae.bind
+    assert bind is not None
+
+    def float_bind(module: torch.nn.Module):
+        encode, decode = bind(module)
+        return encode, (lambda z: decode(z).float().contiguous())
+
+    vae32 = dataclasses.replace(vae, decode=float_bind(vae.module)[1], bind=float_bind)
+    z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(9))
+    z[1] *= 3000  # as above: sample 1 overflows in fp16
+    ref = codec.decode(vae, raw(z))
+    with pytest.warns(LatentBridgeWarning, match=r"sample 1 overflowed in fp16 .* again in fp32"):
+        got = codec.decode(vae32, raw(z), run=Run(dtype="fp16", batch_size=2))
+    assert (got[1] - ref[1]).abs().max() <= 1e-5  # as above: redone from the fp32 weights
+
+
 def test_nan_guard_in_tiled_runs_names_the_tile():
     _, vae = overflowing_decoder()
     z = torch.randn(1, 4, 16, 8, generator=torch.Generator().manual_seed(10))

@@ -177,6 +177,35 @@ def test_write_latent_canonicalises_layout_for_comfyui(tmp_path):
     assert read_latent(path).layout == "NCHW"
 
 
+def test_write_latent_stores_extra_metadata_beside_the_record(tmp_path):
+    """What ComfyUI's SaveLatent stores (prompt and workflow JSON) goes into the .latent's metadata, so provenance
+    readers trace a file the ComfyUI pack saved; the record stays latentbridge's own."""
+    prompt = json.dumps({"3": {"class_type": "VAEEncode", "inputs": {}}})
+    lat = Latent(torch.randn(1, 4, 2, 2), "sd1", "raw")
+    path = write_latent(lat, tmp_path / "a.latent", metadata={"prompt": prompt, "workflow": "{}"})
+    info = open_latent(path)
+    assert info.metadata["prompt"] == prompt and info.metadata["workflow"] == "{}"
+    assert info.latent.format_name == "sd1" and info.writer == "latentbridge"
+    assert torch.equal(comfy_load_latent(path), lat.tensor)
+    path = write_latent(lat, tmp_path / "b.safetensors", container="safetensors", metadata={"prompt": prompt})
+    assert open_latent(path).metadata["prompt"] == prompt
+
+
+@pytest.mark.parametrize(
+    ("container", "metadata", "message"),
+    [
+        ("pt", {"prompt": "{}"}, "only in safetensors containers"),
+        ("latent", {"latentbridge.format": "sdxl"}, "latentbridge's record"),
+        ("latent", {"prompt": {"3": {}}}, "must be strings"),
+    ],
+)
+def test_write_latent_refuses_metadata_it_cannot_store(tmp_path, container, metadata, message):
+    lat = Latent(torch.randn(1, 4, 2, 2), "sd1", "raw")
+    with pytest.raises(ValueError, match=message):
+        write_latent(lat, tmp_path / f"a.{container}", container=container, metadata=metadata)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_write_is_atomic_and_leaves_no_temp_files(tmp_path):
     write_latent(Latent(torch.randn(1, 4, 2, 2)), tmp_path / "a.latent")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.latent"]

@@ -266,7 +266,8 @@ def test_node_table_matches_comfyui_source():
     for kind in NODE_KINDS:
         if kind.file.startswith("city96/"):
             continue  # ComfyUI-GGUF is not in the shared tree; read from its public nodes.py
-        block = _class_block((COMFYUI / kind.file).read_text(encoding="utf-8"), kind.cls)
+        where = REPO if kind.file.startswith("src/latentbridge/") else COMFYUI  # the pack's own nodes: this repo
+        block = _class_block((where / kind.file).read_text(encoding="utf-8"), kind.cls)
         assert block, f"{kind.cls} not defined in {kind.file}"
         names = (*kind.file_inputs, *kind.widgets, *kind.latent_inputs, *kind.image_inputs, kind.vae_input)
         for name in (n for n in (*names, kind.model_input, kind.guider_input) if n):

@@ -219,6 +219,8 @@ class _Job:
                 "VAE (`latentbridge check`), or that the image is in [-1, 1]"
             )
         module32, fn32 = self.fp32()
+        if y.is_inference() and not torch.is_inference_mode_enabled():
+            y = y.clone()  # a network's own float32 output made under inference mode: a copy takes the redone rows
         if norm is not None:
             norm.watch(module32)
         for i in bad:

@@ -115,7 +115,7 @@ class Comfy:
         Raises ComfyHarnessError with ComfyUI's log lines when the import fails or the pack adds no node
         (ComfyUI itself only logs both and starts without the pack).
         """
-        pack = Path(pack).resolve()
+        pack = Path(pack).absolute()  # not resolved: a linked custom_nodes/<name> keeps its name, as in ComfyUI
         records = _Records()
         logging.getLogger().addHandler(records)
         try:
@@ -213,7 +213,7 @@ def start(base: Path, packs: list[Path] | tuple[Path, ...] = (), root: Path | No
     t0 = time.time()
     root = (root or comfyui_root()).resolve()
     base = Path(base).resolve()
-    packs = tuple(Path(p).resolve() for p in packs)
+    packs = tuple(Path(p).absolute() for p in packs)
     if _STARTED is not None:
         if (_STARTED.root, _STARTED.base) != (root, base) or not set(packs) <= set(_STARTED.packs.values()):
             raise ComfyHarnessError(

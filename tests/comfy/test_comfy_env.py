@@ -38,7 +38,7 @@ def test_installing_latentbridge_left_comfyuis_torch_unchanged(comfy):
 
 
 def test_latentbridge_does_not_pin_torch(comfy):
-    """The package admits the torch a ComfyUI user already has: no == pin, no upper bound."""
+    """The package admits whatever torch a ComfyUI user already has: torch is listed without any version bound
+    (a lower bound would upgrade, and so replace the CUDA build of, an older ComfyUI environment)."""
     (torch,) = [r for r in map(Requirement, md.requires("latentbridge") or []) if r.name == "torch"]
-    assert not any(s.operator in ("==", "===", "<", "<=", "~=") for s in torch.specifier)
-    assert torch.specifier.contains(md.version("torch").split("+")[0])
+    assert str(torch.specifier) == "" and torch.marker is None

@@ -60,7 +60,7 @@ def _write_latent(comfy: harness.Comfy, name: str, z: torch.Tensor) -> str:
 
 
 def test_probe_packs_load_as_v1_and_v3(comfy):
-    assert set(comfy.packs) == {"lb_probe_v1.py", "lb_probe_v3"}
+    assert {"lb_probe_v1.py", "lb_probe_v3"} <= set(comfy.packs)
     v1, v3 = comfy.node("LBProbeRaise"), comfy.node("LBProbeProgress")
     assert v1.RELATIVE_PYTHON_MODULE == "custom_nodes.lb_probe_v1"
     assert v3.RELATIVE_PYTHON_MODULE == "custom_nodes.lb_probe_v3"

@@ -17,6 +17,7 @@ float32 (exact; see ``_containers``), and the sidecar adds ``latentbridge.shape`
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -116,7 +117,32 @@ def container_for(path: str | Path, container: str | None = None) -> str:
     return container
 
 
-def write_latent(latent: Latent, path: str | Path, *, container: str = "latent", overwrite: bool = False) -> Path:
+def _extra_metadata(metadata: Mapping[str, str] | None, container: str) -> dict[str, str]:
+    """``metadata`` checked for :func:`write_latent` (empty when None)."""
+    if not metadata:
+        return {}
+    if container not in ("latent", "safetensors"):
+        raise ValueError(
+            f"extra metadata is stored only in safetensors containers ('latent', 'safetensors'), not {container!r}; "
+            "write a .latent or .safetensors file, or drop the metadata"
+        )
+    bad = sorted(k for k, v in metadata.items() if not isinstance(k, str) or not isinstance(v, str))
+    if bad:
+        raise ValueError(f"metadata keys and values must be strings (JSON-encode other values); not: {bad}")
+    own = sorted(k for k in metadata if k.startswith("latentbridge."))
+    if own:
+        raise ValueError(f"metadata keys {own} are latentbridge's record, written from the Latent itself; rename them")
+    return dict(metadata)
+
+
+def write_latent(
+    latent: Latent,
+    path: str | Path,
+    *,
+    container: str = "latent",
+    overwrite: bool = False,
+    metadata: Mapping[str, str] | None = None,
+) -> Path:
     """Write ``latent`` to ``path`` atomically (temp file in the same folder, then ``os.replace``).
 
     Args:
@@ -127,6 +153,9 @@ def write_latent(latent: Latent, path: str | Path, *, container: str = "latent",
             "__latentbridge__": record}``), "npy" (+ sidecar record), "npz" (``latent`` + ``__latentbridge__``).
             All but "latent" store the tensor exactly as given (space, layout, dtype).
         overwrite: replace an existing file; without it an existing file is an error and nothing is written.
+        metadata: more string metadata for the safetensors containers ("latent", "safetensors"), stored beside the
+            record: what ComfyUI's SaveLatent stores (``prompt``, ``workflow`` JSON) so that provenance readers
+            trace the file. Keys may not start with ``latentbridge.`` (the record's own).
 
     Returns:
         ``path`` as a Path.
@@ -134,7 +163,8 @@ def write_latent(latent: Latent, path: str | Path, *, container: str = "latent",
     Raises:
         FileExistsError: ``path`` (or an .npy's sidecar) exists and ``overwrite`` is False.
         IncompatibleError: a model-space latent that cannot be converted to raw for a .latent file.
-        ValueError: an unknown container name.
+        ValueError: an unknown container name; ``metadata`` for another container, with non-string values or with a
+            ``latentbridge.`` key.
     """
     path = Path(path)
     if container not in CONTAINERS:
@@ -142,13 +172,14 @@ def write_latent(latent: Latent, path: str | Path, *, container: str = "latent",
             f"unknown container {container!r}: expected one of {', '.join(CONTAINERS)}."
             + did_you_mean(container, CONTAINERS)
         )
+    extra = _extra_metadata(metadata, container)
     if container == "latent":
         latent = comfy_ready(latent)
         tensors = {COMFY_KEY: latent.tensor, COMFY_MARKER: torch.tensor([])}
-        return atomic_write(path, C.safetensors_bytes(tensors, record(latent)), overwrite=overwrite)
+        return atomic_write(path, C.safetensors_bytes(tensors, extra | record(latent)), overwrite=overwrite)
     meta = record(latent)
     if container == "safetensors":
-        return atomic_write(path, C.safetensors_bytes({"latent": latent.tensor}, meta), overwrite=overwrite)
+        return atomic_write(path, C.safetensors_bytes({"latent": latent.tensor}, extra | meta), overwrite=overwrite)
     if container == "pt":
         return atomic_write(path, C.pt_bytes(latent.tensor, meta), overwrite=overwrite)
     arr, extra = C.to_numpy(latent.tensor)

@@ -78,6 +78,7 @@ _N = "nodes.py"
 _SAMPLER = "comfy_extras/nodes_custom_sampler.py"
 _LATENT = "comfy_extras/nodes_latent.py"
 _GGUF = "city96/ComfyUI-GGUF nodes.py"
+_PACK = "src/latentbridge/comfy/_nodes.py"  # latentbridge's own ComfyUI node pack (in this repository)
 _CKPT = ("MODEL", "CLIP", "VAE")
 
 NODE_KINDS: tuple[NodeKind, ...] = (
@@ -261,6 +262,22 @@ NODE_KINDS: tuple[NodeKind, ...] = (
     ),
     NodeKind(
         "ImageUpscaleWithModel", "comfy_extras/nodes_upscale_model.py", "image_op", ("IMAGE",), image_inputs=("image",)
+    ),
+    # latentbridge's own node pack
+    NodeKind("LatentBridgeSaveLatent", _PACK, "latent_sink", widgets=("filename_prefix",), latent_inputs=("samples",)),
+    NodeKind("LatentBridgeLoadLatent", _PACK, "latent_origin", ("LATENT", "STRING"), ("latent",), ("latent",)),
+    NodeKind(
+        "LatentBridgeSafeDecode", _PACK, "decoder", ("IMAGE", "STRING"), latent_inputs=("samples",), vae_input="vae"
+    ),
+    # Transfer Latent re-encodes with to_vae: the latent it outputs was encoded by that VAE
+    NodeKind("LatentBridgeTransfer", _PACK, "encoder", ("LATENT", "STRING"), vae_input="to_vae"),
+    *(
+        NodeKind(cls, _PACK, "latent_op", outputs, latent_inputs=("samples",))
+        for cls, outputs in (
+            ("LatentBridgeCheck", ("LATENT", "STRING", "STRING")),
+            ("LatentBridgeIdentify", ("LATENT", "STRING", "STRING", "STRING")),
+            ("LatentBridgeInspect", ("LATENT", "STRING")),
+        )
     ),
     # values for linked widgets
     *(
